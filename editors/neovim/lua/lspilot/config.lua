@@ -1,0 +1,47 @@
+-- Defaults for require("lspilot").setup() and lsp/lspilot.lua.
+local M = {}
+
+M.name = "lspilot"
+
+M.filetypes = {
+  "python", "lua", "javascript", "javascriptreact", "typescript", "typescriptreact",
+  "go", "rust", "c", "cpp", "cs", "java", "kotlin", "scala", "swift", "ruby", "php",
+  "sh", "bash", "zsh", "haskell", "ocaml", "elixir", "erlang", "zig", "sql",
+  "html", "css", "vue", "svelte",
+}
+
+M.root_markers = {
+  ".git", "pyproject.toml", "setup.py", "setup.cfg", "package.json", "Cargo.toml",
+  "go.mod", "pom.xml", "build.gradle", "Makefile",
+}
+
+M.defaults = {
+  -- The server command; `lspilot` must be on $PATH unless you give a full path.
+  cmd = { "lspilot" },
+  -- Extra environment for the server (e.g. LSPILOT_BASE_URL); nil inherits Neovim's.
+  cmd_env = nil,
+  filetypes = M.filetypes,
+  root_markers = M.root_markers,
+  -- The `lspilot` settings section (baseUrl, model, temperature, ...), answered to
+  -- workspace/configuration. `{ model = "x" }` and `{ lspilot = { model = "x" } }`
+  -- both work.
+  settings = {},
+  -- initializationOptions. The plugin renders explanations itself, so it asks the
+  -- server not to also open them as a document or message.
+  init_options = { explainShow = "none" },
+  -- Extra client capabilities, merged into Neovim's.
+  capabilities = nil,
+  on_attach = nil,
+  -- Start the server automatically for `filetypes`.
+  autostart = true,
+  -- The explanation window.
+  float = {
+    border = "rounded",
+    max_width = 90,
+    max_height = 30,
+  },
+  -- vim.notify when a refactor or test action finishes (failures are always shown).
+  notify_done = true,
+}
+
+return M

@@ -1,0 +1,93 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as vscode from 'vscode';
+
+/** How the lspilot server gets started, and which setting said so. */
+export interface ServerCommand {
+  command: string;
+  args: string[];
+  /** Where the command came from, for error messages. */
+  source: 'lspilot.serverCommand' | 'lspilot.pythonPath' | 'PATH' | 'default';
+}
+
+function expand(value: string): string {
+  const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? '';
+  let out = value
+    .replace(/\$\{workspaceFolder\}/g, folder)
+    .replace(/\$\{userHome\}/g, os.homedir());
+  if (out === '~' || out.startsWith('~/')) {
+    out = path.join(os.homedir(), out.slice(1));
+  }
+  return out;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, process.platform === 'win32' ? fs.constants.F_OK : fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** The absolute path of `name` on the PATH, or undefined. */
+export function findOnPath(name: string): string | undefined {
+  const exts = process.platform === 'win32' ? (process.env.PATHEXT ?? '.EXE;.CMD;.BAT').split(';') : [''];
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) {
+      continue;
+    }
+    for (const ext of exts) {
+      const candidate = path.join(dir, name + ext);
+      if (isExecutable(candidate)) {
+        return candidate;
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Resolves the command line from the settings: serverCommand, pythonPath, `lspilot` on PATH, `python3 -m lspilot`. */
+export function resolveServerCommand(config: vscode.WorkspaceConfiguration): ServerCommand {
+  const serverCommand = (config.get<string[]>('serverCommand') ?? []).filter((part) => typeof part === 'string');
+  if (serverCommand.length > 0 && serverCommand[0].trim() !== '') {
+    return { command: expand(serverCommand[0]), args: serverCommand.slice(1).map(expand), source: 'lspilot.serverCommand' };
+  }
+  const pythonPath = (config.get<string>('pythonPath') ?? '').trim();
+  if (pythonPath !== '') {
+    return { command: expand(pythonPath), args: ['-m', 'lspilot'], source: 'lspilot.pythonPath' };
+  }
+  const onPath = findOnPath('lspilot');
+  if (onPath !== undefined) {
+    return { command: onPath, args: [], source: 'PATH' };
+  }
+  return { command: process.platform === 'win32' ? 'python' : 'python3', args: ['-m', 'lspilot'], source: 'default' };
+}
+
+/** Why `cmd` cannot run at all (missing program), or undefined when it looks runnable. */
+export function checkRunnable(cmd: ServerCommand): string | undefined {
+  const { command } = cmd;
+  if (command.includes('/') || command.includes('\\')) {
+    if (!fs.existsSync(command)) {
+      return `${command} does not exist`;
+    }
+    if (!isExecutable(command)) {
+      return `${command} is not an executable file`;
+    }
+    return undefined;
+  }
+  if (findOnPath(command) === undefined) {
+    return `${command} was not found on the PATH`;
+  }
+  return undefined;
+}
+
+export function describe(cmd: ServerCommand): string {
+  return [cmd.command, ...cmd.args].map((part) => (/\s/.test(part) ? JSON.stringify(part) : part)).join(' ');
+}
+
+/** The one-line fix shown with every start failure. */
+export const START_FIX =
+  'Install the server with `pip install lspilot` (or `pipx install lspilot`), then set `lspilot.serverCommand` to its `lspilot` program ' +
+  '(e.g. ["/path/to/venv/bin/lspilot"]) or `lspilot.pythonPath` to the Python that has it.';

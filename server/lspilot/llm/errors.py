@@ -1,0 +1,96 @@
+"""Upstream failures, typed by what the caller should do about them.
+
+Each error carries the upstream's own message where there is one, a ``kind`` for the
+command result's ``error.type``, and a ``hint``: what the user can do. None of them
+ever holds the API key: messages are scrubbed before they are stored.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class UpstreamError(Exception):
+    kind: ClassVar[str] = "upstream"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        hint: str = "",
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.hint = hint
+        self.partial_text = partial_text
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+class MissingApiKey(UpstreamError):
+    kind = "no_api_key"
+
+
+class BadRequest(UpstreamError):
+    """400/422: the payload is wrong; retrying the same request cannot help."""
+
+    kind = "bad_request"
+
+
+class AuthenticationFailed(UpstreamError):
+    """401/403: the key is missing, wrong, or lacks access."""
+
+    kind = "authentication"
+
+
+class NotFound(UpstreamError):
+    """404: an unknown model, or a base URL that is not an OpenAI-compatible API."""
+
+    kind = "not_found"
+
+
+class RateLimited(UpstreamError):
+    kind = "rate_limit"
+    retryable = True
+
+
+class ServerFailed(UpstreamError):
+    """5xx, 408 and 409: the upstream's trouble, usually passing."""
+
+    kind = "server_error"
+    retryable = True
+
+
+class ConnectFailed(UpstreamError):
+    """No connection: refused, unresolvable host, TLS failure, or dropped before any text."""
+
+    kind = "connection"
+    retryable = True
+
+
+class TimedOut(UpstreamError):
+    kind = "timeout"
+    retryable = True
+
+
+class StreamBroken(UpstreamError):
+    """The stream failed after it started: ended early, an error event, a dropped line."""
+
+    kind = "stream"
+
+
+class InvalidResponse(UpstreamError):
+    """Not an OpenAI-compatible answer: an HTML page, a redirect, bad JSON."""
+
+    kind = "invalid_response"
+
+
+class ResponseTooLarge(UpstreamError):
+    kind = "response_too_large"

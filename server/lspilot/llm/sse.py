@@ -1,0 +1,85 @@
+"""An incremental Server-Sent Events decoder (the WHATWG event-stream format).
+
+Bytes go in as the network delivers them, split anywhere; whole events come out.
+Handles ``\\n``, ``\\r\\n`` and ``\\r`` line ends (a ``\\r\\n`` split across two reads
+included), comment lines, ``event:``/``id:``/``retry:`` fields and multi-line data.
+"""
+
+from __future__ import annotations
+
+from attrs import define
+
+
+@define(frozen=True, slots=True)
+class Event:
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEDecoder:
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._pending_cr = False
+        self._data: list[str] = []
+        self._event = ""
+        self._id: str | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        """Decode one network read; returns the events it completed."""
+        if not chunk:
+            return []
+        if self._pending_cr and chunk.startswith(b"\n"):
+            chunk = chunk[1:]  # the \n of a \r\n whose \r ended the previous read
+        self._pending_cr = chunk.endswith(b"\r")
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buffer = self._buffer + chunk
+        *lines, self._buffer = buffer.split(b"\n")
+        events: list[Event] = []
+        for raw in lines:
+            event = self._line(raw.decode("utf-8", errors="replace"))
+            if event is not None:
+                events.append(event)
+        return events
+
+    def close(self) -> list[Event]:
+        """End of stream: a last event without its blank line still counts."""
+        events = []
+        if self._buffer:
+            event = self._line(self._buffer.decode("utf-8", errors="replace"))
+            self._buffer = b""
+            if event is not None:
+                events.append(event)
+        event = self._line("")
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None  # a comment, e.g. ": keep-alive"
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        # "retry" and unknown fields are ignored, as the format says.
+        return None
+
+    def _dispatch(self) -> Event | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = Event("\n".join(self._data), self._event or "message", self._id)
+        self._data = []
+        self._event = ""
+        return event

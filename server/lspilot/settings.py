@@ -1,0 +1,371 @@
+"""The settings: one attrs type, its sources, their precedence and validation.
+
+Sources, lowest first: built-in defaults < environment < ``initializationOptions`` <
+``workspace/configuration`` (section ``lspilot``). Keys are camelCase. Each key is checked
+on its own, so one bad value is refused with a message naming it while the other keys
+still apply; the refused key keeps its previous valid value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+from attrs import define, field
+
+from lspilot.actions.template import TemplateError, check_template
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "gpt-5-4-mini"
+BUILTIN_ACTION_IDS = ("explain", "refactor", "writeTests")
+APPLY_MODES = ("show", "replace", "testFile")
+EXPLAIN_SHOW = ("auto", "document", "message", "none")
+
+ApplyMode = Literal["show", "replace", "testFile"]
+
+
+class ApiKey:
+    """A secret that never shows itself in a repr, a log line or an error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ApiKey) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@define(frozen=True, kw_only=True)
+class ActionSetting:
+    """One entry of the ``actions`` setting: a new action, or an override of a built-in."""
+
+    id: str
+    title: str | None = None
+    prompt: str | None = None
+    apply: str | None = None  # one of APPLY_MODES; checked with a readable message
+    model: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+
+
+@define(frozen=True, kw_only=True)
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: ApiKey | None = None
+    api_key_command: tuple[str, ...] | None = None
+    model: str = DEFAULT_MODEL
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    max_retries: int = 3
+    retry_base_seconds: float = 1.0
+    connect_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_response_chars: int = 200_000
+    verify_tls: bool = True
+    context_lines: int = 40
+    context_budget_chars: int = 24_000
+    max_concurrent_requests: int = 4
+    live_refactor: bool = False
+    confirm_edits: bool = False
+    explain_show: str = "auto"  # one of EXPLAIN_SHOW
+    actions: tuple[ActionSetting, ...] = field(factory=tuple)
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def snake(key: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower()
+
+
+KEYS: tuple[str, ...] = tuple(camel(f.name) for f in attrs.fields(Settings))
+
+# Environment variables per key, first found wins (surface.md).
+ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
+    "baseUrl": ("LSPILOT_BASE_URL", "OPENAI_BASE_URL"),
+    "apiKey": ("LSPILOT_API_KEY", "OPENAI_API_KEY"),
+    "model": ("LSPILOT_MODEL",),
+}
+
+
+# -- strict structuring -------------------------------------------------------------
+# cattrs' defaults are lenient (bool("false") is True, int(2.7) is 2); settings must not be.
+
+
+def _strict(kind: type, name: str) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise ValueError(f"expected {name}, got a boolean")
+        if kind is float and isinstance(value, int):
+            return float(value)
+        if not isinstance(value, kind):
+            raise ValueError(f"expected {name}, got {_describe(value)}")
+        return value
+
+    return structure
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    kind = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value)
+    )
+    return f"{kind} {value!r}"[:80] if kind else f"{value!r}"[:80]
+
+
+def _structure_strings(value: Any, _: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of strings, got {_describe(value)}")
+    return tuple(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook(bool, _strict(bool, "true or false"))
+    conv.register_structure_hook(int, _strict(int, "a whole number"))
+    conv.register_structure_hook(float, _strict(float, "a number"))
+    conv.register_structure_hook(str, _strict(str, "a string"))
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_strings)
+    conv.register_structure_hook(
+        ApiKey, lambda v, _: ApiKey(_strict(str, "a string")(v, None))
+    )
+    renames: dict[str, Any] = {
+        f.name: cattrs.gen.override(rename=camel(f.name)) for f in attrs.fields(ActionSetting)
+    }
+    conv.register_structure_hook(
+        ActionSetting,
+        cattrs.gen.make_dict_structure_fn(
+            ActionSetting, conv, _cattrs_forbid_extra_keys=True, **renames
+        ),
+    )
+    return conv
+
+
+_CONVERTER = _make_converter()
+
+
+# -- per-key checks -----------------------------------------------------------------
+
+
+def _range(low: float | None, high: float | None) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if (low is not None and value < low) or (high is not None and value > high):
+            if high is None:
+                return f"must be at least {low}"
+            return f"must be from {low} to {high}"
+        return None
+
+    return check
+
+
+def _check_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL such as https://api.openai.com/v1"
+    return None
+
+
+def _check_stop(value: tuple[str, ...] | None) -> str | None:
+    if value is not None and len(value) > 4:
+        return "takes at most 4 stop strings"
+    return None
+
+
+def _check_nonempty(value: tuple[str, ...] | None) -> str | None:
+    if value is not None and not value:
+        return "must name a program, e.g. [\"pass\", \"show\", \"openai\"]"
+    return None
+
+
+def _check_choice(choices: Sequence[str]) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def _check_actions(actions: tuple[ActionSetting, ...]) -> str | None:
+    seen: set[str] = set()
+    for index, action in enumerate(actions):
+        where = f"actions[{index}]"
+        if not re.fullmatch(r"[A-Za-z][\w.-]*", action.id):
+            return f"{where}.id {action.id!r} must start with a letter (letters, digits, . - _)"
+        if action.id in seen:
+            return f"{where}.id {action.id!r} appears twice"
+        seen.add(action.id)
+        if action.id not in BUILTIN_ACTION_IDS:
+            missing = [k for k in ("title", "prompt", "apply") if getattr(action, k) is None]
+            if missing:
+                return f"{where} ({action.id}) is a new action and needs {', '.join(missing)}"
+        if action.apply is not None and action.apply not in APPLY_MODES:
+            return f"{where}.apply must be one of {', '.join(APPLY_MODES)}"
+        if action.prompt is not None:
+            try:
+                check_template(action.prompt)
+            except TemplateError as exc:
+                return f"{where}.prompt: {exc}"
+        for name, problem in (
+            ("temperature", _range(0, 2)(action.temperature)),
+            ("topP", _range(0, 1)(action.top_p)),
+            ("maxTokens", _range(1, None)(action.max_tokens)),
+            ("stop", _check_stop(action.stop)),
+        ):
+            if problem:
+                return f"{where}.{name} {problem}"
+    return None
+
+
+_CHECKS: Mapping[str, Callable[[Any], str | None]] = {
+    "baseUrl": _check_url,
+    "apiKeyCommand": _check_nonempty,
+    "temperature": _range(0, 2),
+    "topP": _range(0, 1),
+    "maxTokens": _range(1, None),
+    "stop": _check_stop,
+    "maxRetries": _range(0, 10),
+    "retryBaseSeconds": _range(0.001, 60),
+    "connectTimeout": _range(0.1, 600),
+    "idleTimeout": _range(0.1, 3600),
+    "maxResponseChars": _range(1, None),
+    "contextLines": _range(0, 10_000),
+    "contextBudgetChars": _range(100, 10_000_000),
+    "maxConcurrentRequests": _range(1, 64),
+    "explainShow": _check_choice(EXPLAIN_SHOW),
+    "actions": _check_actions,
+}
+
+_FIELD_TYPES: Mapping[str, Any] = {
+    camel(f.name): f.type for f in attrs.fields(attrs.resolve_types(Settings))
+}
+
+
+@define(frozen=True)
+class Layer:
+    """One source of settings: where it came from (for messages) and its raw values."""
+
+    source: str
+    values: Mapping[str, Any]
+
+
+@define(frozen=True)
+class Resolved:
+    settings: Settings
+    problems: tuple[str, ...]
+
+
+def environment_layer(environ: Mapping[str, str]) -> Layer:
+    values: dict[str, Any] = {}
+    for key, names in ENVIRONMENT.items():
+        for name in names:
+            if environ.get(name):
+                values[key] = environ[name]
+                break
+    return Layer("environment", values)
+
+
+def parse_value(key: str, value: Any) -> Any:
+    """Structure and check one raw value; raises ValueError with the reason."""
+    try:
+        parsed = _CONVERTER.structure(value, _FIELD_TYPES[key])
+    except cattrs.ClassValidationError as exc:
+        raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
+    except cattrs.IterableValidationError as exc:
+        raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+    check = _CHECKS.get(key)
+    problem = check(parsed) if check else None
+    if problem:
+        raise ValueError(problem)
+    return parsed
+
+
+def resolve(layers: Sequence[Layer], previous: Settings | None = None) -> Resolved:
+    """Merge the layers over the defaults; refuse bad keys, keeping their previous value."""
+    previous = previous or Settings()
+    merged: dict[str, Any] = {}
+    problems: list[str] = []
+    for layer in layers:
+        for key, raw in layer.values.items():
+            if raw is None:
+                continue  # null means "not set here", so a lower layer's value stands
+            if key not in _FIELD_TYPES:
+                hint = _did_you_mean(key)
+                problems.append(f"Unknown setting '{key}' (from {layer.source}){hint}; ignored.")
+                continue
+            try:
+                merged[key] = parse_value(key, raw)
+            except ValueError as exc:
+                kept = getattr(previous, snake(key))
+                shown = "unset" if kept is None else repr(kept)
+                problems.append(
+                    f"Setting '{key}' (from {layer.source}) refused: {exc}. "
+                    f"Keeping {shown}."
+                )
+                merged[key] = kept
+    settings = attrs.evolve(Settings(), **{snake(k): v for k, v in merged.items()})
+    return Resolved(settings, tuple(problems))
+
+
+def _did_you_mean(key: str) -> str:
+    lowered = key.lower().replace("_", "")
+    for known in KEYS:
+        if known.lower() == lowered:
+            return f" (did you mean '{known}'?)"
+    return ""
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as camelCase JSON with the key hidden, for `lspilot check` and logs."""
+    out: dict[str, Any] = {}
+    for f in attrs.fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name == "api_key":
+            value = None if value is None else "***"
+        elif f.name == "actions":
+            value = [
+                {camel(a.name): getattr(act, a.name) for a in attrs.fields(ActionSetting)
+                 if getattr(act, a.name) is not None}
+                for act in value
+            ]
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[camel(f.name)] = value
+    return out
+
+
+def unwrap_section(options: Any) -> Mapping[str, Any]:
+    """Accept both ``{...}`` and ``{"lspilot": {...}}`` as initialization options."""
+    if not isinstance(options, Mapping):
+        return {}
+    inner = options.get("lspilot")
+    if isinstance(inner, Mapping) and len(options) == 1:
+        return inner
+    return options
