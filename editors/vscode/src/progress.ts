@@ -84,7 +84,9 @@ export class ProgressNotifications implements vscode.Disposable {
         for (const pending of run.pending.splice(0)) {
           this.report(run, pending);
         }
-        return done.finally(() => sub.dispose());
+        return done.finally(() => {
+          sub.dispose();
+        });
       },
     );
   }

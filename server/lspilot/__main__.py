@@ -1,0 +1,5 @@
+import sys
+
+from lspilot.cli import main
+
+sys.exit(main())

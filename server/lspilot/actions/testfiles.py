@@ -1,0 +1,80 @@
+"""Where tests for a file go, by each language's convention."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from attrs import define
+
+_JS_LANGUAGES = {"javascript", "typescript", "javascriptreact", "typescriptreact"}
+
+
+class OutsideWorkspace(ValueError):
+    """A test file that would land outside the workspace folder (``..``, symlinks)."""
+
+
+@define(frozen=True)
+class TestTarget:
+    path: Path
+    # True when the tests go into the source file itself (Rust's `mod tests`).
+    same_file: bool = False
+
+
+def choose_test_file(
+    source: Path,
+    language: str,
+    root: Path,
+    is_dir: Callable[[Path], bool] = Path.is_dir,
+) -> TestTarget:
+    """The conventional test file for ``source`` (an absolute path inside ``root``)."""
+    stem, suffix, folder = source.stem, source.suffix, source.parent
+    if language == "python" or suffix == ".py":
+        if is_dir(root / "tests"):
+            return TestTarget(root / "tests" / f"test_{stem}.py")
+        return TestTarget(folder / f"test_{stem}.py")
+    if language in _JS_LANGUAGES or suffix in {".js", ".ts", ".jsx", ".tsx", ".mjs", ".cjs"}:
+        return TestTarget(folder / f"{stem}.test{suffix or '.js'}")
+    if language == "go" or suffix == ".go":
+        return TestTarget(folder / f"{stem}_test.go")
+    if language == "rust" or suffix == ".rs":
+        return TestTarget(source, same_file=True)
+    if language == "java" or suffix == ".java":
+        parts = source.parts
+        for index in range(len(parts) - 2):
+            if parts[index : index + 3] == ("src", "main", "java"):
+                mirrored = Path(*parts[:index], "src", "test", "java", *parts[index + 3 : -1])
+                return TestTarget(mirrored / f"{stem}Test.java")
+        return TestTarget(folder / f"{stem}Test.java")
+    if language == "ruby" or suffix == ".rb":
+        if is_dir(root / "spec"):
+            return TestTarget(root / "spec" / f"{stem}_spec.rb")
+        return TestTarget(root / "test" / f"test_{stem}.rb")
+    if language == "csharp" or suffix == ".cs":
+        return TestTarget(folder / f"{stem}Tests.cs")
+    if language == "php" or suffix == ".php":
+        return TestTarget(root / "tests" / f"{stem[:1].upper()}{stem[1:]}Test.php")
+    return TestTarget(folder / f"{stem}_test{suffix}")
+
+
+def ensure_inside(path: Path, root: Path) -> Path:
+    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``."""
+    real_root = Path(os.path.realpath(root))
+    real = Path(os.path.realpath(path))
+    if real != real_root and real_root not in real.parents:
+        raise OutsideWorkspace(
+            f"Refusing to write tests to {path}: it is outside the workspace folder "
+            f"{root}. Open the file from inside its project folder."
+        )
+    return real
+
+
+def wrap_rust_tests(code: str) -> str:
+    """Rust tests live in a `#[cfg(test)] mod tests` at the end of the same file."""
+    if "mod tests" in code:
+        return code
+    body = "".join(
+        ("    " + line if line.strip() else line) for line in code.splitlines(keepends=True)
+    )
+    return f"#[cfg(test)]\nmod tests {{\n    use super::*;\n\n{body.rstrip()}\n}}\n"

@@ -1,0 +1,94 @@
+"""The `lspilot` program: serve LSP over stdio or TCP, or check the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from lspilot import __version__, logs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lspilot",
+        description="An AI copilot language server: explain, refactor and write tests for "
+        "selected code, backed by any OpenAI-compatible endpoint.",
+    )
+    parser.add_argument("--version", action="version", version=f"lspilot {__version__}")
+    parser.add_argument("--stdio", action="store_true", help="serve LSP on stdin/stdout (default)")
+    parser.add_argument("--tcp", action="store_true", help="serve one client over TCP")
+    parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    parser.add_argument("--log-level", default=os.environ.get("LSPILOT_LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    sub = parser.add_subparsers(dest="subcommand")
+    check = sub.add_parser(
+        "check",
+        help="resolve the settings, print them (key redacted), send one tiny request",
+    )
+    check.add_argument("--settings", metavar="JSON",
+                       help="settings as JSON (as initializationOptions would give them)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.subcommand == "check":
+        return asyncio.run(check(args.settings))
+    logs.setup(args.log_level)
+    from lspilot.server import create_server  # heavy imports only when serving
+
+    server = create_server()
+    if args.tcp:
+        server.start_tcp(args.host, args.port)
+    else:
+        server.start_io()
+    return 0
+
+
+async def check(settings_json: str | None) -> int:
+    from lspilot.actions.run import endpoint_for
+    from lspilot.llm.client import ChatClient
+    from lspilot.llm.errors import UpstreamError
+    from lspilot.llm.wire import ChatMessage, ChatRequest
+    from lspilot.settings import Layer, environment_layer, redacted, resolve
+
+    layers = [environment_layer(os.environ)]
+    if settings_json:
+        try:
+            values = json.loads(settings_json)
+        except ValueError as exc:
+            print(f"lspilot check: --settings is not JSON: {exc}")
+            return 1
+        layers.append(Layer("--settings", values if isinstance(values, dict) else {}))
+    resolved = resolve(layers)
+    print(json.dumps(redacted(resolved.settings), indent=2))
+    for problem in resolved.problems:
+        print(f"warning: {problem}")
+    settings = resolved.settings
+    client = ChatClient(verify_tls=settings.verify_tls)
+    request = ChatRequest(
+        model=settings.model,
+        messages=(ChatMessage("user", "Reply with the single word: ok"),),
+        stream=False,
+    )
+    started = time.monotonic()
+    try:
+        text, _usage = await client.complete(request, endpoint_for(settings))
+    except UpstreamError as exc:
+        print(f"lspilot check: {exc}")
+        return 1
+    finally:
+        await client.aclose()
+    print(f"OK: {settings.model} at {settings.base_url} answered in "
+          f"{time.monotonic() - started:.1f} s: {text.strip()[:80]!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The language server: thin pygls handlers that hand over to plain modules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
+
+from lspilot import __version__, logs
+from lspilot.actions.registry import (
+    BUILTIN_COMMANDS,
+    CANCEL_COMMAND,
+    RUN_COMMAND,
+    Action,
+    build_registry,
+)
+from lspilot.actions.run import ActionRun, Limiter, RunContext, RunRequest
+from lspilot.commands import CommandError, parse_run_arguments
+from lspilot.editor import Editor
+from lspilot.keys import resolve_key_command
+from lspilot.llm.client import ChatClient
+from lspilot.settings import ApiKey, Layer, Settings, environment_layer, resolve, unwrap_section
+
+log = logging.getLogger(__name__)
+
+ALL_COMMANDS = (*BUILTIN_COMMANDS, RUN_COMMAND, CANCEL_COMMAND)
+
+
+class LspilotProtocol(LanguageServerProtocol):
+    """Runs ``workspace/executeCommand`` as the request's own task (pygls-notes trap 1).
+
+    pygls's built-in dispatch would leave a command running after ``$/cancelRequest``;
+    as the request's task, a cancel reaches it, and we can read the client's
+    ``workDoneToken``.
+    """
+
+    _server: LspilotServer
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    async def lsp_workspace__execute_command(  # type: ignore[override]
+        self, params: types.ExecuteCommandParams
+    ) -> Any:
+        return await self._server.execute_command(params)
+
+
+class LspilotServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("lspilot", __version__, protocol_cls=LspilotProtocol)
+        self.environment = environment_layer(os.environ)
+        self.init_options: Mapping[str, Any] = {}
+        self.workspace_settings: Mapping[str, Any] = {}
+        self.settings = Settings()
+        self.chat = ChatClient()
+        self.limiter = Limiter(self.settings.max_concurrent_requests)
+        self.runs: dict[types.ProgressToken, ActionRun] = {}
+        self.editor = Editor(self)
+        # Diagnostics the editor sent with the last codeAction request, per document.
+        self.diagnostics: dict[str, tuple[types.Diagnostic, ...]] = {}
+        self.cache_dir = Path(
+            os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        ) / "lspilot"
+
+    def log_to_editor(self, level: int, message: str) -> None:
+        kind = (types.MessageType.Error if level >= logging.ERROR else
+                types.MessageType.Warning if level >= logging.WARNING else types.MessageType.Log)
+        self.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+    # -- settings ------------------------------------------------------------------------
+    async def reload_settings(self) -> None:
+        layers = [self.environment, Layer("initializationOptions", self.init_options),
+                  Layer("workspace settings", self.workspace_settings)]
+        resolved = resolve(layers, previous=self.settings)
+        settings = resolved.settings
+        problems = list(resolved.problems)
+        if settings.api_key is None and settings.api_key_command:
+            key, problem = await resolve_key_command(settings.api_key_command)
+            if problem:
+                problems.append(problem)
+            settings = settings if key is None else _with_key(settings, key)
+        if settings.api_key is not None:
+            logs.register_secret(settings.api_key.reveal())
+        if not settings.verify_tls:
+            log.warning("TLS certificate checks are off (verifyTls: false): "
+                        "only use this with a server you trust on your own network.")
+        await self.chat.set_verify_tls(settings.verify_tls)
+        self.limiter.resize(settings.max_concurrent_requests)
+        self.settings = settings
+        if problems:
+            for problem in problems:
+                log.warning("%s", problem)
+            self.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Warning,
+                message="lspilot settings: " + " ".join(problems),
+            ))
+
+    async def pull_workspace_settings(self) -> None:
+        if not getattr(getattr(self.client_capabilities, "workspace", None), "configuration",
+                       False):
+            return
+        try:
+            values = await asyncio.wait_for(
+                asyncio.shield(self.workspace_configuration_async(
+                    types.ConfigurationParams(items=[types.ConfigurationItem(section="lspilot")])
+                )),
+                10,
+            )
+        except Exception as exc:
+            log.warning("Could not read the editor's lspilot settings: %s", exc)
+            return
+        section = values[0] if values else None
+        self.workspace_settings = section if isinstance(section, Mapping) else {}
+
+    # -- commands ------------------------------------------------------------------------
+    def registry(self) -> dict[str, Action]:
+        return build_registry(self.settings)
+
+    async def execute_command(self, params: types.ExecuteCommandParams) -> Any:
+        if params.command == CANCEL_COMMAND:
+            return self.cancel_runs(params.arguments)
+        if params.command != RUN_COMMAND and params.command not in BUILTIN_COMMANDS:
+            raise JsonRpcInvalidParams(
+                f"Unknown command {params.command!r}; lspilot knows {', '.join(ALL_COMMANDS)}."
+            )
+        try:
+            args = parse_run_arguments(
+                params.command, params.arguments, self.protocol._converter
+            )
+            action = self._action_for(params.command, args.action)
+            self._check_document(args.uri, args.range)
+        except CommandError as exc:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        diagnostics = args.diagnostics
+        if diagnostics is None:
+            diagnostics = tuple(
+                d for d in self.diagnostics.get(args.uri, ()) if _overlaps(d.range, args.range)
+            )
+        run = ActionRun(
+            request=RunRequest(
+                action=action,
+                command=params.command,
+                uri=args.uri,
+                range=args.range,
+                instruction=args.instruction,
+                diagnostics=diagnostics,
+                client_token=params.work_done_token,
+            ),
+            context=RunContext(
+                editor=self.editor,
+                client=self.chat,
+                settings=self.settings,
+                limiter=self.limiter,
+                workspace=self.workspace,
+                cache_dir=self.cache_dir,
+            ),
+        )
+        if run.token in self.runs:
+            raise JsonRpcInvalidParams(f"The progress token {run.token!r} is already in use.")
+        self.runs[run.token] = run
+        task = run.start()
+        task.add_done_callback(lambda _: self.runs.pop(run.token, None))
+        try:
+            # Shielded: a $/cancelRequest cancels this handler, and we pass it on ourselves.
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            run.cancel()
+            raise
+        return result.to_json()
+
+    def _action_for(self, command: str, action_id: str | None) -> Action:
+        registry = self.registry()
+        if command != RUN_COMMAND:
+            return registry[BUILTIN_COMMANDS[command]]
+        if action_id is None:
+            raise CommandError(f"{RUN_COMMAND} needs an 'action' argument naming the action id.")
+        if action_id not in registry:
+            raise CommandError(
+                f"Unknown action {action_id!r}; the actions are {', '.join(registry)}."
+            )
+        return registry[action_id]
+
+    def _check_document(self, uri: str, range_: types.Range) -> None:
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            raise CommandError(f"The document {uri} is not open; open it in the editor first.")
+        lines = document.lines
+        for name, pos in (("start", range_.start), ("end", range_.end)):
+            # A character past the end of its line means the line's end (the LSP spec).
+            if pos.line > len(lines) or (pos.line == len(lines) and pos.character > 0):
+                raise CommandError(
+                    f"The range's {name} (line {pos.line}) is outside the document, "
+                    f"which has {len(lines)} lines."
+                )
+        if (range_.end.line, range_.end.character) < (range_.start.line, range_.start.character):
+            raise CommandError("The range ends before it starts.")
+        if range_.start == range_.end:
+            raise CommandError("The range is empty: select the code for the action first.")
+
+    def cancel_runs(self, arguments: Sequence[Any] | None) -> dict[str, Any]:
+        target = arguments[0] if arguments else {}
+        if not isinstance(target, dict):
+            raise JsonRpcInvalidParams(
+                "lspilot.cancel takes one object: {\"token\": T} for one action, {} for all."
+            )
+        token = target.get("token")
+        if token is None:
+            cancelled = [t for t, run in list(self.runs.items()) if run.cancel()]
+        else:
+            run = self.runs.get(token)
+            cancelled = [token] if run is not None and run.cancel() else []
+        return {"cancelled": cancelled}
+
+    # -- code actions --------------------------------------------------------------------
+    def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
+        range_ = params.range
+        if range_.start == range_.end:
+            return []
+        uri = params.text_document.uri
+        self.diagnostics[uri] = tuple(params.context.diagnostics)
+        only = params.context.only
+        offered = []
+        for action in self.registry().values():
+            if only and not any(action.kind == k or action.kind.startswith(k + ".") for k in only):
+                continue
+            argument: dict[str, Any] = {
+                "uri": uri,
+                "range": self.protocol._converter.unstructure(range_),
+            }
+            if action.command == RUN_COMMAND:
+                argument["action"] = action.id
+            offered.append(
+                types.CodeAction(
+                    title=action.title,
+                    kind=action.kind,
+                    command=types.Command(
+                        title=action.title, command=action.command, arguments=[argument]
+                    ),
+                )
+            )
+        return offered
+
+    async def shutdown_runs(self) -> None:
+        for run in list(self.runs.values()):
+            run.cancel()
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        await self.chat.aclose()
+
+
+def _with_key(settings: Settings, key: str) -> Settings:
+    return attrs.evolve(settings, api_key=ApiKey(key))
+
+
+def _overlaps(a: types.Range, b: types.Range) -> bool:
+    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
+        b.start.line, b.start.character) <= (a.end.line, a.end.character)
+
+
+def create_server() -> LspilotServer:
+    server = LspilotServer()
+
+    @server.feature(types.INITIALIZE)
+    async def initialize(ls: LspilotServer, params: types.InitializeParams) -> None:
+        """Take the initialization options as the second settings layer."""
+        ls.init_options = unwrap_section(params.initialization_options)
+        await ls.reload_settings()
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: LspilotServer, params: types.InitializedParams) -> None:
+        """Read the editor's `lspilot` settings section, when it has one."""
+        logs.attach_editor(logs.EditorLogHandler(ls.log_to_editor))
+        await ls.pull_workspace_settings()
+        await ls.reload_settings()
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(
+        ls: LspilotServer, params: types.DidChangeConfigurationParams
+    ) -> None:
+        """Settings changed: pull them again (or take them from the notification)."""
+        if getattr(getattr(ls.client_capabilities, "workspace", None), "configuration", False):
+            await ls.pull_workspace_settings()
+        elif isinstance(params.settings, Mapping):
+            ls.workspace_settings = unwrap_section(params.settings)
+        await ls.reload_settings()
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: LspilotServer, params: types.DidOpenTextDocumentParams) -> None:
+        """Documents are kept by pygls; nothing more to do."""
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: LspilotServer, params: types.DidCloseTextDocumentParams) -> None:
+        """Forget the diagnostics we kept for a closed document."""
+        ls.diagnostics.pop(params.text_document.uri, None)
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(
+            code_action_kinds=[types.CodeActionKind.Refactor, types.CodeActionKind.RefactorRewrite],
+            resolve_provider=False,
+        ),
+    )
+    def code_action(ls: LspilotServer, params: types.CodeActionParams) -> list[types.CodeAction]:
+        """Offer every action for a non-empty range, honouring `context.only`."""
+        return ls.code_actions(params)
+
+    @server.feature(types.SHUTDOWN)
+    async def shutdown(ls: LspilotServer, params: None) -> None:
+        """Stop running actions and close upstream connections."""
+        await ls.shutdown_runs()
+
+    for command in ALL_COMMANDS:
+        # Registered so that they are advertised; LspilotProtocol runs them itself.
+        server.command(command)(_advertised_only)
+
+    return server
+
+
+def _advertised_only(*args: Any) -> None:  # pragma: no cover - never called
+    raise AssertionError("commands are dispatched by LspilotProtocol")

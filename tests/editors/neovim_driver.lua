@@ -1,0 +1,309 @@
+-- Drives one scenario in headless Neovim for tests/editors/test_neovim.py and writes
+-- what it saw as JSON to $LSPILOT_TEST_OUT, then quits. The scenario and its
+-- parameters come as JSON in $LSPILOT_TEST_SPEC:
+--   { scenario, file, select = { from = {row, col}, to = {row, col}, mode }, instruction }
+-- Rows are 1-based, columns 0-based bytes, like nvim_buf_get_mark().
+local api = vim.api
+local lspilot = require("lspilot")
+
+local spec = vim.fn.json_decode(os.getenv("LSPILOT_TEST_SPEC"))
+local out_path = os.getenv("LSPILOT_TEST_OUT")
+local STEP_TIMEOUT = 20000
+
+local result = {
+  scenario = spec.scenario,
+  nvim = tostring(vim.version().major) .. "." .. tostring(vim.version().minor),
+  notifications = {},
+  events = {},
+  snapshots = {},
+}
+
+vim.notify = function(msg, level)
+  table.insert(result.notifications, { msg = tostring(msg), level = level or vim.log.levels.INFO })
+end
+
+local function record_event(name)
+  return function(args)
+    local data = args.data or lspilot.last_event or {}
+    table.insert(result.events, {
+      name = name,
+      kind = data.kind,
+      status = data.status,
+      token = data.token,
+      command = data.command,
+      lsp_status = vim.lsp.status and vim.lsp.status() or nil,
+      statusline = lspilot.status(),
+    })
+  end
+end
+api.nvim_create_autocmd("User", { pattern = "LspilotProgress", callback = record_event("progress") })
+api.nvim_create_autocmd("User", { pattern = "LspilotDone", callback = record_event("done") })
+
+local function fail(message)
+  error(message, 2)
+end
+
+local function wait(ms, predicate, what)
+  if not vim.wait(ms, predicate, 10) then
+    fail("timed out waiting for " .. what)
+  end
+end
+
+local function buf_lines(buf)
+  return api.nvim_buf_get_lines(buf or 0, 0, -1, false)
+end
+
+local function floats()
+  local wins = {}
+  for _, win in ipairs(api.nvim_list_wins()) do
+    if api.nvim_win_get_config(win).relative ~= "" then
+      table.insert(wins, win)
+    end
+  end
+  return wins
+end
+
+local function float_text()
+  local wins = floats()
+  if #wins == 0 then
+    return nil
+  end
+  return table.concat(buf_lines(api.nvim_win_get_buf(wins[1])), "\n")
+end
+
+local function open_and_attach()
+  vim.cmd("edit " .. vim.fn.fnameescape(spec.file))
+  local buf = api.nvim_get_current_buf()
+  wait(STEP_TIMEOUT, function()
+    local client = lspilot.get_client(buf)
+    return client ~= nil and client.initialized == true
+  end, "the lspilot client to attach and initialize")
+  local client = lspilot.get_client(buf)
+  result.offset_encoding = client.offset_encoding
+  result.original = buf_lines(buf)
+  return buf, client
+end
+
+-- Makes a visual selection and leaves visual mode, so '< and '> are set as after a
+-- real selection; the command then runs as `:'<,'>Command`, the way a user types it.
+local function select_range()
+  local sel = spec.select
+  api.nvim_win_set_cursor(0, { sel.from[1], sel.from[2] })
+  local mode = sel.mode == "v" and "v" or "V"
+  vim.cmd("normal! " .. mode)
+  api.nvim_win_set_cursor(0, { sel.to[1], sel.to[2] })
+  vim.cmd("normal! \27")
+end
+
+local function run_on_selection(command)
+  select_range()
+  local before = #lspilot.jobs()
+  local args = spec.instruction and (" " .. spec.instruction) or ""
+  vim.cmd("'<,'>" .. command .. args)
+  local list = lspilot.jobs()
+  if #list ~= before + 1 then
+    fail(command .. " started no job; notifications: " .. vim.inspect(result.notifications))
+  end
+  local job = list[#list]
+  result.request_range = job.range
+  return job
+end
+
+local function job_summary(job)
+  return {
+    token = job.token,
+    command = job.command,
+    status = job.status,
+    text = job.text,
+    error = job.error,
+    cancel_sent = job.cancel_sent or false,
+  }
+end
+
+local function wait_done(job, ms)
+  wait(ms or STEP_TIMEOUT, function()
+    return job.status ~= "running"
+  end, job.command .. " to finish")
+end
+
+local scenarios = {}
+
+function scenarios.refactor()
+  local buf = open_and_attach()
+  local tick = api.nvim_buf_get_changedtick(buf)
+  local job = run_on_selection("LspilotRefactor")
+  wait_done(job)
+  -- The edit arrives before the command's answer; give a late one a moment anyway.
+  vim.wait(2000, function()
+    return api.nvim_buf_get_changedtick(buf) ~= tick
+  end, 10)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+  result.modified = vim.bo[buf].modified
+end
+
+function scenarios.tests()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotTests")
+  wait_done(job)
+  -- window/showDocument follows the edit.
+  vim.wait(3000, function()
+    return api.nvim_get_current_buf() ~= buf
+  end, 10)
+  result.job = job_summary(job)
+  result.current_name = api.nvim_buf_get_name(0)
+  result.buffers = {}
+  for _, b in ipairs(api.nvim_list_bufs()) do
+    if api.nvim_buf_is_loaded(b) and api.nvim_buf_get_name(b) ~= "" then
+      table.insert(result.buffers, { name = api.nvim_buf_get_name(b), lines = buf_lines(b) })
+    end
+  end
+  result.source_after = buf_lines(buf)
+  vim.cmd("silent! wall")
+end
+
+function scenarios.explain()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotExplain")
+  result.float_is_current = api.nvim_win_get_config(0).relative ~= ""
+  local last
+  wait(STEP_TIMEOUT, function()
+    local text = float_text()
+    if text ~= nil and text ~= last then
+      table.insert(result.snapshots, text)
+      last = text
+    end
+    return job.status ~= "running"
+  end, "the explanation to finish")
+  result.job = job_summary(job)
+  result.float_count = #floats()
+  result.float_text = float_text()
+  local wins = floats()
+  if #wins > 0 then
+    result.float_filetype = vim.bo[api.nvim_win_get_buf(wins[1])].filetype
+  end
+  result.buffer = buf_lines(buf)
+  -- q in the window closes it; the job is done, so nothing is cancelled.
+  if #wins > 0 then
+    api.nvim_set_current_win(wins[1])
+    api.nvim_feedkeys("q", "xt", false)
+  end
+  vim.wait(200)
+  result.float_count_after_q = #floats()
+  result.job_after_q = job_summary(job)
+end
+
+-- Cancels a running refactor with :LspilotCancel once text streams in.
+function scenarios.cancel()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotRefactor")
+  wait(STEP_TIMEOUT, function()
+    return job.text ~= "" or job.status ~= "running"
+  end, "the first streamed text")
+  result.status_before_cancel = job.status
+  result.text_before_cancel = job.text
+  vim.cmd("LspilotCancel")
+  wait_done(job, 10000)
+  -- Nothing may be applied after a cancel: wait for a late edit that must not come.
+  vim.wait(1500)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+  result.modified = vim.bo[buf].modified
+end
+
+-- Closes a running explanation with q, which must cancel it.
+function scenarios.explain_close()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotExplain")
+  wait(STEP_TIMEOUT, function()
+    return job.text ~= "" or job.status ~= "running"
+  end, "the first streamed text")
+  result.status_before_close = job.status
+  local wins = floats()
+  result.float_count = #wins
+  if #wins > 0 then
+    api.nvim_set_current_win(wins[1])
+    api.nvim_feedkeys("q", "xt", false)
+  end
+  result.float_count_after_q = #floats()
+  wait_done(job, 10000)
+  vim.wait(500)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+end
+
+-- An upstream error surfaces through vim.notify with the server's message.
+function scenarios.failure()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotRefactor")
+  wait_done(job)
+  vim.wait(300)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+end
+
+-- The server's code action, picked through vim.lsp.buf.code_action()'s menu.
+function scenarios.code_action()
+  local buf = open_and_attach()
+  local sel = spec.select
+  local wanted = spec.action_command
+  result.offered = {}
+  vim.ui.select = function(items, opts, on_choice)
+    local choice, index
+    for i, item in ipairs(items) do
+      local action = item.action or item[2] or item
+      local command = type(action.command) == "table" and action.command.command or action.command
+      table.insert(result.offered, { title = action.title, command = command, kind = action.kind })
+      if command == wanted and not choice then
+        choice, index = item, i
+      end
+    end
+    on_choice(choice, index)
+  end
+  local before = #lspilot.jobs()
+  -- Mark-indexed, end inclusive: through the last character of the last line.
+  local last_line = api.nvim_buf_get_lines(buf, sel.to[1] - 1, sel.to[1], false)[1]
+  local first, last = { sel.from[1], 0 }, { sel.to[1], math.max(0, #last_line - 1) }
+  if vim.fn.has("nvim-0.8") == 1 then
+    vim.lsp.buf.code_action({ range = { start = first, ["end"] = last } })
+  else
+    vim.lsp.buf.range_code_action(nil, first, last)
+  end
+  wait(STEP_TIMEOUT, function()
+    return #lspilot.jobs() > before
+  end, "the code action to start a job")
+  local job = lspilot.jobs()[#lspilot.jobs()]
+  result.request_range = job.range
+  wait_done(job)
+  local tick = api.nvim_buf_get_changedtick(buf)
+  vim.wait(500, function()
+    return api.nvim_buf_get_changedtick(buf) ~= tick
+  end, 10)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+end
+
+local function finish()
+  vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
+  vim.cmd("qa!")
+end
+
+-- A last guard: the Python side kills Neovim too, but a result is more useful.
+vim.defer_fn(function()
+  result.ok = false
+  result.error = "driver timed out (45 s)"
+  finish()
+end, 45000)
+
+local ok, err = xpcall(function()
+  local scenario = scenarios[spec.scenario]
+  if not scenario then
+    fail("unknown scenario " .. tostring(spec.scenario))
+  end
+  scenario()
+end, debug.traceback)
+result.ok = ok
+if not ok then
+  result.error = tostring(err)
+end
+finish()

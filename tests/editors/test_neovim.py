@@ -1,0 +1,337 @@
+"""The Neovim plugin end to end: real headless Neovim, the real lspilot server over
+stdio, and the fake OpenAI-compatible upstream over real HTTP.
+
+Each test writes a small Python workspace, starts
+``nvim --headless --clean -u tests/editors/neovim_init.lua`` (the plugin from this
+checkout, ``setup({cmd = {<this venv's lspilot>}})``), and lets
+``tests/editors/neovim_driver.lua`` run one scenario through the plugin's user
+commands; the driver writes what it saw (buffers, the float's text, jobs,
+notifications, events) as JSON, and the test asserts on that, on the files on disk
+and on what the upstream received.
+
+``LSPILOT_NVIM`` picks another Neovim binary (to try a newer release than Debian's).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_upstream import FakeUpstream, Reply
+
+REPO = Path(__file__).resolve().parents[2]
+INIT = REPO / "tests" / "editors" / "neovim_init.lua"
+DRIVER = REPO / "tests" / "editors" / "neovim_driver.lua"
+NVIM = os.environ.get("LSPILOT_NVIM") or shutil.which("nvim")
+NVIM_TIMEOUT = 60.0
+
+pytestmark = [
+    pytest.mark.editor,
+    pytest.mark.skipif(
+        NVIM is None and not os.environ.get("CI"),
+        reason="nvim is not installed (editors/neovim/scripts/setup-tests.sh installs it); "
+        "in CI this test runs and fails instead",
+    ),
+]
+
+SOURCE = '''\
+"""A tiny module to work on."""
+
+
+def add(a, b):
+    result = a + b
+    return result
+
+
+def label(n):
+    return "😀 " + str(n) + " items"
+'''
+ORIGINAL_LINES = SOURCE.splitlines()
+# add() is lines 4-6 (1-based).
+ADD_LINES = {"from": [4, 0], "to": [6, 0], "mode": "V"}
+
+REFACTORED = "def add(a, b):\n    return a + b\n"
+TESTS = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+EXPLANATION = [
+    "`label` builds a **display string**:\n",
+    "\n",
+    "- it converts `n` with `str()`;\n",
+    "- it prefixes an emoji.\n",
+]
+
+
+def server_command() -> list[str]:
+    """This interpreter's lspilot: the console script beside it, else ``-m lspilot``."""
+    script = Path(sys.executable).with_name("lspilot")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "lspilot"]
+
+
+def make_workspace(root: Path, *, tests_dir: bool = True) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n')
+    if tests_dir:
+        (root / "tests").mkdir()
+    source = root / "calc.py"
+    source.write_text(SOURCE, encoding="utf-8")
+    return source
+
+
+def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> dict[str, Any]:
+    if NVIM is None:
+        pytest.fail("nvim is not installed: run editors/neovim/scripts/setup-tests.sh")
+    out = tmp_path / "result.json"
+    state = tmp_path / "nvim-state"
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("LSPILOT_", "OPENAI_", "NVIM", "VIM", "MYVIMRC"))
+    }
+    env.update(
+        LSPILOT_BASE_URL=upstream.base_url,
+        LSPILOT_API_KEY="sk-test-neovim",
+        LSPILOT_MODEL="fake-model",
+        LSPILOT_TEST_SPEC=json.dumps(spec),
+        LSPILOT_TEST_OUT=str(out),
+        LSPILOT_TEST_CMD=json.dumps(server_command()),
+        XDG_CONFIG_HOME=str(state / "config"),
+        XDG_DATA_HOME=str(state / "data"),
+        XDG_STATE_HOME=str(state / "state"),
+        XDG_CACHE_HOME=str(state / "cache"),
+    )
+    argv = [NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(INIT),
+            "-c", f"luafile {DRIVER}"]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv, cwd=Path(spec["file"]).parent, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=NVIM_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        # The server is Neovim's child, in the same process group: never leave it behind.
+        _kill_group(proc.pid)
+    elapsed = time.monotonic() - started
+
+    def context() -> str:
+        logs = "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(state.rglob("*.log"))
+        )
+        return (f"\n--- nvim stdout ---\n{stdout.decode(errors='replace')[-3000:]}"
+                f"\n--- nvim stderr ---\n{stderr.decode(errors='replace')[-3000:]}\n{logs}")
+
+    if timed_out:
+        pytest.fail(f"Neovim did not finish within {NVIM_TIMEOUT:g} s{context()}")
+    if not out.exists():
+        pytest.fail(f"Neovim exited ({proc.returncode}) without a result{context()}")
+    result: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    result["elapsed"] = elapsed
+    if not result.get("ok"):
+        pytest.fail(f"the driver failed on Neovim {result.get('nvim')}: "
+                    f"{result.get('error')}\nresult: {result}{context()}")
+    return result
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def fenced(code: str) -> list[str]:
+    """A model answer that wraps ``code`` in a fence, split into stream chunks."""
+    return ["Here it is:\n", "```python\n", *code.splitlines(keepends=True), "```\n"]
+
+
+def user_prompt(request: Any) -> str:
+    messages = request.json["messages"]
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def events(result: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [e for e in result["events"] if e["name"] == name]
+
+
+# --------------------------------------------------------------------------------------
+
+
+def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "refactor", "file": str(source), "select": ADD_LINES,
+            "instruction": "inline the variable",
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+    assert result["buffer"] == expected
+    assert result["modified"] is True
+    # The server got exactly the selected lines, as a whole-line UTF-16 range.
+    assert result["request_range"] == {"start": {"line": 3, "character": 0},
+                                       "end": {"line": 6, "character": 0}}
+    prompt = user_prompt(requests[0])
+    assert "def add(a, b):\n    result = a + b\n    return result\n" in prompt
+    assert "inline the variable" in prompt
+    assert requests[0].json["stream"] is True
+    assert requests[0].headers["authorization"] == "Bearer sk-test-neovim"
+    # Progress went through the User autocmds, begin to end, and the job finished.
+    kinds = [e["kind"] for e in events(result, "progress")]
+    assert kinds[0] == "begin" and kinds[-1] == "end", kinds
+    assert [e["status"] for e in events(result, "done")] == ["done"]
+    assert source.read_text(encoding="utf-8") == SOURCE  # edited in the buffer, not saved
+
+
+@pytest.mark.parametrize("tests_dir", [True, False], ids=["tests-dir", "beside-module"])
+def test_write_tests_creates_the_test_file(tmp_path: Path, tests_dir: bool) -> None:
+    root = tmp_path / "ws"
+    source = make_workspace(root, tests_dir=tests_dir)
+    test_file = root / "tests" / "test_calc.py" if tests_dir else root / "test_calc.py"
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "tests", "file": str(source), "select": ADD_LINES,
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    # window/showDocument opened the new file.
+    assert Path(result["current_name"]).resolve() == test_file.resolve()
+    buffers = {str(Path(b["name"]).resolve()): b["lines"] for b in result["buffers"]}
+    assert str(test_file.resolve()) in buffers, buffers.keys()
+    assert "def test_add():" in buffers[str(test_file.resolve())]
+    # The driver saved all buffers at the end: the file on disk holds the tests.
+    assert test_file.exists()
+    written = test_file.read_text(encoding="utf-8")
+    assert "from calc import add" in written
+    assert "def test_add():\n    assert add(2, 3) == 5\n" in written
+    # The source file itself is untouched.
+    assert result["source_after"] == ORIGINAL_LINES
+    assert "def add(a, b):" in user_prompt(requests[0])
+
+
+def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    # Select `str(n)` on line 10, charwise: after an emoji, so the UTF-16 columns
+    # (what the server counts in) differ from the byte columns (what Neovim counts in).
+    line = ORIGINAL_LINES[9]
+    start = line.encode().index(b"str(n)")
+    select = {"from": [10, start], "to": [10, start + len("str(n)") - 1], "mode": "v"}
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(EXPLANATION, delay=0.15))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "explain", "file": str(source), "select": select,
+        })
+        requests = upstream.wait_for_requests(1)
+
+    explanation = "".join(EXPLANATION)
+    assert result["job"]["status"] == "done", result
+    assert result["float_is_current"] is True
+    assert result["float_count"] == 1
+    assert result["float_filetype"] == "markdown"
+    assert result["float_text"] == explanation.rstrip("\n") or \
+        result["float_text"] == explanation, result["float_text"]
+    # It was updated live: several growing snapshots, each a prefix of the answer.
+    snapshots = [s for s in result["snapshots"] if s]
+    assert len(snapshots) >= 3, snapshots
+    for earlier, later in zip(snapshots, snapshots[1:], strict=False):
+        assert later.startswith(earlier)
+    # Nothing changed in the file; q closed the window.
+    assert result["buffer"] == ORIGINAL_LINES
+    assert result["float_count_after_q"] == 0
+    assert result["job_after_q"]["cancel_sent"] is False
+    # The range was in UTF-16: the emoji counts two units; the server cut out `str(n)`.
+    col16 = len(line[: line.index("str(n)")].encode("utf-16-le")) // 2
+    assert result["request_range"] == {"start": {"line": 9, "character": col16},
+                                       "end": {"line": 9, "character": col16 + 6}}
+    prompt = user_prompt(requests[0])
+    assert "```python\nstr(n)\n```" in prompt, prompt
+
+
+def test_cancel_leaves_the_buffer_unchanged(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        slow = fenced("x = 1\n" * 400)
+        upstream.enqueue(Reply.stream(slow, delay=0.1))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "cancel", "file": str(source), "select": ADD_LINES,
+        })
+        requests = upstream.wait_for_requests(1)
+        # The server stopped reading the upstream stream.
+        assert requests[0].client_closed.wait(5), "the upstream stream was not closed"
+
+    assert result["status_before_cancel"] == "running"
+    assert result["job"]["status"] == "cancelled", result
+    assert result["job"]["cancel_sent"] is True
+    assert result["buffer"] == ORIGINAL_LINES
+    assert result["modified"] is False
+    assert len(requests) == 1
+
+
+def test_closing_the_explanation_cancels_it(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(["Slowly. "] * 400, delay=0.1))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "explain_close", "file": str(source), "select": ADD_LINES,
+        })
+        requests = upstream.wait_for_requests(1)
+        assert requests[0].client_closed.wait(5), "the upstream stream was not closed"
+
+    assert result["status_before_close"] == "running"
+    assert result["float_count"] == 1
+    assert result["float_count_after_q"] == 0
+    assert result["job"]["status"] == "cancelled", result
+    assert result["buffer"] == ORIGINAL_LINES
+
+
+def test_failure_is_notified_with_the_servers_message(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.default = Reply.error(401, "Incorrect API key provided: sk-te***", type="invalid_request_error")
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "failure", "file": str(source), "select": ADD_LINES,
+        })
+
+    assert result["job"]["status"] == "failed", result
+    assert result["buffer"] == ORIGINAL_LINES
+    errors = [n["msg"] for n in result["notifications"] if n["level"] == 4]
+    assert errors, result["notifications"]
+    assert result["job"]["error"]["message"] in errors[-1]
+    assert "lspilot: refactor failed" in errors[-1]
+
+
+def test_code_action_runs_through_the_plugin(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "code_action", "file": str(source), "select": ADD_LINES,
+            "action_command": "lspilot.refactor",
+        })
+        upstream.wait_for_requests(1)
+
+    commands = {o["command"] for o in result["offered"]}
+    assert {"lspilot.explain", "lspilot.refactor", "lspilot.writeTests"} <= commands
+    assert result["job"]["status"] == "done", result
+    assert result["job"]["token"].startswith("lspilot-nvim-")  # our token, our progress
+    expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+    assert result["buffer"] == expected
