@@ -258,10 +258,14 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     assert result["buffer"] == ORIGINAL_LINES
     assert result["float_count_after_q"] == 0
     assert result["job_after_q"]["cancel_sent"] is False
-    # The range was in UTF-16: the emoji counts two units; the server cut out `str(n)`.
-    col16 = len(line[: line.index("str(n)")].encode("utf-16-le")) // 2
-    assert result["request_range"] == {"start": {"line": 9, "character": col16},
-                                       "end": {"line": 9, "character": col16 + 6}}
+    # The range is in the negotiated encoding (UTF-16 on 0.7, UTF-8 on 0.11+): the
+    # emoji before the selection counts 2 units in UTF-16, 4 in UTF-8, 1 in UTF-32.
+    codec = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}
+    unit = {"utf-8": 1, "utf-16": 2, "utf-32": 4}
+    encoding = result["offset_encoding"]
+    col = len(line[: line.index("str(n)")].encode(codec[encoding])) // unit[encoding]
+    assert result["request_range"] == {"start": {"line": 9, "character": col},
+                                       "end": {"line": 9, "character": col + 6}}
     prompt = user_prompt(requests[0])
     assert "```python\nstr(n)\n```" in prompt, prompt
 

@@ -14,4 +14,5 @@ return {
   settings = { lspilot = vim.empty_dict() },
   handlers = lspilot.handlers(),
   commands = lspilot.client_commands(),
+  capabilities = lspilot.capabilities(),
 }

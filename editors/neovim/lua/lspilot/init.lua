@@ -161,6 +161,10 @@ function M.capabilities(extra)
   end
   caps.workspace = caps.workspace or {}
   caps.workspace.applyEdit = true
+  -- Neovim applies documentChanges (with create/rename/delete) since 0.5 but does not
+  -- say so; lspilot needs it to create test files.
+  caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
+  caps.workspace.workspaceEdit.documentChanges = true
   if extra then
     caps = vim.tbl_deep_extend("force", caps, extra)
   end
