@@ -257,7 +257,10 @@ class ActionRun:
 
             def flush(delta: str) -> None:
                 nonlocal newest
-                lines = [line for line in "".join(self._stream_text).splitlines() if line.strip()]
+                lines = [
+                    line for line in "".join(self._stream_text).splitlines()
+                    if line.strip() and not line.lstrip().startswith(("```", "~~~"))
+                ]
                 newest = lines[-1].strip()[:80] if lines else newest
                 self.context.editor.stream(self.token, self.request.command, self.request.uri,
                                            delta, False)

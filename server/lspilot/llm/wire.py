@@ -125,10 +125,6 @@ def _make_converter() -> cattrs.Converter:
         else Usage(),
     )
     # Omit what is unset: a null parameter is not "the model's default" to every server.
-    for cls in (StreamOptions, ChatMessage):
-        conv.register_unstructure_hook(
-            cls, make_dict_unstructure_fn(cls, conv, _cattrs_omit_if_default=True)
-        )
     conv.register_unstructure_hook(
         ChatRequest,
         make_dict_unstructure_fn(

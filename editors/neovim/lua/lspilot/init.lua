@@ -35,6 +35,7 @@ local jobs = {} -- token -> job
 local job_list = {} -- jobs in the order they started
 local counter = 0
 local started_by_root = {} -- root_dir -> client id (Neovim 0.7, which has no vim.lsp.start)
+local recent_errors = {} -- { message, at } of the server's error messages
 
 local function notify(msg, level)
   vim.notify("lspilot: " .. msg, level or levels.INFO, { title = "lspilot" })
@@ -135,6 +136,17 @@ function M.handlers()
   }
   if not vim.lsp.handlers["window/showDocument"] then
     handlers["window/showDocument"] = show_document
+  end
+  -- The server reports a failed action with window/showMessage too; remember those so
+  -- the plugin does not notify the same failure twice.
+  handlers["window/showMessage"] = function(err, result, ctx, cfg)
+    if type(result) == "table" and result.type == 1 and type(result.message) == "string" then
+      table.insert(recent_errors, { message = result.message, at = compat.uv.now() })
+      if #recent_errors > 20 then
+        table.remove(recent_errors, 1)
+      end
+    end
+    return vim.lsp.handlers["window/showMessage"](err, result, ctx, cfg)
   end
   return handlers
 end
@@ -375,6 +387,17 @@ local function find_client(bufnr)
 end
 M.get_client = find_client
 
+--- Whether the server showed an error message holding `message` in the last 10 s.
+function M._server_said(message)
+  local now = compat.uv.now()
+  for _, said in ipairs(recent_errors) do
+    if now - said.at < 10000 and said.message:find(message, 1, true) then
+      return true
+    end
+  end
+  return false
+end
+
 function M._finish(job, err, result)
   if job.status ~= "running" then
     return
@@ -406,8 +429,10 @@ function M._finish(job, err, result)
     float.set_status(job)
   end
   if job.status == "failed" then
-    local message = job.error and job.error.message or "unknown error"
-    notify(job.title .. " failed: " .. tostring(message), levels.ERROR)
+    local message = tostring(job.error and job.error.message or "unknown error")
+    if not M._server_said(message) then
+      notify(job.title .. " failed: " .. message, levels.ERROR)
+    end
   elseif job.status == "cancelled" then
     notify(job.title .. " cancelled")
   elseif job.command ~= COMMANDS.explain and M.options.notify_done then
