@@ -191,7 +191,7 @@ class Editor:
         return types.ApplyWorkspaceEditResult(applied=True)
 
     def on_stream(self, params: Any) -> None:
-        self.streams.append(_plain(params))
+        self.streams.append(plain(params))
         self.stream_event.set()
 
     # -- running actions -------------------------------------------------------------------
@@ -216,13 +216,15 @@ class Editor:
         params = types.ExecuteCommandParams(
             command=command, arguments=[argument], work_done_token=token
         )
+        if token is not None:
+            self.client.progress_reports.setdefault(token, [])  # a client-made token
         if msg_id is not None:
             result = await self.client.protocol.send_request_async(
                 types.WORKSPACE_EXECUTE_COMMAND, params, msg_id=msg_id
             )
         else:
             result = await self.client.workspace_execute_command_async(params)
-        return _plain(result)
+        return plain(result)
 
     def stream_text(self, token: Any = None) -> str:
         return "".join(
@@ -241,14 +243,14 @@ class Editor:
         await asyncio.wait_for(wait(), timeout)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """pygls hands unknown payloads over as namedtuple-like objects; make them dicts."""
     if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
+        return {k: plain(v) for k, v in value._asdict().items()}
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 

@@ -285,6 +285,22 @@ function clientOptions(): LanguageClientOptions {
           await pushSettings();
         },
       },
+      // Light-bulb actions run through here: give them the same panel and messages as ours.
+      executeCommand: (command, args: unknown[], next) => {
+        const spec = ACTIONS[command];
+        const first = args[0];
+        if (spec === undefined || typeof first !== 'object' || first === null) {
+          const passThrough: unknown = next(command, args);
+          return passThrough;
+        }
+        const argument = first as Record<string, unknown>;
+        const custom = command === 'lspilot.run' ? customActions().find((a) => a.id === argument.action) : undefined;
+        return trackAction(
+          { ...spec, title: custom?.title ?? spec.title, show: custom !== undefined ? custom.apply === 'show' : spec.show },
+          argument,
+          async () => (await next(command, args)) as ActionResult | null,
+        );
+      },
       handleWorkDoneProgress: (token, params, next) => {
         if (!progress.handle(token, params)) {
           next(token, params);
@@ -346,7 +362,7 @@ function onStream(params: StreamParams): void {
       claim.token = key;
       session = claim.session;
     } else if (params.command === 'lspilot.explain') {
-      // started elsewhere, e.g. from the light bulb
+      // started by something else than this extension's commands
       session = panel.start(`Explanation: ${path.basename(vscode.Uri.parse(params.uri).path)}`, 'streaming');
     }
     if (session === undefined) {
@@ -356,7 +372,8 @@ function onStream(params: StreamParams): void {
     tokenSessions.set(key, session);
   }
   panel.append(session, params.delta ?? '');
-  if (params.done) {
+  if (params.done && !pending.some((p) => p.token === key)) {
+    // nobody waits for a result that would say how it ended
     panel.finish(session, 'done');
     tokenSessions.delete(key);
   }
@@ -385,6 +402,14 @@ function targetRange(editor: vscode.TextEditor): vscode.Range {
   return editor.document.lineAt(selection.active.line).range;
 }
 
+/** The server's action commands, as this extension presents them. */
+const ACTIONS: Record<string, ActionSpec> = {
+  'lspilot.explain': { command: 'lspilot.explain', title: 'Explain', show: true },
+  'lspilot.refactor': { command: 'lspilot.refactor', title: 'Refactor', show: false },
+  'lspilot.writeTests': { command: 'lspilot.writeTests', title: 'Write tests', show: false },
+  'lspilot.run': { command: 'lspilot.run', title: 'Action', show: false },
+};
+
 async function runAction(spec: ActionSpec): Promise<void> {
   const editor = vscode.window.activeTextEditor;
   if (editor === undefined) {
@@ -396,6 +421,10 @@ async function runAction(spec: ActionSpec): Promise<void> {
     return;
   }
   const range = targetRange(editor);
+  if (range.isEmpty) {
+    void vscode.window.showWarningMessage(`lspilot: select the code to ${spec.title.toLowerCase()} first.`);
+    return;
+  }
   const args: Record<string, unknown> = {
     uri: c.code2ProtocolConverter.asUri(editor.document.uri),
     range: c.code2ProtocolConverter.asRange(range),
@@ -406,41 +435,63 @@ async function runAction(spec: ActionSpec): Promise<void> {
   if (spec.action !== undefined) {
     args.action = spec.action;
   }
-  const entry: Pending = { uri: args.uri as string, command: spec.command };
+  await trackAction(spec, args, async () =>
+    (await c.sendRequest(ExecuteCommandRequest.type, { command: spec.command, arguments: [args] })) as ActionResult | null,
+  );
+}
+
+/**
+ * Runs one action request and presents it: the panel for shown answers (fed by `lspilot/stream`,
+ * finished with the result), a status bar note when it ends. The server reports a failed action
+ * itself (window/showMessage); a refused request (bad arguments) is reported here.
+ */
+async function trackAction(
+  spec: ActionSpec,
+  args: Record<string, unknown>,
+  send: () => Promise<ActionResult | null>,
+): Promise<ActionResult> {
+  const uri = typeof args.uri === 'string' ? args.uri : '';
+  const entry: Pending = { uri, command: spec.command };
   if (spec.show) {
     const what = spec.command === 'lspilot.explain' ? 'Explanation' : spec.title;
-    entry.session = panel.start(`${what}: ${rangeLabel(editor.document.uri, range)}`);
+    entry.session = panel.start(`${what}: ${describeTarget(uri, args.range)}`);
   }
   pending.push(entry);
   let result: ActionResult;
+  let refused: string | undefined;
   try {
-    const answer = (await c.sendRequest(ExecuteCommandRequest.type, {
-      command: spec.command,
-      arguments: [args],
-    })) as ActionResult | null;
-    result = answer ?? { status: 'done' };
+    result = (await send()) ?? { status: 'done' };
   } catch (error) {
-    result = { status: 'failed', error: { message: errorMessage(error) } };
+    refused = errorMessage(error);
+    result = { status: 'failed', error: { type: 'request', message: refused } };
   } finally {
     pending.splice(pending.indexOf(entry), 1);
     if (entry.token !== undefined) {
       tokenSessions.delete(entry.token);
     }
   }
-  const detail = result.error?.message;
+  const detail = result.error?.message ?? undefined;
   if (entry.session !== undefined) {
     panel.finish(entry.session, result.status, result.text, result.status === 'failed' ? detail : undefined);
   }
-  if (result.status === 'failed') {
-    void vscode.window
-      .showErrorMessage(`lspilot: ${spec.title} failed: ${detail ?? 'unknown error'}`, 'Show Output')
-      .then((choice) => {
-        if (choice !== undefined) {
-          output.show(true);
-        }
-      });
-  } else if (result.status === 'cancelled') {
-    vscode.window.setStatusBarMessage(`lspilot: ${spec.title} cancelled`, 5000);
+  if (refused !== undefined) {
+    void vscode.window.showErrorMessage(`lspilot: ${spec.title}: ${refused}`);
+  }
+  if (result.status === 'done' || result.status === 'cancelled') {
+    vscode.window.setStatusBarMessage(`lspilot: ${spec.title} ${result.status}`, 5000);
+  }
+  return result;
+}
+
+function describeTarget(uri: string, range: unknown): string {
+  try {
+    const r = range as { start: { line: number; character: number }; end: { line: number; character: number } };
+    return rangeLabel(
+      vscode.Uri.parse(uri),
+      new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character),
+    );
+  } catch {
+    return path.basename(uri);
   }
 }
 

@@ -56,9 +56,6 @@ export class ProgressNotifications implements vscode.Disposable {
           run.progress.report({ message: params.message });
         }
         run.finish();
-        if (params.message) {
-          vscode.window.setStatusBarMessage(`lspilot: ${params.message}`, 5000);
-        }
         return false; // let the client clean up its own bookkeeping for the token
       }
     }

@@ -4,6 +4,7 @@ import * as vscode from 'vscode';
 export const SERVER_KEYS = [
   'baseUrl',
   'apiKey',
+  'apiKeyCommand',
   'model',
   'temperature',
   'topP',
@@ -13,6 +14,8 @@ export const SERVER_KEYS = [
   'retryBaseSeconds',
   'connectTimeout',
   'idleTimeout',
+  'maxResponseChars',
+  'verifyTls',
   'contextLines',
   'contextBudgetChars',
   'maxConcurrentRequests',

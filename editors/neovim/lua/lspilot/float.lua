@@ -27,8 +27,8 @@ end
 function M.open(job, opts, on_close)
   opts = opts or {}
   local buf = api.nvim_create_buf(false, true)
-  api.nvim_buf_set_option(buf, "bufhidden", "wipe")
-  api.nvim_buf_set_option(buf, "filetype", "markdown")
+  vim.bo[buf].bufhidden = "wipe"
+  vim.bo[buf].filetype = "markdown"
   pcall(api.nvim_buf_set_name, buf, "lspilot://explain/" .. tostring(job.token))
 
   local columns, lines = vim.o.columns, vim.o.lines
@@ -54,10 +54,10 @@ function M.open(job, opts, on_close)
     config.anchor = "SW"
   end
   local win = api.nvim_open_win(buf, true, config)
-  api.nvim_win_set_option(win, "wrap", true)
-  api.nvim_win_set_option(win, "linebreak", true)
-  api.nvim_win_set_option(win, "conceallevel", 2)
-  api.nvim_win_set_option(win, "cursorline", false)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  vim.wo[win].conceallevel = 2
+  vim.wo[win].cursorline = false
 
   job.float = { buf = buf, win = win, width = width, max_height = math.max(3, math.min(opts.max_height or 30, lines - 6)) }
 
@@ -86,7 +86,7 @@ function M.open(job, opts, on_close)
     end,
   })
   api.nvim_buf_set_lines(buf, 0, -1, false, { "" })
-  api.nvim_buf_set_option(buf, "modifiable", false)
+  vim.bo[buf].modifiable = false
   return job.float
 end
 
@@ -111,9 +111,9 @@ function M.update(job, text)
     local cursor = api.nvim_win_get_cursor(f.win)
     follow = cursor[1] >= api.nvim_buf_line_count(f.buf)
   end
-  api.nvim_buf_set_option(f.buf, "modifiable", true)
+  vim.bo[f.buf].modifiable = true
   api.nvim_buf_set_lines(f.buf, 0, -1, false, lines)
-  api.nvim_buf_set_option(f.buf, "modifiable", false)
+  vim.bo[f.buf].modifiable = false
   if valid_win(f.win) then
     local height = math.max(1, math.min(display_height(lines, f.width), f.max_height))
     api.nvim_win_set_height(f.win, height)

@@ -84,7 +84,7 @@ local function show_document(_, params, _)
   end
   local bufnr = vim.uri_to_bufnr(params.uri)
   vim.fn.bufload(bufnr)
-  api.nvim_buf_set_option(bufnr, "buflisted", true)
+  vim.bo[bufnr].buflisted = true
   local target
   for _, win in ipairs(api.nvim_list_wins()) do
     if api.nvim_win_get_buf(win) == bufnr then
