@@ -80,6 +80,7 @@ local function open_and_attach()
   end, "the lspilot client to attach and initialize")
   local client = lspilot.get_client(buf)
   result.offset_encoding = client.offset_encoding
+  result.init_options = client.config.init_options
   result.original = buf_lines(buf)
   return buf, client
 end

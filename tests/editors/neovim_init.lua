@@ -12,8 +12,16 @@ if os.getenv("LSPILOT_TEST_CMD") then
   cmd = vim.fn.json_decode(os.getenv("LSPILOT_TEST_CMD"))
 end
 
-require("lspilot").setup({
-  cmd = cmd,
-  filetypes = { "python" },
-  notify_done = true,
-})
+local spec = os.getenv("LSPILOT_TEST_SPEC") and vim.fn.json_decode(os.getenv("LSPILOT_TEST_SPEC")) or {}
+
+if spec.mode == "enable" then
+  -- Neovim 0.11+: the shipped lsp/lspilot.lua, no setup() call.
+  vim.lsp.config("lspilot", { cmd = cmd, filetypes = { "python" } })
+  vim.lsp.enable("lspilot")
+else
+  require("lspilot").setup({
+    cmd = cmd,
+    filetypes = { "python" },
+    notify_done = true,
+  })
+end

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -67,6 +68,14 @@ EXPLANATION = [
     "- it converts `n` with `str()`;\n",
     "- it prefixes an emoji.\n",
 ]
+
+
+def nvim_version() -> tuple[int, int]:
+    assert NVIM is not None
+    out = subprocess.run([NVIM, "--version"], capture_output=True, text=True, timeout=20).stdout
+    match = re.search(r"NVIM v(\d+)\.(\d+)", out)
+    assert match, out
+    return int(match[1]), int(match[2])
 
 
 def server_command() -> list[str]:
@@ -191,6 +200,7 @@ def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
     expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
     assert result["buffer"] == expected
     assert result["modified"] is True
+    assert result["init_options"] == {"explainShow": "none"}
     # The server got exactly the selected lines, as a whole-line UTF-16 range.
     assert result["request_range"] == {"start": {"line": 3, "character": 0},
                                        "end": {"line": 6, "character": 0}}
@@ -352,3 +362,26 @@ def test_code_action_runs_through_the_plugin(tmp_path: Path) -> None:
     assert result["job"]["token"].startswith("lspilot-nvim-")  # our token, our progress
     expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
     assert result["buffer"] == expected
+
+
+def test_vim_lsp_enable_uses_the_shipped_config(tmp_path: Path) -> None:
+    if NVIM is None:
+        pytest.fail("nvim is not installed: run editors/neovim/scripts/setup-tests.sh")
+    version = nvim_version()
+    if version < (0, 11):
+        pytest.skip(f"vim.lsp.enable() and lsp/lspilot.lua need Neovim 0.11+, this is "
+                    f"{version[0]}.{version[1]} (set LSPILOT_NVIM to a newer nvim)")
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(tmp_path, upstream, {
+            "scenario": "refactor", "file": str(source), "select": ADD_LINES, "mode": "enable",
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+    assert result["buffer"] == expected
+    assert "def add(a, b):" in user_prompt(requests[0])
+    # The shipped config asks the server not to show explanations itself.
+    assert result["init_options"] == {"explainShow": "none"}

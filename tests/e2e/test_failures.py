@@ -1,0 +1,238 @@
+"""Upstream failures, conflicts, live mode, bad client input: clear errors, nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from tests.e2e.harness import API_KEY, capabilities, range_of, session
+from tests.fake_upstream import Reply
+
+SOURCE = "def total(items):\n    s = 0\n    for i in items:\n        s += i\n    return s\n"
+BODY = "    s = 0\n    for i in items:\n        s += i\n    return s\n"
+GOOD = ["```python\n", "    return sum(items)\n", "```\n"]
+
+
+async def assert_next_action_works(editor, uri) -> None:
+    editor.upstream.enqueue(Reply.stream(["Fine again."]))
+    result = await editor.run("lspilot.explain", uri, range_of(editor.text(uri), "def total"))
+    assert result["status"] == "done" and result["text"] == "Fine again."
+
+
+async def test_401_names_the_setting_to_fix(upstream, workspace):
+    upstream.enqueue(Reply.error(401, "Incorrect API key provided", type="invalid_api_key"))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY), token="t401")
+        assert result["status"] == "failed"
+        assert result["error"]["type"] == "authentication"
+        assert "Incorrect API key provided" in result["error"]["message"]
+        assert "apiKey" in result["error"]["message"]
+        assert "LSPILOT_API_KEY" in result["error"]["message"]
+        assert len(upstream.requests) == 1  # never retried
+        (message,) = editor.client.messages
+        assert message.type == types.MessageType.Error and "apiKey" in message.message
+        end = editor.progress("t401")[-1]
+        assert isinstance(end, types.WorkDoneProgressEnd) and end.message.startswith("Failed")
+        assert editor.text(uri) == SOURCE
+        await assert_next_action_works(editor, uri)
+
+
+async def test_missing_key_fails_without_a_request(upstream, workspace):
+    async with session(upstream, workspace, init_options={"apiKey": None}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "no_api_key"
+        assert "LSPILOT_API_KEY" in result["error"]["message"]
+        assert not upstream.requests
+
+
+async def test_rate_limits_are_retried_then_succeed(upstream, workspace):
+    upstream.enqueue(
+        Reply.error(429, "slow down", headers={"retry-after": "0"}),
+        Reply.error(429, "slow down"),
+        Reply.stream(GOOD),
+    )
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY), token="t429")
+        assert result["status"] == "done", result
+        assert len(upstream.requests) == 3
+        reports = [p.message for p in editor.progress("t429")
+                   if isinstance(p, types.WorkDoneProgressReport)]
+        assert any("Retrying" in m for m in reports)
+        assert "sum(items)" in editor.text(uri)
+
+
+async def test_server_errors_fail_after_the_retries(upstream, workspace):
+    upstream.default = Reply.error(503, "overloaded")
+    async with session(upstream, workspace, init_options={"maxRetries": 2}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "server_error"
+        assert "overloaded" in result["error"]["message"]
+        assert len(upstream.requests) == 3
+        assert editor.text(uri) == SOURCE
+
+
+async def test_a_stream_cut_mid_answer_applies_nothing(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD + ["more\n"] * 5, cut_after=3))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "stream"
+        assert result["text"] == "".join(GOOD[:2])  # the partial answer is kept
+        assert editor.text(uri) == SOURCE and not editor.edits
+        await assert_next_action_works(editor, uri)
+
+
+async def test_a_selection_over_the_budget_fails_at_once(upstream, workspace):
+    big = "x = 1\n" * 100
+    async with session(upstream, workspace, init_options={"contextBudgetChars": 300}) as editor:
+        uri = editor.open("big.py", big)
+        result = await editor.run("lspilot.refactor", uri, range_of(big, big))
+        assert result["status"] == "failed"
+        assert result["error"]["type"] == "selection_too_large"
+        assert "contextBudgetChars" in result["error"]["message"]
+        assert not upstream.requests
+
+
+async def test_document_changed_while_streaming_is_a_conflict(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD, delay=0.2))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        task = asyncio.ensure_future(editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY)))
+        await editor.wait_for_stream()
+        editor.change(uri, types.Range(types.Position(0, 0), types.Position(0, 0)), "# edited\n")
+        result = await asyncio.wait_for(task, 5)
+        assert result["status"] == "failed" and result["error"]["type"] == "conflict"
+        assert "changed" in result["error"]["message"]
+        assert editor.text(uri) == "# edited\n" + SOURCE and not editor.edits
+
+
+async def test_an_answer_without_code_changes_nothing(upstream, workspace):
+    upstream.enqueue(Reply.stream([""], finish_reason="stop"))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "no_code"
+        assert editor.text(uri) == SOURCE and not editor.edits
+
+
+async def test_an_edit_the_editor_refuses_is_reported(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD))
+    async with session(upstream, workspace) as editor:
+        editor.apply_mode = "reject"
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "edit_rejected"
+        assert "user said no" in result["error"]["message"]
+
+
+async def test_confirm_edits_asks_for_a_preview(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD))
+    caps = capabilities(annotations=True)
+    async with session(upstream, workspace, caps=caps,
+                       init_options={"confirmEdits": True}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        edit = editor.edits[0].edit
+        (annotation,) = edit.change_annotations.values()
+        assert annotation.needs_confirmation is True
+        assert isinstance(edit.document_changes[0].edits[0], types.AnnotatedTextEdit)
+
+
+LIVE_ANSWER = ["```python\n", "    total = 0\n", "    for i in items:\n", "        total += i\n",
+               "    return total\n", "```\n"]
+
+
+async def test_live_mode_rewrites_as_it_streams(upstream, workspace):
+    upstream.enqueue(Reply.stream(LIVE_ANSWER, delay=0.12))
+    async with session(upstream, workspace, init_options={"liveRefactor": True}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "done", result
+        assert len(editor.edits) >= 3  # line by line, then the final text
+        assert editor.text(uri) == "def total(items):\n" + "".join(LIVE_ANSWER[1:-1])
+
+
+async def test_live_mode_restores_the_original_on_cancel(upstream, workspace):
+    upstream.enqueue(Reply.stream(LIVE_ANSWER[:4] + ["    pass\n"] * 100, delay=0.1))
+    async with session(upstream, workspace, init_options={"liveRefactor": True}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        task = asyncio.ensure_future(
+            editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY), token="live"))
+        for _ in range(100):
+            if editor.text(uri) != SOURCE:
+                break
+            await asyncio.sleep(0.05)
+        assert editor.text(uri) != SOURCE  # it was being rewritten
+        editor.client.window_work_done_progress_cancel(
+            types.WorkDoneProgressCancelParams(token="live"))
+        result = await asyncio.wait_for(task, 5)
+        assert result["status"] == "cancelled"
+        assert editor.text(uri) == SOURCE
+
+
+async def test_live_mode_restores_the_original_on_failure(upstream, workspace):
+    upstream.enqueue(Reply.stream(LIVE_ANSWER[:4] + ["x\n"] * 5, delay=0.1, cut_after=6))
+    async with session(upstream, workspace, init_options={"liveRefactor": True}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed"
+        assert len(editor.edits) >= 2
+        assert editor.text(uri) == SOURCE
+
+
+BAD_ARGUMENTS = [
+    ("lspilot.refactor", [], "takes one argument object"),
+    ("lspilot.refactor", ["not an object"], "takes one argument object"),
+    ("lspilot.refactor", [{"range": None}], "'uri'"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": 1}}], "'range'"),
+    ("lspilot.refactor", [{"uri": "URI", "range": "RANGE", "instruction": 5}], "'instruction'"),
+    ("lspilot.refactor", [{"uri": "file:///nowhere/missing.py", "range": "RANGE"}], "not open"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 50, "character": 0},
+                                                  "end": {"line": 60, "character": 0}}}],
+     "outside the document"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 1, "character": 0},
+                                                  "end": {"line": 1, "character": 0}}}],
+     "empty"),
+    ("lspilot.run", [{"uri": "URI", "range": "RANGE", "action": "nope"}], "Unknown action"),
+    ("lspilot.run", [{"uri": "URI", "range": "RANGE"}], "needs an 'action'"),
+    ("lspilot.nonsense", [{"uri": "URI", "range": "RANGE"}], "Unknown command"),
+]
+
+
+async def test_bad_input_gets_json_rpc_errors_and_the_server_lives_on(upstream, workspace):
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        good_range = editor.client.protocol._converter.unstructure(range_of(SOURCE, BODY))
+        for command, arguments, expected in BAD_ARGUMENTS:
+            arguments = [
+                {k: (uri if v == "URI" else good_range if v == "RANGE" else v)
+                 for k, v in a.items()} if isinstance(a, dict) else a
+                for a in arguments
+            ]
+            with pytest.raises(JsonRpcInvalidParams) as caught:
+                await editor.client.workspace_execute_command_async(
+                    types.ExecuteCommandParams(command=command, arguments=arguments))
+            assert expected in str(caught.value), (command, arguments, caught.value)
+        assert not upstream.requests
+        await assert_next_action_works(editor, uri)
+
+
+async def test_the_key_never_reaches_the_editor(upstream, workspace):
+    upstream.enqueue(Reply.error(401, f"Incorrect API key provided: {API_KEY}"))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, BODY), token="k")
+        assert result["status"] == "failed"
+        seen = [str(result)]
+        seen += [m.message for m in editor.client.messages]
+        seen += [m.message for m in editor.client.log_messages]
+        seen += [str(p) for p in editor.progress("k")]
+        assert all(API_KEY not in text for text in seen)
+        assert any("***" in text for text in seen)
