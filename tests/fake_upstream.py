@@ -47,7 +47,7 @@ class Reply:
         *,
         delay: float = 0.0,
         finish_reason: str | None = "stop",
-        usage: dict[str, int] | None | bool = True,
+        usage: dict[str, int] | bool | None = True,
         role_chunk: bool = True,
         done: bool = True,
         cut_after: int | None = None,
@@ -142,7 +142,7 @@ class Reply:
         status: int,
         message: str,
         *,
-        type: str = "invalid_request_error",  # noqa: A002 - the wire name
+        type: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
     ) -> Reply:
         """An error in OpenAI's shape: ``{"error": {"message", "type", "code"}}``."""

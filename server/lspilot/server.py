@@ -25,7 +25,7 @@ from lspilot.actions.registry import (
 )
 from lspilot.actions.run import ActionRun, Limiter, RunContext, RunRequest
 from lspilot.commands import CommandError, parse_run_arguments
-from lspilot.editor import Editor
+from lspilot.editor import CLIENT_REPLY_TIMEOUT, Editor
 from lspilot.keys import resolve_key_command
 from lspilot.llm.client import ChatClient
 from lspilot.settings import ApiKey, Layer, Settings, environment_layer, resolve, unwrap_section
@@ -65,6 +65,9 @@ class LspilotServer(LanguageServer):
         self.editor = Editor(self)
         # Diagnostics the editor sent with the last codeAction request, per document.
         self.diagnostics: dict[str, tuple[types.Diagnostic, ...]] = {}
+        # Set once the first settings are in: actions wait for it so that an action sent
+        # right after `initialized` does not run on settings the editor is overriding.
+        self.settings_ready = asyncio.Event()
         self.cache_dir = Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         ) / "lspilot"
@@ -103,8 +106,7 @@ class LspilotServer(LanguageServer):
             ))
 
     async def pull_workspace_settings(self) -> None:
-        if not getattr(getattr(self.client_capabilities, "workspace", None), "configuration",
-                       False):
+        if not _supports_configuration(self):
             return
         try:
             values = await asyncio.wait_for(
@@ -130,6 +132,7 @@ class LspilotServer(LanguageServer):
             raise JsonRpcInvalidParams(
                 f"Unknown command {params.command!r}; lspilot knows {', '.join(ALL_COMMANDS)}."
             )
+        await self._wait_for_settings()
         try:
             args = parse_run_arguments(
                 params.command, params.arguments, self.protocol._converter
@@ -174,6 +177,13 @@ class LspilotServer(LanguageServer):
             run.cancel()
             raise
         return result.to_json()
+
+    async def _wait_for_settings(self) -> None:
+        try:
+            await asyncio.wait_for(self.settings_ready.wait(), CLIENT_REPLY_TIMEOUT)
+        except TimeoutError:
+            log.warning("No settings from the editor yet; running with what we have.")
+            self.settings_ready.set()
 
     def _action_for(self, command: str, action_id: str | None) -> Action:
         registry = self.registry()
@@ -260,6 +270,11 @@ def _with_key(settings: Settings, key: str) -> Settings:
     return attrs.evolve(settings, api_key=ApiKey(key))
 
 
+def _supports_configuration(server: LanguageServer) -> bool:
+    workspace = getattr(server.client_capabilities, "workspace", None)
+    return bool(getattr(workspace, "configuration", False))
+
+
 def _overlaps(a: types.Range, b: types.Range) -> bool:
     return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
         b.start.line, b.start.character) <= (a.end.line, a.end.character)
@@ -273,6 +288,8 @@ def create_server() -> LspilotServer:
         """Take the initialization options as the second settings layer."""
         ls.init_options = unwrap_section(params.initialization_options)
         await ls.reload_settings()
+        if not _supports_configuration(ls):
+            ls.settings_ready.set()
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: LspilotServer, params: types.InitializedParams) -> None:
@@ -280,17 +297,23 @@ def create_server() -> LspilotServer:
         logs.attach_editor(logs.EditorLogHandler(ls.log_to_editor))
         await ls.pull_workspace_settings()
         await ls.reload_settings()
+        ls.settings_ready.set()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
         ls: LspilotServer, params: types.DidChangeConfigurationParams
     ) -> None:
         """Settings changed: pull them again (or take them from the notification)."""
-        if getattr(getattr(ls.client_capabilities, "workspace", None), "configuration", False):
-            await ls.pull_workspace_settings()
-        elif isinstance(params.settings, Mapping):
-            ls.workspace_settings = unwrap_section(params.settings)
-        await ls.reload_settings()
+        # Actions that arrive after this notification wait for its settings.
+        ls.settings_ready.clear()
+        try:
+            if _supports_configuration(ls):
+                await ls.pull_workspace_settings()
+            elif isinstance(params.settings, Mapping):
+                ls.workspace_settings = unwrap_section(params.settings)
+            await ls.reload_settings()
+        finally:
+            ls.settings_ready.set()
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LspilotServer, params: types.DidOpenTextDocumentParams) -> None:

@@ -212,7 +212,8 @@ async def test_write_tests_follows_each_language(upstream, workspace, name, lang
 
 async def test_write_tests_for_rust_appends_a_test_module(upstream, workspace):
     code = "pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n"
-    upstream.enqueue(Reply.stream(["```rust\n#[test]\nfn adds() {\n    assert_eq!(add(1, 2), 3);\n}\n```"]))
+    answer = "```rust\n#[test]\nfn adds() {\n    assert_eq!(add(1, 2), 3);\n}\n```"
+    upstream.enqueue(Reply.stream([answer]))
     async with session(upstream, workspace) as editor:
         uri = editor.open("src/lib.rs", code, language="rust")
         result = await editor.run("lspilot.writeTests", uri, range_of(code, code))

@@ -79,7 +79,8 @@ async def test_notifications_are_coalesced_and_lose_nothing(upstream, workspace)
         assert len(text_notes) <= elapsed / 0.05 + 3
         assert len(text_notes) < len(chunks) / 4
         assert editor.stream_text() == "".join(chunks) == result["text"]
-        reports = [p for p in editor.progress("burst") if isinstance(p, types.WorkDoneProgressReport)]
+        reports = [p for p in editor.progress("burst")
+                   if isinstance(p, types.WorkDoneProgressReport)]
         assert len(reports) <= elapsed / 0.05 + 3
 
 

@@ -5,8 +5,10 @@ profile and the freshly built ``editors/vscode/lspilot.vsix``; Debian's Chromium
 playwright-core (``editors/vscode/e2e/run.mjs``), opens a workspace with a Python file. The
 extension starts the real ``lspilot`` over stdio, which talks to the fake upstream. The scenario:
 Refactor from the command palette (the editor's text changes as answered), Explain (the panel
-renders the streamed markdown while it arrives), and a slow Refactor cancelled from the progress
-notification (the file stays as it was; the upstream stream is closed).
+renders the streamed markdown while it arrives), Refactor with instruction (typed in the input
+box, sent upstream), a slow Refactor cancelled from the progress notification (the file stays as
+it was; the upstream stream is closed), the light bulb and the action menu's keybinding, and the
+message with the fix when the server command is wrong.
 
 Needs ``bash editors/vscode/scripts/setup-e2e.sh`` first. Skipped when that hasn't run, except in
 CI (``CI`` set), where a missing piece fails the test.
@@ -70,6 +72,8 @@ EXPLAIN_CHUNKS = [
     "- `b`: the second\n",
 ]
 EXPLAIN_TEXT = "The function add returns the sum of its two arguments."
+INSTRUCTION = "use exponentiation"
+INSTRUCTED_CODE = "    return math.pi * r ** 2"
 
 
 def _missing_prerequisites() -> list[str]:
@@ -248,10 +252,12 @@ def test_vscode_refactor_explain_cancel(
     assert install.returncode == 0, f"installing the vsix failed:\n{install.stdout}{install.stderr}"
     assert any(extensions_dir.glob("lspilot.lspilot-*")), install.stdout
 
-    # Replies in the scenario's order: refactor, explain, a slow answer to cancel.
+    # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
+    # answer to cancel.
     upstream.enqueue(
         Reply.stream(["```python\n", "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
         Reply.stream(EXPLAIN_CHUNKS, delay=0.3),
+        Reply.stream(["```python\ndef area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
     )
     upstream.default = Reply.stream(["unexpected extra request"])
@@ -279,9 +285,11 @@ def test_vscode_refactor_explain_cancel(
         "refactoredSuffix": SUFFIX,
         "explainText": EXPLAIN_TEXT,
         "explainHtml": "<strong>sum</strong>",
+        "instruction": INSTRUCTION,
+        "instructedCode": INSTRUCTED_CODE,
         "refactorLines": [4, 4],  # def add … return result
         "explainLines": [4, 2],   # the new add
-        "cancelLines": [8, 2],    # def area …
+        "cancelLines": [8, 2],    # def area … (instruction, then cancel)
     }
     with _code_server(cmd, server_env, log, port):
         scenario_env = {
@@ -312,9 +320,9 @@ def test_vscode_refactor_explain_cancel(
                 f"--- code-server log\n{_tail(log, 30)}\n{_extension_logs(data_dir)}"
             )
 
-    # What the upstream saw: three streamed chat requests with the key, the model and the code.
-    requests = upstream.wait_for_requests(3, timeout=5)
-    assert len(requests) == 3, [r.path for r in requests]
+    # What the upstream saw: four streamed chat requests with the key, the model and the code.
+    requests = upstream.wait_for_requests(4, timeout=5)
+    assert len(requests) == 4, [r.path for r in requests]
     for request in requests:
         assert request.path == "/v1/chat/completions"
         assert request.headers.get("authorization") == "Bearer test-key-vscode"
@@ -323,11 +331,13 @@ def test_vscode_refactor_explain_cancel(
     prompts = [json.dumps(r.json["messages"]) for r in requests]
     assert OLD_CODE in prompts[0]
     assert "return a + b" in prompts[1]
-    assert "math.pi * r * r" in prompts[2]
+    assert "math.pi * r * r" in prompts[2] and INSTRUCTION in prompts[2]
+    assert INSTRUCTED_CODE.strip() in prompts[3]
     # Cancelling closed the slow stream long before its 100 s were up.
-    assert requests[2].client_closed.wait(5), "the cancelled request's stream was not closed"
+    assert requests[3].client_closed.wait(5), "the cancelled request's stream was not closed"
 
-    # The scenario saved the file: the refactor is on disk, the cancelled one is not.
+    # The scenario saved the file: both refactors are on disk, the cancelled one is not.
     saved = source.read_text()
     assert saved.startswith(PREFIX) and REFACTORED_CODE in saved, saved
-    assert saved.rstrip("\n").endswith(SUFFIX) and OLD_CODE not in saved, saved
+    assert saved.rstrip("\n").endswith("def area(r):\n" + INSTRUCTED_CODE), saved
+    assert OLD_CODE not in saved, saved

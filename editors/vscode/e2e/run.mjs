@@ -10,7 +10,8 @@
 //   E2E_ARTIFACTS  folder for screenshots and the step log
 //   E2E_HOME       where playwright-core is installed (LSPILOT_VSCODE_E2E_HOME)
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
-//                  explainText, explainHtml, refactorLines: [first, count], explainLines, cancelLines }
+//                  explainText, explainHtml, instruction, instructedCode,
+//                  refactorLines: [first, count], explainLines, cancelLines }
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -310,6 +311,29 @@ async function main() {
     await screenshot('explain-panel');
   });
 
+  let afterInstruction = afterRefactor;
+  await step('refactor with an instruction from the input box', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.cancelLines);
+    await runCommand('lspilot: Refactor with instruction…');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(EXPECT.instruction);
+    await page.keyboard.press('Enter');
+    const text = await waitFor(
+      'the instructed refactor in the editor',
+      async () => {
+        const t = await editorText();
+        return t !== null && t.includes(EXPECT.instructedCode) ? t : null;
+      },
+      60_000,
+    );
+    if (!text.startsWith(afterRefactor.slice(0, afterRefactor.indexOf('def area')))) {
+      throw new Error(`the lines above the selection changed:\n${text}`);
+    }
+    afterInstruction = norm(text);
+  });
+
   await step('cancel a slow refactor from the progress notification', async () => {
     // back to the file's editor group, which the panel took the focus from
     await focusEditor();
@@ -324,9 +348,33 @@ async function main() {
     await waitFor('the notification to go away', async () => (await notificationWithCancel()) === null, 20_000);
     await page.waitForTimeout(2_000); // nothing may arrive late
     const text = norm(await editorText());
-    if (text !== afterRefactor) {
+    if (text !== afterInstruction) {
       throw new Error(`the cancelled refactor changed the file:\n${text}`);
     }
+  });
+
+  await step('the light bulb offers the server\'s actions', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await page.keyboard.press('Control+.');
+    const menu = page.locator('.action-widget');
+    for (const title of ['lspilot: Explain', 'lspilot: Refactor', 'lspilot: Write tests']) {
+      await menu.getByText(title, { exact: true }).first().waitFor({ state: 'visible', timeout: 15_000 });
+    }
+    await page.keyboard.press('Escape');
+    await menu.waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
+  });
+
+  await step('the keybinding opens the action menu', async () => {
+    await focusEditor();
+    await page.keyboard.press('Control+Alt+.');
+    const list = page.locator('.quick-input-widget .quick-input-list');
+    await list.waitFor({ state: 'visible', timeout: 10_000 });
+    for (const title of ['Explain', 'Refactor', 'Refactor with instruction…', 'Write tests', 'Cancel running actions']) {
+      await list.locator('.label-name', { hasText: new RegExp(`(^|\\s)${title}$`) }).first().waitFor({ timeout: 10_000 });
+    }
+    await page.keyboard.press('Escape');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 5_000 });
   });
 
   await step('save', async () => {
@@ -337,6 +385,21 @@ async function main() {
       async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0,
       15_000,
     );
+  });
+
+  await step('a server that cannot start gets a message with the fix', async () => {
+    const settings = path.join(FOLDER, '.vscode', 'settings.json');
+    fs.writeFileSync(settings, JSON.stringify({ 'lspilot.serverCommand': [path.join(FOLDER, 'no-such-lspilot')] }));
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'could not start' });
+    await toast.first().waitFor({ state: 'visible', timeout: 30_000 });
+    const message = await toast.first().innerText();
+    for (const part of ['no-such-lspilot', 'does not exist', 'pip install lspilot', 'lspilot.serverCommand', 'lspilot.pythonPath']) {
+      if (!message.includes(part)) {
+        throw new Error(`the start error lacks ${JSON.stringify(part)}: ${message}`);
+      }
+    }
+    log(`start error: ${message.replace(/\s+/g, ' ')}`);
+    await screenshot('start-error');
   });
 
   clearTimeout(watchdog);

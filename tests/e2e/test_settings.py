@@ -1,0 +1,80 @@
+"""Settings through the real server: precedence, re-reading, refusing bad values."""
+
+from __future__ import annotations
+
+from lsprotocol import types
+
+from tests.e2e.harness import capabilities, range_of, session
+from tests.fake_upstream import Reply
+
+SOURCE = "x = 1\ny = 2\n"
+
+
+async def model_of_next_request(editor, uri) -> dict:
+    count = len(editor.upstream.requests)
+    editor.upstream.enqueue(Reply.stream(["ok"]))
+    await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+    return editor.upstream.requests[count].json
+
+
+async def test_workspace_settings_override_initialization_options(upstream, workspace):
+    caps = capabilities(configuration=True)
+    async with session(upstream, workspace, caps=caps,
+                       init_options={"model": "from-init", "temperature": 0.5},
+                       configuration={"model": "from-workspace"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        sent = await model_of_next_request(editor, uri)
+        assert sent["model"] == "from-workspace"
+        assert sent["temperature"] == 0.5
+
+
+async def test_settings_are_re_read_on_did_change_configuration(upstream, workspace):
+    caps = capabilities(configuration=True)
+    async with session(upstream, workspace, caps=caps, configuration={"model": "first"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        assert (await model_of_next_request(editor, uri))["model"] == "first"
+        editor.client.set_configuration({"model": "second", "topP": 0.9}, section="lspilot")
+        editor.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None))
+        assert (await model_of_next_request(editor, uri))["model"] == "second"
+
+
+async def test_pushed_settings_apply_without_workspace_configuration(upstream, workspace):
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("a.py", SOURCE)
+        editor.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"lspilot": {"model": "pushed"}}))
+        assert (await model_of_next_request(editor, uri))["model"] == "pushed"
+
+
+async def test_a_bad_value_is_refused_by_name_and_the_previous_one_kept(upstream, workspace):
+    caps = capabilities(configuration=True)
+    async with session(upstream, workspace, caps=caps, init_options={"temperature": 0.5},
+                       configuration={"temperature": 7, "maxTokens": "lots"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        sent = await model_of_next_request(editor, uri)
+        assert sent["temperature"] == 0.5
+        assert "max_tokens" not in sent
+        warnings = " ".join(m.message for m in editor.client.messages
+                            if m.type == types.MessageType.Warning)
+        assert "'temperature'" in warnings and "0 to 2" in warnings
+        assert "'maxTokens'" in warnings and "whole number" in warnings
+
+
+async def test_environment_is_the_lowest_layer(upstream, workspace):
+    async with session(upstream, workspace, env={"LSPILOT_MODEL": "from-env"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        assert (await model_of_next_request(editor, uri))["model"] == "from-env"
+    async with session(upstream, workspace, env={"LSPILOT_MODEL": "from-env"},
+                       init_options={"model": "from-init"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        assert (await model_of_next_request(editor, uri))["model"] == "from-init"
+
+
+async def test_api_key_command_supplies_the_key(upstream, workspace):
+    async with session(upstream, workspace,
+                       init_options={"apiKey": None, "apiKeyCommand": ["printf", "sk-vault"]}
+                       ) as editor:
+        uri = editor.open("a.py", SOURCE)
+        await model_of_next_request(editor, uri)
+        assert upstream.requests[0].headers["authorization"] == "Bearer sk-vault"
