@@ -14,6 +14,8 @@ and on what the upstream received.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
@@ -102,7 +104,8 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
     out = tmp_path / "result.json"
     state = tmp_path / "nvim-state"
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("LSPILOT_", "OPENAI_", "NVIM", "VIM", "MYVIMRC"))
     }
     env.update(
@@ -117,12 +120,27 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
         XDG_STATE_HOME=str(state / "state"),
         XDG_CACHE_HOME=str(state / "cache"),
     )
-    argv = [NVIM, "--headless", "--clean", "-n", "-i", "NONE", "-u", str(INIT),
-            "-c", f"luafile {DRIVER}"]
+    argv = [
+        NVIM,
+        "--headless",
+        "--clean",
+        "-n",
+        "-i",
+        "NONE",
+        "-u",
+        str(INIT),
+        "-c",
+        f"luafile {DRIVER}",
+    ]
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv, cwd=Path(spec["file"]).parent, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        argv,
+        cwd=Path(spec["file"]).parent,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     timed_out = False
     try:
@@ -141,8 +159,10 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
             f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
             for p in sorted(state.rglob("*.log"))
         )
-        return (f"\n--- nvim stdout ---\n{stdout.decode(errors='replace')[-3000:]}"
-                f"\n--- nvim stderr ---\n{stderr.decode(errors='replace')[-3000:]}\n{logs}")
+        return (
+            f"\n--- nvim stdout ---\n{stdout.decode(errors='replace')[-3000:]}"
+            f"\n--- nvim stderr ---\n{stderr.decode(errors='replace')[-3000:]}\n{logs}"
+        )
 
     if timed_out:
         pytest.fail(f"Neovim did not finish within {NVIM_TIMEOUT:g} s{context()}")
@@ -154,19 +174,20 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
     # to the message area, which headless Neovim prints; older ones use vim.notify).
     printed = stdout.decode(errors="replace") + stderr.decode(errors="replace")
     deprecated = [n for n in result.get("notifications", []) if "deprecated" in n["msg"]]
-    assert "deprecated" not in printed and not deprecated, \
+    assert "deprecated" not in printed and not deprecated, (
         f"deprecation warnings on Neovim {result.get('nvim')}: {deprecated}{context()}"
+    )
     if not result.get("ok"):
-        pytest.fail(f"the driver failed on Neovim {result.get('nvim')}: "
-                    f"{result.get('error')}\nresult: {result}{context()}")
+        pytest.fail(
+            f"the driver failed on Neovim {result.get('nvim')}: "
+            f"{result.get('error')}\nresult: {result}{context()}"
+        )
     return result
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def fenced(code: str) -> list[str]:
@@ -190,10 +211,16 @@ def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "refactor", "file": str(source), "select": ADD_LINES,
-            "instruction": "inline the variable",
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "refactor",
+                "file": str(source),
+                "select": ADD_LINES,
+                "instruction": "inline the variable",
+            },
+        )
         requests = upstream.wait_for_requests(1)
 
     assert result["job"]["status"] == "done", result
@@ -202,8 +229,10 @@ def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
     assert result["modified"] is True
     assert result["init_options"] == {"explainShow": "none"}
     # The server got exactly the selected lines, as a whole-line UTF-16 range.
-    assert result["request_range"] == {"start": {"line": 3, "character": 0},
-                                       "end": {"line": 6, "character": 0}}
+    assert result["request_range"] == {
+        "start": {"line": 3, "character": 0},
+        "end": {"line": 6, "character": 0},
+    }
     prompt = user_prompt(requests[0])
     assert "def add(a, b):\n    result = a + b\n    return result\n" in prompt
     assert "inline the variable" in prompt
@@ -227,9 +256,15 @@ def test_write_tests_creates_the_test_file(tmp_path: Path, tests_dir: bool) -> N
     test_file = root / "tests" / "test_calc.py" if tests_dir else root / "test_calc.py"
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "tests", "file": str(source), "select": ADD_LINES,
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "tests",
+                "file": str(source),
+                "select": ADD_LINES,
+            },
+        )
         requests = upstream.wait_for_requests(1)
 
     assert result["job"]["status"] == "done", result
@@ -257,9 +292,15 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     select = {"from": [10, start], "to": [10, start + len("str(n)") - 1], "mode": "v"}
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(EXPLANATION, delay=0.15))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "explain", "file": str(source), "select": select,
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "explain",
+                "file": str(source),
+                "select": select,
+            },
+        )
         requests = upstream.wait_for_requests(1)
 
     explanation = "".join(EXPLANATION)
@@ -267,12 +308,13 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     assert result["float_is_current"] is True
     assert result["float_count"] == 1
     assert result["float_filetype"] == "markdown"
-    assert result["float_text"] == explanation.rstrip("\n") or \
-        result["float_text"] == explanation, result["float_text"]
+    assert (
+        result["float_text"] == explanation.rstrip("\n") or result["float_text"] == explanation
+    ), result["float_text"]
     # It was updated live: several growing snapshots, each a prefix of the answer.
     snapshots = [s for s in result["snapshots"] if s]
     assert len(snapshots) >= 3, snapshots
-    for earlier, later in zip(snapshots, snapshots[1:], strict=False):
+    for earlier, later in itertools.pairwise(snapshots):
         assert later.startswith(earlier)
     # Nothing changed in the file; q closed the window.
     assert result["buffer"] == ORIGINAL_LINES
@@ -284,8 +326,10 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     unit = {"utf-8": 1, "utf-16": 2, "utf-32": 4}
     encoding = result["offset_encoding"]
     col = len(line[: line.index("str(n)")].encode(codec[encoding])) // unit[encoding]
-    assert result["request_range"] == {"start": {"line": 9, "character": col},
-                                       "end": {"line": 9, "character": col + 6}}
+    assert result["request_range"] == {
+        "start": {"line": 9, "character": col},
+        "end": {"line": 9, "character": col + 6},
+    }
     prompt = user_prompt(requests[0])
     assert "```python\nstr(n)\n```" in prompt, prompt
 
@@ -295,9 +339,15 @@ def test_cancel_leaves_the_buffer_unchanged(tmp_path: Path) -> None:
     with FakeUpstream() as upstream:
         slow = fenced("x = 1\n" * 400)
         upstream.enqueue(Reply.stream(slow, delay=0.1))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "cancel", "file": str(source), "select": ADD_LINES,
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "cancel",
+                "file": str(source),
+                "select": ADD_LINES,
+            },
+        )
         requests = upstream.wait_for_requests(1)
         # The server stopped reading the upstream stream.
         assert requests[0].client_closed.wait(5), "the upstream stream was not closed"
@@ -314,9 +364,15 @@ def test_closing_the_explanation_cancels_it(tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(["Slowly. "] * 400, delay=0.1))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "explain_close", "file": str(source), "select": ADD_LINES,
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "explain_close",
+                "file": str(source),
+                "select": ADD_LINES,
+            },
+        )
         requests = upstream.wait_for_requests(1)
         assert requests[0].client_closed.wait(5), "the upstream stream was not closed"
 
@@ -330,10 +386,16 @@ def test_closing_the_explanation_cancels_it(tmp_path: Path) -> None:
 def test_failure_is_notified_with_the_servers_message(tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
-        upstream.default = Reply.error(401, "Incorrect API key provided: sk-te***", type="invalid_request_error")
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "failure", "file": str(source), "select": ADD_LINES,
-        })
+        upstream.default = Reply.error(401, "Incorrect API key provided: sk-te***")
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "failure",
+                "file": str(source),
+                "select": ADD_LINES,
+            },
+        )
 
     assert result["job"]["status"] == "failed", result
     assert result["buffer"] == ORIGINAL_LINES
@@ -350,10 +412,16 @@ def test_code_action_runs_through_the_plugin(tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "code_action", "file": str(source), "select": ADD_LINES,
-            "action_command": "lspilot.refactor",
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "code_action",
+                "file": str(source),
+                "select": ADD_LINES,
+                "action_command": "lspilot.refactor",
+            },
+        )
         upstream.wait_for_requests(1)
 
     commands = {o["command"] for o in result["offered"]}
@@ -369,14 +437,23 @@ def test_vim_lsp_enable_uses_the_shipped_config(tmp_path: Path) -> None:
         pytest.fail("nvim is not installed: run editors/neovim/scripts/setup-tests.sh")
     version = nvim_version()
     if version < (0, 11):
-        pytest.skip(f"vim.lsp.enable() and lsp/lspilot.lua need Neovim 0.11+, this is "
-                    f"{version[0]}.{version[1]} (set LSPILOT_NVIM to a newer nvim)")
+        pytest.skip(
+            f"vim.lsp.enable() and lsp/lspilot.lua need Neovim 0.11+, this is "
+            f"{version[0]}.{version[1]} (set LSPILOT_NVIM to a newer nvim)"
+        )
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
-        result = run_nvim(tmp_path, upstream, {
-            "scenario": "refactor", "file": str(source), "select": ADD_LINES, "mode": "enable",
-        })
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "refactor",
+                "file": str(source),
+                "select": ADD_LINES,
+                "mode": "enable",
+            },
+        )
         requests = upstream.wait_for_requests(1)
 
     assert result["job"]["status"] == "done", result
