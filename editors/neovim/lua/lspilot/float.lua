@@ -106,6 +106,10 @@ function M.update(job, text)
     return
   end
   local lines = vim.split(text, "\n", { plain = true })
+  -- No empty lines at the bottom (an answer usually ends with a line break).
+  while #lines > 1 and lines[#lines] == "" do
+    table.remove(lines)
+  end
   local follow = false
   if valid_win(f.win) then
     local cursor = api.nvim_win_get_cursor(f.win)

@@ -35,6 +35,7 @@ local jobs = {} -- token -> job
 local job_list = {} -- jobs in the order they started
 local counter = 0
 local started_by_root = {} -- root_dir -> client id (Neovim 0.7, which has no vim.lsp.start)
+local started_for_buf = {} -- bufnr -> the client id attach() gave it
 local recent_errors = {} -- { message, at } of the server's error messages
 
 local function notify(msg, level)
@@ -220,6 +221,7 @@ function M.attach(bufnr)
     api.nvim_buf_call(bufnr, function()
       id = vim.lsp.start(cfg, { bufnr = bufnr })
     end)
+    started_for_buf[bufnr] = id
     return id
   end
   local id = started_by_root[root]
@@ -233,6 +235,7 @@ function M.attach(bufnr)
     started_by_root[root] = id
   end
   vim.lsp.buf_attach_client(bufnr, id)
+  started_for_buf[bufnr] = id
   return id
 end
 
@@ -379,13 +382,40 @@ end
 
 local function find_client(bufnr)
   for _, client in ipairs(compat.get_clients({ bufnr = bufnr, name = config.name })) do
-    if not compat.is_stopped(client) then
+    if client.initialized and not compat.is_stopped(client) then
       return client
     end
   end
   return nil
 end
 M.get_client = find_client
+
+-- The buffer's client; when a server is still starting (a command typed right after
+-- opening a file), waits up to `ms` for it.
+local function wait_for_client(bufnr, ms)
+  if find_client(bufnr) then
+    return find_client(bufnr)
+  end
+  local starting = false
+  local candidates = compat.get_clients({ name = config.name })
+  -- Older Neovims list only initialized clients; the one setup() started is known.
+  local id = started_for_buf[bufnr]
+  if id and vim.lsp.get_client_by_id(id) then
+    table.insert(candidates, vim.lsp.get_client_by_id(id))
+  end
+  for _, client in ipairs(candidates) do
+    if not client.initialized and not compat.is_stopped(client) then
+      starting = true
+    end
+  end
+  if starting then
+    vim.api.nvim_echo({ { "lspilot: waiting for the server to start…" } }, false, {})
+    vim.wait(ms, function()
+      return find_client(bufnr) ~= nil
+    end, 50)
+  end
+  return find_client(bufnr)
+end
 
 --- Whether the server showed an error message holding `message` in the last 10 s.
 function M._server_said(message)
@@ -451,7 +481,7 @@ function M.run(command, opts)
   if bufnr == nil or bufnr == 0 then
     bufnr = api.nvim_get_current_buf()
   end
-  local client = opts.client_id and vim.lsp.get_client_by_id(opts.client_id) or find_client(bufnr)
+  local client = opts.client_id and vim.lsp.get_client_by_id(opts.client_id) or wait_for_client(bufnr, 15000)
   if not client or compat.is_stopped(client) then
     notify("the lspilot server is not attached to this buffer (yet); see :help lspilot-setup", levels.WARN)
     return nil
