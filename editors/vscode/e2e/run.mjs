@@ -153,8 +153,8 @@ async function selectLines(first, count) {
   }
 }
 
-/** Runs a command from the command palette by its exact title. */
-async function runCommand(title) {
+/** Runs a command from the command palette by its exact title; `asks`: it opens an input box. */
+async function runCommand(title, { asks = false } = {}) {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
@@ -164,7 +164,9 @@ async function runCommand(title) {
   });
   await row.first().waitFor({ state: 'visible', timeout: 15_000 });
   await row.first().click();
-  await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  if (!asks) {
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  }
 }
 
 /** The explanation webview's state: {status, text, html}, or null while it isn't there. */
@@ -315,8 +317,9 @@ async function main() {
   await step('refactor with an instruction from the input box', async () => {
     await focusEditor();
     await selectLines(...EXPECT.cancelLines);
-    await runCommand('lspilot: Refactor with instruction…');
-    const input = page.locator('.quick-input-widget input');
+    await runCommand('lspilot: Refactor with instruction…', { asks: true });
+    // the same quick-input widget turns from the palette into the extension's input box
+    const input = page.locator('.quick-input-widget input[placeholder*="dataclass"]');
     await input.waitFor({ state: 'visible', timeout: 10_000 });
     await input.fill(EXPECT.instruction);
     await page.keyboard.press('Enter');

@@ -240,7 +240,7 @@ async function spawnServer(cmd: ServerCommand): Promise<ChildProcess> {
 
 function showStartError(cmd: ServerCommand, reason: string): void {
   const message =
-    `lspilot: the language server could not start (${describe(cmd)}, from ${cmd.source}): ${reason}. ` + START_FIX;
+    `lspilot: the language server could not start: ${reason} (command: ${describe(cmd)}, from ${cmd.source}). ` + START_FIX;
   void vscode.window.showErrorMessage(message, 'Open Settings', 'Show Output').then((choice) => {
     if (choice === 'Open Settings') {
       void vscode.commands.executeCommand('workbench.action.openSettings', 'lspilot.serverCommand lspilot.pythonPath');

@@ -70,15 +70,15 @@ export function checkRunnable(cmd: ServerCommand): string | undefined {
   const { command } = cmd;
   if (command.includes('/') || command.includes('\\')) {
     if (!fs.existsSync(command)) {
-      return `${command} does not exist`;
+      return 'the program does not exist';
     }
     if (!isExecutable(command)) {
-      return `${command} is not an executable file`;
+      return 'the program is not an executable file';
     }
     return undefined;
   }
   if (findOnPath(command) === undefined) {
-    return `${command} was not found on the PATH`;
+    return `${command} is not on the PATH`;
   }
   return undefined;
 }
