@@ -74,6 +74,11 @@ end
 local function open_and_attach()
   vim.cmd("edit " .. vim.fn.fnameescape(spec.file))
   local buf = api.nvim_get_current_buf()
+  if spec.immediately then
+    -- Run the command at once, while the server still starts: the plugin must wait.
+    result.original = buf_lines(buf)
+    return buf, nil
+  end
   wait(STEP_TIMEOUT, function()
     local client = lspilot.get_client(buf)
     return client ~= nil and client.initialized == true
@@ -107,6 +112,9 @@ local function run_on_selection(command)
   end
   local job = list[#list]
   result.request_range = job.range
+  local client = vim.lsp.get_client_by_id(job.client_id)
+  result.offset_encoding = client and client.offset_encoding
+  result.init_options = client and client.config.init_options
   return job
 end
 

@@ -462,3 +462,22 @@ def test_vim_lsp_enable_uses_the_shipped_config(tmp_path: Path) -> None:
     assert "def add(a, b):" in user_prompt(requests[0])
     # The shipped config asks the server not to show explanations itself.
     assert result["init_options"] == {"explainShow": "none"}
+
+
+def test_a_command_right_after_opening_waits_for_the_server(tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "refactor",
+                "file": str(source),
+                "select": ADD_LINES,
+                "immediately": True,
+            },
+        )
+
+    assert result["job"]["status"] == "done", result
+    assert result["buffer"] == ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
