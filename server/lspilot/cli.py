@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from lspilot import __version__, logs
 
@@ -41,14 +42,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subcommand == "check":
         return asyncio.run(check(args.settings))
     logs.setup(args.log_level)
+    channel = None if args.tcp else _claim_stdout()
     from lspilot.server import create_server  # heavy imports only when serving
 
     server = create_server()
-    if args.tcp:
+    if channel is None:
         server.start_tcp(args.host, args.port)
     else:
-        server.start_io()
-    return 0
+        server.start_io(stdout=channel)
+    return server.exit_code
+
+
+def _claim_stdout() -> BinaryIO:
+    """Give the LSP channel its own descriptor, before anything else can print.
+
+    File descriptor 1 and ``sys.stdout`` then lead to stderr: a stray print, a C
+    library or a child process that inherits stdout can never corrupt the frames.
+    """
+    sys.stdout.flush()
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return channel
 
 
 async def check(settings_json: str | None) -> int:

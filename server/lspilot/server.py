@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
@@ -29,6 +31,7 @@ from lspilot.editor import CLIENT_REPLY_TIMEOUT, Editor
 from lspilot.keys import resolve_key_command
 from lspilot.llm.client import ChatClient
 from lspilot.settings import ApiKey, Layer, Settings, environment_layer, resolve, unwrap_section
+from lspilot.transport import MessagePump, serve
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,33 @@ class LspilotServer(LanguageServer):
         # Set once the first settings are in: actions wait for it so that an action sent
         # right after `initialized` does not run on settings the editor is overriding.
         self.settings_ready = asyncio.Event()
+        self.initialized = False
+        self.exit_code = 0
         self.cache_dir = Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         ) / "lspilot"
+
+    # -- transport -----------------------------------------------------------------------
+    def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Serve LSP on stdin/stdout with lspilot's own forgiving frame reader."""
+        channel = stdout or sys.stdout.buffer
+        self.protocol.set_writer(StdoutWriter(channel))
+        fd = (stdin or sys.stdin.buffer).fileno()
+        pump = MessagePump(self.protocol, lambda: self.initialized)
+        try:
+            asyncio.run(self._serve(fd, pump))
+        except BrokenPipeError:
+            log.info("The client went away.")
+        except SystemExit as exc:  # pygls's exit handler
+            self.exit_code = int(exc.code or 0)
+        finally:
+            self.shutdown()  # type: ignore[no-untyped-call]
+
+    async def _serve(self, fd: int, pump: MessagePump) -> None:
+        try:
+            await serve(fd, pump)
+        finally:
+            await self.shutdown_runs()
 
     def log_to_editor(self, level: int, message: str) -> None:
         kind = (types.MessageType.Error if level >= logging.ERROR else
@@ -286,6 +313,7 @@ def create_server() -> LspilotServer:
     @server.feature(types.INITIALIZE)
     async def initialize(ls: LspilotServer, params: types.InitializeParams) -> None:
         """Take the initialization options as the second settings layer."""
+        ls.initialized = True
         ls.init_options = unwrap_section(params.initialization_options)
         await ls.reload_settings()
         if not _supports_configuration(ls):

@@ -1,0 +1,152 @@
+"""Reading LSP frames from a byte stream without ever losing the way.
+
+pygls's own loop trusts every frame: a wrong ``Content-Length`` desynchronises it for
+good, and a request whose params do not fit gets no answer at all, so the client waits
+forever. This loop answers what it can with proper JSON-RPC errors (parse error,
+invalid request, invalid params, server not initialized), finds the next frame after
+garbage, and ends cleanly when the input ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pygls.protocol import JsonRPCProtocol
+
+log = logging.getLogger(__name__)
+
+_HEADER_START = re.compile(rb"content-length:", re.I)
+_CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\d+)", re.I)
+MAX_FRAME = 64 * 1024 * 1024
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
+SERVER_NOT_INITIALIZED = -32002
+
+
+class FrameReader:
+    """Turns bytes into frame bodies; skips what cannot be a frame."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        bodies: list[bytes] = []
+        while True:
+            start = _HEADER_START.search(self._buffer)
+            if start is None:
+                # Keep a tail that may be the start of a header split across reads.
+                del self._buffer[: max(0, len(self._buffer) - 16)]
+                return bodies
+            if start.start():
+                log.warning("Skipped %d bytes that were not an LSP frame", start.start())
+                del self._buffer[: start.start()]
+            end = self._buffer.find(b"\r\n\r\n")
+            if end == -1:
+                return bodies
+            match = _CONTENT_LENGTH.match(self._buffer)
+            if match is None or int(match.group(1)) > MAX_FRAME:
+                log.warning("Skipped a frame with a bad Content-Length header")
+                del self._buffer[: end + 4]
+                continue
+            length = int(match.group(1))
+            if len(self._buffer) < end + 4 + length:
+                return bodies
+            bodies.append(bytes(self._buffer[end + 4 : end + 4 + length]))
+            del self._buffer[: end + 4 + length]
+
+
+class MessagePump:
+    """Checks each body and hands well-formed messages to pygls's protocol."""
+
+    def __init__(self, protocol: JsonRPCProtocol, is_initialized: Callable[[], bool]) -> None:
+        self._protocol = protocol
+        self._is_initialized = is_initialized
+
+    def handle(self, body: bytes) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            self._error(None, PARSE_ERROR, f"Parse error: the frame is not JSON ({exc}).")
+            return
+        if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
+            ident = data.get("id") if isinstance(data, dict) else None
+            self._error(ident, INVALID_REQUEST,
+                        'Invalid request: expected a JSON-RPC 2.0 object ("jsonrpc": "2.0").')
+            return
+        method = data.get("method")
+        is_request = "id" in data and isinstance(method, str)
+        if method is not None and not isinstance(method, str):
+            self._error(data.get("id"), INVALID_REQUEST,
+                        "Invalid request: 'method' must be a string.")
+            return
+        if is_request and self._protocol._shutdown:
+            self._error(data["id"], INVALID_REQUEST,
+                        f"The server is shutting down; {method!r} was not run.")
+            return
+        if (
+            is_request
+            and method not in ("initialize", "shutdown")
+            and not self._is_initialized()
+        ):
+            self._error(
+                data["id"], SERVER_NOT_INITIALIZED,
+                f"The server is not initialized yet: send 'initialize' before {method!r}.",
+            )
+            return
+        try:
+            message = self._protocol.structure_message(data)
+        except Exception as exc:
+            if is_request:
+                self._error(data["id"], INVALID_PARAMS, f"Invalid params for {method!r}: {exc}")
+            else:
+                log.warning("Dropped a malformed %r notification: %s", method, exc)
+            return
+        try:
+            self._protocol.handle_message(message)
+        except Exception:
+            log.exception("Could not handle %r", method)
+            if is_request:
+                self._error(data["id"], -32603, f"Internal error handling {method!r}.")
+
+    def _error(self, ident: Any, code: int, message: str) -> None:
+        log.warning("%s", message)
+        self._protocol._send_data(
+            {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
+        )
+
+
+async def serve(fd: int, pump: MessagePump, read_size: int = 65536) -> None:
+    """Read frames from ``fd`` until it ends: the client is gone."""
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def read_forever() -> None:
+        # A daemon thread: a read blocked on a silent client never holds up the exit.
+        while True:
+            try:
+                data = os.read(fd, read_size)
+            except OSError:
+                data = b""
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, data)
+            except RuntimeError:  # the loop is gone: we are exiting
+                return
+            if not data:
+                return
+
+    threading.Thread(target=read_forever, name="lspilot-stdin", daemon=True).start()
+    frames = FrameReader()
+    while data := await chunks.get():
+        for body in frames.feed(data):
+            pump.handle(body)
+    log.info("The client closed the connection.")
