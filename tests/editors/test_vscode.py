@@ -219,7 +219,8 @@ def test_vscode_refactor_explain_cancel(
     source = workspace / "calc.py"
     source.write_text(ORIGINAL)
     (workspace / ".vscode" / "settings.json").write_text(
-        json.dumps({"lspilot.serverCommand": _server_command()}, indent=2)
+        # temperature: a setting made in VS Code reaches the server (workspace/configuration)
+        json.dumps({"lspilot.serverCommand": _server_command(), "lspilot.temperature": 0.25})
     )
     # A quiet, predictable workbench: no welcome page, tips, update checks or trust prompts.
     (data_dir / "User" / "settings.json").write_text(
@@ -326,7 +327,9 @@ def test_vscode_refactor_explain_cancel(
     for request in requests:
         assert request.path == "/v1/chat/completions"
         assert request.headers.get("authorization") == "Bearer test-key-vscode"
+        # the environment's model: the schema's default for lspilot.model is not sent as a setting
         assert request.json["model"] == "fake-model"
+        assert request.json["temperature"] == 0.25
         assert request.json["stream"] is True
     prompts = [json.dumps(r.json["messages"]) for r in requests]
     assert OLD_CODE in prompts[0]

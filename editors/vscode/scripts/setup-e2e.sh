@@ -112,5 +112,5 @@ else
   rm -rf "$E2E_HOME/tmp"
   echo "$stamp" > "$E2E_HOME/.stamp"
 fi
-log "  code-server $(XDG_CONFIG_HOME="$E2E_HOME/config" "$E2E_HOME/node_modules/.bin/code-server" --version 2>/dev/null | head -n 1)"
+log "  code-server $(XDG_CONFIG_HOME="$E2E_HOME/config" "$E2E_HOME/node_modules/.bin/code-server" --version 2>/dev/null | grep -m1 "with Code")"
 log "done: LSPILOT_VSCODE_E2E_HOME=$E2E_HOME, vsix $HERE/lspilot.vsix"

@@ -125,7 +125,7 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
     }),
   );
 
-  await ensureClient();
+  void ensureClient();
 }
 
 export async function deactivate(): Promise<void> {
