@@ -117,6 +117,10 @@ async def test_explain_streams_and_shows_a_markdown_document(upstream, workspace
         assert shown.uri.endswith(".md")
         shown_path = Path(shown.uri.removeprefix("file://"))
         assert shown_path.read_text() == "".join(chunks) + "\n"
+        # In the user's cache, readable by the user alone.
+        assert shown_path.is_relative_to(workspace.parent / "cache" / "lspilot")
+        assert shown_path.stat().st_mode & 0o777 == 0o600
+        assert shown_path.parent.stat().st_mode & 0o777 == 0o700
 
 
 async def test_explain_falls_back_to_a_message(upstream, workspace):
@@ -304,3 +308,16 @@ async def test_non_ascii_selections_are_cut_exactly(upstream, workspace, encodin
         user = upstream.requests[0].json["messages"][1]["content"]
         assert f"```python\n{selected}\n```" in user
         assert editor.text(uri) == text.replace(selected, '"数据 🎉 ok"')
+
+
+async def test_write_tests_when_the_editor_cannot_create_files(upstream, workspace):
+    # Stock Neovim does not announce resource operations: the server makes the empty
+    # file itself (inside the workspace) and fills it through applyEdit.
+    upstream.enqueue(Reply.stream(TESTS_ANSWER))
+    async with session(upstream, workspace, caps=capabilities(create_files=False)) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.writeTests", uri, range_of(SOURCE, METHOD))
+        assert result["status"] == "done", result
+        assert (workspace / "test_shapes.py").read_text() == "".join(TESTS_ANSWER[1:-1])
+        assert not any(isinstance(c, types.CreateFile)
+                       for c in editor.edits[0].edit.document_changes)

@@ -67,11 +67,13 @@ def test_file_edit(
     existing: EditTarget | None,
     new_uri: str,
     *,
-    can_create: bool,
     document_changes: bool,
     confirm: bool,
 ) -> types.WorkspaceEdit:
-    """Append to the test file when it exists, else create it; never overwrite."""
+    """Append to the test file when it exists, else create it; never overwrite.
+
+    ``existing`` is None only when the file is missing and the editor can create files.
+    """
     code = code_or_fail(answer)
     if test.same_file:
         code = wrap_rust_tests(code)
@@ -88,12 +90,6 @@ def test_file_edit(
                           document_changes=document_changes, confirm=confirm)
     empty = types.Range(start=types.Position(0, 0), end=types.Position(0, 0))
     text_edit = _make_text_edit(empty, code, confirm)
-    if not can_create:
-        raise ActionFailed(
-            "unsupported",
-            f"The editor cannot create files through LSP; create {test.path} and run the "
-            "action again.",
-        )
     create = types.CreateFile(
         uri=new_uri,
         options=types.CreateFileOptions(ignore_if_exists=True),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 import time
 import uuid
 from pathlib import Path
@@ -320,16 +321,21 @@ class ActionRun:
         open_doc = workspace.text_documents.get(test_uri)
         if open_doc is not None:
             existing = _edit_target(open_doc)
-        elif test.path.exists():
-            on_disk = TextDocument(test_uri, source=test.path.read_text(encoding="utf-8"),
-                                   position_codec=workspace.position_codec)
-            existing = attrs.evolve(_edit_target(on_disk), version=None)
+        else:
+            if not test.path.exists() and not editor.supports_create_file:
+                # The editor cannot create files through LSP (stock Neovim does not say it
+                # can): make the empty file ourselves, inside the workspace, then edit it.
+                test.path.parent.mkdir(parents=True, exist_ok=True)
+                test.path.touch()
+            if test.path.exists():
+                on_disk = TextDocument(test_uri, source=test.path.read_text(encoding="utf-8"),
+                                       position_codec=workspace.position_codec)
+                existing = attrs.evolve(_edit_target(on_disk), version=None)
         edit = results.test_file_edit(
             test,
             answer,
             existing,
             test_uri,
-            can_create=editor.supports_create_file,
             document_changes=editor.supports_document_changes,
             confirm=self._confirm,
         )
@@ -342,12 +348,11 @@ class ActionRun:
         if how == "none" or not answer.strip():
             return
         if how in ("auto", "document") and editor.supports_show_document:
-            folder = self.context.cache_dir / "explanations"
-            folder.mkdir(parents=True, exist_ok=True)
             path = results.explanation_path(
-                folder, Path(snapshot.document.path).name, snapshot.first_line, snapshot.last_line
+                self.context.cache_dir / "explanations",
+                Path(snapshot.document.path).name, snapshot.first_line, snapshot.last_line,
             )
-            path.write_text(answer if answer.endswith("\n") else answer + "\n", encoding="utf-8")
+            _write_private(path, answer if answer.endswith("\n") else answer + "\n")
             uri = from_fs_path(str(path)) or f"file://{path}"
             if await editor.show_document(uri, take_focus=False):
                 return
@@ -509,6 +514,16 @@ class _LiveRewrite:
             self._written = text
             self._region = types.Range(start=self._region.start,
                                        end=_end_after(self._region.start, text))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Explanations may quote private code: only the user may read them."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)
 
 
 def _complete_code_lines(answer: str) -> str | None:
