@@ -132,6 +132,19 @@ class LspilotServer(LanguageServer):
                 message="lspilot settings: " + " ".join(problems),
             ))
 
+    async def refresh_key(self) -> str | None:
+        """Ask apiKeyCommand for the key again; keep it when it gives one."""
+        command = self.settings.api_key_command
+        if not command:
+            return None
+        key, problem = await resolve_key_command(command)
+        if key is None:
+            log.warning("%s", problem)
+            return None
+        logs.register_secret(key)
+        self.settings = _with_key(self.settings, key)
+        return key
+
     async def pull_workspace_settings(self) -> None:
         if not _supports_configuration(self):
             return
@@ -190,6 +203,7 @@ class LspilotServer(LanguageServer):
                 limiter=self.limiter,
                 workspace=self.workspace,
                 cache_dir=self.cache_dir,
+                refresh_key=self.refresh_key if self.settings.api_key_command else None,
             ),
         )
         if run.token in self.runs:

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ from lspilot.actions.results import ActionFailed, EditTarget
 from lspilot.actions.testfiles import OutsideWorkspace, TestTarget, choose_test_file, ensure_inside
 from lspilot.editor import Editor
 from lspilot.llm import errors
-from lspilot.llm.client import ChatClient, Endpoint
-from lspilot.llm.wire import ChatRequest, Usage
+from lspilot.llm.client import ChatClient, ChatStream, Endpoint
+from lspilot.llm.wire import ChatMessage, ChatRequest, Usage
 from lspilot.progress import Coalescer
 from lspilot.settings import Settings
 
@@ -132,6 +133,8 @@ class RunContext:
     limiter: Limiter
     workspace: Workspace
     cache_dir: Path
+    # Runs apiKeyCommand again (after a 401); None when there is no such command.
+    refresh_key: Callable[[], Awaitable[str | None]] | None = None
 
 
 @define(kw_only=True)
@@ -235,8 +238,8 @@ class ActionRun:
             editor.on_progress_cancel(self.token, self.cancel)
 
     async def _stream(
-        self, messages: Any, live: _LiveRewrite | None
-    ) -> tuple[Any, int]:
+        self, messages: tuple[ChatMessage, ...], live: _LiveRewrite | None
+    ) -> tuple[ChatStream, int]:
         context, action = self.context, self.request.action
         settings = context.settings
         request = ChatRequest(
@@ -252,34 +255,53 @@ class ActionRun:
         await context.limiter.acquire()
         try:
             self.state = State.STREAMING
-            stream = context.client.stream(request, endpoint_for(settings), self._on_retry)
-            chars = 0
-            newest = ""
-
-            def flush(delta: str) -> None:
-                nonlocal newest
-                lines = [
-                    line for line in "".join(self._stream_text).splitlines()
-                    if line.strip() and not line.lstrip().startswith(("```", "~~~"))
-                ]
-                newest = lines[-1].strip()[:80] if lines else newest
-                self.context.editor.stream(self.token, self.request.command, self.request.uri,
-                                           delta, False)
-                self._report(f"{newest} ({chars:,} chars)")
-                if live is not None:
-                    live.update("".join(self._stream_text))
-
-            coalescer = Coalescer(flush)
+            endpoint = endpoint_for(settings)
             try:
-                async for delta in stream:
-                    chars += len(delta)
-                    self._stream_text.append(delta)
-                    coalescer.push(delta)
-            finally:
-                coalescer.close()
-            return stream, chars
+                return await self._relay(context.client.stream(request, endpoint, self._on_retry),
+                                         live)
+            except errors.AuthenticationFailed:
+                # A key from a secret manager may have been rotated: fetch it once more.
+                if self._stream_text or context.refresh_key is None:
+                    raise
+                key = await context.refresh_key()
+                if key is None or key == endpoint.api_key:
+                    raise
+                self._report("The key was refused; trying the key apiKeyCommand gives now…")
+                endpoint = attrs.evolve(endpoint, api_key=key)
+                return await self._relay(context.client.stream(request, endpoint, self._on_retry),
+                                         live)
         finally:
             context.limiter.release()
+
+    async def _relay(self, stream: ChatStream, live: _LiveRewrite | None) -> tuple[ChatStream, int]:
+        """Hand the answer on as it arrives: coalesced progress, stream notifications."""
+        chars = 0
+        tail = ""
+        newest = ""
+
+        def flush(delta: str) -> None:
+            nonlocal newest, tail
+            tail = (tail + delta)[-1000:]  # the newest line is near the end
+            lines = [
+                line for line in tail.splitlines()
+                if line.strip() and not line.lstrip().startswith(("```", "~~~"))
+            ]
+            newest = lines[-1].strip()[:80] if lines else newest
+            self.context.editor.stream(self.token, self.request.command, self.request.uri,
+                                       delta, False)
+            self._report(f"{newest} ({chars:,} chars)")
+            if live is not None:
+                live.update("".join(self._stream_text))
+
+        coalescer = Coalescer(flush)
+        try:
+            async for delta in stream:
+                chars += len(delta)
+                self._stream_text.append(delta)
+                coalescer.push(delta)
+        finally:
+            coalescer.close()
+        return stream, chars
 
     def _on_retry(self, error: errors.UpstreamError, delay: float, attempt: int) -> None:
         self._report(f"{error.message} Retrying in {delay:.0f} s (attempt {attempt + 1})…")
