@@ -7,8 +7,9 @@ extension starts the real ``lspilot`` over stdio, which talks to the fake upstre
 Refactor from the command palette (the editor's text changes as answered), Explain (the panel
 renders the streamed markdown while it arrives), Refactor with instruction (typed in the input
 box, sent upstream), a slow Refactor cancelled from the progress notification (the file stays as
-it was; the upstream stream is closed), the light bulb and the action menu's keybinding, and the
-message with the fix when the server command is wrong.
+it was; the upstream stream is closed), the light bulb and the action menu's keybinding, Write
+tests (test_calc.py is created and shows the tests), and the message with the fix when the server
+command is wrong.
 
 Needs ``bash editors/vscode/scripts/setup-e2e.sh`` first. Skipped when that hasn't run, except in
 CI (``CI`` set), where a missing piece fails the test.
@@ -74,6 +75,7 @@ EXPLAIN_CHUNKS = [
 EXPLAIN_TEXT = "The function add returns the sum of its two arguments."
 INSTRUCTION = "use exponentiation"
 INSTRUCTED_CODE = "    return math.pi * r ** 2"
+TEST_CODE = "def test_add():\n    assert add(1, 2) == 3"
 
 
 def _missing_prerequisites() -> list[str]:
@@ -254,12 +256,13 @@ def test_vscode_refactor_explain_cancel(
     assert any(extensions_dir.glob("lspilot.lspilot-*")), install.stdout
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
-    # answer to cancel.
+    # answer to cancel, tests.
     upstream.enqueue(
         Reply.stream(["```python\n", "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
         Reply.stream(EXPLAIN_CHUNKS, delay=0.3),
         Reply.stream(["```python\ndef area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
+        Reply.stream(["```python\nfrom calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
     )
     upstream.default = Reply.stream(["unexpected extra request"])
 
@@ -288,6 +291,8 @@ def test_vscode_refactor_explain_cancel(
         "explainHtml": "<strong>sum</strong>",
         "instruction": INSTRUCTION,
         "instructedCode": INSTRUCTED_CODE,
+        "testFile": "test_calc.py",
+        "testCode": TEST_CODE,
         "refactorLines": [4, 4],  # def add … return result
         "explainLines": [4, 2],   # the new add
         "cancelLines": [8, 2],    # def area … (instruction, then cancel)
@@ -321,9 +326,9 @@ def test_vscode_refactor_explain_cancel(
                 f"--- code-server log\n{_tail(log, 30)}\n{_extension_logs(data_dir)}"
             )
 
-    # What the upstream saw: four streamed chat requests with the key, the model and the code.
-    requests = upstream.wait_for_requests(4, timeout=5)
-    assert len(requests) == 4, [r.path for r in requests]
+    # What the upstream saw: five streamed chat requests with the key, the model and the code.
+    requests = upstream.wait_for_requests(5, timeout=5)
+    assert len(requests) == 5, [r.path for r in requests]
     for request in requests:
         assert request.path == "/v1/chat/completions"
         assert request.headers.get("authorization") == "Bearer test-key-vscode"
@@ -336,6 +341,7 @@ def test_vscode_refactor_explain_cancel(
     assert "return a + b" in prompts[1]
     assert "math.pi * r * r" in prompts[2] and INSTRUCTION in prompts[2]
     assert INSTRUCTED_CODE.strip() in prompts[3]
+    assert "return a + b" in prompts[4]
     # Cancelling closed the slow stream long before its 100 s were up.
     assert requests[3].client_closed.wait(5), "the cancelled request's stream was not closed"
 
@@ -344,3 +350,5 @@ def test_vscode_refactor_explain_cancel(
     assert saved.startswith(PREFIX) and REFACTORED_CODE in saved, saved
     assert saved.rstrip("\n").endswith("def area(r):\n" + INSTRUCTED_CODE), saved
     assert OLD_CODE not in saved, saved
+    # Write tests created the conventional test file (its text is checked in the editor).
+    assert (workspace / "test_calc.py").exists()

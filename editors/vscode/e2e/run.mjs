@@ -10,7 +10,7 @@
 //   E2E_ARTIFACTS  folder for screenshots and the step log
 //   E2E_HOME       where playwright-core is installed (LSPILOT_VSCODE_E2E_HOME)
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
-//                  explainText, explainHtml, instruction, instructedCode,
+//                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines }
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
@@ -128,6 +128,23 @@ async function editorText() {
       .map((line) => line.text.replace(/\u00a0/g, ' '));
     return lines.join('\n');
   }, `${EDITOR}[data-uri$="${FILE}"], ${EDITOR}`);
+}
+
+/** The text of the visible editor showing the file whose path ends with `name`, or null. */
+async function editorTextOf(name) {
+  return page.evaluate((suffix) => {
+    const editor = [...document.querySelectorAll('.editor-instance .monaco-editor')].find(
+      (e) => e.offsetParent !== null && (e.getAttribute('data-uri') ?? '').endsWith(suffix),
+    );
+    if (!editor) {
+      return null;
+    }
+    return [...editor.querySelectorAll('.view-lines .view-line')]
+      .map((line) => ({ top: parseFloat(line.style.top || '0'), text: line.textContent ?? '' }))
+      .sort((a, b) => a.top - b.top)
+      .map((line) => line.text.replace(/\u00a0/g, ' '))
+      .join('\n');
+  }, `/${name}`);
 }
 
 /** Text as the editor renders it: no trailing newline as a separate empty line difference. */
@@ -388,6 +405,22 @@ async function main() {
       async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0,
       15_000,
     );
+  });
+
+  await step('write tests into the test file', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Write tests');
+    const text = await waitFor(
+      `the tests in ${EXPECT.testFile}`,
+      async () => {
+        const t = await editorTextOf(EXPECT.testFile);
+        return t !== null && t.includes(EXPECT.testCode) ? t : null;
+      },
+      60_000,
+    );
+    log(`${EXPECT.testFile}:\n${text}`);
+    await screenshot('tests-written');
   });
 
   await step('a server that cannot start gets a message with the fix', async () => {
