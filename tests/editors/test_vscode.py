@@ -113,7 +113,8 @@ def _fresh_vsix() -> Path:
     if VSIX.exists() and VSIX.stat().st_mtime >= newest:
         return VSIX
     build = subprocess.run(
-        ["npx", "--no-install", "vsce", "package", "--allow-missing-repository", "--out", str(VSIX)],
+        ["npx", "--no-install", "vsce", "package", "--allow-missing-repository",
+         "--out", str(VSIX)],
         cwd=EXTENSION,
         capture_output=True,
         text=True,
@@ -186,10 +187,8 @@ def _code_server(cmd: list[str], env: dict[str, str], log: Path, port: int) -> I
         # The extension host and the language server are children of code-server: end them all.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -257,12 +256,13 @@ def test_vscode_refactor_explain_cancel(
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
     # answer to cancel, tests.
+    fence = "```python\n"
     upstream.enqueue(
-        Reply.stream(["```python\n", "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
         Reply.stream(EXPLAIN_CHUNKS, delay=0.3),
-        Reply.stream(["```python\ndef area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "def area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
-        Reply.stream(["```python\nfrom calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
     )
     upstream.default = Reply.stream(["unexpected extra request"])
 
