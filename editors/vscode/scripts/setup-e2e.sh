@@ -2,7 +2,8 @@
 # Installs what the VS Code extension's build and its end-to-end test need, on Debian 12 as root.
 # Idempotent: a second run only checks and rebuilds the extension (a few seconds).
 #
-#   1. Debian packages: chromium, libkrb5-dev, ripgrep, build-essential (only when missing)
+#   1. Debian packages: chromium (+ fonts-liberation for readable screenshots), libkrb5-dev,
+#      ripgrep, build-essential; only when missing, without recommends
 #   2. the extension: npm ci, compile (tsc strict), lint, package -> editors/vscode/lspilot.vsix
 #   3. code-server + playwright-core from editors/vscode/e2e/package-lock.json, into
 #      $LSPILOT_VSCODE_E2E_HOME (default ~/.cache/lspilot/vscode-e2e), reused while the lock is unchanged.
@@ -41,7 +42,7 @@ sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
 # ---------------------------------------------------------------------------------------------
 log "1/3 Debian packages"
 missing=()
-for pkg in chromium libkrb5-dev ripgrep build-essential; do
+for pkg in chromium fonts-liberation libkrb5-dev ripgrep build-essential; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
