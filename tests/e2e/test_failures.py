@@ -236,3 +236,18 @@ async def test_the_key_never_reaches_the_editor(upstream, workspace):
         seen += [str(p) for p in editor.progress("k")]
         assert all(API_KEY not in text for text in seen)
         assert any("***" in text for text in seen)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+async def test_live_mode_tracks_non_ascii_text_in_each_encoding(upstream, workspace, encoding):
+    source = 'def greet():\n    return "héllo 🌍"\n\nprint(greet())\n'
+    body = '    return "héllo 🌍"\n'
+    answer = ["```python\n", '    text = "wörld 😀 数据"\n', "    return text\n", "```\n"]
+    upstream.enqueue(Reply.stream(answer, delay=0.12))
+    async with session(upstream, workspace, caps=capabilities(encodings=[encoding]),
+                       init_options={"liveRefactor": True}) as editor:
+        uri = editor.open("greet.py", source)
+        result = await editor.run("lspilot.refactor", uri, range_of(source, body, encoding))
+        assert result["status"] == "done", result
+        assert len(editor.edits) >= 3
+        assert editor.text(uri) == source.replace(body, "".join(answer[1:-1]))

@@ -25,7 +25,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument, Workspace
 
 from lspilot.actions import results
-from lspilot.actions.extract import fit_to_selection
+from lspilot.actions.live import LiveRewrite
 from lspilot.actions.prompts import PromptInput, SelectionTooLarge, build_messages
 from lspilot.actions.registry import Action
 from lspilot.actions.results import ActionFailed, EditTarget
@@ -181,14 +181,19 @@ class ActionRun:
         editor, action = self.context.editor, self.request.action
         text = ""
         usage: Usage | None = None
-        live: _LiveRewrite | None = None
+        live: LiveRewrite | None = None
         try:
             await self._open_progress()
             snapshot = self._snapshot()
             test_target = self._test_target() if action.apply == "testFile" else None
             messages = build_messages(action, self._prompt_input(snapshot, test_target))
             if action.apply == "replace" and self.context.settings.live_refactor:
-                live = _LiveRewrite(self, snapshot)
+                live = LiveRewrite(
+                    self.context.editor, self.request.uri, self.request.range,
+                    snapshot.selected, snapshot.line_prefix,
+                    is_streaming=lambda: self.state is State.STREAMING,
+                    encoding=_encoding_name(self.context.workspace.position_encoding),
+                )
             stream, chars = await self._stream(messages, live)
             text, usage = stream.text, stream.usage
             self.state = State.APPLYING
@@ -238,7 +243,7 @@ class ActionRun:
             editor.on_progress_cancel(self.token, self.cancel)
 
     async def _stream(
-        self, messages: tuple[ChatMessage, ...], live: _LiveRewrite | None
+        self, messages: tuple[ChatMessage, ...], live: LiveRewrite | None
     ) -> tuple[ChatStream, int]:
         context, action = self.context, self.request.action
         settings = context.settings
@@ -273,7 +278,7 @@ class ActionRun:
         finally:
             context.limiter.release()
 
-    async def _relay(self, stream: ChatStream, live: _LiveRewrite | None) -> tuple[ChatStream, int]:
+    async def _relay(self, stream: ChatStream, live: LiveRewrite | None) -> tuple[ChatStream, int]:
         """Hand the answer on as it arrives: coalesced progress, stream notifications."""
         chars = 0
         tail = ""
@@ -476,68 +481,6 @@ class ActionRun:
         return f"Done: {chars:,} characters in {seconds:.1f} s"
 
 
-class _LiveRewrite:
-    """Live mode: the selection is rewritten line by line as the answer streams.
-
-    Edits are unversioned (our own edits move the version on); the region we own starts
-    where the selection started and ends where our last text ended. On cancel or failure
-    the original text is put back.
-    """
-
-    def __init__(self, run: ActionRun, snapshot: _Snapshot) -> None:
-        self._run = run
-        self._snapshot = snapshot
-        self._region = run.request.range
-        self._written = snapshot.selected
-        self._pending: str | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def update(self, answer_so_far: str) -> None:
-        lines = _complete_code_lines(answer_so_far)
-        if lines is None:
-            return
-        self._pending = lines
-        if self._idle.is_set():
-            self._idle.clear()
-            asyncio.get_running_loop().create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending is not None and self._run.state is State.STREAMING:
-                text, self._pending = self._pending, None
-                fitted = self._fit(text)
-                if fitted != self._written:
-                    await self._write(fitted)
-        finally:
-            self._idle.set()
-
-    async def finish(self, answer: str) -> None:
-        await self._idle.wait()
-        new_text = results.refactored_text(answer, self._snapshot.selected,
-                                           self._snapshot.line_prefix)
-        await self._write(new_text)
-
-    async def restore(self) -> None:
-        await self._idle.wait()
-        if self._written != self._snapshot.selected:
-            await self._write(self._snapshot.selected)
-
-    def _fit(self, code: str) -> str:
-        return fit_to_selection(code, self._snapshot.selected, self._snapshot.line_prefix)
-
-    async def _write(self, text: str) -> None:
-        document = self._snapshot.document
-        target = EditTarget(uri=document.uri, version=None, text="", end=self._region.end)
-        edit = results.replacement_edit(target, self._region, text,
-                                        document_changes=True, confirm=False)
-        reply = await self._run.context.editor.apply_edit(edit, "lspilot (live)")
-        if reply.applied:
-            self._written = text
-            self._region = types.Range(start=self._region.start,
-                                       end=_end_after(self._region.start, text))
-
-
 def _write_private(path: Path, text: str) -> None:
     """Explanations may quote private code: only the user may read them."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -546,33 +489,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     path.chmod(0o600)
-
-
-def _complete_code_lines(answer: str) -> str | None:
-    """The code lines that are complete so far, once a code block has begun."""
-    start = answer.find("```")
-    if start == -1:
-        return None
-    body_start = answer.find("\n", start)
-    if body_start == -1:
-        return None
-    body = answer[body_start + 1 :]
-    end = body.find("```")
-    if end != -1:
-        body = body[:end]
-    cut = body.rfind("\n")
-    return body[: cut + 1] if cut != -1 else None
-
-
-def _end_after(start: types.Position, text: str) -> types.Position:
-    lines = text.split("\n")
-    if len(lines) == 1:
-        return types.Position(start.line, start.character + _utf16_len(text))
-    return types.Position(start.line + len(lines) - 1, _utf16_len(lines[-1]))
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _edit_target(document: TextDocument) -> EditTarget:
@@ -586,6 +502,10 @@ def _edit_target(document: TextDocument) -> EditTarget:
             lines, types.Position(len(lines) - 1, len(lines[-1]))
         )
     return EditTarget(uri=document.uri, version=document.version, text=document.source, end=end)
+
+
+def _encoding_name(encoding: object) -> str:
+    return str(getattr(encoding, "value", encoding) or "utf-16")
 
 
 def endpoint_for(settings: Settings) -> Endpoint:
