@@ -8,6 +8,7 @@ still apply; the refused key keeps its previous valid value.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -119,7 +120,10 @@ def _strict(kind: type, name: str) -> Callable[[Any, Any], Any]:
         if isinstance(value, bool) and kind is not bool:
             raise ValueError(f"expected {name}, got a boolean")
         if kind is float and isinstance(value, int):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ValueError("expected a number, got one too large") from None
         if not isinstance(value, kind):
             raise ValueError(f"expected {name}, got {_describe(value)}")
         return value
@@ -298,7 +302,9 @@ def parse_value(key: str, value: Any) -> Any:
         raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
     except cattrs.IterableValidationError as exc:
         raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        if key == "apiKey":  # never echo what may be a secret
+            raise ValueError(f"expected a string, got {type(value).__name__}") from None
         raise ValueError(str(exc) or type(exc).__name__) from None
     check = _CHECKS.get(key)
     problem = check(parsed) if check else None
@@ -339,7 +345,8 @@ def _did_you_mean(key: str) -> str:
     for known in KEYS:
         if known.lower() == lowered:
             return f" (did you mean '{known}'?)"
-    return ""
+    close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

@@ -256,11 +256,6 @@ async def test_server_refusing_stream_options_twice_is_a_bad_request(
     assert len(upstream.requests) == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: a retry within the same ChatStream re-sends stream_options the server "
-    "already refused (ChatStream.request keeps it; only new streams skip it)",
-    strict=True,
-)
 async def test_retry_after_refused_stream_options_does_not_send_it_again(
     upstream: FakeUpstream, client: ChatClient
 ) -> None:
@@ -630,6 +625,17 @@ async def test_trickle_that_never_completes_an_event_times_out(
     assert elapsed < 1.5  # the whole trickle would take 4 s
 
 
+async def test_keep_alive_comments_show_a_slow_upstream_is_alive(
+    upstream: FakeUpstream, client: ChatClient
+) -> None:
+    # A reasoning model may think for longer than the idle time-out before its first
+    # token; the keep-alive comments it sends meanwhile must keep the stream open.
+    pieces = [*([": keep-alive\n"] * 8), content("thought"), "data: [DONE]\n\n"]
+    upstream.enqueue(Reply.sse(pieces, delay=0.1))
+    stream = client.stream(request(), endpoint(upstream, idle_timeout=0.3, max_retries=0))
+    assert await collect(stream) == ["thought"]
+
+
 async def test_long_answer_that_keeps_streaming_is_not_cut(
     upstream: FakeUpstream, client: ChatClient
 ) -> None:
@@ -756,11 +762,6 @@ async def test_max_response_chars_exceeded_while_streaming(
     assert len(upstream.requests) == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: a one-piece JSON answer is cut at 4*maxResponseChars bytes before parsing, "
-    "so a too-large answer is reported as InvalidResponse, not ResponseTooLarge",
-    strict=True,
-)
 async def test_max_response_chars_exceeded_by_a_json_answer(
     upstream: FakeUpstream, client: ChatClient
 ) -> None:
@@ -834,11 +835,6 @@ async def test_key_echoed_in_a_non_json_body_is_scrubbed(
     assert_no_key(error, caplog.text)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _not_openai and ChatStream._handle put raw upstream bytes into the error "
-    "message without _scrub, so an echoed key leaks",
-    strict=True,
-)
 @pytest.mark.parametrize("shape", ["plain-200", "sse-not-json"])
 async def test_key_echoed_in_an_unexpected_answer_is_scrubbed(
     upstream: FakeUpstream, client: ChatClient, caplog: pytest.LogCaptureFixture, shape: str
@@ -853,10 +849,6 @@ async def test_key_echoed_in_an_unexpected_answer_is_scrubbed(
     assert_no_key(error, caplog.text)
 
 
-@pytest.mark.xfail(
-    reason="BUG: Endpoint is an attrs class whose generated repr shows api_key",
-    strict=True,
-)
 def test_endpoint_repr_hides_the_key() -> None:
     assert KEY not in repr(endpoint("http://127.0.0.1:1/v1"))
 
@@ -929,11 +921,6 @@ async def test_key_command_empty_output() -> None:
     assert problem is not None and "printed no key" in problem
 
 
-@pytest.mark.xfail(
-    reason="BUG: events dispatched by decoder.close() (a last event without its blank line) "
-    "skip _check_size, so maxResponseChars is not enforced for them",
-    strict=True,
-)
 async def test_max_response_chars_applies_to_a_last_event_without_blank_line(
     upstream: FakeUpstream, client: ChatClient
 ) -> None:

@@ -143,11 +143,6 @@ def test_empty_code_is_empty() -> None:
     assert fit_to_selection("\n  \n", "    x\n", "") == ""
 
 
-@pytest.mark.xfail(
-    reason="BUG: the closing-fence regex does not allow a \\r before the line end, so a "
-    "CRLF answer keeps the closing fence and the prose after it in the code",
-    strict=True,
-)
 def test_crlf_answer_closing_fence_is_recognised() -> None:
     answer = "Here:\r\n```python\r\nx = 1\r\n```\r\nDone.\r\n"
     code = extract_code(answer)

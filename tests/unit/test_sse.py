@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -236,10 +235,5 @@ def test_byte_order_mark_mid_stream_is_not_stripped() -> None:
     assert decode(b"data: a\n\n\xef\xbb\xbfdata: b\n\n") == [Event("a")]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a UTF-8 byte order mark at the start of the stream is not stripped "
-    "(WHATWG event-stream), so the first field name is '\\ufeffdata' and the event is lost",
-    strict=True,
-)
 def test_byte_order_mark_at_stream_start_is_stripped() -> None:
     assert decode(b"\xef\xbb\xbf", b"data: a\n\n") == [Event("a")]

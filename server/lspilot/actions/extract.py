@@ -13,6 +13,7 @@ def extract_code(answer: str) -> str | None:
     A fenced block (with or without a language tag; the longest when there are several),
     one whose closing fence is missing, or a bare answer with no fence at all.
     """
+    answer = answer.replace("\r\n", "\n")
     blocks = _fenced_blocks(answer)
     if blocks:
         code = max(blocks, key=len)

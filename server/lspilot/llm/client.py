@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import httpx
-from attrs import define
+from attrs import define, field
 
 from lspilot.llm import errors
 from lspilot.llm.sse import SSEDecoder
@@ -47,7 +47,7 @@ class Endpoint:
     """Where and how to reach the upstream, taken from the settings at request time."""
 
     base_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     max_retries: int = 3
     retry_base_seconds: float = 1.0
     connect_timeout: float = 10.0
@@ -211,13 +211,17 @@ class ChatStream:
         reads = response.aiter_bytes()
         try:
             async for raw in reads:
+                lines_before = decoder.lines
                 events = decoder.feed(raw)
                 now = time.monotonic()
                 if not events:
-                    # Bytes trickling in without completing an event do not keep us waiting.
-                    if now - last_event > endpoint.idle_timeout:
+                    # A complete line (a keep-alive comment included) shows the upstream is
+                    # alive; bytes trickling in without completing one do not.
+                    if decoder.lines != lines_before:
+                        last_event = now
+                    elif now - last_event > endpoint.idle_timeout:
                         raise errors.TimedOut(
-                            f"No complete event from {endpoint.host} for "
+                            f"Nothing complete from {endpoint.host} for "
                             f"{endpoint.idle_timeout:g} s.",
                             partial_text=self.text,
                         )
@@ -240,6 +244,7 @@ class ChatStream:
                     return
                 delta = self._handle(event.event, event.data)
                 if delta:
+                    self._check_size(size + len(delta))
                     self.text_parts.append(delta)
                     yield delta
         except httpx.ReadTimeout as exc:
@@ -267,12 +272,12 @@ class ChatStream:
             payload = json.loads(data)
         except ValueError:
             raise errors.InvalidResponse(
-                f"The upstream sent an event that is not JSON: {data[:80]!r}",
+                f"The upstream sent an event that is not JSON: {self._quote(data)}",
                 partial_text=self.text,
             ) from None
         if not isinstance(payload, dict):
             raise errors.InvalidResponse(
-                f"The upstream sent an event that is not a JSON object: {data[:80]!r}",
+                f"The upstream sent an event that is not a JSON object: {self._quote(data)}",
                 partial_text=self.text,
             )
         if event_name == "error" or payload.get("error"):
@@ -286,7 +291,8 @@ class ChatStream:
             chunk = parse_chunk(payload)
         except Exception as exc:  # cattrs raises several types; any means a malformed chunk
             raise errors.InvalidResponse(
-                f"The upstream sent a malformed chunk: {data[:80]!r}", partial_text=self.text
+                f"The upstream sent a malformed chunk: {self._quote(data)}",
+                partial_text=self.text,
             ) from exc
         if chunk.usage is not None:
             self.usage = chunk.usage
@@ -296,6 +302,9 @@ class ChatStream:
         if choice.finish_reason:
             self.finish_reason = choice.finish_reason
         return choice.delta.content or ""
+
+    def _quote(self, data: str) -> str:
+        return repr(_scrub(data, self._endpoint)[:80])
 
     def _check_size(self, size: int) -> None:
         limit = self._endpoint.max_response_chars
@@ -330,6 +339,8 @@ async def _open(
         write=endpoint.idle_timeout,
         pool=endpoint.connect_timeout,
     )
+    if request.stream_options is not None and endpoint.base_url in client._no_stream_options:
+        request = attrs.evolve(request, stream_options=None)  # refused on an earlier attempt
     fixed_payload = False
     while True:
         http_request = client._http.build_request(
@@ -418,19 +429,23 @@ def _fix_payload(
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    """The body, or ResponseTooLarge once it passes ``limit`` bytes."""
     body = bytearray()
     async for part in response.aiter_bytes():
         body += part
         if len(body) > limit:
-            break
-    return bytes(body[:limit])
+            raise errors.ResponseTooLarge(
+                f"The answer passed {limit:,} bytes and was stopped.",
+                hint="Select less code, or raise the setting maxResponseChars.",
+            )
+    return bytes(body)
 
 
 async def _status_error(response: httpx.Response, endpoint: Endpoint) -> errors.UpstreamError:
     status = response.status_code
     try:
         body = await _read_limited(response, _ERROR_BODY_LIMIT)
-    except httpx.HTTPError:
+    except (httpx.HTTPError, errors.ResponseTooLarge):
         body = b""
     detail = _scrub(_error_detail(body), endpoint)
     said = f": {detail}" if detail else ""
@@ -528,9 +543,10 @@ def _not_openai(response: httpx.Response, body: bytes, endpoint: Endpoint) -> er
             f"{endpoint.host} answered with a web page, not the Chat Completions API.",
             hint="Check baseUrl: it should be the API root, e.g. https://api.openai.com/v1.",
         )
+    shown = _scrub(_plain(body.decode("utf-8", errors="replace")), endpoint)[:80]
     return errors.InvalidResponse(
         f"{endpoint.host} answered with something that is not a chat completion "
-        f"({content_type}): {_plain(body.decode('utf-8', errors='replace'))[:80]!r}",
+        f"({content_type}): {shown!r}",
         hint="Check that baseUrl points at an OpenAI-compatible API.",
     )
 

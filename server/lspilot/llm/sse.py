@@ -18,9 +18,11 @@ class Event:
 
 
 class SSEDecoder:
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr", "_started", "lines")
 
     def __init__(self) -> None:
+        self.lines = 0  # complete lines seen: keep-alive comments show the server is alive
+        self._started = False
         self._buffer = b""
         self._pending_cr = False
         self._data: list[str] = []
@@ -31,6 +33,15 @@ class SSEDecoder:
         """Decode one network read; returns the events it completed."""
         if not chunk:
             return []
+        if not self._started:
+            if len(self._buffer) + len(chunk) < 3 and b"\xef\xbb\xbf".startswith(
+                self._buffer + chunk
+            ):
+                self._buffer += chunk  # maybe a byte order mark split across reads
+                return []
+            chunk, self._buffer = self._buffer + chunk, b""
+            self._started = True
+            chunk = chunk.removeprefix(b"\xef\xbb\xbf")
         if self._pending_cr and chunk.startswith(b"\n"):
             chunk = chunk[1:]  # the \n of a \r\n whose \r ended the previous read
         self._pending_cr = chunk.endswith(b"\r")
@@ -38,6 +49,7 @@ class SSEDecoder:
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk
         *lines, self._buffer = buffer.split(b"\n")
+        self.lines += len(lines)
         events: list[Event] = []
         for raw in lines:
             event = self._line(raw.decode("utf-8", errors="replace"))
