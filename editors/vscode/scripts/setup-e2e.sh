@@ -37,7 +37,8 @@ run_logged() {
   fi
 }
 
-sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
+# A hash of the files' contents (not their paths: CI runs from a fresh clone elsewhere).
+sha() { cat "$@" | sha256sum | cut -c1-16; }
 
 # ---------------------------------------------------------------------------------------------
 log "1/3 Debian packages"
@@ -78,6 +79,13 @@ log "  built $HERE/lspilot.vsix ($(du -h lspilot.vsix | cut -f1))"
 
 # ---------------------------------------------------------------------------------------------
 log "3/3 code-server + playwright-core in $E2E_HOME"
+mkdir -p "$(dirname "$E2E_HOME")"
+# One install at a time (two checkouts may run this together); the second then finds it done.
+exec 9>"$E2E_HOME.lock"
+if ! flock -n 9; then
+  log "  another setup is installing it; waiting (up to 15 min)"
+  flock -w 900 9 || die "timed out waiting for $E2E_HOME.lock"
+fi
 stamp="$(sha "$E2E_SRC/package.json" "$E2E_SRC/package-lock.json")-$(node --version)"
 if [[ -f "$E2E_HOME/.stamp" && "$(cat "$E2E_HOME/.stamp")" == "$stamp" && -x "$E2E_HOME/node_modules/.bin/code-server" ]]; then
   log "  up to date"
