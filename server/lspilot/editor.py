@@ -95,11 +95,18 @@ class Editor:
 
     # -- text and documents -----------------------------------------------------------
     def stream(
-        self, token: types.ProgressToken | None, command: str, uri: str, delta: str, done: bool
+        self,
+        token: types.ProgressToken | None,
+        command: str,
+        action: str,
+        uri: str,
+        delta: str,
+        done: bool,
     ) -> None:
         self._server.protocol.notify(
             STREAM_NOTIFICATION,
-            {"token": token, "command": command, "uri": uri, "delta": delta, "done": done},
+            {"token": token, "command": command, "action": action, "uri": uri,
+             "delta": delta, "done": done},
         )
 
     def show_message(self, kind: types.MessageType, message: str) -> None:

@@ -257,6 +257,8 @@ async def test_custom_action_runs_through_the_generic_command(upstream, workspac
         result = await editor.run("lspilot.run", uri, range_of(SOURCE, METHOD),
                                   extra={"action": "newcomer"})
         assert result["status"] == "done"
+        assert {(s["command"], s["action"]) for s in editor.streams} == {
+            ("lspilot.run", "newcomer")}
         sent = upstream.requests[0].json
         assert sent["model"] == "tiny-model" and sent["temperature"] == 0.2
         assert sent["messages"][1]["content"] == (

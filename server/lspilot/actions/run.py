@@ -292,8 +292,8 @@ class ActionRun:
                 if line.strip() and not line.lstrip().startswith(("```", "~~~"))
             ]
             newest = lines[-1].strip()[:80] if lines else newest
-            self.context.editor.stream(self.token, self.request.command, self.request.uri,
-                                       delta, False)
+            self.context.editor.stream(self.token, self.request.command, self.request.action.id,
+                                       self.request.uri, delta, False)
             self._report(f"{newest} ({chars:,} chars)")
             if live is not None:
                 live.update("".join(self._stream_text))
@@ -469,7 +469,8 @@ class ActionRun:
 
     def _end(self, message: str) -> None:
         editor = self.context.editor
-        editor.stream(self.token, self.request.command, self.request.uri, "", True)
+        editor.stream(self.token, self.request.command, self.request.action.id,
+                      self.request.uri, "", True)
         if self._has_progress:
             editor.progress_end(self.token, message)
 
