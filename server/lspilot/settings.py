@@ -21,6 +21,8 @@ from attrs import define, field
 from lspilot.actions.template import TemplateError, check_template
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+# baseUrl "local": lspilot starts llama.cpp's server itself (lspilot.local).
+LOCAL_BASE_URL = "local"
 DEFAULT_MODEL = "gpt-5-4-mini"
 BUILTIN_ACTION_IDS = ("explain", "refactor", "writeTests")
 APPLY_MODES = ("show", "replace", "testFile")
@@ -90,6 +92,7 @@ class Settings:
     confirm_edits: bool = False
     explain_show: str = "auto"  # one of EXPLAIN_SHOW
     actions: tuple[ActionSetting, ...] = field(factory=tuple)
+    local_model: str | None = None  # a GGUF file for baseUrl "local"; None: the bundled one
 
 
 def camel(name: str) -> str:
@@ -108,6 +111,7 @@ ENVIRONMENT: Mapping[str, tuple[str, ...]] = {
     "baseUrl": ("LSPILOT_BASE_URL", "OPENAI_BASE_URL"),
     "apiKey": ("LSPILOT_API_KEY", "OPENAI_API_KEY"),
     "model": ("LSPILOT_MODEL",),
+    "localModel": ("LSPILOT_LOCAL_MODEL",),
 }
 
 
@@ -190,9 +194,12 @@ def _range(low: float | None, high: float | None) -> Callable[[Any], str | None]
 
 
 def _check_url(value: str) -> str | None:
+    if value == LOCAL_BASE_URL:
+        return None
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an http:// or https:// URL such as https://api.openai.com/v1"
+        return ("must be an http:// or https:// URL such as https://api.openai.com/v1, "
+                "or \"local\"")
     return None
 
 
@@ -262,6 +269,7 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "contextBudgetChars": _range(100, 10_000_000),
     "maxConcurrentRequests": _range(1, 64),
     "explainShow": _check_choice(EXPLAIN_SHOW),
+    "localModel": lambda value: None if value is None or value.strip() else "must name a file",
     "actions": _check_actions,
 }
 
