@@ -30,7 +30,17 @@ from lspilot.commands import CommandError, parse_run_arguments
 from lspilot.editor import CLIENT_REPLY_TIMEOUT, Editor
 from lspilot.keys import resolve_key_command
 from lspilot.llm.client import ChatClient
-from lspilot.settings import ApiKey, Layer, Settings, environment_layer, resolve, unwrap_section
+from lspilot.local import LocalModelError
+from lspilot.local.manager import LocalModel, failure_result
+from lspilot.settings import (
+    LOCAL_BASE_URL,
+    ApiKey,
+    Layer,
+    Settings,
+    environment_layer,
+    resolve,
+    unwrap_section,
+)
 from lspilot.transport import MessagePump, serve
 
 log = logging.getLogger(__name__)
@@ -76,6 +86,8 @@ class LspilotServer(LanguageServer):
         self.cache_dir = Path(
             os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         ) / "lspilot"
+        # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
+        self.local = LocalModel(self.cache_dir)
 
     # -- transport -----------------------------------------------------------------------
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
@@ -186,6 +198,13 @@ class LspilotServer(LanguageServer):
             diagnostics = tuple(
                 d for d in self.diagnostics.get(args.uri, ()) if _overlaps(d.range, args.range)
             )
+        settings = self.settings
+        if settings.base_url == LOCAL_BASE_URL:
+            try:
+                settings = await self.local.endpoint_settings(settings, self.editor)
+            except LocalModelError as exc:
+                self.editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+                return failure_result(exc)
         run = ActionRun(
             request=RunRequest(
                 action=action,
@@ -199,7 +218,7 @@ class LspilotServer(LanguageServer):
             context=RunContext(
                 editor=self.editor,
                 client=self.chat,
-                settings=self.settings,
+                settings=settings,
                 limiter=self.limiter,
                 workspace=self.workspace,
                 cache_dir=self.cache_dir,
@@ -305,6 +324,7 @@ class LspilotServer(LanguageServer):
         if tasks:
             await asyncio.wait(tasks, timeout=2)
         await self.chat.aclose()
+        await self.local.aclose()
 
 
 def _with_key(settings: Settings, key: str) -> Settings:
@@ -340,6 +360,8 @@ def create_server() -> LspilotServer:
         await ls.pull_workspace_settings()
         await ls.reload_settings()
         ls.settings_ready.set()
+        if ls.settings.base_url == LOCAL_BASE_URL:
+            ls.local.warm_up(ls.settings, ls.editor)  # start llama.cpp before the first action
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(
