@@ -178,8 +178,7 @@ class ActionRun:
 
     # -- the lifecycle -------------------------------------------------------------------
     async def _execute(self) -> RunResult:
-        editor, action = self.context.editor, self.request.action
-        text = ""
+        action = self.request.action
         usage: Usage | None = None
         live: LiveRewrite | None = None
         try:
@@ -204,33 +203,38 @@ class ActionRun:
             result = RunResult(status="done", text=text, usage=usage)
             self._end(self._done_message(usage, chars))
         except asyncio.CancelledError:
-            text = "".join(self._stream_text)
-            if live is not None:
-                await live.restore()
-            result = RunResult(status="cancelled", text=text)
-            self._end("Cancelled; nothing was changed.")
+            result = await self._wind_down(live, None)
         except (errors.UpstreamError, ActionFailed, SelectionTooLarge, OutsideWorkspace) as exc:
-            text = "".join(self._stream_text)
-            if live is not None:
-                await live.restore()
-            kind, message = _describe_failure(exc)
-            result = RunResult(status="failed", text=text, usage=usage,
-                               error_type=kind, error_message=message)
-            editor.show_message(types.MessageType.Error, f"{action.title} failed: {message}")
-            self._end(f"Failed: {message}")
+            result = await self._wind_down(live, _describe_failure(exc), usage)
         except Exception as exc:  # a bug of ours must not take the server down
             log.exception("The action %s crashed", action.id)
-            text = "".join(self._stream_text)
-            if live is not None:
-                await live.restore()
-            message = f"internal error: {exc!r}"
-            result = RunResult(status="failed", text=text, error_type="internal",
-                               error_message=message)
-            editor.show_message(types.MessageType.Error, f"{action.title} failed: {message}")
-            self._end(f"Failed: {message}")
+            result = await self._wind_down(live, ("internal", f"internal error: {exc!r}"))
         finally:
             self.state = State.FINISHED
         return result
+
+    async def _wind_down(
+        self,
+        live: LiveRewrite | None,
+        failure: tuple[str, str] | None,
+        usage: Usage | None = None,
+    ) -> RunResult:
+        """End a run that did not finish: put live text back, tell the user, end progress.
+
+        ``failure`` is (error type, message); None means the run was cancelled.
+        """
+        if live is not None:
+            await live.restore()
+        text = "".join(self._stream_text)
+        if failure is None:
+            self._end("Cancelled; nothing was changed.")
+            return RunResult(status="cancelled", text=text)
+        kind, message = failure
+        title = self.request.action.title
+        self.context.editor.show_message(types.MessageType.Error, f"{title} failed: {message}")
+        self._end(f"Failed: {message}")
+        return RunResult(status="failed", text=text, usage=usage,
+                         error_type=kind, error_message=message)
 
     async def _open_progress(self) -> None:
         editor = self.context.editor
