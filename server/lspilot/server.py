@@ -27,6 +27,7 @@ from lspilot.actions.registry import (
 )
 from lspilot.actions.run import ActionRun, Limiter, RunContext, RunRequest
 from lspilot.commands import CommandError, parse_run_arguments
+from lspilot.documents import line_workspace
 from lspilot.editor import CLIENT_REPLY_TIMEOUT, Editor
 from lspilot.keys import resolve_key_command
 from lspilot.llm.client import ChatClient
@@ -348,6 +349,8 @@ def create_server() -> LspilotServer:
     async def initialize(ls: LspilotServer, params: types.InitializeParams) -> None:
         """Take the initialization options as the second settings layer."""
         ls.initialized = True
+        # pygls made the workspace a moment ago; ours keeps big documents fast.
+        ls.protocol._workspace = line_workspace(ls.workspace)
         ls.init_options = unwrap_section(params.initialization_options)
         await ls.reload_settings()
         if not _supports_configuration(ls):
