@@ -30,7 +30,7 @@ class LineDocument(TextDocument):
     def source(self) -> str:
         if self._source is None and self._line_list is not None:
             self._source = "".join(self._line_list)
-        return super().source  # type: ignore[no-any-return]
+        return super().source
 
     def _apply_full_change(self, change: types.TextDocumentContentChangeEvent) -> None:
         self._source = change.text
