@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
     parser.add_argument("--log-level", default=os.environ.get("LSPILOT_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+    parser.add_argument("--local", action="store_true",
+                        help="use a local model through llama.cpp, started by lspilot (the same "
+                        "as LSPILOT_BASE_URL=local; needs: pip install 'lspilot[local]')")
     sub = parser.add_subparsers(dest="subcommand")
     check = sub.add_parser(
         "check",
@@ -34,11 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--settings", metavar="JSON",
                        help="settings as JSON (as initializationOptions would give them)")
+    demo = sub.add_parser(
+        "demo",
+        help="play the editor: run Explain, Refactor and Write tests on a file through a real "
+        "lspilot server, showing the stream, progress and diffs (files change only with --apply)",
+    )
+    from lspilot.demo import add_arguments
+
+    add_arguments(demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.local:
+        os.environ["LSPILOT_BASE_URL"] = "local"
+    if args.subcommand == "demo":
+        from lspilot.demo import main as demo
+
+        return demo(args)
     if args.subcommand == "check":
         return asyncio.run(check(args.settings))
     logs.setup(args.log_level)
@@ -71,7 +88,9 @@ async def check(settings_json: str | None) -> int:
     from lspilot.llm.client import ChatClient
     from lspilot.llm.errors import UpstreamError
     from lspilot.llm.wire import ChatMessage, ChatRequest
-    from lspilot.settings import Layer, environment_layer, redacted, resolve
+    from lspilot.local import LocalModelError, default_cache_dir
+    from lspilot.local.manager import LocalModel
+    from lspilot.settings import LOCAL_BASE_URL, Layer, environment_layer, redacted, resolve
 
     layers = [environment_layer(os.environ)]
     if settings_json:
@@ -86,6 +105,14 @@ async def check(settings_json: str | None) -> int:
     for problem in resolved.problems:
         print(f"warning: {problem}")
     settings = resolved.settings
+    local = None
+    if settings.base_url == LOCAL_BASE_URL:
+        local = LocalModel(default_cache_dir())
+        try:
+            settings = await local.endpoint_settings(settings, None)
+        except LocalModelError as exc:
+            print(f"lspilot check: {exc}")
+            return 1
     client = ChatClient(verify_tls=settings.verify_tls)
     request = ChatRequest(
         model=settings.model,
@@ -100,6 +127,8 @@ async def check(settings_json: str | None) -> int:
         return 1
     finally:
         await client.aclose()
+        if local is not None:
+            await local.aclose()
     print(f"OK: {settings.model} at {settings.base_url} answered in "
           f"{time.monotonic() - started:.1f} s: {text.strip()[:80]!r}")
     return 0
