@@ -117,8 +117,10 @@ class Editor:
         self.documents: dict[str, tuple[int, str]] = {}
         self.streams: list[dict[str, Any]] = []
         self.edits: list[types.ApplyWorkspaceEditParams] = []
-        # How to answer applyEdit: "apply", "reject", or "ignore" (never answer).
+        # How to answer applyEdit: "apply", "reject", or "hold" (answer only once
+        # `release_edits` is set, as a slow or stuck editor would).
         self.apply_mode = "apply"
+        self.release_edits = asyncio.Event()
         self.stream_event = asyncio.Event()
 
     # -- documents ---------------------------------------------------------------------
@@ -160,8 +162,8 @@ class Editor:
         self.edits.append(params)
         if self.apply_mode == "reject":
             return types.ApplyWorkspaceEditResult(applied=False, failure_reason="user said no")
-        if self.apply_mode == "ignore":
-            await asyncio.sleep(3600)
+        if self.apply_mode == "hold":
+            await self.release_edits.wait()
         edit = params.edit
         for change in edit.document_changes or []:
             if isinstance(change, types.CreateFile):

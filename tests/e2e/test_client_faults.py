@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lsprotocol import types
 from pygls.uris import from_fs_path
 
-from tests.e2e.harness import API_KEY, range_of, session
+from tests.e2e.harness import API_KEY, plain, range_of, session
 from tests.fake_upstream import Reply
 
 
@@ -162,17 +163,23 @@ def test_nothing_but_frames_reaches_stdout_even_from_a_stray_print(tmp_path: Pat
         client.close()
 
 
-async def test_a_client_that_never_answers_apply_edit_does_not_hang_others(upstream, workspace):
+async def test_an_editor_slow_to_answer_apply_edit_holds_up_nothing_else(upstream, workspace):
     source = "def f():\n    return 1\n"
     upstream.default = Reply.stream(["```python\ndef f():\n    return 2\n```"])
     async with session(upstream, workspace) as editor:
-        editor.apply_mode = "ignore"
+        editor.apply_mode = "hold"
         uri = editor.open("f.py", source)
-        stuck = asyncio.ensure_future(editor.run("lspilot.refactor", uri, range_of(source, source),
-                                                 token="stuck"))
-        await asyncio.sleep(0.5)
-        # While that edit waits for an answer, explain still works.
+        held = asyncio.ensure_future(
+            editor.run("lspilot.refactor", uri, range_of(source, source), token="held"))
+        while not editor.edits:
+            await asyncio.sleep(0.05)
+        # While that edit waits for the editor, other actions still run.
         result = await editor.run("lspilot.explain", uri, range_of(source, source))
         assert result["status"] == "done"
-        # A cancel while the edit is on its way does not pretend it was undone.
-        stuck.cancel()
+        # The edit is on its way: a cancel cannot take it back, and does not pretend to.
+        answer = await editor.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="lspilot.cancel", arguments=[{"token": "held"}]))
+        assert plain(answer) == {"cancelled": []}
+        editor.release_edits.set()
+        assert (await asyncio.wait_for(held, 10))["status"] == "done"
+        assert editor.text(uri) == "def f():\n    return 2\n"
