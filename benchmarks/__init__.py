@@ -1,0 +1,1 @@
+"""lspilot benchmarks: see benchmarks/README.md."""

@@ -1,0 +1,188 @@
+"""The load upstream: an OpenAI-compatible SSE server on 127.0.0.1 for the benchmarks.
+
+It runs on the benchmark's own event loop (so its stamps and the load client's stamps
+come from one clock, ``time.perf_counter``). Each request is matched to a
+:class:`Script` by a ``bench-id:N`` marker that the load client puts in the action's
+instruction (it reaches the prompt); requests without a known marker get ``default``.
+
+A script streams its content deltas at a rate, or as fast as the socket takes them, or
+all in one write ("instant"); the upstream stamps when it wrote the first content chunk
+and ``[DONE]`` (right after handing the bytes to the kernel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MARK = re.compile(rb"bench-id:(\d+)")
+
+_HEAD = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"content-type: text/event-stream; charset=utf-8\r\n"
+    b"cache-control: no-cache\r\n"
+    b"transfer-encoding: chunked\r\n\r\n"
+)
+_END = b"0\r\n\r\n"
+
+
+def event(
+    content: str | None = None,
+    *,
+    role: str | None = None,
+    finish: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> bytes:
+    """One SSE event shaped like OpenAI's ``chat.completion.chunk`` (about 200 bytes)."""
+    delta: dict[str, Any] = {}
+    if role is not None:
+        delta["role"] = role
+    if content is not None:
+        delta["content"] = content
+    payload: dict[str, Any] = {
+        "id": "chatcmpl-bench0123456789",
+        "object": "chat.completion.chunk",
+        "created": 1_700_000_000,
+        "model": "bench-model",
+        "system_fingerprint": "fp_bench",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if usage is not None:
+        payload["choices"] = []
+        payload["usage"] = usage
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def chunked(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk (the transfer encoding OpenAI streams with)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+@dataclass
+class Script:
+    """How to answer one request."""
+
+    content: Sequence[str]
+    rate: float | None = None  # content chunks per second; None: as fast as possible
+    instant: bool = False  # the whole answer in one write, at once
+    pause_before_first: float = 0.0  # after the headers and role chunk (the model "thinks")
+    pause_after_first: float = 0.0  # lets the client's first-words stamp land on an idle loop
+    pause_before_done: float = 0.0  # lets the server go idle before [DONE] (finish latency)
+
+
+@dataclass
+class Stamps:
+    received: float = 0.0  # the request body was read
+    first_content: float | None = None  # the first content chunk was written
+    done: float | None = None  # data: [DONE] was written
+    chunks: int = 0
+
+
+@dataclass
+class LoadUpstream:
+    default: Script | None = None
+    scripts: dict[int, Script] = field(default_factory=dict)
+    stamps: dict[int, Stamps] = field(default_factory=dict)
+    requests: int = 0
+    connections: int = 0
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _pieces: dict[str, bytes] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    async def close(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def _piece(self, content: str) -> bytes:
+        piece = self._pieces.get(content)
+        if piece is None:
+            piece = self._pieces[content] = chunked(event(content))
+        return piece
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        self.connections += 1
+        try:
+            while True:  # HTTP/1.1 keep-alive: httpx reuses the connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                body = await reader.readexactly(int(match.group(1)) if match else 0)
+                stamps = Stamps(received=time.perf_counter())
+                self.requests += 1
+                mark = MARK.search(body)
+                ident = int(mark.group(1)) if mark else -1
+                self.stamps[ident] = stamps
+                script = self.scripts.pop(ident, None) or self.default
+                if script is None:
+                    message = b'{"error":{"message":"no script for this request"}}'
+                    writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: "
+                                 b"application/json\r\ncontent-length: %d\r\n\r\n%b"
+                                 % (len(message), message))
+                    await writer.drain()
+                    continue
+                await self._stream(writer, script, stamps)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _stream(self, writer: asyncio.StreamWriter, script: Script, stamps: Stamps) -> None:
+        role = chunked(event("", role="assistant"))
+        n = len(script.content)
+        tail = chunked(event(finish="stop")) + chunked(event(usage={
+            "prompt_tokens": 100, "completion_tokens": n, "total_tokens": 100 + n}))
+        done = chunked(b"data: [DONE]\n\n") + _END
+        if script.instant:
+            writer.write(_HEAD + role + b"".join(self._piece(c) for c in script.content)
+                         + tail + done)
+            stamps.first_content = stamps.done = time.perf_counter()
+            stamps.chunks = n
+            await writer.drain()
+            return
+        writer.write(_HEAD + role)
+        if script.pause_before_first:
+            await writer.drain()
+            await asyncio.sleep(script.pause_before_first)
+        rate = script.rate
+        start = time.perf_counter()
+        for i, content in enumerate(script.content):
+            if rate is not None:
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            writer.write(self._piece(content))
+            if i == 0:
+                stamps.first_content = time.perf_counter()
+                if script.pause_after_first:
+                    await asyncio.sleep(script.pause_after_first)
+                    start += script.pause_after_first
+            if rate is not None or i % 64 == 0:
+                await writer.drain()  # back-pressure: never buffer more than the socket takes
+            stamps.chunks = i + 1
+        writer.write(tail)
+        await writer.drain()
+        if script.pause_before_done:
+            await asyncio.sleep(script.pause_before_done)
+        writer.write(done)
+        stamps.done = time.perf_counter()
+        await writer.drain()
