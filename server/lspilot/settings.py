@@ -9,6 +9,7 @@ still apply; the refused key keeps its previous valid value.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -174,7 +175,8 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-_CONVERTER = _make_converter()
+# Built on first use: generating the structuring code is start-up time otherwise.
+_converter = functools.cache(_make_converter)
 
 
 # -- per-key checks -----------------------------------------------------------------
@@ -305,7 +307,7 @@ def environment_layer(environ: Mapping[str, str]) -> Layer:
 def parse_value(key: str, value: Any) -> Any:
     """Structure and check one raw value; raises ValueError with the reason."""
     try:
-        parsed = _CONVERTER.structure(value, _FIELD_TYPES[key])
+        parsed = _converter().structure(value, _FIELD_TYPES[key])
     except cattrs.ClassValidationError as exc:
         raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
     except cattrs.IterableValidationError as exc:

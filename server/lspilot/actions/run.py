@@ -308,6 +308,9 @@ class ActionRun:
                 chars += len(delta)
                 self._stream_text.append(delta)
                 coalescer.push(delta)
+                # httpx hands over data it has buffered without ever suspending; a stream
+                # that fell behind would otherwise hold the loop until it caught up.
+                await asyncio.sleep(0)
         finally:
             coalescer.close()
         return stream, chars

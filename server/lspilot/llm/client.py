@@ -24,7 +24,7 @@ import httpx
 from attrs import define, field
 
 from lspilot.llm import errors
-from lspilot.llm.sse import SSEDecoder
+from lspilot.llm.sse import Event, SSEDecoder
 from lspilot.llm.wire import (
     ChatRequest,
     StreamOptions,
@@ -71,7 +71,9 @@ class ChatClient:
 
     def __init__(self, *, verify_tls: bool = True) -> None:
         self.verify_tls = verify_tls
-        self._http = self._make_http(verify_tls)
+        # Made on first use: building the TLS context takes ~100 ms that startup (answering
+        # `initialize`) should not wait for.
+        self._http_client: httpx.AsyncClient | None = None
         # Base URLs whose servers refused stream_options: we stop sending it to them.
         self._no_stream_options: set[str] = set()
 
@@ -85,14 +87,22 @@ class ChatClient:
             headers={"user-agent": "lspilot"},
         )
 
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        if self._http_client is None:
+            self._http_client = self._make_http(self.verify_tls)
+        return self._http_client
+
     async def set_verify_tls(self, verify_tls: bool) -> None:
         if verify_tls != self.verify_tls:
-            old, self._http = self._http, self._make_http(verify_tls)
+            old, self._http_client = self._http_client, None
             self.verify_tls = verify_tls
-            await old.aclose()
+            if old is not None:
+                await old.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     def stream(
         self,
@@ -146,6 +156,7 @@ class ChatStream:
         self._endpoint = endpoint
         self._on_retry = on_retry
         self.text_parts: list[str] = []
+        self._size = 0
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
 
@@ -203,10 +214,10 @@ class ChatStream:
             yield text
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[str]:
+        """The text of the events, one piece per network read (not per event: a read
+        often brings many events, and each hand-over costs more than the event)."""
         decoder = SSEDecoder()
         endpoint = self._endpoint
-        size = 0
-        done = False
         last_event = time.monotonic()
         reads = response.aiter_bytes()
         try:
@@ -227,26 +238,21 @@ class ChatStream:
                         )
                     continue
                 last_event = now
-                for event in events:
-                    if event.data == "[DONE]":
-                        done = True
-                        break
-                    delta = self._handle(event.event, event.data)
-                    if delta:
-                        size += len(delta)
-                        self._check_size(size)
-                        self.text_parts.append(delta)
-                        yield delta
+                text, done, error = self._take(events)
+                if text:
+                    yield text
+                if error is not None:
+                    raise error
                 if done:
+                    await _finish_body(reads)
                     return
-            for event in decoder.close():
-                if event.data == "[DONE]":
-                    return
-                delta = self._handle(event.event, event.data)
-                if delta:
-                    self._check_size(size + len(delta))
-                    self.text_parts.append(delta)
-                    yield delta
+            text, done, error = self._take(decoder.close())
+            if text:
+                yield text
+            if error is not None:
+                raise error
+            if done:
+                return
         except httpx.ReadTimeout as exc:
             raise errors.TimedOut(
                 f"{endpoint.host} sent nothing for {endpoint.idle_timeout:g} s "
@@ -267,6 +273,26 @@ class ChatStream:
                 partial_text=self.text,
             )
 
+    def _take(self, events: list[Event]) -> tuple[str, bool, errors.UpstreamError | None]:
+        """The text of a batch of events, whether [DONE] came, and an error if one did.
+
+        The text before an error is still handed on, so the partial answer is complete.
+        """
+        pieces: list[str] = []
+        try:
+            for event in events:
+                if event.data == "[DONE]":
+                    return "".join(pieces), True, None
+                delta = self._handle(event.event, event.data)
+                if delta:
+                    self._size += len(delta)
+                    self._check_size(self._size)
+                    self.text_parts.append(delta)
+                    pieces.append(delta)
+        except errors.UpstreamError as error:
+            return "".join(pieces), False, error
+        return "".join(pieces), False, None
+
     def _handle(self, event_name: str, data: str) -> str:
         try:
             payload = json.loads(data)
@@ -280,6 +306,13 @@ class ChatStream:
                 f"The upstream sent an event that is not a JSON object: {self._quote(data)}",
                 partial_text=self.text,
             )
+        if event_name != "error":
+            fast = _fast_delta(payload)
+            if fast is not None:
+                content, finish_reason = fast
+                if finish_reason:
+                    self.finish_reason = finish_reason
+                return content
         if event_name == "error" or payload.get("error"):
             body = parse_error(payload.get("error", payload))
             message = _scrub(body.message, self._endpoint) or "no message"
@@ -314,6 +347,42 @@ class ChatStream:
                 hint="Select less code, or raise the setting maxResponseChars.",
                 partial_text=self.text,
             )
+
+
+def _fast_delta(payload: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The usual chunk's text and finish reason, read straight from the dict.
+
+    Almost every chunk has this one shape; structuring it with cattrs costs fifteen
+    times more (see benchmarks/README.md). Anything else (usage, errors, odd types)
+    returns None and goes through the typed path.
+    """
+    if "usage" in payload or "error" in payload:
+        return None
+    choices = payload.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict:
+        return None
+    delta = choice.get("delta")
+    content = delta.get("content") if type(delta) is dict else None
+    finish_reason = choice.get("finish_reason")
+    if (content is not None and type(content) is not str) or (
+        finish_reason is not None and type(finish_reason) is not str
+    ):
+        return None
+    return content or "", finish_reason
+
+
+async def _finish_body(reads: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the chunked body), so that the connection
+    goes back to the pool instead of being dropped: no new handshake per action."""
+    try:
+        async with asyncio.timeout(1.0):
+            async for _ in reads:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
 
 
 def _check_key(endpoint: Endpoint) -> None:

@@ -6,6 +6,7 @@ responses ignore fields we do not know, so a server that adds fields never break
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import attrs
@@ -134,20 +135,21 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
+# Built on first use: generating the (un)structuring code is start-up time otherwise.
+converter = functools.cache(_make_converter)
 
 
 def request_json(request: ChatRequest) -> dict[str, Any]:
-    data: dict[str, Any] = converter.unstructure(request)
+    data: dict[str, Any] = converter().unstructure(request)
     return data
 
 
 def parse_chunk(data: Any) -> ChatChunk:
-    return converter.structure(data, ChatChunk)
+    return converter().structure(data, ChatChunk)
 
 
 def parse_completion(data: Any) -> ChatCompletion:
-    return converter.structure(data, ChatCompletion)
+    return converter().structure(data, ChatCompletion)
 
 
 def parse_error(data: Any) -> ErrorBody:
