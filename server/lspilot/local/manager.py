@@ -23,9 +23,13 @@ from lspilot.settings import ApiKey, Settings
 
 log = logging.getLogger(__name__)
 
-# The bundled model is not instruction-tuned and rambles: cap its answers (about 15 s at
-# 30 tokens/s) unless the user set maxTokens. A user's own model gets no cap.
-BUNDLED_MAX_TOKENS = 400
+# The bundled model is not instruction-tuned and rambles until the cap: keep its answers
+# short (about 10 s at 25 tokens/s) unless the user set maxTokens. A user's own model gets
+# no cap.
+BUNDLED_MAX_TOKENS = 256
+# The bundled GGUF carries no chat template, and llama.cpp's fallback (llama-2's [INST])
+# is not Gemma's: name Gemma's turn format. A user's model uses its file's template.
+BUNDLED_CHAT_FORMAT = "gemma"
 DUMMY_KEY = "local-no-key"
 
 
@@ -37,7 +41,8 @@ class LocalModel:
         self.server: LlamaServer | None = None
         self.bundled = False
         self._wanted: str | None = None  # localModel of the running (or starting) server
-        self._starting: asyncio.Task[LlamaServer] | None = None
+        self._pending: LlamaServer | None = None  # the one starting, for aclose to stop
+        self._closed = False
         self._lock = asyncio.Lock()
 
     async def endpoint_settings(self, settings: Settings, editor: Editor | None) -> Settings:
@@ -65,6 +70,8 @@ class LocalModel:
 
     async def ensure(self, local_model: str | None, editor: Editor | None) -> LlamaServer:
         async with self._lock:
+            if self._closed:
+                raise LocalModelError("lspilot is shutting down")
             if self.server is not None and self._wanted == local_model:
                 if self.server.process is not None and self.server.process.poll() is None:
                     return self.server
@@ -91,8 +98,16 @@ class LocalModel:
                 self.bundled = True
                 log.warning("Using the bundled local model. %s", TINY_MODEL_NOTE)
             progress.report(f"Starting llama.cpp with {path.name}…")
-            server = LlamaServer(path, self.cache_dir / "local" / "llama-server.log")
-            await server.start()
+            server = LlamaServer(path, self.cache_dir / "local" / "llama-server.log",
+                                 chat_format=BUNDLED_CHAT_FORMAT if self.bundled else None)
+            self._pending = server
+            try:
+                await server.start()
+            finally:
+                self._pending = None
+            if self._closed:  # shut down while it started
+                await server.aclose()
+                raise LocalModelError("lspilot is shutting down")
         except LocalModelError as exc:
             progress.end(f"Failed: {exc}")
             raise
@@ -105,10 +120,12 @@ class LocalModel:
         return server
 
     async def aclose(self) -> None:
-        async with self._lock:
-            if self.server is not None:
-                await self.server.aclose()
-                self.server = None
+        """Stop the server, also one still starting (without waiting for it to be ready)."""
+        self._closed = True
+        for server in (self._pending, self.server):
+            if server is not None:
+                await server.aclose()
+        self.server = None
 
 
 class _Progress:

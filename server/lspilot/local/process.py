@@ -86,8 +86,11 @@ def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
 class LlamaServer:
     """One ``python -m llama_cpp.server`` on 127.0.0.1 for one model file."""
 
-    def __init__(self, model: Path, log_path: Path, *, context: int = 8192) -> None:
+    def __init__(self, model: Path, log_path: Path, *, context: int = 8192,
+                 chat_format: str | None = None) -> None:
         self.model = model
+        # None: the chat template in the file's metadata (llama.cpp's fallback without one).
+        self.chat_format = chat_format
         self.log_path = log_path
         self.context = context
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,14 +103,14 @@ class LlamaServer:
         return self.process.pid if self.process is not None else None
 
     def command(self, port: int) -> list[str]:
-        threads = max(1, os.cpu_count() or 1)
+        chat_format = ["--chat_format", self.chat_format] if self.chat_format else []
         return [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model),
             "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(self.context),
-            "--n_threads", str(threads),
             "--model_alias", "local",
+            *chat_format,
         ]
 
     async def start(self, wait_seconds: float = 180.0) -> str:
