@@ -118,6 +118,7 @@ async def check(settings_json: str | None) -> int:
         model=settings.model,
         messages=(ChatMessage("user", "Reply with the single word: ok"),),
         stream=False,
+        max_tokens=settings.max_tokens,  # the local model's cap, or the user's maxTokens
     )
     started = time.monotonic()
     try:
