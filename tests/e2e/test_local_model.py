@@ -233,13 +233,34 @@ class Lspilot:
             time.sleep(0.1)
         raise AssertionError("no llama.cpp child appeared")
 
-    def frames(self) -> list[dict[str, Any]]:
-        """Every message lspilot wrote to stdout; fails on anything that is not a frame."""
+    def wait_for_answer(self, id_: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(m.get("id") == id_ for m in self.frames(partial=True)):
+            assert time.monotonic() < deadline, f"no answer to request {id_}"
+            time.sleep(0.05)
+
+    def wait_for_log(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in str(m.get("params", {}).get("message", ""))
+                      for m in self.frames(partial=True) if m.get("method") == "window/logMessage"):
+            assert time.monotonic() < deadline, f"no log message with {text!r}"
+            time.sleep(0.05)
+
+    def frames(self, *, partial: bool = False) -> list[dict[str, Any]]:
+        """Every message lspilot wrote to stdout; fails on anything that is not a frame.
+
+        ``partial``: the output is still arriving, so its last frame may be incomplete.
+        """
         data, messages = bytes(self.output), []
         while data:
             header, sep, rest = data.partition(b"\r\n\r\n")
-            assert sep and header.startswith(b"Content-Length: "), data[:200]
-            length = int(header.split(b":")[1])
+            if partial and not sep:
+                break
+            fields = dict(line.split(b": ", 1) for line in header.split(b"\r\n"))
+            assert sep and set(fields) <= {b"Content-Length", b"Content-Type"}, data[:200]
+            length = int(fields[b"Content-Length"])
+            if partial and len(rest) < length:
+                break
             messages.append(json.loads(rest[:length]))
             data = rest[length:]
         return messages
@@ -270,18 +291,22 @@ def _wait_gone(pid: int, started: str, timeout: float = 15) -> bool:
     return False
 
 
-@pytest.mark.parametrize("how", ["kill -9", "SIGTERM", "shutdown and exit", "stdin closed"])
+@pytest.mark.parametrize("how", ["kill -9", "kill -9 once ready", "SIGTERM",
+                                 "shutdown and exit", "stdin closed"])
 def test_no_llama_process_outlives_lspilot(lspilot, how):
     pid, started = lspilot.llama()
     assert _alive(pid, started)
+    if how == "kill -9 once ready":  # not only while it starts: also while it serves
+        lspilot.wait_for_log("ready at http://127.0.0.1:")
     # Its own process group, so stopping it stops everything it started.
     assert os.getpgid(pid) == pid != os.getpgid(lspilot.process.pid)
-    if how == "kill -9":
+    if how.startswith("kill -9"):
         lspilot.process.kill()
     elif how == "SIGTERM":
         lspilot.process.terminate()
     elif how == "shutdown and exit":
         lspilot.send({"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        lspilot.wait_for_answer(2)
         lspilot.send({"jsonrpc": "2.0", "method": "exit"})
     else:
         assert lspilot.process.stdin is not None
