@@ -26,7 +26,53 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "==> installing lspilot$spec into .venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    (cd "$root" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec")
+    if [[ ",$extras," == *",local,"* ]]; then
+      _install_showing_build "$root" "$venv" "$spec"
+    else
+      (cd "$root" && "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$spec")
+    fi
     echo "$want" > "$stamp"
   fi
+}
+
+# The `local` extra builds llama-cpp-python from source (minutes on a small machine; pip
+# caches the wheel afterwards). Show that it is building instead of seeming to hang: pip's
+# verbose output goes to a log, and only its milestones and the compiler's N/M steps show.
+_install_showing_build() {
+  local root="$1" venv="$2" spec="$3"
+  local log="$venv/pip-install.log"
+  local cores; cores="$(nproc 2>/dev/null || echo 2)"
+  local started=$SECONDS status=0
+  echo "    llama-cpp-python may build from source: about 9 minutes on 2 cores (full log: $log)"
+  set +e
+  (cd "$root" && CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$cores}" \
+    "$venv/bin/python" -m pip install -v --disable-pip-version-check -e "$spec" 2>&1) \
+    | tee "$log" | _show_build_progress
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" != 0 ]; then
+    echo "==> pip failed; the last lines of $log:" >&2
+    tail -n 40 "$log" >&2
+    return "$status"
+  fi
+  echo "    installed in $(( SECONDS - started )) s"
+}
+
+# pip -v output in, a few lines out: milestones, and the build's progress every 10 %.
+_show_build_progress() {
+  local started=$SECONDS shown=-10 line step total percent
+  while IFS= read -r line; do
+    if [[ "$line" =~ ^[[:space:]]*\[([0-9]+)/([0-9]+)\] ]]; then
+      step="${BASH_REMATCH[1]}" total="${BASH_REMATCH[2]}"
+      percent=$(( step * 100 / total ))
+      if (( percent / 10 > shown / 10 )) || (( step == total )); then
+        shown=$percent
+        printf '    building llama.cpp: %3d%% (%s/%s), %d s\n' \
+          "$percent" "$step" "$total" $(( SECONDS - started ))
+      fi
+    elif [[ "$line" =~ ^(Collecting\ llama|Building\ wheel|Successfully|Using\ cached\ llama|ERROR|error:) ]]
+    then
+      printf '    %s\n' "${line:0:150}"
+    fi
+  done
 }
