@@ -458,7 +458,8 @@ class Demo:
             state.message = str(message).replace("\n", " ")[:60] if value.get("kind") \
                 != "end" else ""
             return
-        # Progress lspilot made itself: the local model's start-up.
+        # Progress lspilot made itself: the local model's start-up (the note is shown above).
+        message = str(message).replace(TINY_MODEL_NOTE, "").strip()
         if message:
             self.term.line(self.term.paint(f"  local model: {message}", "2"))
 
