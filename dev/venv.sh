@@ -43,7 +43,15 @@ _install_showing_build() {
   local log="$venv/pip-install.log"
   local cores; cores="$(nproc 2>/dev/null || echo 2)"
   local started=$SECONDS status=0
-  echo "    llama-cpp-python may build from source: about 9 minutes on 2 cores (full log: $log)"
+  if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
+    echo "==> installing g++ (llama-cpp-python compiles llama.cpp)"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+    else
+      sudo apt-get update -qq && sudo apt-get install -y -qq g++ >/dev/null
+    fi
+  fi
+  echo "    llama-cpp-python may build from source: 10-15 minutes on 2 cores (full log: $log)"
   set +e
   (cd "$root" && CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$cores}" \
     "$venv/bin/python" -m pip install -v --disable-pip-version-check -e "$spec" 2>&1) \
