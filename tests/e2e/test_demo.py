@@ -7,6 +7,8 @@ LSPILOT_BASE_URL / LSPILOT_API_KEY), so these tests need no model and no network
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +119,11 @@ def test_demo_on_the_bundled_sample(upstream, tmp_path):
     assert "+++ b/stats.py" in out and "+    return None" in out
     assert "✗ Write tests: failed" in out and "(no_code)" in out
     assert list(cwd.iterdir()) == []  # the sample is a scratch copy, even with --apply
+    scratch = Path(re.search(r"bundled sample in (\S+)\)", out).group(1))
+    try:  # --apply wrote to the scratch copy, which is kept for the user
+        assert "def summarize(values):\n    return None\n" in (scratch / "stats.py").read_text()
+    finally:
+        shutil.rmtree(scratch)
 
 
 def test_demo_fails_with_the_reason_when_the_upstream_does(upstream, workspace):
