@@ -42,9 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         help="play the editor: run Explain, Refactor and Write tests on a file through a real "
         "lspilot server, showing the stream, progress and diffs (files change only with --apply)",
     )
-    from lspilot.demo import add_arguments
-
-    add_arguments(demo)
+    # Defined here, not in lspilot.demo: importing the demo would slow every server start.
+    demo.add_argument("file", nargs="?",
+                      help="the file to work on (default: a bundled sample, in a scratch copy)")
+    demo.add_argument("--range", metavar="L1-L2",
+                      help="the lines to select, 1-based and inclusive (default: the whole "
+                      "file; the sample's function)")
+    demo.add_argument("--apply", action="store_true",
+                      help="write the edits to the files (default: only show them as diffs)")
     return parser
 
 

@@ -47,16 +47,6 @@ LANGUAGES = {
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?",
-                        help="the file to work on (default: a bundled sample, in a scratch copy)")
-    parser.add_argument("--range", metavar="L1-L2",
-                        help="the lines to select, 1-based and inclusive (default: the whole "
-                        "file; the sample's function)")
-    parser.add_argument("--apply", action="store_true",
-                        help="write the edits to the files (default: only show them as diffs)")
-
-
 def main(args: argparse.Namespace) -> int:
     out = sys.stdout
     local = _wants_local(os.environ)

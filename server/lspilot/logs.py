@@ -66,3 +66,11 @@ def attach_editor(handler: EditorLogHandler) -> None:
     handler.addFilter(_ScrubFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("lspilot").addHandler(handler)
+
+
+def detach_editor() -> None:
+    """The editor is going away: log to stderr only from now on."""
+    logger = logging.getLogger("lspilot")
+    for handler in list(logger.handlers):
+        if isinstance(handler, EditorLogHandler):
+            logger.removeHandler(handler)

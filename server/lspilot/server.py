@@ -402,6 +402,11 @@ def create_server() -> LspilotServer:
         """Offer every action for a non-empty range, honouring `context.only`."""
         return ls.code_actions(params)
 
+    @server.feature(types.EXIT)
+    def exit_(ls: LspilotServer, params: None) -> None:
+        """pygls closes the channel next: stop sending log messages into it."""
+        logs.detach_editor()
+
     @server.feature(types.SHUTDOWN)
     async def shutdown(ls: LspilotServer, params: None) -> None:
         """Stop running actions and close upstream connections."""
