@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -191,7 +192,9 @@ class Recorded:
 class FakeUpstream:
     """Context manager: ``with FakeUpstream() as upstream: upstream.base_url ...``."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        # With an SSL context it serves HTTPS (for certificate-verification tests).
+        self._ssl = ssl_context
         self.default: Reply = Reply.stream(["Hello from the fake upstream."])
         self.requests: list[Recorded] = []
         self._queue: collections.deque[Reply] = collections.deque()
@@ -219,7 +222,8 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self._ssl else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> FakeUpstream:
@@ -234,7 +238,7 @@ class FakeUpstream:
         self._thread.join(timeout=5)
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

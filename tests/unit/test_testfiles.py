@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lspilot.actions import testfiles
 from lspilot.actions.testfiles import (
@@ -193,3 +195,43 @@ def test_wrap_rust_tests_in_a_cfg_test_module() -> None:
 def test_rust_tests_already_in_a_module_are_kept() -> None:
     code = "#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {}\n}\n"
     assert wrap_rust_tests(code) == code
+
+
+# -- properties ----------------------------------------------------------------------------
+
+SEGMENT = st.text(alphabet="abcxyz_-.", min_size=1, max_size=8).filter(
+    lambda s: s not in (".", "..")
+)
+LANGUAGES = st.sampled_from(["python", "javascript", "typescript", "go", "rust", "java", "ruby",
+                             "csharp", "php", "lua", "plaintext", ""])
+SUFFIXES = st.sampled_from([".py", ".js", ".ts", ".go", ".rs", ".java", ".rb", ".cs", ".php",
+                            ".lua", ".txt", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(folders=st.lists(SEGMENT, max_size=5), stem=SEGMENT, suffix=SUFFIXES,
+       language=LANGUAGES, has_tests=st.booleans(), has_spec=st.booleans())
+def test_any_source_inside_the_root_gets_a_test_file_inside_it(
+    folders, stem, suffix, language, has_tests, has_spec
+):
+    root = Path("/work/project")
+    source = root.joinpath(*folders, stem + suffix)
+    existing = {root / "tests"} if has_tests else set()
+    if has_spec:
+        existing.add(root / "spec")
+    target = choose_test_file(source, language, root, is_dir=lambda p: p in existing)
+    assert root in target.path.parents
+    assert target.same_file == (target.path == source)
+    if not target.same_file:
+        assert target.path.name != source.name
+
+
+@settings(max_examples=200, deadline=None)
+@given(ups=st.integers(1, 4), folders=st.lists(SEGMENT, max_size=3), name=SEGMENT)
+def test_any_path_climbing_out_of_the_root_is_refused(tmp_path_factory, ups, folders, name):
+    root = tmp_path_factory.mktemp("root")
+    escaping = root.joinpath(*([".."] * ups), *folders, name)
+    if root.resolve() in escaping.resolve().parents:
+        return  # climbed out and back in: not an escape
+    with pytest.raises(OutsideWorkspace):
+        ensure_inside(escaping, root)
