@@ -172,7 +172,7 @@ async def test_write_tests_beside_the_module_without_tests_folder(upstream, work
 
 
 async def test_write_tests_appends_to_an_existing_file(upstream, workspace):
-    existing = "import pytest\n\n\ndef test_old():\n    assert True is not False\n"
+    existing = "import pytest\n\n\ndef test_old():\n    assert 1 + 1 == 2\n"
     (workspace / "test_shapes.py").write_text(existing)
     upstream.enqueue(Reply.stream(TESTS_ANSWER))
     async with session(upstream, workspace) as editor:
