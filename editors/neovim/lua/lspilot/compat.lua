@@ -69,6 +69,18 @@ function M.user_event(pattern, data)
   pcall(vim.api.nvim_exec_autocmds, "User", opts)
 end
 
+--- The length in bytes of the UTF-8 sequence that starts with `byte`.
+local function utf8_len(byte)
+  if byte >= 0xF0 then
+    return 4
+  elseif byte >= 0xE0 then
+    return 3
+  elseif byte >= 0xC0 then
+    return 2
+  end
+  return 1
+end
+
 --- Byte index `col` (0-based) in `line` to an LSP character offset in `encoding`.
 --- Written out here because vim.str_utfindex changed its signature in 0.11.
 function M.to_lsp_col(line, col, encoding)
@@ -81,20 +93,8 @@ function M.to_lsp_col(line, col, encoding)
   local units = 0
   local i = 1
   while i <= col do
-    local byte = line:byte(i)
-    local len = 1
-    if byte >= 0xF0 then
-      len = 4
-    elseif byte >= 0xE0 then
-      len = 3
-    elseif byte >= 0xC0 then
-      len = 2
-    end
-    if encoding == "utf-16" and len == 4 then
-      units = units + 2
-    else
-      units = units + 1
-    end
+    local len = utf8_len(line:byte(i))
+    units = units + ((encoding == "utf-16" and len == 4) and 2 or 1)
     i = i + len
   end
   return units
@@ -108,15 +108,7 @@ function M.from_lsp_col(line, character, encoding)
   local units = 0
   local i = 1
   while i <= #line and units < character do
-    local byte = line:byte(i)
-    local len = 1
-    if byte >= 0xF0 then
-      len = 4
-    elseif byte >= 0xE0 then
-      len = 3
-    elseif byte >= 0xC0 then
-      len = 2
-    end
+    local len = utf8_len(line:byte(i))
     units = units + ((encoding == "utf-16" and len == 4) and 2 or 1)
     i = i + len
   end
@@ -128,14 +120,8 @@ function M.char_len(line, col)
   local byte = line:byte(col + 1)
   if byte == nil then
     return 0
-  elseif byte >= 0xF0 then
-    return 4
-  elseif byte >= 0xE0 then
-    return 3
-  elseif byte >= 0xC0 then
-    return 2
   end
-  return 1
+  return utf8_len(byte)
 end
 
 --- Upward search for a root marker from `path`'s directory; nil when none is found.
