@@ -292,6 +292,30 @@ function scenarios.code_action()
   result.buffer = buf_lines(buf)
 end
 
+-- A refactor whose upstream makes the server log (INFO, WARNING), then the server is
+-- stopped and its exit awaited: by then Neovim has read all it wrote to stderr, so
+-- the test can read lsp.log whole.
+function scenarios.log()
+  local buf, client = open_and_attach()
+  local job = run_on_selection("LspilotRefactor")
+  wait_done(job)
+  result.job = job_summary(job)
+  result.buffer = buf_lines(buf)
+  result.log_path = vim.lsp.get_log_path()
+  client = client or vim.lsp.get_client_by_id(job.client_id)
+  local id = client.id
+  if vim.fn.has("nvim-0.11") == 1 then
+    client:stop()
+  else
+    client.stop()
+  end
+  -- Neovim forgets a client once its process has exited; what it wrote to stderr
+  -- during the action was read long before.
+  wait(STEP_TIMEOUT, function()
+    return vim.lsp.get_client_by_id(id) == nil
+  end, "the server to exit")
+end
+
 local function finish()
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")

@@ -14,6 +14,11 @@ end
 
 local spec = os.getenv("LSPILOT_TEST_SPEC") and vim.fn.json_decode(os.getenv("LSPILOT_TEST_SPEC")) or {}
 
+if spec.log_level then
+  -- lsp.log keeps WARN and above by default; the log tests want the server's INFO lines.
+  vim.lsp.set_log_level(spec.log_level)
+end
+
 if spec.mode == "enable" then
   -- Neovim 0.11+: the shipped lsp/lspilot.lua, no setup() call.
   vim.lsp.config("lspilot", { cmd = cmd, filetypes = { "python" } })
@@ -23,5 +28,6 @@ else
     cmd = cmd,
     filetypes = { "python" },
     notify_done = true,
+    settings = spec.settings or {},
   })
 end

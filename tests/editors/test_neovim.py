@@ -481,3 +481,56 @@ def test_a_command_right_after_opening_waits_for_the_server(tmp_path: Path) -> N
 
     assert result["job"]["status"] == "done", result
     assert result["buffer"] == ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+
+
+REFUSED_PARAMETER = "The upstream refused a parameter; sending the request without it."
+LOG_ENTRY = re.compile(r"^\[(?P<level>[A-Z]+)\]\[")
+
+
+def test_server_log_lines_land_in_lsp_log_once_at_their_level(tmp_path: Path) -> None:
+    """Each server log line is in lsp.log once, at its own level: through
+    window/logMessage, never a second time as an ERROR "stderr" entry."""
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        # A 400 naming stream_options makes the server log an INFO line and send the
+        # request again without it; a 500 then makes it log a WARNING and retry.
+        upstream.enqueue(
+            Reply.error(400, "Unrecognized request argument supplied: stream_options"),
+            Reply.error(500, "The server is overloaded"),
+            Reply.stream(fenced(REFACTORED), delay=0.02),
+        )
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "log",
+                "file": str(source),
+                "select": ADD_LINES,
+                "log_level": "INFO",
+                "settings": {"retryBaseSeconds": 0.01},
+            },
+        )
+        requests = upstream.wait_for_requests(3)
+
+    assert result["job"]["status"] == "done", result
+    assert result["buffer"] == ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+    assert "stream_options" in requests[0].json and "stream_options" not in requests[1].json
+    log_path = Path(result["log_path"])
+    assert log_path.is_relative_to(tmp_path), log_path  # this run's own lsp.log
+    # lsp.log entries start with "[LEVEL][date]"; a message may span lines.
+    entries: list[str] = []
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if LOG_ENTRY.match(line) or not entries:
+            entries.append(line)
+        else:
+            entries[-1] += "\n" + line
+
+    def level_of(text: str) -> list[str]:
+        return [m["level"] for e in entries if text in e and (m := LOG_ENTRY.match(e))]
+
+    context = "\n".join(entries[-40:])
+    assert level_of(REFUSED_PARAMETER) == ["INFO"], context
+    assert level_of("Retrying in") == ["WARN"], context
+    # Nothing the server logged while the editor listened came through stderr.
+    stderr_entries = [e for e in entries if '"stderr"' in e and "lspilot" in e]
+    assert not [e for e in stderr_entries if REFUSED_PARAMETER in e or "Retrying" in e], context
