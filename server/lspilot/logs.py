@@ -1,4 +1,10 @@
-"""Logging: stderr always (stdout is the LSP channel), the editor's log for warnings.
+"""Logging: one sink at a time for the editor, an optional full log file.
+
+stdout is the LSP channel, so the log starts on stderr. Once the editor takes the log
+(``window/logMessage``, from ``initialized`` on), stderr falls silent until the editor
+goes away: editors show a server's stderr too (VS Code in the same output channel,
+Neovim as ERROR lines in ``lsp.log``), and every line would appear twice. ``--log-file``
+keeps everything, whoever else is listening.
 
 A filter scrubs the API key from every record, whatever a library puts in a message.
 """
@@ -6,10 +12,15 @@ A filter scrubs the API key from every record, whatever a library puts in a mess
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 _SECRETS: set[str] = set()
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Above every level: a handler set to it lets nothing through.
+_SILENT = logging.CRITICAL + 1
 
 
 def register_secret(secret: str | None) -> None:
@@ -32,6 +43,10 @@ class _ScrubFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The start-up and wind-down sink; quiet while the editor takes the log."""
+
+
 class EditorLogHandler(logging.Handler):
     """Forwards records to ``window/logMessage`` once a client is connected."""
 
@@ -52,25 +67,47 @@ class EditorLogHandler(logging.Handler):
             self._sending = False
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", log_file: str | None = None) -> None:
     root = logging.getLogger()
     root.setLevel(logging.WARNING)
     logging.getLogger("lspilot").setLevel(level)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT))
     handler.addFilter(_ScrubFilter())
     root.addHandler(handler)
+    if log_file:
+        root.addHandler(_file_handler(Path(log_file).expanduser()))
+
+
+def _file_handler(path: Path) -> logging.Handler:
+    """Appends to ``path``, readable by the user only: the log may quote their code."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    handler = logging.StreamHandler(os.fdopen(descriptor, "a", encoding="utf-8"))
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(_ScrubFilter())
+    return handler
+
+
+def _set_stderr_level(level: int) -> None:
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _StderrHandler):
+            handler.setLevel(level)
 
 
 def attach_editor(handler: EditorLogHandler) -> None:
+    """The editor takes the log from now on; stderr falls silent."""
     handler.addFilter(_ScrubFilter())
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("lspilot").addHandler(handler)
+    # On the root logger: pygls's and httpx's warnings need a sink too while stderr is quiet.
+    logging.getLogger().addHandler(handler)
+    _set_stderr_level(_SILENT)
 
 
 def detach_editor() -> None:
-    """The editor is going away: log to stderr only from now on."""
-    logger = logging.getLogger("lspilot")
+    """The editor is going away: log to stderr again from now on."""
+    logger = logging.getLogger()
     for handler in list(logger.handlers):
         if isinstance(handler, EditorLogHandler):
             logger.removeHandler(handler)
+    _set_stderr_level(logging.NOTSET)
