@@ -22,7 +22,7 @@ export class ExplainPanel implements vscode.Disposable {
   private session: Session | undefined;
   private nextId = 1;
   private renderTimer: NodeJS.Timeout | undefined;
-  private readonly md = new MarkdownIt({ html: false, linkify: true, breaks: false });
+  private readonly md = noRemoteContent(new MarkdownIt({ html: false, linkify: true, breaks: false }));
 
   /** Opens (or reuses) the panel for a new explanation, shows it empty and returns its session id. */
   start(title: string, status: SessionStatus = 'waiting'): number {
@@ -71,7 +71,7 @@ export class ExplainPanel implements vscode.Disposable {
       { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true },
       { enableScripts: true, retainContextWhenHidden: true, localResourceRoots: [] },
     );
-    this.panel.webview.html = this.shell(this.panel.webview);
+    this.panel.webview.html = this.shell();
     this.panel.onDidDispose(() => {
       this.panel = undefined;
     });
@@ -117,14 +117,12 @@ export class ExplainPanel implements vscode.Disposable {
     });
   }
 
-  private shell(webview: vscode.Webview): string {
+  private shell(): string {
     const nonce = crypto.randomBytes(16).toString('base64');
-    const csp = [
-      "default-src 'none'",
-      `style-src ${webview.cspSource} 'unsafe-inline'`,
-      `img-src ${webview.cspSource} https: data:`,
-      `script-src 'nonce-${nonce}'`,
-    ].join('; ');
+    // Nothing remote, not even the webview's own resource origin (the panel loads no files): the
+    // text is the model's, and a prompt-injected answer must not be able to make the panel fetch
+    // anything (an image URL carrying the user's code). Images are rendered as links instead.
+    const csp = ["default-src 'none'", "style-src 'unsafe-inline'", `script-src 'nonce-${nonce}'`].join('; ');
     return `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -179,4 +177,20 @@ export function rangeLabel(uri: vscode.Uri, range: vscode.Range): string {
   const first = range.start.line + 1;
   const last = range.end.line + (range.end.character === 0 && range.end.line > range.start.line ? 0 : 1);
   return first === last ? `${name}:${first}` : `${name}:${first}-${last}`;
+}
+
+/**
+ * Markdown images become plain links (`<a href>` with the alt text, or the URL), so rendering an
+ * answer never fetches anything; the user may still follow the link.
+ */
+export function noRemoteContent(md: MarkdownIt): MarkdownIt {
+  md.renderer.rules.image = (tokens, index) => {
+    const token = tokens[index];
+    const src = token.attrGet('src') ?? '';
+    const alt = token.children?.map((child) => child.content).join('') || token.content || '';
+    const label = alt.trim() !== '' ? `${alt} (image: ${src})` : `image: ${src}`;
+    const href = md.validateLink(src) ? ` href="${md.utils.escapeHtml(md.normalizeLink(src))}"` : '';
+    return `<a class="image-link"${href}>${md.utils.escapeHtml(label)}</a>`;
+  };
+  return md;
 }

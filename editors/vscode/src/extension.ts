@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'child_process';
+import * as crypto from 'crypto';
 import * as os from 'os';
 import * as path from 'path';
 import * as vscode from 'vscode';
@@ -12,14 +13,20 @@ import {
   LanguageClientOptions,
   ResponseError,
   State,
+  StreamInfo,
+  WorkDoneProgress,
   WorkDoneProgressCancelNotification,
 } from 'vscode-languageclient/node';
 import { ExplainPanel, rangeLabel } from './explainPanel';
 import { ProgressNotifications } from './progress';
-import { checkRunnable, describe, resolveServerCommand, ServerCommand, START_FIX } from './serverCommand';
-import { explicitSettings, Settings } from './settings';
+import { checkRunnable, describe, resolveServerCommand, ServerCommand, serverEnvironment, START_FIX } from './serverCommand';
+import { effectiveBaseUrl, explicitSettings, hostOf, loadServerKeys, Settings } from './settings';
 
 const SECRET_KEY = 'lspilot.apiKey';
+/** globalState: the host (`host[:port]` of the base URL) the key in secret storage was stored for. */
+const KEY_HOST = 'lspilot.apiKeyHost';
+/** globalState: `{ host: true | false }`, the user's answers to "Send your lspilot API key to HOST?". */
+const KEY_ANSWERS = 'lspilot.apiKeyHosts';
 
 /** `lspilot/stream`: one piece of an action's answer. */
 interface StreamParams {
@@ -45,12 +52,43 @@ interface CustomAction {
   apply?: 'show' | 'replace' | 'testFile';
 }
 
-/** An action started from this extension whose stream has not been seen yet. */
-interface Pending {
-  uri: string;
-  command: string;
+/** An action this extension started, under its own work-done token, until its request answers. */
+interface Run {
+  /** The panel session its `lspilot/stream` text goes to (shown actions only). */
   session?: number;
-  token?: string;
+  /** The message of its progress `end`: the outcome, with tokens and seconds. */
+  endMessage?: string;
+}
+
+/** A map that forgets its oldest entries beyond `limit`: for what is not removed by a run's end. */
+class Recent<K, V> {
+  private readonly map = new Map<K, V>();
+
+  constructor(private readonly limit: number) {}
+
+  has(key: K): boolean {
+    return this.map.has(key);
+  }
+
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+
+  set(key: K, value: V): void {
+    this.map.delete(key);
+    this.map.set(key, value);
+    while (this.map.size > this.limit) {
+      const oldest = this.map.keys().next();
+      if (oldest.done === true) {
+        break;
+      }
+      this.map.delete(oldest.value);
+    }
+  }
+
+  delete(key: K): void {
+    this.map.delete(key);
+  }
 }
 
 interface ActionSpec {
@@ -74,12 +112,18 @@ let secretApiKey: string | undefined;
 let initialized = false;
 let restarts: number[] = [];
 
-const pending: Pending[] = [];
-const tokenSessions = new Map<string, number>();
-const ignoredTokens = new Set<string>();
+/** Runs of this extension by their work-done token; an entry lives exactly as long as its request. */
+const runs = new Map<string, Run>();
+/** Tokens of runs that have ended: a late `lspilot/stream` for one is dropped. */
+const ended = new Recent<string, true>(256);
+/** Streams of runs started elsewhere (tokens the server made): their panel session, if any. */
+const foreign = new Recent<string, number | undefined>(64);
+/** Questions "Send your lspilot API key to HOST?" being asked, by host. */
+const asking = new Map<string, Promise<void>>();
 
 export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
   context = ctx;
+  loadServerKeys(ctx.extension.packageJSON);
   output = vscode.window.createOutputChannel('lspilot');
   panel = new ExplainPanel();
   progress = new ProgressNotifications((token) => {
@@ -112,6 +156,8 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
   register('lspilot.setApiKey', setApiKey);
   register('lspilot.clearApiKey', async () => {
     await ctx.secrets.delete(SECRET_KEY);
+    await ctx.globalState.update(KEY_HOST, undefined);
+    await ctx.globalState.update(KEY_ANSWERS, undefined);
     void vscode.window.showInformationMessage('lspilot: the API key was removed from secret storage.');
   });
   register('lspilot.restartServer', restartServer);
@@ -119,10 +165,16 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
 
   ctx.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration(async (event) => {
-      if (event.affectsConfiguration('lspilot.serverCommand') || event.affectsConfiguration('lspilot.pythonPath')) {
+      if (
+        event.affectsConfiguration('lspilot.serverCommand') ||
+        event.affectsConfiguration('lspilot.pythonPath') ||
+        event.affectsConfiguration('http.proxy')
+      ) {
         await restartServer();
       }
     }),
+    // Trusting the workspace lets its restricted settings (baseUrl, ...) apply.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => pushSettings()),
   );
 
   void ensureClient();
@@ -215,10 +267,18 @@ async function restartServer(): Promise<void> {
   }
 }
 
-async function spawnServer(cmd: ServerCommand): Promise<ChildProcess> {
+/**
+ * Starts the server. Its stderr is kept as a short tail for the messages about a server that could
+ * not start or stopped, and is not copied into the output channel: the server logs there through
+ * `window/logMessage` (its stderr is silent while an editor takes its log), and vscode-languageclient
+ * would otherwise print both, every line twice. So the client gets the pipes (StreamInfo), not the
+ * process, and this extension stops the process itself.
+ */
+async function spawnServer(cmd: ServerCommand): Promise<StreamInfo> {
   stderrTail = [];
   const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir();
-  const child = spawn(cmd.command, cmd.args, { cwd, env: process.env, stdio: 'pipe', windowsHide: true });
+  const env = serverEnvironment(process.env, vscode.workspace.getConfiguration('http').get<string>('proxy'));
+  const child = spawn(cmd.command, cmd.args, { cwd, env, stdio: 'pipe', windowsHide: true });
   child.stderr.on('data', (data: Buffer) => {
     for (const line of data.toString('utf8').split(/\r?\n/)) {
       if (line.trim() !== '') {
@@ -228,19 +288,33 @@ async function spawnServer(cmd: ServerCommand): Promise<ChildProcess> {
     stderrTail = stderrTail.slice(-20);
   });
   child.on('exit', (code, signal) => {
-    output.appendLine(`[lspilot] server exited (${signal ?? `code ${code}`})`);
+    const how = signal ?? `code ${code}`;
+    if (code !== 0 && signal === null && stderrTail.length > 0) {
+      // It died on its own: what it said last (a traceback) went to stderr only.
+      output.appendLine(`[lspilot] server exited (${how}); its last lines on stderr:`);
+      for (const line of stderrTail.slice(-10)) {
+        output.appendLine(`[lspilot]   ${line}`);
+      }
+    } else {
+      output.appendLine(`[lspilot] server exited (${how})`);
+    }
   });
   await new Promise<void>((resolve, reject) => {
     child.once('spawn', () => resolve());
     child.once('error', (error) => reject(error));
   });
+  const previous = serverProcess;
   serverProcess = child;
-  return child;
+  if (previous !== undefined && previous !== child && previous.exitCode === null && previous.signalCode === null) {
+    previous.kill(); // the client restarted the server after a crash: the old one must not linger
+  }
+  return { reader: child.stdout, writer: child.stdin, detached: false };
 }
 
 function showStartError(cmd: ServerCommand, reason: string): void {
   const message =
     `lspilot: the language server could not start: ${reason} (command: ${describe(cmd)}, from ${cmd.source}). ` + START_FIX;
+  output.appendLine(`[lspilot] ${message}`);
   void vscode.window.showErrorMessage(message, 'Open Settings', 'Show Output').then((choice) => {
     if (choice === 'Open Settings') {
       void vscode.commands.executeCommand('workbench.action.openSettings', 'lspilot.serverCommand lspilot.pythonPath');
@@ -251,7 +325,10 @@ function showStartError(cmd: ServerCommand, reason: string): void {
 }
 
 function clientOptions(): LanguageClientOptions {
-  const initializationOptions: Settings = { explainShow: 'none', ...explicitSettings(undefined, secretApiKey) };
+  // Never the key from secret storage: an initialization option stays in force for the server's
+  // whole life, even after lspilot.baseUrl moves to another host. It goes with each
+  // workspace/configuration answer instead, for the host that answer names.
+  const initializationOptions: Settings = { explainShow: 'none', ...explicitSettings(undefined) };
   return {
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     outputChannel: output,
@@ -286,19 +363,23 @@ function clientOptions(): LanguageClientOptions {
         },
       },
       // Light-bulb actions run through here: give them the same panel and messages as ours.
+      // They are sent here, not by `next`, to give them this extension's own work-done token.
       executeCommand: (command, args: unknown[], next) => {
         const spec = ACTIONS[command];
         const first = args[0];
-        if (spec === undefined || typeof first !== 'object' || first === null) {
+        const c = client;
+        if (spec === undefined || typeof first !== 'object' || first === null || c === undefined) {
           const passThrough: unknown = next(command, args);
           return passThrough;
         }
         const argument = first as Record<string, unknown>;
         const custom = command === 'lspilot.run' ? customActions().find((a) => a.id === argument.action) : undefined;
         return trackAction(
+          c,
           { ...spec, title: custom?.title ?? spec.title, show: custom !== undefined ? custom.apply === 'show' : spec.show },
           argument,
-          async () => (await next(command, args)) as ActionResult | null,
+          async (token) =>
+            (await c.sendRequest(ExecuteCommandRequest.type, { command, arguments: args, workDoneToken: token })) as ActionResult | null,
         );
       },
       handleWorkDoneProgress: (token, params, next) => {
@@ -332,11 +413,94 @@ function clientOptions(): LanguageClientOptions {
 /** The settings as the server should see them: only what the user set, plus this extension's needs. */
 function serverSettings(scopeUri?: string | null): Settings {
   const scope = scopeUri ? vscode.Uri.parse(scopeUri) : undefined;
-  const settings = explicitSettings(scope, secretApiKey);
+  const settings = explicitSettings(scope);
   if (settings.explainShow === undefined) {
     settings.explainShow = 'none'; // this extension renders explanations itself
   }
+  if (settings.apiKey === undefined) {
+    const key = storedKeyFor(settings);
+    if (key !== undefined) {
+      settings.apiKey = key;
+    }
+  }
   return settings;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key in secret storage belongs to the host it was stored for
+
+/**
+ * The key from secret storage when these settings send requests to the host it was stored for, or
+ * to a host the user allowed; otherwise undefined, and the user is asked (once per host) whether it
+ * may go there. A workspace's lspilot.baseUrl can thus not take the key elsewhere unasked.
+ */
+function storedKeyFor(settings: Settings): string | undefined {
+  if (!secretApiKey) {
+    return undefined;
+  }
+  const host = hostOf(effectiveBaseUrl(settings));
+  if (host === undefined) {
+    return undefined; // `local` (no key needed) or not a URL (the server refuses it)
+  }
+  const home = storedKeyHost();
+  if (host === home) {
+    return secretApiKey;
+  }
+  const answer = context.globalState.get<Record<string, boolean>>(KEY_ANSWERS, {})[host];
+  if (answer === true) {
+    return secretApiKey;
+  }
+  if (answer === undefined) {
+    void askToSendKey(host, home);
+  }
+  return undefined;
+}
+
+/** The host the stored key is bound to. A key stored before keys were bound gets the user's own endpoint. */
+function storedKeyHost(): string | undefined {
+  let host = context.globalState.get<string>(KEY_HOST);
+  if (host === undefined) {
+    const info = vscode.workspace.getConfiguration('lspilot').inspect('baseUrl');
+    const userBaseUrl = info?.globalValue;
+    host = hostOf(effectiveBaseUrl(typeof userBaseUrl === 'string' ? { baseUrl: userBaseUrl } : {}));
+    if (host !== undefined) {
+      void context.globalState.update(KEY_HOST, host);
+    }
+  }
+  return host;
+}
+
+/**
+ * Asks "Send your lspilot API key to HOST?" (modal: Allow / Cancel) and remembers the answer for the
+ * host. The configuration answer in flight goes without the key; after Allow the server is told the
+ * settings changed and reads them again, key included.
+ */
+function askToSendKey(host: string, home: string | undefined): Promise<void> {
+  let question = asking.get(host);
+  if (question === undefined) {
+    question = (async () => {
+      const choice = await vscode.window.showWarningMessage(
+        `Send your lspilot API key to ${host}?`,
+        {
+          modal: true,
+          detail:
+            `The key in VS Code's secret storage was stored for ${home ?? 'another endpoint'}; lspilot.baseUrl ` +
+            `(or LSPILOT_BASE_URL) now sends requests to ${host}. The answer is remembered for ${host} ` +
+            '(lspilot: Set API key starts over).',
+        },
+        'Allow',
+      );
+      const answers = { ...context.globalState.get<Record<string, boolean>>(KEY_ANSWERS, {}) };
+      answers[host] = choice === 'Allow';
+      await context.globalState.update(KEY_ANSWERS, answers);
+      output.appendLine(`[lspilot] API key for ${host}: ${answers[host] ? 'allowed' : 'not sent'}`);
+      if (answers[host]) {
+        await pushSettings();
+      }
+    })().finally(() => asking.delete(host));
+    asking.set(host, question);
+  }
+  return question;
 }
 
 async function pushSettings(): Promise<void> {
@@ -350,43 +514,40 @@ async function pushSettings(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Streams
 
+/**
+ * `lspilot/stream`, matched by its token alone: each run of this extension has its own work-done
+ * token, so two runs on one file can never take each other's text.
+ */
 function onStream(params: StreamParams): void {
   const key = String(params.token);
-  let session = tokenSessions.get(key);
-  if (session === undefined) {
-    if (ignoredTokens.has(key)) {
-      return;
+  const run = runs.get(key);
+  if (run !== undefined) {
+    if (run.session !== undefined) {
+      panel.append(run.session, params.delta ?? '');
     }
-    const claim = pending.find((p) => p.token === undefined && p.command === params.command && sameUri(p.uri, params.uri));
-    if (claim !== undefined) {
-      claim.token = key;
-      session = claim.session;
-    } else if (params.command === 'lspilot.explain') {
-      // started by something else than this extension's commands
-      session = panel.start(`Explanation: ${path.basename(vscode.Uri.parse(params.uri).path)}`, 'streaming');
+    return;
+  }
+  if (ended.has(key)) {
+    return; // a run of ours that has answered already
+  }
+  // Started by something else than this extension's commands, under a token the server made.
+  if (!foreign.has(key)) {
+    const session =
+      params.command === 'lspilot.explain'
+        ? panel.start(`Explanation: ${path.basename(vscode.Uri.parse(params.uri).path)}`, 'streaming')
+        : undefined;
+    foreign.set(key, session);
+  }
+  const session = foreign.get(key);
+  if (session !== undefined) {
+    panel.append(session, params.delta ?? '');
+  }
+  if (params.done) {
+    if (session !== undefined) {
+      panel.finish(session, 'done');
     }
-    if (session === undefined) {
-      ignoredTokens.add(key);
-      return;
-    }
-    tokenSessions.set(key, session);
-  }
-  panel.append(session, params.delta ?? '');
-  if (params.done && !pending.some((p) => p.token === key)) {
-    // nobody waits for a result that would say how it ended
-    panel.finish(session, 'done');
-    tokenSessions.delete(key);
-  }
-}
-
-function sameUri(a: string, b: string): boolean {
-  if (a === b) {
-    return true;
-  }
-  try {
-    return vscode.Uri.parse(a).toString() === vscode.Uri.parse(b).toString();
-  } catch {
-    return false;
+    foreign.delete(key);
+    ended.set(key, true);
   }
 }
 
@@ -435,50 +596,66 @@ async function runAction(spec: ActionSpec): Promise<void> {
   if (spec.action !== undefined) {
     args.action = spec.action;
   }
-  await trackAction(spec, args, async () =>
-    (await c.sendRequest(ExecuteCommandRequest.type, { command: spec.command, arguments: [args] })) as ActionResult | null,
+  await trackAction(c, spec, args, async (token) =>
+    (await c.sendRequest(ExecuteCommandRequest.type, {
+      command: spec.command,
+      arguments: [args],
+      workDoneToken: token,
+    })) as ActionResult | null,
   );
 }
 
 /**
- * Runs one action request and presents it: the panel for shown answers (fed by `lspilot/stream`,
- * finished with the result), a status bar note when it ends. The server reports a failed action
- * itself (window/showMessage); a refused request (bad arguments) is reported here.
+ * Runs one action request under a work-done token of its own and presents it: the panel for shown
+ * answers (fed by `lspilot/stream` for that token, finished with the result), the progress
+ * notification (fed by `$/progress` for that token), and the outcome in the status bar when it
+ * ends. The server reports a failed action itself (window/showMessage); a refused request (bad
+ * arguments) is reported here. Everything kept for the run is dropped when its request answers.
  */
 async function trackAction(
+  c: LanguageClient,
   spec: ActionSpec,
   args: Record<string, unknown>,
-  send: () => Promise<ActionResult | null>,
+  send: (token: string) => Promise<ActionResult | null>,
 ): Promise<ActionResult> {
   const uri = typeof args.uri === 'string' ? args.uri : '';
-  const entry: Pending = { uri, command: spec.command };
+  const token = `lspilot-vscode-${crypto.randomUUID()}`;
+  const run: Run = {};
   if (spec.show) {
     const what = spec.command === 'lspilot.explain' ? 'Explanation' : spec.title;
-    entry.session = panel.start(`${what}: ${describeTarget(uri, args.range)}`);
+    run.session = panel.start(`${what}: ${describeTarget(uri, args.range)}`);
   }
-  pending.push(entry);
+  runs.set(token, run);
+  const listening = c.onProgress(WorkDoneProgress.type, token, (params) => {
+    if (params.kind === 'end') {
+      run.endMessage = params.message;
+    }
+    progress.handle(token, params);
+  });
   let result: ActionResult;
   let refused: string | undefined;
   try {
-    result = (await send()) ?? { status: 'done' };
+    result = (await send(token)) ?? { status: 'done' };
   } catch (error) {
     refused = errorMessage(error);
     result = { status: 'failed', error: { type: 'request', message: refused } };
   } finally {
-    pending.splice(pending.indexOf(entry), 1);
-    if (entry.token !== undefined) {
-      tokenSessions.delete(entry.token);
-    }
+    runs.delete(token);
+    ended.set(token, true);
+    listening.dispose();
+    progress.close(token);
   }
   const detail = result.error?.message ?? undefined;
-  if (entry.session !== undefined) {
-    panel.finish(entry.session, result.status, result.text, result.status === 'failed' ? detail : undefined);
+  if (run.session !== undefined) {
+    panel.finish(run.session, result.status, result.text, result.status === 'failed' ? detail : undefined);
   }
   if (refused !== undefined) {
     void vscode.window.showErrorMessage(`lspilot: ${spec.title}: ${refused}`);
   }
   if (result.status === 'done' || result.status === 'cancelled') {
-    vscode.window.setStatusBarMessage(`lspilot: ${spec.title} ${result.status}`, 5000);
+    // The outcome goes here, not into the progress notification (it would sit under a Cancel button).
+    const outcome = run.endMessage ? `${result.status}: ${run.endMessage}` : result.status;
+    vscode.window.setStatusBarMessage(`lspilot: ${spec.title} ${outcome}`, 8000);
   }
   return result;
 }
@@ -579,21 +756,31 @@ async function cancelAll(): Promise<void> {
 }
 
 async function setApiKey(): Promise<void> {
+  const baseUrl = effectiveBaseUrl(explicitSettings(vscode.window.activeTextEditor?.document.uri));
   const key = await vscode.window.showInputBox({
     title: 'lspilot: Set API key',
-    prompt: 'API key for the endpoint in lspilot.baseUrl. It is kept in VS Code\'s secret storage, not in settings.',
+    prompt:
+      `API key for ${hostOf(baseUrl) ?? baseUrl} (lspilot.baseUrl). It is kept in VS Code's secret storage, not in settings, ` +
+      'and sent only to that host unless you allow another.',
     password: true,
     ignoreFocusOut: true,
   });
   if (key === undefined) {
     return;
   }
+  // The key is bound to the host it is stored for; answers given for other hosts start over.
+  const host = hostOf(effectiveBaseUrl(explicitSettings(vscode.window.activeTextEditor?.document.uri)));
+  await context.globalState.update(KEY_ANSWERS, undefined);
   if (key.trim() === '') {
+    await context.globalState.update(KEY_HOST, undefined);
     await context.secrets.delete(SECRET_KEY);
   } else {
+    await context.globalState.update(KEY_HOST, host);
     await context.secrets.store(SECRET_KEY, key.trim());
   }
-  void vscode.window.showInformationMessage('lspilot: API key saved in secret storage.');
+  void vscode.window.showInformationMessage(
+    `lspilot: API key saved in secret storage${host !== undefined && key.trim() !== '' ? `, for ${host}` : ''}.`,
+  );
 }
 
 function errorMessage(error: unknown): string {

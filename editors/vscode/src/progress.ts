@@ -51,10 +51,9 @@ export class ProgressNotifications implements vscode.Disposable {
         if (run === undefined) {
           return false;
         }
+        // The outcome is not reported into the notification: it would sit there, under a Cancel
+        // button, on an action that has ended. The caller shows it (the status bar).
         this.running.delete(key);
-        if (params.message && run.progress !== undefined) {
-          run.progress.report({ message: params.message });
-        }
         run.finish();
         return false; // let the client clean up its own bookkeeping for the token
       }
@@ -99,6 +98,16 @@ export class ProgressNotifications implements vscode.Disposable {
       run.progress.report({ message: params.message, increment });
     } else if (typeof params.message === 'string') {
       run.progress.report({ message: params.message });
+    }
+  }
+
+  /** Closes the notification of `token`, if it is still open (its run ended without an `end`). */
+  close(token: ProgressToken): void {
+    const key = String(token);
+    const run = this.running.get(key);
+    if (run !== undefined) {
+      this.running.delete(key);
+      run.finish();
     }
   }
 

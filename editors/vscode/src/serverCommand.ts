@@ -87,7 +87,46 @@ export function describe(cmd: ServerCommand): string {
   return [cmd.command, ...cmd.args].map((part) => (/\s/.test(part) ? JSON.stringify(part) : part)).join(' ');
 }
 
-/** The one-line fix shown with every start failure. */
+/**
+ * The one-line fix shown with every start failure. lspilot is not on PyPI: it installs from a
+ * checkout (or a wheel built from one).
+ */
 export const START_FIX =
-  'Install the server with `pip install lspilot` (or `pipx install lspilot`), then set `lspilot.serverCommand` to its `lspilot` program ' +
-  '(e.g. ["/path/to/venv/bin/lspilot"]) or `lspilot.pythonPath` to the Python that has it.';
+  'Install the server from a checkout of lspilot: `pipx install /path/to/lspilot` (or `uv tool install /path/to/lspilot`), ' +
+  'or run `./dev/demo` there and use `/path/to/lspilot/.venv/bin/lspilot`; then set `lspilot.serverCommand` to that `lspilot` program ' +
+  '(e.g. ["/path/to/lspilot/.venv/bin/lspilot"]) or `lspilot.pythonPath` to the Python that has it.';
+
+/** Hosts that never go through a proxy: a local model or llama.cpp on this machine. */
+const LOCAL_HOSTS = ['127.0.0.1', 'localhost', '::1'];
+
+/**
+ * The server's environment: VS Code's, plus `http.proxy` as HTTPS_PROXY/HTTP_PROXY (which httpx
+ * honours) when the environment names no proxy itself, with NO_PROXY covering this machine so a
+ * local model is never proxied. `http.proxyStrictSSL` has no counterpart and is left alone.
+ */
+export function serverEnvironment(base: NodeJS.ProcessEnv, httpProxy: string | undefined): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  const proxy = (httpProxy ?? '').trim();
+  const has = (name: string): boolean => Boolean(base[name] || base[name.toLowerCase()]);
+  if (proxy === '' || has('HTTPS_PROXY') || has('ALL_PROXY')) {
+    return env;
+  }
+  env.HTTPS_PROXY = proxy;
+  if (!has('HTTP_PROXY')) {
+    env.HTTP_PROXY = proxy;
+  }
+  const noProxy = (base.NO_PROXY ?? base.no_proxy ?? '')
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
+  for (const host of LOCAL_HOSTS) {
+    if (!noProxy.includes(host)) {
+      noProxy.push(host);
+    }
+  }
+  env.NO_PROXY = noProxy.join(',');
+  if (base.no_proxy !== undefined) {
+    env.no_proxy = env.NO_PROXY;
+  }
+  return env;
+}
