@@ -534,3 +534,26 @@ def test_server_log_lines_land_in_lsp_log_once_at_their_level(tmp_path: Path) ->
     # Nothing the server logged while the editor listened came through stderr.
     stderr_entries = [e for e in entries if '"stderr"' in e and "lspilot" in e]
     assert not [e for e in stderr_entries if REFUSED_PARAMETER in e or "Retrying" in e], context
+
+
+def test_setup_settings_reach_the_server(tmp_path: Path) -> None:
+    """setup({settings = ...}) is the `lspilot` section the server asks for (Neovim 0.7
+    answers workspace/configuration but does not advertise it: the plugin does)."""
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "refactor",
+                "file": str(source),
+                "select": ADD_LINES,
+                "settings": {"model": "model-from-neovim", "temperature": 0.3},
+            },
+        )
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    assert requests[0].json["model"] == "model-from-neovim"
+    assert requests[0].json["temperature"] == 0.3

@@ -174,6 +174,9 @@ function M.capabilities(extra)
   end
   caps.workspace = caps.workspace or {}
   caps.workspace.applyEdit = true
+  -- Neovim 0.7 answers workspace/configuration but does not say so (nor does it send
+  -- the settings on start): without this the `settings` option never reached the server.
+  caps.workspace.configuration = true
   -- Neovim applies documentChanges (with create/rename/delete) since 0.5 but does not
   -- say so; lspilot needs it to create test files.
   caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
