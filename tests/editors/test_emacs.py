@@ -237,3 +237,63 @@ def test_eglot_slow_refactor_with_the_readmes_longer_timeout(tmp_path: Path) -> 
     assert result["answer"]["status"] == "done", result["answer"]
     expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
     assert result["buffer"].splitlines() == expected
+
+
+def _has_lsp_mode() -> bool:
+    if EMACS is None:
+        return False
+    probe = [EMACS, "--batch", "--eval", "(kill-emacs (if (require 'lsp-mode nil t) 0 1))"]
+    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
+
+
+@pytest.mark.skipif(
+    not _has_lsp_mode(),
+    reason="lsp-mode is not installed (apt-get install elpa-lsp-mode; not in setup-tests.sh: "
+    "its byte-compilation adds ~40 s)",
+)
+def test_lsp_mode_snippet_refactors(tmp_path: Path) -> None:
+    """The README's lsp-mode snippet starts lspilot as an add-on server and refactors."""
+    source = make_workspace(tmp_path / "ws")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Emacs (lsp-mode)\n", 1)[1].split("\n### ", 1)[0]
+    match = re.search(r"```elisp\n(.*?)```", section, re.S)
+    assert match, "the README's Emacs (lsp-mode) section has no elisp block"
+    snippet = tmp_path / "lspilot-lsp-mode.el"
+    snippet.write_text(match[1], encoding="utf-8")
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "result.json"
+    server = Path(server_command()[0])
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LSPILOT_", "OPENAI_"))}
+        env.update(
+            HOME=str(home),
+            PATH=f"{server.parent}{os.pathsep}{env.get('PATH', '')}",
+            LSPILOT_BASE_URL=upstream.base_url,
+            LSPILOT_API_KEY="sk-test-emacs",
+            LSPILOT_TEST_FILE=str(source),
+            LSPILOT_TEST_OUT=str(out),
+            LSPILOT_TEST_SNIPPET=str(snippet),
+        )
+        assert EMACS is not None
+        proc = subprocess.run(
+            [EMACS, "--batch", "-l", str(REPO / "tests" / "editors" / "lsp_mode_driver.el")],
+            cwd=source.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=EMACS_TIMEOUT,
+            start_new_session=True,
+        )
+        upstream.wait_for_requests(1)
+
+    assert out.exists(), proc.stderr.decode(errors="replace")[-5000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert result["ok"] is True, (result, proc.stderr.decode(errors="replace")[-5000:])
+    assert result["servers"] == ["lspilot"]
+    assert "lspilot: Refactor" in result["offered"]
+    expected = ORIGINAL_LINES[:3] + REFACTORED.splitlines() + ORIGINAL_LINES[6:]
+    assert result["buffer"].splitlines() == expected
+    # The snippet's handler keeps lsp-mode from warning about lspilot/stream.
+    assert "lspilot/stream" not in result["warnings"], result["warnings"]
