@@ -316,6 +316,17 @@ function scenarios.log()
   end, "the server to exit")
 end
 
+-- The server command does not exist: open two files, try a command.
+function scenarios.missing_server()
+  vim.cmd("edit " .. vim.fn.fnameescape(spec.file))
+  vim.cmd("edit " .. vim.fn.fnameescape(spec.other_file))
+  vim.cmd("buffer " .. vim.fn.fnameescape(spec.file))
+  select_range()
+  vim.cmd("'<,'>LspilotRefactor")
+  result.jobs = #lspilot.jobs()
+  result.clients = #require("lspilot.compat").get_clients({})
+end
+
 local function finish()
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")

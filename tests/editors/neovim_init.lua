@@ -14,6 +14,10 @@ end
 
 local spec = os.getenv("LSPILOT_TEST_SPEC") and vim.fn.json_decode(os.getenv("LSPILOT_TEST_SPEC")) or {}
 
+if spec.cmd then
+  cmd = spec.cmd -- e.g. a server that is not installed
+end
+
 if spec.log_level then
   -- lsp.log keeps WARN and above by default; the log tests want the server's INFO lines.
   vim.lsp.set_log_level(spec.log_level)

@@ -557,3 +557,37 @@ def test_setup_settings_reach_the_server(tmp_path: Path) -> None:
     assert result["job"]["status"] == "done", result
     assert requests[0].json["model"] == "model-from-neovim"
     assert requests[0].json["temperature"] == 0.3
+
+
+def test_a_missing_server_says_how_to_install_it(tmp_path: Path) -> None:
+    """lspilot is not on PyPI: the hint names commands that work from a checkout."""
+    source = make_workspace(tmp_path / "ws")
+    other = source.with_name("other.py")
+    other.write_text("x = 1\n", encoding="utf-8")
+    with FakeUpstream() as upstream:
+        result = run_nvim(
+            tmp_path,
+            upstream,
+            {
+                "scenario": "missing_server",
+                "file": str(source),
+                "other_file": str(other),
+                "select": ADD_LINES,
+                "cmd": [str(tmp_path / "no-such-lspilot")],
+            },
+        )
+        assert upstream.requests == []
+
+    assert result["jobs"] == 0 and result["clients"] == 0
+    messages = [n["msg"] for n in result["notifications"]]
+    # Once when the first buffer could not start it (not again for the second), and
+    # once for the command.
+    errors = [m for m in messages if "is not an executable" in m]
+    assert len(errors) == 1, messages
+    warnings = [m for m in messages if "is not installed" in m]
+    assert len(warnings) == 1, messages
+    for message in errors + warnings:
+        assert "pipx install /path/to/lspilot" in message
+        assert "uv tool install /path/to/lspilot" in message
+        assert ".venv/bin/lspilot" in message
+    assert not any("uvx" in m or re.search(r"pipx install lspilot\b", m) for m in messages)

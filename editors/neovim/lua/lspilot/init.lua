@@ -204,6 +204,22 @@ function M.client_config(opts, root_dir)
   }
 end
 
+-- lspilot is not on PyPI: install it from a checkout of its repository.
+M.INSTALL_HINT = "install it from a checkout of lspilot: `pipx install /path/to/lspilot` "
+  .. "or `uv tool install /path/to/lspilot`, or set cmd = { \"/path/to/lspilot/.venv/bin/lspilot\" } "
+  .. "(made by ./dev/demo); see :help lspilot-install"
+
+local told_missing = {}
+
+--- Says once per program that the server command cannot be found, and how to install it.
+function M._missing_server(program)
+  if told_missing[program] then
+    return
+  end
+  told_missing[program] = true
+  notify("cannot start the server: `" .. program .. "` is not an executable; " .. M.INSTALL_HINT, levels.ERROR)
+end
+
 --- Starts (or reuses) the server for `bufnr` and attaches it. Returns the client id.
 function M.attach(bufnr)
   if bufnr == nil or bufnr == 0 then
@@ -217,6 +233,10 @@ function M.attach(bufnr)
     return nil
   end
   local opts = M.options
+  if vim.fn.executable(opts.cmd[1]) ~= 1 then
+    M._missing_server(opts.cmd[1])
+    return nil
+  end
   local root = compat.find_root(path, opts.root_markers) or vim.fn.fnamemodify(path, ":p:h")
   local cfg = M.client_config(opts, root)
   if vim.lsp.start then
@@ -486,6 +506,10 @@ function M.run(command, opts)
   end
   local client = opts.client_id and vim.lsp.get_client_by_id(opts.client_id) or wait_for_client(bufnr, 15000)
   if not client or compat.is_stopped(client) then
+    if vim.fn.executable(M.options.cmd[1]) ~= 1 then
+      notify("the server `" .. M.options.cmd[1] .. "` is not installed; " .. M.INSTALL_HINT, levels.WARN)
+      return nil
+    end
     notify("the lspilot server is not attached to this buffer (yet); see :help lspilot-setup", levels.WARN)
     return nil
   end
