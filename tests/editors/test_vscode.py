@@ -8,8 +8,16 @@ Refactor from the command palette (the editor's text changes as answered), Expla
 renders the streamed markdown while it arrives), Refactor with instruction (typed in the input
 box, sent upstream), a slow Refactor cancelled from the progress notification (the file stays as
 it was; the upstream stream is closed), the light bulb and the action menu's keybinding, Write
-tests (test_calc.py is created and shows the tests), and the message with the fix when the server
-command is wrong.
+tests (test_calc.py is created and shows the tests), two Explains on one file whose first fails
+before it streams (each keeps its own text: runs are paired by their work-done token; the answer's
+image is only a link, and the panel loads nothing remote), no notification showing an ended action
+under a Cancel button, and the message with the fix when the server command is wrong. The server is
+started through a spy that records its environment (VS Code's ``http.proxy`` reaches it, a local
+host is never proxied) and writes a line to stderr (it must not show in the output channel).
+
+A second scenario checks that the API key in VS Code's secret storage goes only to the host it was
+stored for: a workspace pointing ``lspilot.baseUrl`` elsewhere makes the extension ask first, and a
+refusal (remembered) keeps the key from being sent.
 
 Needs ``bash editors/vscode/scripts/setup-e2e.sh`` first. Skipped when that hasn't run, except in
 CI (``CI`` set), where a missing piece fails the test.
@@ -20,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -28,7 +37,9 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +49,8 @@ pytestmark = pytest.mark.editor
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "editors" / "vscode"
-VSIX = EXTENSION / "lspilot.vsix"
+# LSPILOT_VSCODE_VSIX: test another build (e.g. an older one, to see these tests fail on it)
+VSIX = Path(os.environ.get("LSPILOT_VSCODE_VSIX") or EXTENSION / "lspilot.vsix")
 RUN_MJS = EXTENSION / "e2e" / "run.mjs"
 E2E_HOME = Path(
     os.environ.get("LSPILOT_VSCODE_E2E_HOME") or Path.home() / ".cache" / "lspilot" / "vscode-e2e"
@@ -76,6 +88,12 @@ EXPLAIN_TEXT = "The function add returns the sum of its two arguments."
 INSTRUCTION = "use exponentiation"
 INSTRUCTED_CODE = "    return math.pi * r ** 2"
 TEST_CODE = "def test_add():\n    assert add(1, 2) == 3"
+# The second of two Explains on one file: plain words (a prefix of the text renders as a prefix),
+# then an image whose URL would carry data out if the panel loaded it.
+PAIRED_CHUNKS = [f"word{i} " for i in range(1, 16)]
+PAIRED_TEXT = "".join(PAIRED_CHUNKS).strip()
+STDERR_MARKER = "lspilot-e2e-stderr-marker: this line went to stderr only"
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
 
 def _missing_prerequisites() -> list[str]:
@@ -108,6 +126,8 @@ def prerequisites() -> None:
 
 def _fresh_vsix() -> Path:
     """The .vsix, rebuilt when the extension's sources are newer than it."""
+    if os.environ.get("LSPILOT_VSCODE_VSIX"):
+        return VSIX
     sources = [EXTENSION / "package.json", *(EXTENSION / "src").rglob("*.ts")]
     newest = max(p.stat().st_mtime for p in sources)
     if VSIX.exists() and VSIX.stat().st_mtime >= newest:
@@ -142,7 +162,9 @@ def _clean_env(home: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("LSPILOT_", "OPENAI_", "VSCODE_", "XDG_")) and k != "NODE_OPTIONS"
+        if not k.startswith(("LSPILOT_", "OPENAI_", "VSCODE_", "XDG_"))
+        and k != "NODE_OPTIONS"
+        and k.upper() not in PROXY_VARS
     }
     env.update(
         HOME=str(home),
@@ -204,83 +226,190 @@ def _extension_logs(data_dir: Path) -> str:
     return "\n".join(parts) or "(no logs)"
 
 
+def _output_channel(data_dir: Path) -> str:
+    """The text of the extension's "lspilot" output channel, as code-server logged it."""
+    files = [p for p in data_dir.glob("logs/**/*.log") if p.name.endswith("lspilot.log")]
+    assert files, f"no lspilot output channel log under {data_dir / 'logs'}"
+    return "\n".join(p.read_text(errors="replace") for p in sorted(files))
+
+
+# A quiet, predictable workbench: no welcome page, tips, update checks or trust prompts.
+QUIET_SETTINGS = {
+    "workbench.startupEditor": "none",
+    "workbench.tips.enabled": False,
+    "workbench.enableExperiments": False,
+    "workbench.editor.enablePreview": False,
+    "telemetry.telemetryLevel": "off",
+    "update.mode": "none",
+    "extensions.autoCheckUpdates": False,
+    "extensions.autoUpdate": False,
+    "extensions.ignoreRecommendations": True,
+    "security.workspace.trust.enabled": False,
+    "editor.minimap.enabled": False,
+    "files.autoSave": "off",
+    "git.enabled": False,
+}
+
+
+@dataclass
+class Profile:
+    """One private VS Code profile and workspace, under the test's tmp_path."""
+
+    root: Path
+    artifacts: Path
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def extensions_dir(self) -> Path:
+        return self.root / "extensions"
+
+    @property
+    def workspace(self) -> Path:
+        return self.root / "workspace"
+
+    @property
+    def user_settings(self) -> Path:
+        return self.data_dir / "User" / "settings.json"
+
+    @property
+    def args(self) -> list[str]:
+        return ["--user-data-dir", str(self.data_dir), "--extensions-dir", str(self.extensions_dir)]
+
+
+def _profile(tmp_path: Path, user_settings: dict[str, Any], workspace_settings: dict[str, Any]
+             ) -> Profile:
+    artifacts = Path(os.environ.get("LSPILOT_E2E_ARTIFACTS") or tmp_path / "artifacts")
+    profile = Profile(tmp_path, artifacts)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    for folder in (profile.home, profile.data_dir / "User", profile.extensions_dir,
+                   profile.workspace / ".vscode"):
+        folder.mkdir(parents=True)
+    (profile.workspace / "calc.py").write_text(ORIGINAL)
+    (profile.workspace / ".vscode" / "settings.json").write_text(json.dumps(workspace_settings))
+    profile.user_settings.write_text(json.dumps({**QUIET_SETTINGS, **user_settings}, indent=2))
+    install = subprocess.run(
+        [str(CODE_SERVER), *profile.args, "--install-extension", str(_fresh_vsix()), "--force"],
+        env=_clean_env(profile.home), capture_output=True, text=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert install.returncode == 0, f"installing the vsix failed:\n{install.stdout}{install.stderr}"
+    assert any(profile.extensions_dir.glob("lspilot.lspilot-*")), install.stdout
+    return profile
+
+
+def _run_scenario(profile: Profile, server_env: dict[str, str], scenario: str,
+                  expect: dict[str, Any]) -> None:
+    """Starts code-server on the profile and runs run.mjs's scenario in Chromium against it."""
+    port = _free_port()
+    cmd = [
+        str(CODE_SERVER), *profile.args,
+        "--auth", "none", "--bind-addr", f"127.0.0.1:{port}",
+        "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+        "--disable-getting-started-override", "--ignore-last-opened",
+        str(profile.workspace),
+    ]
+    log = profile.artifacts / f"code-server-{scenario}.log"
+    browser_home = profile.root / "browser-home"
+    browser_home.mkdir()
+    with _code_server(cmd, {**_clean_env(profile.home), **server_env}, log, port):
+        scenario_env = {
+            **_clean_env(browser_home),
+            "E2E_URL": f"http://127.0.0.1:{port}",
+            "E2E_FOLDER": str(profile.workspace),
+            "E2E_FILE": "calc.py",
+            "E2E_ARTIFACTS": str(profile.artifacts),
+            "E2E_HOME": str(E2E_HOME),
+            "E2E_CHROMIUM": str(CHROMIUM),
+            "E2E_SCENARIO": scenario,
+            "E2E_EXPECT": json.dumps(expect),
+            "E2E_TIMEOUT_S": str(SCENARIO_TIMEOUT - 20),
+        }
+        if os.environ.get("E2E_KEEP_GOING"):
+            scenario_env["E2E_KEEP_GOING"] = os.environ["E2E_KEEP_GOING"]
+        try:
+            run = subprocess.run(
+                ["node", str(RUN_MJS)], env=scenario_env, capture_output=True, text=True,
+                timeout=SCENARIO_TIMEOUT, stdin=subprocess.DEVNULL,
+            )
+            output = run.stdout + run.stderr
+            failed = run.returncode != 0
+        except subprocess.TimeoutExpired as exc:
+            output = f"{exc.stdout or ''}{exc.stderr or ''}\n(the scenario was killed after "
+            output += f"{SCENARIO_TIMEOUT} s)"
+            failed = True
+        if failed:
+            pytest.fail(
+                f"the VS Code scenario {scenario!r} failed; screenshots and logs in "
+                f"{profile.artifacts}\n{output}\n--- code-server log\n{_tail(log, 30)}\n"
+                f"{_extension_logs(profile.data_dir)}"
+            )
+
+
+def _spy(tmp_path: Path, env_file: Path) -> list[str]:
+    """A server command that records its environment, says something on stderr, then is lspilot."""
+    spy = tmp_path / "lspilot-spy"
+    server = " ".join(f"'{part}'" for part in _server_command())
+    spy.write_text(
+        "#!/bin/sh\n"
+        f"env > '{env_file}'\n"
+        f"echo '{STDERR_MARKER}' >&2\n"
+        f'exec {server} "$@"\n'
+    )
+    spy.chmod(0o755)
+    return [str(spy)]
+
+
 def test_vscode_refactor_explain_cancel(
     prerequisites: None, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    vsix = _fresh_vsix()
-    artifacts = Path(os.environ.get("LSPILOT_E2E_ARTIFACTS") or tmp_path / "artifacts")
-    artifacts.mkdir(parents=True, exist_ok=True)
-    home = tmp_path / "home"
-    data_dir = tmp_path / "data"
-    extensions_dir = tmp_path / "extensions"
-    workspace = tmp_path / "workspace"
-    for folder in (home, data_dir / "User", extensions_dir, workspace / ".vscode"):
-        folder.mkdir(parents=True)
-
-    source = workspace / "calc.py"
-    source.write_text(ORIGINAL)
-    (workspace / ".vscode" / "settings.json").write_text(
-        # temperature: a setting made in VS Code reaches the server (workspace/configuration)
-        json.dumps({"lspilot.serverCommand": _server_command(), "lspilot.temperature": 0.25})
+    env_file = tmp_path / "server-env.txt"
+    proxy = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: a proxied request fails
+    spy = _spy(tmp_path, env_file)
+    profile = _profile(
+        tmp_path,
+        # machine-scoped: only the user's settings may say which program runs
+        user_settings={"lspilot.serverCommand": spy, "http.proxy": proxy},
+        # temperature: a setting made in VS Code reaches the server (workspace/configuration);
+        # no retries: the first of the two explains fails at once; verifyTls off: the server
+        # logs a warning on each settings load (the upstream is plain http, so it changes nothing)
+        workspace_settings={"lspilot.temperature": 0.25, "lspilot.maxRetries": 0,
+                            "lspilot.verifyTls": False},
     )
-    # A quiet, predictable workbench: no welcome page, tips, update checks or trust prompts.
-    (data_dir / "User" / "settings.json").write_text(
-        json.dumps(
-            {
-                "workbench.startupEditor": "none",
-                "workbench.tips.enabled": False,
-                "workbench.enableExperiments": False,
-                "workbench.editor.enablePreview": False,
-                "telemetry.telemetryLevel": "off",
-                "update.mode": "none",
-                "extensions.autoCheckUpdates": False,
-                "extensions.autoUpdate": False,
-                "extensions.ignoreRecommendations": True,
-                "security.workspace.trust.enabled": False,
-                "editor.minimap.enabled": False,
-                "files.autoSave": "off",
-                "git.enabled": False,
-            },
-            indent=2,
-        )
-    )
-
-    env = _clean_env(home)
-    profile = ["--user-data-dir", str(data_dir), "--extensions-dir", str(extensions_dir)]
-    install = subprocess.run(
-        [str(CODE_SERVER), *profile, "--install-extension", str(vsix), "--force"],
-        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )
-    assert install.returncode == 0, f"installing the vsix failed:\n{install.stdout}{install.stderr}"
-    assert any(extensions_dir.glob("lspilot.lspilot-*")), install.stdout
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
-    # answer to cancel, tests.
+    # answer to cancel, tests, then two explains: the first fails after 2.5 s without text, the
+    # second streams (and ends with an image).
     fence = "```python\n"
+    leak_url = f"http://127.0.0.1:{upstream.port}/leak.png"
+    failing = Reply(
+        status=200, headers={"content-type": "text/event-stream"}, streaming=True, delay=2.5,
+        pieces=[b": hold on\n\n",
+                b'data: {"error": {"message": "the model is not loaded", "type": "server_error"}}'
+                b"\n\n"],
+    )
     upstream.enqueue(
         Reply.stream([fence, "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
         Reply.stream(EXPLAIN_CHUNKS, delay=0.3),
         Reply.stream([fence, "def area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
         Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
+        failing,
+        Reply.stream([*PAIRED_CHUNKS, f"\n\n![x]({leak_url})\n"], delay=0.3),
     )
     upstream.default = Reply.stream(["unexpected extra request"])
 
-    port = _free_port()
     server_env = {
-        **env,
         "LSPILOT_BASE_URL": upstream.base_url,
         "LSPILOT_API_KEY": "test-key-vscode",
         "LSPILOT_MODEL": "fake-model",
     }
-    cmd = [
-        str(CODE_SERVER), *profile,
-        "--auth", "none", "--bind-addr", f"127.0.0.1:{port}",
-        "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
-        "--disable-getting-started-override", "--ignore-last-opened",
-        str(workspace),
-    ]
-    log = artifacts / "code-server.log"
     expect = {
         "original": ORIGINAL,
         "oldCode": OLD_CODE,
@@ -296,41 +425,17 @@ def test_vscode_refactor_explain_cancel(
         "refactorLines": [4, 4],  # def add … return result
         "explainLines": [4, 2],   # the new add
         "cancelLines": [8, 2],    # def area … (instruction, then cancel)
+        "pairedText": PAIRED_TEXT,
+        "leakUrl": leak_url,
+        "serverProgram": spy[0],
     }
-    with _code_server(cmd, server_env, log, port):
-        scenario_env = {
-            **_clean_env(tmp_path / "browser-home"),
-            "E2E_URL": f"http://127.0.0.1:{port}",
-            "E2E_FOLDER": str(workspace),
-            "E2E_FILE": source.name,
-            "E2E_ARTIFACTS": str(artifacts),
-            "E2E_HOME": str(E2E_HOME),
-            "E2E_CHROMIUM": str(CHROMIUM),
-            "E2E_EXPECT": json.dumps(expect),
-            "E2E_TIMEOUT_S": str(SCENARIO_TIMEOUT - 20),
-        }
-        (tmp_path / "browser-home").mkdir()
-        try:
-            scenario = subprocess.run(
-                ["node", str(RUN_MJS)], env=scenario_env, capture_output=True, text=True,
-                timeout=SCENARIO_TIMEOUT, stdin=subprocess.DEVNULL,
-            )
-            output = scenario.stdout + scenario.stderr
-        except subprocess.TimeoutExpired as exc:
-            output = f"{exc.stdout or ''}{exc.stderr or ''}\n(the scenario was killed after "
-            output += f"{SCENARIO_TIMEOUT} s)"
-            scenario = None
-        if scenario is None or scenario.returncode != 0:
-            pytest.fail(
-                f"the VS Code scenario failed; screenshots and logs in {artifacts}\n{output}\n"
-                f"--- code-server log\n{_tail(log, 30)}\n{_extension_logs(data_dir)}"
-            )
+    _run_scenario(profile, server_env, "main", expect)
 
-    # What the upstream saw: five streamed chat requests with the key, the model and the code.
-    requests = upstream.wait_for_requests(5, timeout=5)
-    assert len(requests) == 5, [r.path for r in requests]
+    # What the upstream saw: seven streamed chat requests with the key, the model and the code,
+    # and nothing else (the panel never fetched the answer's image).
+    requests = upstream.wait_for_requests(7, timeout=5)
+    assert [r.path for r in requests] == ["/v1/chat/completions"] * 7
     for request in requests:
-        assert request.path == "/v1/chat/completions"
         assert request.headers.get("authorization") == "Bearer test-key-vscode"
         # the environment's model: the schema's default for lspilot.model is not sent as a setting
         assert request.json["model"] == "fake-model"
@@ -342,13 +447,70 @@ def test_vscode_refactor_explain_cancel(
     assert "math.pi * r * r" in prompts[2] and INSTRUCTION in prompts[2]
     assert INSTRUCTED_CODE.strip() in prompts[3]
     assert "return a + b" in prompts[4]
+    # the two explains ran on the test file, the active editor then
+    assert "def test_add" in prompts[5] and "def test_add" in prompts[6]
     # Cancelling closed the slow stream long before its 100 s were up.
     assert requests[3].client_closed.wait(5), "the cancelled request's stream was not closed"
 
     # The scenario saved the file: both refactors are on disk, the cancelled one is not.
-    saved = source.read_text()
+    saved = profile.workspace.joinpath("calc.py").read_text()
     assert saved.startswith(PREFIX) and REFACTORED_CODE in saved, saved
     assert saved.rstrip("\n").endswith("def area(r):\n" + INSTRUCTED_CODE), saved
     assert OLD_CODE not in saved, saved
     # Write tests created the conventional test file (its text is checked in the editor).
-    assert (workspace / "test_calc.py").exists()
+    assert (profile.workspace / "test_calc.py").exists()
+
+    # VS Code's http.proxy reached the server; this machine's hosts are never proxied (the
+    # upstream on 127.0.0.1 answered every request although nothing listens on the proxy).
+    server_environ = dict(
+        line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+    )
+    assert server_environ.get("HTTPS_PROXY") == proxy
+    assert server_environ.get("HTTP_PROXY") == proxy
+    no_proxy = server_environ.get("NO_PROXY", "").split(",")
+    assert "127.0.0.1" in no_proxy and "localhost" in no_proxy, no_proxy
+
+    # Each log line once: the server logs through window/logMessage; its stderr is not copied
+    # into the same output channel.
+    channel = _output_channel(profile.data_dir)
+    assert STDERR_MARKER not in channel, channel
+    # the server's own stderr format ("2026-12-01 21:28:30,123 WARNING lspilot..."), never copied
+    stderr_lines = re.findall(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ .*$", channel, re.M)
+    assert stderr_lines == [], channel
+    # the warning the server logs on each settings load, through window/logMessage
+    tls = [line for line in channel.splitlines() if "TLS certificate checks are off" in line]
+    assert tls and all(line.startswith("[Warn") for line in tls), channel
+
+
+def test_vscode_api_key_stays_with_its_host(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    with FakeUpstream() as refused, FakeUpstream() as allowed:
+        for server in (upstream, refused, allowed):
+            server.default = Reply.stream(["The function adds."])
+        profile = _profile(
+            tmp_path,
+            user_settings={"lspilot.serverCommand": _server_command()},
+            workspace_settings={},
+        )
+        secret = "sk-secret-from-storage"
+        expect = {
+            "original": ORIGINAL,
+            "secretKey": secret,
+            "explainLines": [4, 3],
+            "otherBaseUrl": refused.base_url,
+            "otherHost": f"127.0.0.1:{refused.port}",
+            "allowedBaseUrl": allowed.base_url,
+            "allowedHost": f"127.0.0.1:{allowed.port}",
+        }
+        # No key in the environment: the only key is the one stored in secret storage.
+        server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_MODEL": "fake-model"}
+        _run_scenario(profile, server_env, "key", expect)
+
+        # Stored for the environment's endpoint: sent there.
+        assert [r.headers.get("authorization") for r in upstream.requests] == [f"Bearer {secret}"]
+        # Refused (twice asked for, once answered): the other host got nothing at all (the
+        # server has no key, so it fails before sending).
+        assert refused.requests == []
+        # Allowed: sent.
+        assert [r.headers.get("authorization") for r in allowed.requests] == [f"Bearer {secret}"]

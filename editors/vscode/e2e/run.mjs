@@ -9,9 +9,12 @@
 //   E2E_FILE       the Python file to open, relative to E2E_FOLDER
 //   E2E_ARTIFACTS  folder for screenshots and the step log
 //   E2E_HOME       where playwright-core is installed (LSPILOT_VSCODE_E2E_HOME)
+//   E2E_SCENARIO   "main" (default) or "key": the API key in secret storage stays with its host
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
-//                  refactorLines: [first, count], explainLines, cancelLines }
+//                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
+//                  leakUrl, serverProgram } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
+//                  allowedBaseUrl, allowedHost } (key)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -33,6 +36,7 @@ const ARTIFACTS = env('E2E_ARTIFACTS');
 const HOME = env('E2E_HOME');
 const EXPECT = JSON.parse(env('E2E_EXPECT'));
 const CHROMIUM = env('E2E_CHROMIUM', '/usr/bin/chromium');
+const SCENARIO = env('E2E_SCENARIO', 'main');
 const BUDGET_S = Number(env('E2E_TIMEOUT_S', '240'));
 
 const require = createRequire(path.join(HOME, 'package.json'));
@@ -81,13 +85,29 @@ const watchdog = setTimeout(() => {
   void fail(new Error(`the whole scenario took longer than ${BUDGET_S}s`));
 }, BUDGET_S * 1000);
 
+// E2E_KEEP_GOING=1: a failed step is logged and the scenario goes on (to see every failure of
+// an old build at once); the run still fails at the end.
+const KEEP_GOING = process.env.E2E_KEEP_GOING === '1';
+const failedSteps = [];
+
 async function step(name, fn) {
   currentStep = name;
   const started = Date.now();
   log(`step: ${name}`);
-  const result = await fn();
-  log(`ok: ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
-  return result;
+  try {
+    const result = await fn();
+    log(`ok: ${name} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+    return result;
+  } catch (error) {
+    if (!KEEP_GOING) {
+      throw error;
+    }
+    log(`FAILED (going on): ${name}: ${error?.stack ?? error}`);
+    await screenshot(`failure-${name.replace(/[^a-z0-9]+/gi, '-')}`);
+    failedSteps.push(name);
+    await page.keyboard.press('Escape').catch(() => undefined);
+    return undefined;
+  }
 }
 
 /** Polls `fn` until it returns a truthy value; throws `what` after `timeoutMs`. */
@@ -198,9 +218,13 @@ async function panelState() {
         }
         return {
           status: document.body.dataset.status,
+          session: document.body.dataset.session ?? '',
           title: document.getElementById('title')?.textContent ?? '',
           text: content.textContent ?? '',
           html: content.innerHTML,
+          csp: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '',
+          images: content.querySelectorAll('img').length,
+          links: [...content.querySelectorAll('a')].map((a) => a.getAttribute('href') ?? ''),
         };
       });
       if (state) {
@@ -221,6 +245,69 @@ async function notificationWithCancel() {
 
 async function statusBarText() {
   return page.locator('#workbench\\.parts\\.statusbar').innerText({ timeout: 5_000 });
+}
+
+/**
+ * Records, from now on, every moment a notification both says an action is over ("Done: ...",
+ * "Cancelled", "Failed: ...") and still offers Cancel; and every modal dialog that opens.
+ * Read with `page.evaluate(() => window.__lspilotSeen)`.
+ */
+async function watchWorkbench() {
+  await page.evaluate(() => {
+    const seen = { doneWithCancel: [], dialogs: [] };
+    window.__lspilotSeen = seen;
+    const check = () => {
+      for (const toast of document.querySelectorAll('.notifications-toasts .notification-toast')) {
+        const text = toast.textContent ?? '';
+        const cancel = [...toast.querySelectorAll('.monaco-button')].some((b) => (b.textContent ?? '').trim() === 'Cancel');
+        if (cancel && /\b(Done: |Cancelled; |Failed: )/.test(text) && !seen.doneWithCancel.includes(text)) {
+          seen.doneWithCancel.push(text);
+        }
+      }
+      for (const dialog of document.querySelectorAll('.monaco-dialog-box')) {
+        const text = (dialog.textContent ?? '').trim();
+        if (!seen.dialogs.includes(text)) {
+          seen.dialogs.push(text);
+        }
+      }
+    };
+    new MutationObserver(check).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+}
+
+async function seen() {
+  return page.evaluate(() => window.__lspilotSeen);
+}
+
+/** Runs Explain on the lines and waits for its panel to end; returns the panel's last state. */
+async function explainAndWait(lines, status) {
+  const before = (await panelState())?.session;
+  await focusEditor();
+  await selectLines(...lines);
+  await runCommand('lspilot: Explain');
+  let last;
+  return waitFor(
+    `the explanation to end (${status})`,
+    async () => {
+      const state = await panelState();
+      last = state ?? last;
+      if (state === null || state.session === before) {
+        return null;
+      }
+      if (state.status !== status && state.status !== 'waiting' && state.status !== 'streaming') {
+        throw new Error(`it ended ${state.status}: ${state.text}`);
+      }
+      return state.status === status ? state : null;
+    },
+    60_000,
+  );
+}
+
+/** The modal dialog whose text includes `text`, once it is visible. */
+async function modal(text) {
+  const dialog = page.locator('.monaco-dialog-box', { hasText: text });
+  await dialog.first().waitFor({ state: 'visible', timeout: 30_000 });
+  return dialog.first();
 }
 
 // --- the scenario ----------------------------------------------------------------------------
@@ -258,6 +345,23 @@ async function main() {
     await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: 60_000 });
   });
 
+  await openFile();
+  await watchWorkbench();
+  if (SCENARIO === 'key') {
+    await keyScenario();
+  } else {
+    await mainScenario();
+  }
+  clearTimeout(watchdog);
+  await browser.close();
+  if (failedSteps.length > 0) {
+    log(`FAILED steps: ${failedSteps.join('; ')}`);
+    process.exit(1);
+  }
+  log('PASS');
+}
+
+async function openFile() {
   await step(`open ${FILE}`, async () => {
     await page.keyboard.press('Control+P');
     const input = page.locator('.quick-input-widget input');
@@ -268,7 +372,9 @@ async function main() {
     await page.keyboard.press('Enter');
     await waitFor('the file in the editor', async () => norm((await editorText()) ?? '') === norm(EXPECT.original), 30_000);
   });
+}
 
+async function mainScenario() {
   await step('refactor from the command palette', async () => {
     await selectLines(...EXPECT.refactorLines);
     await runCommand('lspilot: Refactor');
@@ -421,26 +527,146 @@ async function main() {
     );
     log(`${EXPECT.testFile}:\n${text}`);
     await screenshot('tests-written');
+    await waitFor('the progress notification to close', async () => (await notificationWithCancel()) === null, 20_000);
+    await waitFor('the outcome in the status bar', async () => /Write tests: Done: /.test(await statusBarText()), 10_000);
+  });
+
+  await step('a finished action offers nothing to cancel', async () => {
+    // every action so far has ended and its notification closed: none said it was over under Cancel
+    const { doneWithCancel } = await seen();
+    if (doneWithCancel.length > 0) {
+      throw new Error(`a notification showed an ended action with a Cancel button: ${JSON.stringify(doneWithCancel)}`);
+    }
+  });
+
+  await step('two explains on one file, the first failing before it streams, keep their own text', async () => {
+    const before = (await panelState())?.session;
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Explain'); // the upstream fails this one after a while, with no text
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Explain'); // this one streams
+    const all = [];
+    const final = await waitFor(
+      'the second explanation to finish',
+      async () => {
+        const state = await panelState();
+        if (state === null || state.session === before) {
+          return null;
+        }
+        const last = all[all.length - 1];
+        if (last === undefined || last.session !== state.session || last.status !== state.status || last.text !== state.text) {
+          all.push(state);
+        }
+        return state.status === 'done' ? state : null;
+      },
+      60_000,
+      50,
+    );
+    log(`panel states: ${JSON.stringify(all.map((s) => `${s.session}:${s.status}:${s.text}`))}`);
+    const states = all.filter((s) => s.session === final.session);
+    if (!final.text.startsWith(EXPECT.pairedText)) {
+      throw new Error(`the panel ended with another text: ${JSON.stringify(final.text)}`);
+    }
+    const partial = states.filter((s) => s.status === 'streaming' && s.text.trim() !== '');
+    if (partial.length === 0) {
+      throw new Error(`the second explanation never streamed into its panel: ${JSON.stringify(states)}`);
+    }
+    for (const state of states) {
+      if (state.status === 'failed') {
+        throw new Error(`the first run's failure ended the second run's panel: ${JSON.stringify(state)}`);
+      }
+      if (!final.text.startsWith(state.text.trim())) {
+        throw new Error(`the panel showed text that is not the start of its answer: ${JSON.stringify(state.text)}`);
+      }
+    }
+    await screenshot('paired-explain');
+
+    // the answer's image is a link, and nothing remote may load
+    if (final.images !== 0) {
+      throw new Error(`the panel rendered an image: ${final.html}`);
+    }
+    if (!final.links.some((href) => href === EXPECT.leakUrl)) {
+      throw new Error(`the image did not become a link to ${EXPECT.leakUrl}: ${final.html}`);
+    }
+    if (/https?:|\*|cspSource|vscode-cdn/.test(final.csp) || !/default-src 'none'/.test(final.csp)) {
+      throw new Error(`the panel's CSP allows remote content: ${final.csp}`);
+    }
+    log(`csp: ${final.csp}`);
   });
 
   await step('a server that cannot start gets a message with the fix', async () => {
-    const settings = path.join(FOLDER, '.vscode', 'settings.json');
-    fs.writeFileSync(settings, JSON.stringify({ 'lspilot.serverCommand': [path.join(FOLDER, 'no-such-lspilot')] }));
+    // lspilot.serverCommand is the user's (machine-scoped) and code-server does not notice an
+    // outside edit of the user settings file: take the program it names away, then restart.
+    fs.unlinkSync(EXPECT.serverProgram);
+    await runCommand('lspilot: Restart server');
     const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'could not start' });
     await toast.first().waitFor({ state: 'visible', timeout: 30_000 });
     const message = await toast.first().innerText();
-    for (const part of ['no-such-lspilot', 'does not exist', 'pip install lspilot', 'lspilot.serverCommand', 'lspilot.pythonPath']) {
+    for (const part of [
+      path.basename(EXPECT.serverProgram),
+      'does not exist',
+      'pipx install /path/to/lspilot',
+      'uv tool install /path/to/lspilot',
+      'lspilot.serverCommand',
+      'lspilot.pythonPath',
+    ]) {
       if (!message.includes(part)) {
         throw new Error(`the start error lacks ${JSON.stringify(part)}: ${message}`);
       }
     }
     log(`start error: ${message.replace(/\s+/g, ' ')}`);
+    if (/pip(x)? install lspilot\b/.test(message)) {
+      throw new Error(`the start error suggests installing lspilot from PyPI, where it is not: ${message}`);
+    }
     await screenshot('start-error');
   });
+}
 
-  clearTimeout(watchdog);
-  await browser.close();
-  log('PASS');
+/** The key in secret storage goes to the host it was stored for; elsewhere only when allowed. */
+async function keyScenario() {
+  await step('store a key for the endpoint', async () => {
+    await runCommand('lspilot: Set API key', { asks: true });
+    const input = page.locator('.quick-input-widget input[type="password"]');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(EXPECT.secretKey);
+    await page.keyboard.press('Enter');
+    await page.locator('.notifications-toasts .notification-toast', { hasText: 'API key saved' }).first().waitFor({ timeout: 15_000 });
+  });
+
+  await step('an action on that host sends the key', async () => {
+    await explainAndWait(EXPECT.explainLines, 'done');
+  });
+
+  await step('a workspace pointing lspilot.baseUrl elsewhere: asked, refused, the key is not sent', async () => {
+    fs.writeFileSync(path.join(FOLDER, '.vscode', 'settings.json'), JSON.stringify({ 'lspilot.baseUrl': EXPECT.otherBaseUrl }));
+    const dialog = await modal(`Send your lspilot API key to ${EXPECT.otherHost}?`);
+    await screenshot('key-question');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+    const state = await explainAndWait(EXPECT.explainLines, 'failed');
+    log(`without the key: ${state.title}: ${JSON.stringify(state.text)}`);
+  });
+
+  await step('the answer is remembered: no second question after a restart', async () => {
+    const before = (await seen()).dialogs.length;
+    await runCommand('lspilot: Restart server');
+    await waitFor('the restart', async () => /server restarted/.test(await statusBarText()), 30_000);
+    await explainAndWait(EXPECT.explainLines, 'failed');
+    const { dialogs } = await seen();
+    if (dialogs.length !== before) {
+      throw new Error(`asked again: ${JSON.stringify(dialogs.slice(before))}`);
+    }
+  });
+
+  await step('another host, allowed: the key goes there', async () => {
+    fs.writeFileSync(path.join(FOLDER, '.vscode', 'settings.json'), JSON.stringify({ 'lspilot.baseUrl': EXPECT.allowedBaseUrl }));
+    const dialog = await modal(`Send your lspilot API key to ${EXPECT.allowedHost}?`);
+    await dialog.getByRole('button', { name: 'Allow' }).click();
+    await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+    await explainAndWait(EXPECT.explainLines, 'done');
+  });
 }
 
 main().catch(fail);

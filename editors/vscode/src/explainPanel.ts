@@ -100,7 +100,7 @@ export class ExplainPanel implements vscode.Disposable {
     if (this.panel === undefined || this.session === undefined) {
       return;
     }
-    const { title, text, status, detail } = this.session;
+    const { id, title, text, status, detail } = this.session;
     const label: Record<SessionStatus, string> = {
       waiting: 'waiting for the model…',
       streaming: 'streaming…',
@@ -110,6 +110,7 @@ export class ExplainPanel implements vscode.Disposable {
     };
     void this.panel.webview.postMessage({
       type: 'render',
+      session: id,
       title,
       status,
       statusText: detail ? `${label[status]}: ${detail}` : label[status],
@@ -154,6 +155,7 @@ export class ExplainPanel implements vscode.Disposable {
     document.getElementById('title').textContent = m.title;
     document.getElementById('status').textContent = m.statusText;
     document.body.dataset.status = m.status;
+    document.body.dataset.session = String(m.session);
     content.innerHTML = m.html;
     if (atBottom && m.status === 'streaming') { window.scrollTo(0, document.body.scrollHeight); }
   });

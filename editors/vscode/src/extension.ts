@@ -204,7 +204,6 @@ async function startClient(): Promise<LanguageClient | undefined> {
   const cmd = resolveServerCommand(vscode.workspace.getConfiguration('lspilot'));
   const problem = checkRunnable(cmd);
   if (problem !== undefined) {
-    output.appendLine(`[lspilot] cannot start the server: ${problem}`);
     showStartError(cmd, problem);
     return undefined;
   }
@@ -654,8 +653,8 @@ async function trackAction(
   }
   if (result.status === 'done' || result.status === 'cancelled') {
     // The outcome goes here, not into the progress notification (it would sit under a Cancel button).
-    const outcome = run.endMessage ? `${result.status}: ${run.endMessage}` : result.status;
-    vscode.window.setStatusBarMessage(`lspilot: ${spec.title} ${outcome}`, 8000);
+    const outcome = run.endMessage ? `${spec.title}: ${run.endMessage}` : `${spec.title} ${result.status}`;
+    vscode.window.setStatusBarMessage(`lspilot: ${outcome}`, 8000);
   }
   return result;
 }
