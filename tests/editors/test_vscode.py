@@ -305,13 +305,17 @@ def _profile(tmp_path: Path, user_settings: dict[str, Any], workspace_settings: 
 
 
 def _run_scenario(profile: Profile, server_env: dict[str, str], scenario: str,
-                  expect: dict[str, Any]) -> None:
-    """Starts code-server on the profile and runs run.mjs's scenario in Chromium against it."""
+                  expect: dict[str, Any], *, trust: bool = False) -> None:
+    """Starts code-server on the profile and runs run.mjs's scenario in Chromium against it.
+
+    ``trust``: VS Code asks whether to trust the workspace (workspace trust on), else it trusts all.
+    """
     port = _free_port()
     cmd = [
         str(CODE_SERVER), *profile.args,
         "--auth", "none", "--bind-addr", f"127.0.0.1:{port}",
-        "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust",
+        "--disable-telemetry", "--disable-update-check",
+        *([] if trust else ["--disable-workspace-trust"]),
         "--disable-getting-started-override", "--ignore-last-opened",
         str(profile.workspace),
     ]
@@ -396,7 +400,8 @@ def test_vscode_refactor_explain_cancel(
     )
     upstream.enqueue(
         Reply.stream([fence, "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
-        Reply.stream(EXPLAIN_CHUNKS, delay=0.3),
+        # slow enough that the panel is seen between chunks, on a busy machine too
+        Reply.stream(EXPLAIN_CHUNKS, delay=0.5),
         Reply.stream([fence, "def area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
         Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
@@ -514,3 +519,40 @@ def test_vscode_api_key_stays_with_its_host(
         assert refused.requests == []
         # Allowed: sent.
         assert [r.headers.get("authorization") for r in allowed.requests] == [f"Bearer {secret}"]
+
+
+def test_vscode_untrusted_workspace_cannot_pick_the_host_or_programs(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    marker = tmp_path / "the-workspace-program-ran"
+    evil = tmp_path / "workspace-program"
+    evil.write_text(f"#!/bin/sh\ntouch '{marker}'\necho sk-from-the-workspace\n")
+    evil.chmod(0o755)
+    upstream.default = Reply.stream(["The function ", "adds."])
+    with FakeUpstream() as elsewhere:
+        elsewhere.default = Reply.stream(["elsewhere"])
+        profile = _profile(
+            tmp_path,
+            user_settings={
+                "lspilot.serverCommand": _server_command(),
+                "security.workspace.trust.enabled": True,
+                "security.workspace.trust.startupPrompt": "always",
+            },
+            workspace_settings={
+                "lspilot.baseUrl": elsewhere.base_url,
+                "lspilot.serverCommand": [str(evil)],
+                "lspilot.pythonPath": str(evil),
+                "lspilot.apiKeyCommand": [str(evil)],
+                "lspilot.verifyTls": False,
+            },
+        )
+        expect = {"original": ORIGINAL, "explainLines": [4, 3], "explainText": "The function adds."}
+        server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "user-key",
+                      "LSPILOT_MODEL": "fake-model"}
+        _run_scenario(profile, server_env, "untrusted", expect, trust=True)
+
+        # The user's endpoint and key; the workspace's host got nothing, its program never ran
+        # (the server started, read its settings and answered before the explanation ended).
+        assert [r.headers.get("authorization") for r in upstream.requests] == ["Bearer user-key"]
+        assert elsewhere.requests == []
+        assert not marker.exists()

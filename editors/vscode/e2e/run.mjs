@@ -9,7 +9,8 @@
 //   E2E_FILE       the Python file to open, relative to E2E_FOLDER
 //   E2E_ARTIFACTS  folder for screenshots and the step log
 //   E2E_HOME       where playwright-core is installed (LSPILOT_VSCODE_E2E_HOME)
-//   E2E_SCENARIO   "main" (default) or "key": the API key in secret storage stays with its host
+//   E2E_SCENARIO   "main" (default); "key": the API key in secret storage stays with its host;
+//                  "untrusted": a workspace the user does not trust cannot pick host or programs
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
@@ -258,7 +259,7 @@ async function watchWorkbench() {
     window.__lspilotSeen = seen;
     const check = () => {
       for (const toast of document.querySelectorAll('.notifications-toasts .notification-toast')) {
-        const text = toast.textContent ?? '';
+        const text = (toast.querySelector('.notification-list-item-message')?.textContent ?? toast.textContent ?? '').trim();
         const cancel = [...toast.querySelectorAll('.monaco-button')].some((b) => (b.textContent ?? '').trim() === 'Cancel');
         if (cancel && /\b(Done: |Cancelled; |Failed: )/.test(text) && !seen.doneWithCancel.includes(text)) {
           seen.doneWithCancel.push(text);
@@ -345,10 +346,24 @@ async function main() {
     await page.locator('.explorer-folders-view, .explorer-viewlet').first().waitFor({ timeout: 60_000 });
   });
 
+  if (SCENARIO === 'untrusted') {
+    await step('do not trust the workspace', async () => {
+      const dialog = await modal('trust the authors');
+      await dialog.getByRole('button', { name: /^No/ }).click();
+      await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+    });
+  }
   await openFile();
   await watchWorkbench();
   if (SCENARIO === 'key') {
     await keyScenario();
+  } else if (SCENARIO === 'untrusted') {
+    await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
+      const state = await explainAndWait(EXPECT.explainLines, 'done');
+      if (!state.text.includes(EXPECT.explainText)) {
+        throw new Error(`unexpected explanation: ${JSON.stringify(state.text)}`);
+      }
+    });
   } else {
     await mainScenario();
   }
