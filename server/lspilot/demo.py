@@ -30,7 +30,7 @@ from pygls.lsp.client import LanguageClient
 from pygls.uris import from_fs_path, to_fs_path
 
 from lspilot import __version__
-from lspilot.local import INSTALL_COMMAND, TINY_MODEL_NOTE, LocalModelError, default_cache_dir
+from lspilot.local import INSTALL_COMMAND, LocalModelError, default_cache_dir
 
 ACTIONS = (
     ("lspilot.explain", "Explain"),
@@ -79,6 +79,14 @@ class DemoError(Exception):
     pass
 
 
+def _without_notes(message: str) -> str:
+    from lspilot.local.model import BUNDLED
+
+    for which in BUNDLED.values():
+        message = message.replace(which.note, "")
+    return message.strip()
+
+
 def _wants_local(environ: Mapping[str, str]) -> bool:
     if environ.get("LSPILOT_BASE_URL") == "local":
         return True
@@ -90,8 +98,9 @@ def _local_problem() -> str | None:
 
     try:
         process.check_installed()
-        if not os.environ.get("LSPILOT_LOCAL_MODEL"):
-            model.check_bundled()
+        which = model.bundled(os.environ.get("LSPILOT_LOCAL_MODEL"))
+        if which is not None:
+            model.check_bundled(which)
     except LocalModelError as exc:
         return str(exc)
     return None
@@ -398,13 +407,16 @@ class Demo:
     def _describe_upstream(self) -> None:
         term = self.term
         if self.local:
+            from lspilot.local.model import bundled
+
             model = os.environ.get("LSPILOT_LOCAL_MODEL")
-            if model:
+            which = bundled(model)
+            if which is None:
                 term.line(f"Upstream: your local model {model} through llama.cpp.")
             else:
-                term.line("Upstream: the bundled local model through llama.cpp (no key, no "
-                          "network).")
-                term.line(term.paint(TINY_MODEL_NOTE, "33"))
+                term.line(f"Upstream: the bundled local model, {which.title}, through "
+                          "llama.cpp (no key, no network).")
+                term.line(term.paint(which.note, "33"))
         else:
             base = os.environ.get("LSPILOT_BASE_URL") or os.environ.get("OPENAI_BASE_URL") \
                 or "https://api.openai.com/v1"
@@ -449,7 +461,7 @@ class Demo:
                 != "end" else ""
             return
         # Progress lspilot made itself: the local model's start-up (the note is shown above).
-        message = str(message).replace(TINY_MODEL_NOTE, "").strip()
+        message = _without_notes(str(message))
         if message:
             self.term.line(self.term.paint(f"  local model: {message}", "2"))
 

@@ -200,7 +200,8 @@ class LspilotServer(LanguageServer):
                 d for d in self.diagnostics.get(args.uri, ()) if _overlaps(d.range, args.range)
             )
         settings = self.settings
-        if settings.base_url == LOCAL_BASE_URL:
+        local = settings.base_url == LOCAL_BASE_URL
+        if local:
             try:
                 settings = await self.local.endpoint_settings(settings, self.editor)
             except LocalModelError as exc:
@@ -224,6 +225,7 @@ class LspilotServer(LanguageServer):
                 workspace=self.workspace,
                 cache_dir=self.cache_dir,
                 refresh_key=self.refresh_key if self.settings.api_key_command else None,
+                upstream_lost=self.local.lost() if local else None,
             ),
         )
         if run.token in self.runs:
@@ -237,6 +239,8 @@ class LspilotServer(LanguageServer):
         except asyncio.CancelledError:
             run.cancel()
             raise
+        if local and result.status == "done":
+            self.local.answered()
         return result.to_json()
 
     async def _wait_for_settings(self) -> None:

@@ -93,7 +93,8 @@ class Settings:
     confirm_edits: bool = False
     explain_show: str = "auto"  # one of EXPLAIN_SHOW
     actions: tuple[ActionSetting, ...] = field(factory=tuple)
-    local_model: str | None = None  # a GGUF file for baseUrl "local"; None: the bundled one
+    # A GGUF file, or a bundled model's name, for baseUrl "local"; None: the default one.
+    local_model: str | None = None
 
 
 def camel(name: str) -> str:
@@ -271,7 +272,8 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "contextBudgetChars": _range(100, 10_000_000),
     "maxConcurrentRequests": _range(1, 64),
     "explainShow": _check_choice(EXPLAIN_SHOW),
-    "localModel": lambda value: None if value is None or value.strip() else "must name a file",
+    "localModel": lambda value: None if value is None or value.strip()
+    else "must name a GGUF file or a bundled model",
     "actions": _check_actions,
 }
 

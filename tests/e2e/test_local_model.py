@@ -9,6 +9,7 @@ fail with exactly that. They need the ``local`` extra (``pip install 'lspilot[lo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -87,12 +88,13 @@ async def test_three_actions_through_llama_cpp(upstream, workspace, cache_dir):
         usage = explained["usage"]
         assert usage is None or usage["completionTokens"] >= 1
 
-        # The start-up had its own progress, and it said the model is tiny.
+        # The start-up had its own progress, and it said what to expect of the model.
         startup = [t for t in editor.client.progress_reports if str(t).startswith("lspilot-local-")]
         assert len(startup) == 1
         reports = editor.client.progress_reports[startup[0]]
         assert _progress_kinds(reports)[0] == "begin" and _progress_kinds(reports)[-1] == "end"
-        assert "Ready" in _message(reports[-1]) and "not useful" in _message(reports[-1])
+        assert "Ready" in _message(reports[-1])
+        assert model.DEFAULT_BUNDLED.note in _message(reports[-1])
         assert upstream.requests == []  # nothing went to the configured upstream
 
         # Refactor: exactly one edit of exactly the range, or a clean no_code failure.
@@ -319,3 +321,96 @@ def test_no_llama_process_outlives_lspilot(lspilot, how):
     time.sleep(0.2)
     messages = lspilot.frames()
     assert messages and messages[0]["id"] == 1 and "capabilities" in messages[0]["result"]
+
+
+# -- a llama.cpp that dies ------------------------------------------------------------------
+
+
+def _llama_serving(cache_dir: Path) -> int | None:
+    """The pid of the llama.cpp server that serves the model in ``cache_dir``, if any."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            command = _cmdline(int(entry.name))
+            state = _stat(int(entry.name))
+            if (b"llama_cpp.server" in command and str(cache_dir).encode() in command
+                    and state is not None and state[0] != "Z"):
+                return int(entry.name)
+    return None
+
+
+@pytest.mark.parametrize(("sig", "words"), [
+    (signal.SIGILL, "illegal instruction"),
+    (signal.SIGKILL, "SIGKILL"),
+])
+async def test_llama_cpp_killed_mid_answer_fails_at_once_and_the_next_action_restarts_it(
+    upstream, workspace, cache_dir, sig, words
+):
+    # A long answer, so that the kill lands while it streams.
+    options = {**LOCAL, "maxTokens": 400}
+    async with session(upstream, workspace, init_options=options,
+                       env={"XDG_CACHE_HOME": str(cache_dir)}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        selection = range_of(SOURCE, FUNCTION)
+        running = asyncio.ensure_future(
+            editor.run("lspilot.explain", uri, selection, token="t-killed",
+                       instruction="Explain every line in detail."))
+        await editor.wait_for_stream(timeout=120)  # the answer is streaming
+        pid = _llama_serving(cache_dir)
+        assert pid is not None, "no llama.cpp serving the answer"
+        os.kill(pid, sig)
+        killed_at = time.monotonic()
+        result = await asyncio.wait_for(running, 30)
+        failed_in = time.monotonic() - killed_at
+
+        assert result["status"] == "failed", result
+        assert result["error"]["type"] == "local_model", result
+        message = result["error"]["message"]
+        assert words in message and signal.Signals(sig).name in message, message
+        assert "baseUrl" not in message  # it knows the cause: nothing to check there
+        if sig == signal.SIGILL:
+            assert "CMAKE_ARGS=" in message and "GGML_NATIVE=OFF" in message, message
+        assert failed_in < 1.0, f"the failure took {failed_in:.2f} s"
+        end = _message(editor.progress("t-killed")[-1])
+        assert end.startswith("Failed:") and "Retrying" not in "".join(
+            _message(r) for r in editor.progress("t-killed")), end
+
+        # The next action starts llama.cpp once more, and says so truthfully.
+        again = await editor.run("lspilot.explain", uri, selection, token="t-again")
+        assert again["status"] == "done", again
+        restarted = _llama_serving(cache_dir)
+        assert restarted is not None and restarted != pid
+        startups = [t for t in editor.client.progress_reports
+                    if str(t).startswith("lspilot-local-")]
+        assert len(startups) == 2, startups  # the first start, and this one
+        messages = [_message(r) for r in editor.client.progress_reports[startups[-1]]]
+        assert any("again after it stopped" in m for m in messages), messages
+        # The model is assembled already: a restart does not claim to assemble it.
+        assert not any("Assembling" in m for m in messages), messages
+
+
+async def test_a_second_crash_in_a_row_is_reported_without_another_start(
+    upstream, workspace, cache_dir
+):
+    options = {**LOCAL, "maxTokens": 400}
+    async with session(upstream, workspace, init_options=options,
+                       env={"XDG_CACHE_HOME": str(cache_dir)}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        selection = range_of(SOURCE, FUNCTION)
+        for round_ in (1, 2):  # crash, restart, crash again
+            editor.streams.clear()
+            running = asyncio.ensure_future(editor.run(
+                "lspilot.explain", uri, selection, instruction="Explain every line in detail."))
+            await editor.wait_for_stream(timeout=120)
+            pid = _llama_serving(cache_dir)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            result = await asyncio.wait_for(running, 30)
+            assert result["error"]["type"] == "local_model", (round_, result)
+        starts = len([t for t in editor.client.progress_reports
+                      if str(t).startswith("lspilot-local-")])
+        third = await editor.run("lspilot.explain", uri, selection)
+        assert third["status"] == "failed" and third["error"]["type"] == "local_model", third
+        assert "2 times in a row" in third["error"]["message"], third
+        assert _llama_serving(cache_dir) is None  # not started a third time
+        assert len([t for t in editor.client.progress_reports
+                    if str(t).startswith("lspilot-local-")]) == starts

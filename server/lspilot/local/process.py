@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from lspilot.local import LocalModelError, MissingExtra
+from lspilot.local import LocalModelError, MissingExtra, build
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +94,16 @@ class LlamaServer:
         self.log_path = log_path
         self.context = context
         self.process: subprocess.Popen[bytes] | None = None
+        # Resolves with the exit code the moment the process ends, whoever ended it.
+        self.exited: asyncio.Future[int] | None = None
+        self.stopping = False  # set by stop(): an exit we asked for is not a crash
         self.base_url = ""
         self.started_in = 0.0
         self._atexit_registered = False
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def pid(self) -> int | None:
@@ -125,10 +132,13 @@ class LlamaServer:
             except _ExitedEarly as exc:
                 if "address already in use" in exc.output.lower() and attempt < 2:
                     continue
-                raise LocalModelError(
-                    f"llama.cpp's server exited with code {exc.code} while starting"
-                    f"{': ' + exc.output if exc.output else ''} (log: {self.log_path})"
-                ) from None
+                error = LocalModelError(
+                    f"llama.cpp's server {describe_exit(exc.code)} while starting"
+                    f"{'; its log ends: ' + exc.output if exc.output else ''} "
+                    f"(log: {self.log_path}).", hint=exit_hint(exc.code),
+                )
+                error.exit_code = exc.code
+                raise error from None
             except BaseException:
                 self.stop()
                 raise
@@ -152,6 +162,7 @@ class LlamaServer:
                 preexec_fn=_die_with_parent(),
                 close_fds=True,
             )
+        self.exited = _watch_exit(self.process)
         if not self._atexit_registered:
             atexit.register(self.stop)
             self._atexit_registered = True
@@ -180,6 +191,10 @@ class LlamaServer:
                     )
                 await asyncio.sleep(0.1)
 
+    def log_tail(self, lines: int = 3) -> str:
+        """The last lines of the server's log, for a message about its end."""
+        return self._log_tail(lines)
+
     def _log_tail(self, lines: int = 3) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -193,6 +208,7 @@ class LlamaServer:
         process = self.process
         if process is None:
             return
+        self.stopping = True
         self.process = None
         if process.poll() is None:
             _signal_group(process.pid, signal.SIGTERM)
@@ -209,6 +225,76 @@ class LlamaServer:
         """:meth:`stop` without blocking the event loop."""
         if self.process is not None:
             await asyncio.to_thread(self.stop)
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, in words: ``exited with code 1``, ``was killed by SIGKILL``."""
+    number = -code if code < 0 else code - 128 if 128 < code < 128 + 65 else 0
+    if not number:
+        return f"exited with code {code}"
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"was killed by signal {number}"
+    meaning = {
+        signal.SIGILL: "illegal instruction",
+        signal.SIGKILL: "killed: out of memory, or by hand",
+        signal.SIGSEGV: "segmentation fault",
+        signal.SIGBUS: "bus error",
+        signal.SIGABRT: "aborted",
+        signal.SIGTERM: "asked to stop",
+    }.get(signal.Signals(number), signal.strsignal(number) or name)
+    return f"was killed by {name} ({meaning})"
+
+
+def exit_hint(code: int) -> str:
+    """What to do about an exit: the fix for the exits that have one."""
+    if code in (-signal.SIGILL, 128 + signal.SIGILL):
+        missing = build.missing_cpu_flags()
+        if missing:
+            return (f"This CPU lacks {', '.join(missing)}, which llama.cpp needs: the local "
+                    "model cannot run here; set baseUrl and apiKey to an endpoint instead.")
+        return ("llama.cpp was built for CPU features this machine does not have (a native "
+                f"build from another machine). Reinstall it with: {build.reinstall_command()}")
+    if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return "If it ran out of memory, close other programs or set localModel to a smaller model."
+    return "Its log above says more; lspilot starts it again on the next request."
+
+
+def _watch_exit(process: subprocess.Popen[bytes]) -> asyncio.Future[int]:
+    """A future that gets ``process``'s exit code as soon as it exits.
+
+    A pidfd becomes readable when the process ends, so the event loop hears of a crash
+    at once instead of on the next poll. Where there is no pidfd, poll every 100 ms.
+    """
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[int] = loop.create_future()
+
+    def reap() -> bool:
+        code = process.poll()
+        if code is None:
+            return False
+        if not exited.done():
+            exited.set_result(code)
+        return True
+
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):
+        async def poll() -> None:
+            while not reap():  # noqa: ASYNC110 - a child's exit has no event to wait on here
+                await asyncio.sleep(0.1)
+
+        loop.create_task(poll()).add_done_callback(lambda _: None)
+        return exited
+
+    def readable() -> None:
+        if reap():
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+    loop.add_reader(pidfd, readable)
+    return exited
 
 
 class _ExitedEarly(Exception):
