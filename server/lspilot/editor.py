@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,12 @@ class Editor:
                 applied=False,
                 failure_reason=f"the editor did not answer within {CLIENT_REPLY_TIMEOUT:g} s",
             )
+        except JsonRpcException as exc:
+            # An error reply is a refusal too: eglot answers one when the user says no to
+            # "Server wants to edit ... Proceed?" (with a positive code: match any error).
+            log.info("The editor refused the edit: %s (code %s)", exc.message, exc.code)
+            return types.ApplyWorkspaceEditResult(
+                applied=False, failure_reason=f"the editor refused it ({exc.message or exc.code})")
 
     async def show_document(self, uri: str, *, take_focus: bool = True) -> bool:
         if not self.supports_show_document:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.uris import from_fs_path, to_fs_path
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
@@ -162,6 +163,8 @@ class Editor:
         self.edits.append(params)
         if self.apply_mode == "reject":
             return types.ApplyWorkspaceEditResult(applied=False, failure_reason="user said no")
+        if self.apply_mode == "error":  # as eglot answers a "no" (its code is positive)
+            raise JsonRpcException("User cancelled server edit", code=32603)
         if self.apply_mode == "hold":
             await self.release_edits.wait()
         edit = params.edit

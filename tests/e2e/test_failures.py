@@ -132,6 +132,25 @@ async def test_an_edit_the_editor_refuses_is_reported(upstream, workspace):
         assert "user said no" in result["error"]["message"]
 
 
+async def test_an_edit_answered_with_an_error_is_a_refusal_not_a_crash(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD))
+    async with session(upstream, workspace) as editor:
+        editor.apply_mode = "error"
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed", result
+        assert result["error"]["type"] == "edit_rejected", result
+        assert "User cancelled server edit" in result["error"]["message"]
+        assert editor.text(uri) == SOURCE
+        logged = " ".join(m.message for m in editor.client.log_messages)
+        assert "Traceback" not in logged and "crashed" not in logged, logged
+        # Nothing is lost: the next action works.
+        editor.apply_mode = "apply"
+        upstream.enqueue(Reply.stream(GOOD))
+        again = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert again["status"] == "done", again
+
+
 async def test_confirm_edits_asks_for_a_preview(upstream, workspace):
     upstream.enqueue(Reply.stream(GOOD))
     caps = capabilities(annotations=True)

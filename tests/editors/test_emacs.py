@@ -209,12 +209,6 @@ def test_eglot_refactor_refused_leaves_the_buffer_alone(tmp_path: Path) -> None:
     assert result["server_exited"] is True
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=False,
-    reason="issue 12 item 2: until the server reports an applyEdit error as edit_rejected "
-    "it answers internal (remove this mark once it does)",
-)
 def test_eglot_refusal_is_edit_rejected_not_a_crash(tmp_path: Path) -> None:
     _, result = refused_refactor(tmp_path)
     answer = result["answer"]

@@ -2,7 +2,7 @@
 # Installs what the editor end-to-end tests need on a fresh Debian 12 machine:
 # Debian's neovim (0.7.2) for tests/editors/test_neovim.py, and emacs-nox with
 # elpa-eglot (Emacs 28 has no eglot of its own) for tests/editors/test_emacs.py
-# (about 40 s more). Idempotent: installs only what is missing. Run as root (or with
+# (about 40 s more), and elpa-lsp-mode for the lsp-mode snippet (about 40 s). Idempotent: installs only what is missing. Run as root (or with
 # sudo available).
 set -euo pipefail
 
@@ -11,6 +11,10 @@ command -v nvim >/dev/null 2>&1 || missing+=(neovim)
 command -v emacs >/dev/null 2>&1 || missing+=(emacs-nox)
 if ! emacs --batch --eval "(kill-emacs (if (require 'eglot nil t) 0 1))" >/dev/null 2>&1; then
   missing+=(elpa-eglot)
+fi
+# lsp-mode, for the README's lsp-mode snippet (tests/editors/test_emacs.py).
+if ! emacs --batch --eval "(progn (package-initialize) (kill-emacs (if (require 'lsp-mode nil t) 0 1)))" >/dev/null 2>&1; then
+  missing+=(elpa-lsp-mode)
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
