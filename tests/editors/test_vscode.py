@@ -388,8 +388,8 @@ def test_vscode_refactor_explain_cancel(
     )
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
-    # answer to cancel, tests, then two explains: the first fails after 2.5 s without text, the
-    # second streams (and ends with an image).
+    # answer to cancel, an explain from the light bulb, tests, then two explains: the first
+    # fails after 2.5 s without text, the second streams (and ends with an image).
     fence = "```python\n"
     leak_url = f"http://127.0.0.1:{upstream.port}/leak.png"
     failing = Reply(
@@ -404,6 +404,7 @@ def test_vscode_refactor_explain_cancel(
         Reply.stream(EXPLAIN_CHUNKS, delay=0.5),
         Reply.stream([fence, "def area(r):\n", INSTRUCTED_CODE + "\n", "```\n"], delay=0.02),
         Reply.stream(["slow "] * 1000, delay=0.1),
+        Reply.stream(["Explained ", "from the light bulb."], delay=0.05),
         Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"], delay=0.02),
         failing,
         Reply.stream([*PAIRED_CHUNKS, f"\n\n![x]({leak_url})\n"], delay=0.3),
@@ -433,13 +434,14 @@ def test_vscode_refactor_explain_cancel(
         "pairedText": PAIRED_TEXT,
         "leakUrl": leak_url,
         "serverProgram": spy[0],
+        "lightBulbText": "Explained from the light bulb.",
     }
     _run_scenario(profile, server_env, "main", expect)
 
-    # What the upstream saw: seven streamed chat requests with the key, the model and the code,
+    # What the upstream saw: eight streamed chat requests with the key, the model and the code,
     # and nothing else (the panel never fetched the answer's image).
-    requests = upstream.wait_for_requests(7, timeout=5)
-    assert [r.path for r in requests] == ["/v1/chat/completions"] * 7
+    requests = upstream.wait_for_requests(8, timeout=5)
+    assert [r.path for r in requests] == ["/v1/chat/completions"] * 8
     for request in requests:
         assert request.headers.get("authorization") == "Bearer test-key-vscode"
         # the environment's model: the schema's default for lspilot.model is not sent as a setting
@@ -451,9 +453,10 @@ def test_vscode_refactor_explain_cancel(
     assert "return a + b" in prompts[1]
     assert "math.pi * r * r" in prompts[2] and INSTRUCTION in prompts[2]
     assert INSTRUCTED_CODE.strip() in prompts[3]
-    assert "return a + b" in prompts[4]
+    assert "return a + b" in prompts[4]  # the light bulb's explain
+    assert "return a + b" in prompts[5]
     # the two explains ran on the test file, the active editor then
-    assert "def test_add" in prompts[5] and "def test_add" in prompts[6]
+    assert "def test_add" in prompts[6] and "def test_add" in prompts[7]
     # Cancelling closed the slow stream long before its 100 s were up.
     assert requests[3].client_closed.wait(5), "the cancelled request's stream was not closed"
 

@@ -14,7 +14,7 @@
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
-//                  leakUrl, serverProgram } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
+//                  leakUrl, serverProgram, lightBulbText } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
 //                  allowedBaseUrl, allowedHost } (key)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
@@ -502,8 +502,29 @@ async function mainScenario() {
     for (const title of ['lspilot: Explain', 'lspilot: Refactor', 'lspilot: Write tests']) {
       await menu.getByText(title, { exact: true }).first().waitFor({ state: 'visible', timeout: 15_000 });
     }
-    await page.keyboard.press('Escape');
+    // run one from there: it goes through the client's middleware, under its own token too
+    const before = (await panelState())?.session;
+    // (by keyboard: the menu's rows do not take a synthetic click)
+    const focused = menu.locator('.monaco-list-row.focused');
+    for (let i = 0; i < 6 && !/lspilot: Explain/.test((await focused.textContent().catch(() => '')) ?? ''); i++) {
+      await page.keyboard.press('ArrowDown');
+    }
+    if (!/lspilot: Explain/.test((await focused.textContent()) ?? '')) {
+      throw new Error('could not move to lspilot: Explain in the light bulb menu');
+    }
+    await page.keyboard.press('Enter');
     await menu.waitFor({ state: 'hidden', timeout: 5_000 }).catch(() => undefined);
+    const state = await waitFor(
+      'the light bulb\'s explanation in the panel',
+      async () => {
+        const s = await panelState();
+        return s !== null && s.session !== before && s.status === 'done' ? s : null;
+      },
+      60_000,
+    );
+    if (!state.text.includes(EXPECT.lightBulbText)) {
+      throw new Error(`the light bulb's explanation is not in the panel: ${JSON.stringify(state.text)}`);
+    }
   });
 
   await step('the keybinding opens the action menu', async () => {
