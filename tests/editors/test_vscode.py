@@ -559,3 +559,34 @@ def test_vscode_untrusted_workspace_cannot_pick_the_host_or_programs(
         assert [r.headers.get("authorization") for r in upstream.requests] == ["Bearer user-key"]
         assert elsewhere.requests == []
         assert not marker.exists()
+
+
+def test_vscode_bookkeeping_of_other_streams_is_bounded() -> None:
+    """What the extension keeps beyond a run's end (tokens of ended runs, streams it did not start)
+    lives in a Recent map, which forgets its oldest entries past its limit."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    compiled = EXTENSION / "out" / "recent.js"
+    source = EXTENSION / "src" / "recent.ts"
+    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run(["npm", "run", "--silent", "compile"], cwd=EXTENSION, check=True,
+                       timeout=180, stdin=subprocess.DEVNULL)
+    script = f"""
+const {{ Recent }} = require({json.dumps(str(compiled))});
+const recent = new Recent(64);
+for (let i = 0; i < 100000; i++) recent.set('token-' + i, i);
+recent.set('token-99990', 1);  // set again: the newest
+for (let i = 0; i < 10; i++) recent.set('again-' + i, i);
+console.log(JSON.stringify({{
+  size: recent.size,
+  newest: recent.get('token-99999'),
+  old: recent.has('token-0'),
+  refreshed: recent.has('token-99990'),
+}}));
+"""
+    run = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"size": 64, "newest": 99999, "old": False, "refreshed": True}

@@ -19,6 +19,7 @@ import {
 } from 'vscode-languageclient/node';
 import { ExplainPanel, rangeLabel } from './explainPanel';
 import { ProgressNotifications } from './progress';
+import { Recent } from './recent';
 import { checkRunnable, describe, resolveServerCommand, ServerCommand, serverEnvironment, START_FIX } from './serverCommand';
 import { effectiveBaseUrl, explicitSettings, hostOf, loadServerKeys, Settings } from './settings';
 
@@ -58,37 +59,6 @@ interface Run {
   session?: number;
   /** The message of its progress `end`: the outcome, with tokens and seconds. */
   endMessage?: string;
-}
-
-/** A map that forgets its oldest entries beyond `limit`: for what is not removed by a run's end. */
-class Recent<K, V> {
-  private readonly map = new Map<K, V>();
-
-  constructor(private readonly limit: number) {}
-
-  has(key: K): boolean {
-    return this.map.has(key);
-  }
-
-  get(key: K): V | undefined {
-    return this.map.get(key);
-  }
-
-  set(key: K, value: V): void {
-    this.map.delete(key);
-    this.map.set(key, value);
-    while (this.map.size > this.limit) {
-      const oldest = this.map.keys().next();
-      if (oldest.done === true) {
-        break;
-      }
-      this.map.delete(oldest.value);
-    }
-  }
-
-  delete(key: K): void {
-    this.map.delete(key);
-  }
 }
 
 interface ActionSpec {
