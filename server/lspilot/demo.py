@@ -31,6 +31,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from lspilot import __version__
 from lspilot.local import INSTALL_COMMAND, LocalModelError, default_cache_dir
+from lspilot.text import apply_edits, end_after, split_lines, strip_line_end, units
 
 ACTIONS = (
     ("lspilot.explain", "Explain"),
@@ -134,7 +135,7 @@ def _prepare_target(args: argparse.Namespace) -> Target:
         path.write_text(sample, encoding="utf-8")
         root = scratch
     text = path.read_text(encoding="utf-8")
-    count = max(1, len(text.splitlines()))
+    count = max(1, len(split_lines(text)))
     if args.range:
         lines = _parse_range(args.range, count)
     elif scratch is not None:
@@ -162,13 +163,13 @@ def _first_function(text: str) -> tuple[int, int] | None:
     return None
 
 
-def _lsp_range(text: str, lines: tuple[int, int]) -> types.Range:
-    all_lines = text.splitlines()
+def _lsp_range(text: str, lines: tuple[int, int], encoding: str) -> types.Range:
+    all_lines = split_lines(text)
     start, end = lines
-    if end < len(all_lines) or text.endswith("\n"):
+    if end < len(all_lines) or all_lines[-1].endswith(("\n", "\r")):
         end_position = types.Position(end, 0)
-    else:  # the last line has no newline: end at its end (utf-32 units are characters)
-        end_position = types.Position(end - 1, len(all_lines[end - 1]))
+    else:  # the last line has no line end: end at its end
+        end_position = types.Position(end - 1, units(strip_line_end(all_lines[end - 1]), encoding))
     return types.Range(types.Position(start - 1, 0), end_position)
 
 
@@ -293,10 +294,7 @@ class Demo:
         client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
             uri=self.uri, language_id=LANGUAGES.get(self.target.path.suffix, "plaintext"),
             version=self.version, text=self.target.text)))
-        range_ = _lsp_range(self.target.text, self.target.lines)
-        if self.encoding != "utf-32":
-            range_ = _convert_range(self.target.text, range_, self.encoding)
-        self.selection = range_
+        self.selection = _lsp_range(self.target.text, self.target.lines, self.encoding)
         titles, _ = await self._code_actions()
         term.line(f"Code actions offered on the selection: {', '.join(titles) or 'none'}")
         outcomes = []
@@ -511,7 +509,7 @@ class Demo:
                 path = _path(change.text_document.uri)
                 remember(path)
                 edits = [e for e in change.edits if isinstance(e, types.TextEdit)]
-                after[path] = _apply_edits(text_of(path), edits, self.encoding)
+                after[path] = apply_edits(text_of(path), edits, self.encoding)
                 if path == self.target.path:
                     self._follow_selection(edits)
             else:
@@ -519,7 +517,7 @@ class Demo:
         for uri, text_edits in (edit.changes or {}).items():
             path = _path(uri)
             remember(path)
-            after[path] = _apply_edits(text_of(path), list(text_edits), self.encoding)
+            after[path] = apply_edits(text_of(path), list(text_edits), self.encoding)
             if path == self.target.path:
                 self._follow_selection(list(text_edits))
         for path, new in after.items():
@@ -547,7 +545,7 @@ class Demo:
         for edit in edits:
             if edit.range == self.selection:
                 self.selection = types.Range(
-                    edit.range.start, _end_of(edit.range.start, edit.new_text, self.encoding))
+                    edit.range.start, end_after(edit.range.start, edit.new_text, self.encoding))
 
     # -- plumbing --------------------------------------------------------------------------
     async def _drain_stderr(self) -> None:
@@ -657,57 +655,4 @@ def _plain(value: Any) -> Any:
 # -- positions -------------------------------------------------------------------------------
 
 
-def _units(char: str, encoding: str) -> int:
-    if encoding == "utf-8":
-        return len(char.encode("utf-8"))
-    if encoding == "utf-32":
-        return 1
-    return 2 if ord(char) > 0xFFFF else 1
-
-
-def _offset(text: str, position: types.Position, encoding: str) -> int:
-    lines = text.splitlines(keepends=True)
-    if position.line >= len(lines):
-        return len(text)
-    start = sum(len(line) for line in lines[: position.line])
-    line = lines[position.line]
-    body = line.rstrip("\r\n")
-    units = 0
-    for index, char in enumerate(body):
-        if units >= position.character:
-            return start + index
-        units += _units(char, encoding)
-    return start + len(body)
-
-
-def _end_of(start: types.Position, text: str, encoding: str) -> types.Position:
-    lines = text.split("\n")
-    if len(lines) == 1:
-        return types.Position(start.line, start.character + sum(_units(c, encoding)
-                                                                 for c in text))
-    return types.Position(start.line + len(lines) - 1,
-                          sum(_units(c, encoding) for c in lines[-1]))
-
-
-def _convert_range(text: str, range_: types.Range, encoding: str) -> types.Range:
-    """A range in characters (utf-32) as ``encoding`` units."""
-    lines = text.splitlines()
-
-    def convert(position: types.Position) -> types.Position:
-        line = lines[position.line] if position.line < len(lines) else ""
-        prefix = line[: position.character]
-        return types.Position(position.line, sum(_units(c, encoding) for c in prefix))
-
-    return types.Range(convert(range_.start), convert(range_.end))
-
-
-def _apply_edits(text: str, edits: list[Any], encoding: str) -> str:
-    spans = sorted(
-        ((_offset(text, e.range.start, encoding), _offset(text, e.range.end, encoding),
-          e.new_text) for e in edits),
-        key=lambda span: (span[0], span[1]), reverse=True,
-    )
-    for start, end, new in spans:
-        text = text[:start] + new + text[end:]
-    return text
 

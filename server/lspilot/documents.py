@@ -3,7 +3,8 @@
 pygls's TextDocument applies every incremental change by re-splitting and rewriting the
 whole text: on a 5 MB file each keystroke costs tens of milliseconds. This one keeps the
 list of lines and splices only the lines a change touches; the full text is joined
-again only when something asks for it (an action, not a keystroke).
+again only when something asks for it (an action, not a keystroke). Lines end where LSP
+ends them (lspilot.text), not where ``str.splitlines`` would.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 from lsprotocol import types
 from pygls.workspace import TextDocument, Workspace
 
+from lspilot.text import split_lines
+
 
 class LineDocument(TextDocument):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -23,7 +26,7 @@ class LineDocument(TextDocument):
     @property
     def lines(self) -> Sequence[str]:
         if self._line_list is None:
-            self._line_list = self.source.splitlines(keepends=True)
+            self._line_list = split_lines(self.source)
         return self._line_list
 
     @property
@@ -42,15 +45,19 @@ class LineDocument(TextDocument):
         span = self._position_codec.range_from_client_units(lines, change.range)
         start_line, start_col = span.start.line, span.start.character
         end_line, end_col = span.end.line, span.end.character
-        if start_line >= len(lines):  # an edit at the very end of the document
-            lines.extend(change.text.splitlines(keepends=True))
-            if lines and len(lines) > 1 and not lines[-2].endswith(("\n", "\r")):
-                lines[-2:] = ["".join(lines[-2:])]
+        count = len(lines)
+        if start_line >= count:  # an insertion after the last line
+            first, last, prefix, suffix = count, count - 1, "", ""
         else:
-            last = min(end_line, len(lines) - 1)
-            suffix = lines[last][end_col:] if end_line < len(lines) else ""
-            joined = lines[start_line][:start_col] + change.text + suffix
-            lines[start_line : last + 1] = joined.splitlines(keepends=True)
+            first, last = start_line, min(end_line, count - 1)
+            prefix = lines[first][:start_col]
+            suffix = lines[last][end_col:] if end_line < count else ""
+        # Split again one line more on each side: a "\r" on one side of the edit's edge and
+        # a "\n" on the other are one line end.
+        low, high = max(first - 1, 0), min(last + 2, count)
+        segment = ("".join(lines[low:first]) + prefix + change.text + suffix
+                   + "".join(lines[last + 1 : high]))
+        lines[low:high] = split_lines(segment)
         self._source = None
 
 

@@ -21,6 +21,8 @@ from pygls.exceptions import JsonRpcException
 from pygls.uris import from_fs_path, to_fs_path
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
+# Re-exported: the tests build ranges with the server's own LSP position helpers.
+from lspilot.text import apply_edits, offset_at, position_of, range_of  # noqa: F401
 from tests.fake_upstream import FakeUpstream
 
 SERVER_COMMAND = [sys.executable, "-m", "lspilot", "--log-level", "DEBUG"]
@@ -60,53 +62,6 @@ def capabilities(
             else None
         ),
     )
-
-
-def offset_at(text: str, position: types.Position, encoding: str = "utf-16") -> int:
-    lines = text.splitlines(keepends=True)
-    if position.line >= len(lines):
-        return len(text)
-    line = lines[position.line]
-    start = sum(len(x) for x in lines[: position.line])
-    units = 0
-    for index, char in enumerate(line):
-        if units >= position.character:
-            return start + index
-        units += _units(char, encoding)
-    return start + len(line.rstrip("\r\n")) if units <= position.character else start + len(line)
-
-
-def _units(char: str, encoding: str) -> int:
-    if encoding == "utf-8":
-        return len(char.encode("utf-8"))
-    if encoding == "utf-32":
-        return 1
-    return 2 if ord(char) > 0xFFFF else 1
-
-
-def position_of(text: str, offset: int, encoding: str = "utf-16") -> types.Position:
-    before = text[:offset]
-    line = before.count("\n")
-    column_text = before[before.rfind("\n") + 1 :]
-    return types.Position(line, sum(_units(c, encoding) for c in column_text))
-
-
-def range_of(text: str, snippet: str, encoding: str = "utf-16") -> types.Range:
-    start = text.index(snippet)
-    return types.Range(
-        position_of(text, start, encoding), position_of(text, start + len(snippet), encoding)
-    )
-
-
-def apply_edits(text: str, edits: list[Any], encoding: str) -> str:
-    spans = sorted(
-        ((offset_at(text, e.range.start, encoding), offset_at(text, e.range.end, encoding),
-          e.new_text) for e in edits),
-        reverse=True,
-    )
-    for start, end, new in spans:
-        text = text[:start] + new + text[end:]
-    return text
 
 
 class Editor:

@@ -72,6 +72,30 @@ async def test_code_actions_offer_every_action_for_a_range(upstream, workspace):
         assert not quickfix_only
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8"])
+async def test_form_feeds_and_unicode_line_separators_are_not_line_ends(
+    upstream, workspace, encoding
+):
+    """LSP ends lines at \\n, \\r\\n and \\r only: the prompt and the edit see the
+    editor's lines even after a form-feed page break, U+2028 in a string, \\x85 or \\v."""
+    source = ("import math\n\f\n"
+              "SEP = 'a\u2028b\u2029c\x85d\ve'  # not line ends for the editor\n"
+              "\n\nclass Shapes:\n" + METHOD + "\n\nprint(Shapes().area(2))\n")
+    upstream.enqueue(Reply.stream(ANSWER))
+    caps = capabilities(encodings=[encoding]) if encoding != "utf-16" else None
+    async with session(upstream, workspace, caps=caps) as editor:
+        assert editor.encoding == encoding
+        uri = editor.open("shapes.py", source)
+        selection = range_of(source, METHOD, encoding)
+        assert selection.start.line == 6  # as the editor counts: 0-based line 6
+        result = await editor.run("lspilot.refactor", uri, selection)
+        assert result["status"] == "done", result
+        user = upstream.requests[0].json["messages"][1]["content"]
+        assert f"The selected code (lines 7-9):\n```python\n{METHOD}```" in user, user
+        assert editor.text(uri) == source.replace(
+            METHOD, "    def area(self, r):\n        return math.pi * r ** 2\n")
+
+
 async def test_refactor_replaces_exactly_the_selection(upstream, workspace):
     upstream.enqueue(Reply.stream(ANSWER))
     async with session(upstream, workspace) as editor:

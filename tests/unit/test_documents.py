@@ -1,17 +1,50 @@
-"""The line-splicing document gives exactly the text pygls's own document gives."""
+"""The line-splicing document: the text and lines an LSP editor has, after any edits.
+
+The reference here is written from the LSP spec, independently of lspilot.text: a line
+ends at "\n", "\r\n" or "\r" only (pygls's documents also split at form feed, U+2028
+and the rest of str.splitlines's breaks, which LSP editors do not).
+"""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lsprotocol import types
-from pygls.workspace import TextDocument
 from pygls.workspace.position_codec import PositionCodec
 
 from lspilot.documents import LineDocument, line_workspace
 
-TEXT = st.lists(st.sampled_from(["a", "b", " ", "\n", "\r\n", "é", "😀", "世"]),
+TEXT = st.lists(st.sampled_from(["a", "b", " ", "\n", "\r\n", "\r", "é", "😀", "世", "\f",
+                                 "\u2028", "\x85", "\v", "\x1c"]),
                max_size=40).map("".join)
+
+
+def lsp_lines(text: str) -> list[str]:
+    """The spec's lines: cut after each "\r\n", "\n" or a "\r" not followed by "\n"."""
+    lines, start, i = [], 0, 0
+    while i < len(text):
+        if text[i] == "\n" or (text[i] == "\r" and text[i + 1 : i + 2] != "\n"):
+            lines.append(text[start : i + 1])
+            start = i + 1
+        i += 1
+    if start < len(text):
+        lines.append(text[start:])
+    return lines
+
+
+def lsp_offset(text: str, position: types.Position, encoding: str) -> int:
+    """The spec's offset of a position: past the line's end means the line's end."""
+    lines = lsp_lines(text)
+    if position.line >= len(lines):
+        return len(text)
+    start = sum(len(line) for line in lines[: position.line])
+    body = lines[position.line].rstrip("\r\n")
+    encoded = {"utf-8": body.encode(), "utf-16": body.encode("utf-16-le"),
+               "utf-32": body.encode("utf-32-le")}[encoding]
+    width = {"utf-8": 1, "utf-16": 2, "utf-32": 4}[encoding]
+    codec = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}[encoding]
+    prefix = encoded[: position.character * width].decode(codec, errors="ignore")
+    return start + len(prefix)
 
 
 def client_position(lines, line_index: int, fraction: float, encoding: str) -> types.Position:
@@ -24,28 +57,40 @@ def client_position(lines, line_index: int, fraction: float, encoding: str) -> t
     return types.Position(line_index, units)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     text=TEXT,
     edits=st.lists(st.tuples(st.integers(0, 12), st.floats(0, 1), st.integers(0, 12),
                              st.floats(0, 1), TEXT), max_size=6),
     encoding=st.sampled_from(["utf-8", "utf-16", "utf-32"]),
 )
-def test_same_text_as_pygls_after_any_edits(text, edits, encoding):
+def test_same_text_and_lines_as_the_lsp_spec_after_any_edits(text, edits, encoding):
     codec = PositionCodec(encoding=types.PositionEncodingKind(encoding))
-    reference = TextDocument("file:///a.py", source=text, position_codec=codec)
     ours = LineDocument("file:///a.py", source=text, position_codec=codec)
+    expected = text
+    assert list(ours.lines) == lsp_lines(expected)
     for line_a, frac_a, line_b, frac_b, new_text in edits:
-        lines = reference.lines
+        lines = lsp_lines(expected)
         a = client_position(lines, min(line_a, len(lines)), frac_a, encoding)
         b = client_position(lines, min(line_b, len(lines)), frac_b, encoding)
         start, end = sorted([a, b], key=lambda p: (p.line, p.character))
         change = types.TextDocumentContentChangePartial(range=types.Range(start, end),
                                                         text=new_text)
-        reference.apply_change(change)
+        begin, finish = lsp_offset(expected, start, encoding), lsp_offset(expected, end, encoding)
+        expected = expected[:begin] + new_text + expected[finish:]
         ours.apply_change(change)
-        assert ours.source == reference.source
-        assert tuple(ours.lines) == tuple(reference.lines)
+        assert ours.source == expected
+        assert list(ours.lines) == lsp_lines(expected)
+
+
+def test_a_form_feed_page_break_is_not_a_line_end():
+    source = "import os\n\f\ndef f():\n    return 1\n"
+    doc = LineDocument("file:///a.py", source=source)
+    assert list(doc.lines) == ["import os\n", "\f\n", "def f():\n", "    return 1\n"]
+    # Line 2 is what the editor shows as line 2 (pygls would give "\n" here).
+    assert doc.lines[2] == "def f():\n"
+    js = LineDocument("file:///a.js", source='const s = "a\u2028b";\nf();\n')
+    assert len(doc.lines) == 4 and list(js.lines)[1] == "f();\n"
 
 
 def test_full_changes_replace_everything():

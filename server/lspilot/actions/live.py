@@ -16,6 +16,7 @@ from lspilot.actions import results
 from lspilot.actions.extract import fit_to_selection
 from lspilot.actions.results import EditTarget
 from lspilot.editor import Editor
+from lspilot.text import end_after
 
 
 class LiveRewrite:
@@ -95,19 +96,3 @@ def complete_code_lines(answer: str) -> str | None:
         body = body[:end]
     cut = body.rfind("\n")
     return body[: cut + 1] if cut != -1 else None
-
-
-def end_after(start: types.Position, text: str, encoding: str = "utf-16") -> types.Position:
-    """Where ``text`` ends when inserted at ``start``, in the negotiated position units."""
-    lines = text.split("\n")
-    if len(lines) == 1:
-        return types.Position(start.line, start.character + units(text, encoding))
-    return types.Position(start.line + len(lines) - 1, units(lines[-1], encoding))
-
-
-def units(text: str, encoding: str) -> int:
-    if encoding == "utf-8":
-        return len(text.encode("utf-8"))
-    if encoding == "utf-32":
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
