@@ -595,6 +595,9 @@ async function trackAction(
     run.session = panel.start(`${what}: ${describeTarget(uri, args.range)}`);
   }
   runs.set(token, run);
+  // vscode-languageclient passes `$/progress` for this token through middleware.handleWorkDoneProgress
+  // first (which shows the notification: `progress.handle` takes begin and report there), then here
+  // for what it lets through (the end). Handling it again here is harmless: a token is shown once.
   const listening = c.onProgress(WorkDoneProgress.type, token, (params) => {
     if (params.kind === 'end') {
       run.endMessage = params.message;

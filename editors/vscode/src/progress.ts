@@ -61,6 +61,9 @@ export class ProgressNotifications implements vscode.Disposable {
   }
 
   private begin(key: string, token: ProgressToken, params: WorkDoneProgressBegin): void {
+    if (this.running.has(key)) {
+      return; // one notification a token, however often its begin is handed over
+    }
     let finish: () => void = () => undefined;
     const done = new Promise<void>((resolve) => {
       finish = resolve;
