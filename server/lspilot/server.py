@@ -72,6 +72,11 @@ class LspilotServer(LanguageServer):
         self.environment = environment_layer(os.environ)
         self.init_options: Mapping[str, Any] = {}
         self.workspace_settings: Mapping[str, Any] = {}
+        # The `lspilot` section per workspace folder (asked with the folder as scopeUri),
+        # where it differs from the unscoped one: a multi-root workspace, or a folder's
+        # own .vscode/settings.json.
+        self.folder_sections: dict[str, Mapping[str, Any]] = {}
+        self.folder_settings: dict[str, Settings] = {}
         self.settings = Settings()
         self.chat = ChatClient()
         self.limiter = Limiter(self.settings.max_concurrent_requests)
@@ -137,6 +142,16 @@ class LspilotServer(LanguageServer):
         await self.chat.set_verify_tls(settings.verify_tls)
         self.limiter.resize(settings.max_concurrent_requests)
         self.settings = settings
+        self.folder_settings = {}
+        for folder, section in self.folder_sections.items():
+            scoped = resolve([*layers[:2], Layer(f"workspace settings of {folder}", section)],
+                             previous=settings)
+            problems.extend(p for p in scoped.problems if p not in problems)
+            folder_settings = scoped.settings
+            if folder_settings.api_key is None and (
+                    folder_settings.api_key_command == settings.api_key_command):
+                folder_settings = attrs.evolve(folder_settings, api_key=settings.api_key)
+            self.folder_settings[folder] = folder_settings
         if problems:
             for problem in problems:
                 log.warning("%s", problem)
@@ -159,24 +174,41 @@ class LspilotServer(LanguageServer):
         return key
 
     async def pull_workspace_settings(self) -> None:
+        """Ask for the `lspilot` section, unscoped and for each workspace folder."""
         if not _supports_configuration(self):
             return
+        folders = [folder.uri for folder in self.workspace.folders.values()]
+        items = [types.ConfigurationItem(section="lspilot")] + [
+            types.ConfigurationItem(scope_uri=uri, section="lspilot") for uri in folders]
         try:
             values = await asyncio.wait_for(
                 asyncio.shield(self.workspace_configuration_async(
-                    types.ConfigurationParams(items=[types.ConfigurationItem(section="lspilot")])
-                )),
+                    types.ConfigurationParams(items=items))),
                 10,
             )
         except Exception as exc:
             log.warning("Could not read the editor's lspilot settings: %s", exc)
             return
-        section = values[0] if values else None
-        self.workspace_settings = section if isinstance(section, Mapping) else {}
+        sections = [v if isinstance(v, Mapping) else None for v in values or []]
+        self.workspace_settings = (sections[0] if sections else None) or {}
+        # A folder the editor has nothing of its own for (null, or the same section) uses
+        # the unscoped settings.
+        self.folder_sections = {
+            uri: section for uri, section in zip(folders, sections[1:], strict=False)
+            if section is not None and section != self.workspace_settings
+        }
+
+    def settings_for(self, uri: str) -> Settings:
+        """The settings of the innermost workspace folder holding ``uri``."""
+        inside = [f for f in self.folder_settings
+                  if uri == f or uri.startswith(f.rstrip("/") + "/")]
+        if not inside:
+            return self.settings
+        return self.folder_settings[max(inside, key=len)]
 
     # -- commands ------------------------------------------------------------------------
-    def registry(self) -> dict[str, Action]:
-        return build_registry(self.settings)
+    def registry(self, uri: str) -> dict[str, Action]:
+        return build_registry(self.settings_for(uri))
 
     async def execute_command(self, params: types.ExecuteCommandParams) -> Any:
         if params.command == CANCEL_COMMAND:
@@ -190,7 +222,7 @@ class LspilotServer(LanguageServer):
             args = parse_run_arguments(
                 params.command, params.arguments, self.protocol._converter
             )
-            action = self._action_for(params.command, args.action)
+            action = self._action_for(params.command, args.action, args.uri)
             self._check_document(args.uri, args.range)
         except CommandError as exc:
             raise JsonRpcInvalidParams(str(exc)) from None
@@ -199,7 +231,7 @@ class LspilotServer(LanguageServer):
             diagnostics = tuple(
                 d for d in self.diagnostics.get(args.uri, ()) if _overlaps(d.range, args.range)
             )
-        settings = self.settings
+        settings = self.settings_for(args.uri)
         local = settings.base_url == LOCAL_BASE_URL
         if local:
             try:
@@ -250,8 +282,8 @@ class LspilotServer(LanguageServer):
             log.warning("No settings from the editor yet; running with what we have.")
             self.settings_ready.set()
 
-    def _action_for(self, command: str, action_id: str | None) -> Action:
-        registry = self.registry()
+    def _action_for(self, command: str, action_id: str | None, uri: str) -> Action:
+        registry = self.registry(uri)
         if command != RUN_COMMAND:
             return registry[BUILTIN_COMMANDS[command]]
         if action_id is None:
@@ -302,7 +334,7 @@ class LspilotServer(LanguageServer):
         self.diagnostics[uri] = tuple(params.context.diagnostics)
         only = params.context.only
         offered = []
-        for action in self.registry().values():
+        for action in self.registry(uri).values():
             if only and not any(action.kind == k or action.kind.startswith(k + ".") for k in only):
                 continue
             argument: dict[str, Any] = {

@@ -92,3 +92,29 @@ async def test_api_key_command_is_asked_again_after_a_401(upstream, workspace):
         assert result["status"] == "done", result
         assert [r.headers["authorization"] for r in upstream.requests] == [
             "Bearer sk-old", "Bearer sk-rotated"]
+
+
+async def test_each_workspace_folder_gets_its_own_settings(upstream, workspace):
+    """workspace/configuration is asked with each folder as scopeUri; an action uses the
+    settings of the innermost folder that holds its document."""
+    from pygls.uris import from_fs_path
+
+    other = workspace / "other"
+    other.mkdir()
+    caps = capabilities(configuration=True)
+    async with session(upstream, workspace, caps=caps,
+                       configuration={"model": "for-everything"}) as editor:
+        other_uri = from_fs_path(str(other)) or ""
+        editor.client.set_configuration({"model": "for-other", "temperature": 0.1},
+                                        section="lspilot", scope_uri=other_uri)
+        editor.client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
+            event=types.WorkspaceFoldersChangeEvent(
+                added=[types.WorkspaceFolder(uri=other_uri, name="other")], removed=[])))
+        editor.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None))
+        top = editor.open("a.py", SOURCE)
+        inner = editor.open("other/b.py", SOURCE)
+        sent_inner = await model_of_next_request(editor, inner)
+        assert sent_inner["model"] == "for-other" and sent_inner["temperature"] == 0.1
+        sent_top = await model_of_next_request(editor, top)
+        assert sent_top["model"] == "for-everything" and "temperature" not in sent_top
