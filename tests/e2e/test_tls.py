@@ -30,6 +30,7 @@ def https_upstream(tmp_path: Path):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     with FakeUpstream(ssl_context=context) as upstream:
+        upstream.cert_file = cert
         yield upstream
 
 
@@ -39,8 +40,21 @@ async def test_an_untrusted_certificate_is_refused(https_upstream, workspace):
         result = await editor.run("lspilot.explain", uri, range_of(SOURCE, "x = 1"))
         assert result["status"] == "failed"
         assert result["error"]["type"] == "connection"
-        assert "certificate" in result["error"]["message"]
+        message = result["error"]["message"]
+        assert "certificate" in message and "self-signed" in message, message
+        assert "SSL_CERT_FILE" in message  # the fix for a network with its own authority
+        assert "baseUrl" not in message
         assert not https_upstream.requests  # nothing, the key included, was sent
+
+
+async def test_ssl_cert_file_adds_a_trusted_authority(https_upstream, workspace):
+    https_upstream.enqueue(Reply.stream(["trusted by SSL_CERT_FILE"]))
+    env = {"SSL_CERT_FILE": str(https_upstream.cert_file)}
+    async with session(https_upstream, workspace, env=env) as editor:
+        uri = editor.open("a.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, "x = 1"))
+        assert result["status"] == "done", result
+        assert result["text"] == "trusted by SSL_CERT_FILE"
 
 
 async def test_verify_tls_off_works_and_warns_on_start(https_upstream, workspace):

@@ -932,3 +932,42 @@ async def test_max_response_chars_applies_to_a_last_event_without_blank_line(
     )
     assert isinstance(error, errors.ResponseTooLarge)
     assert deltas == ["12345"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_proxy_that_refuses_is_named_not_base_url(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("HTTP_PROXY", f"http://user:secret@127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = ChatClient()  # reads the environment as it makes its connections
+    try:
+        error, _ = await failure(client.stream(request(), endpoint(upstream, max_retries=0)))
+    finally:
+        await client.aclose()
+    assert isinstance(error, errors.ConnectFailed)
+    assert f"the proxy http://127.0.0.1:{port} did not let the request through" in str(error)
+    assert "secret" not in str(error)  # the proxy's credentials stay out of messages
+    assert "HTTPS_PROXY" in error.hint and "NO_PROXY" in error.hint
+    assert "baseUrl" not in error.hint
+    assert not upstream.requests
+
+
+async def test_no_proxy_sends_the_request_straight_to_the_host(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    upstream.enqueue(Reply.stream(["direct"]))
+    client = ChatClient()
+    try:
+        assert await collect(client.stream(request(), endpoint(upstream))) == ["direct"]
+    finally:
+        await client.aclose()

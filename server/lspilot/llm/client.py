@@ -13,8 +13,11 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -428,10 +431,9 @@ async def _open(
                 hint="The idle time-out is the setting idleTimeout.",
             ) from exc
         except httpx.HTTPError as exc:
-            raise errors.ConnectFailed(
-                f"Could not reach {endpoint.host}: {_describe_connect_error(exc)}.",
-                hint="Check the setting baseUrl and that the server is running.",
-            ) from exc
+            reason, hint = _describe_connect_error(exc, endpoint)
+            raise errors.ConnectFailed(f"Could not reach {endpoint.host}: {reason}.",
+                                       hint=hint) from exc
         if response.status_code < 300:
             return response
         try:
@@ -620,17 +622,58 @@ def _not_openai(response: httpx.Response, body: bytes, endpoint: Endpoint) -> er
     )
 
 
-def _describe_connect_error(exc: httpx.HTTPError) -> str:
-    text = str(exc) or type(exc).__name__
-    if "Name or service not known" in text or "nodename nor servname" in text or (
-        "Temporary failure in name resolution" in text
-    ):
-        return "the host name does not resolve"
-    if "Connection refused" in text or "All connection attempts failed" in text:
-        return "the connection was refused"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "its TLS certificate could not be verified"
-    return text
+def _describe_connect_error(exc: httpx.HTTPError, endpoint: Endpoint) -> tuple[str, str]:
+    """Why a connection failed, and what to do: by the exceptions that caused it."""
+    causes = list(_cause_chain(exc))
+    proxy = _proxy_for(endpoint.base_url)
+    if proxy is not None and (isinstance(exc, httpx.ProxyError) or any(
+            isinstance(c, ConnectionRefusedError | socket.gaierror) for c in causes)):
+        return (f"the proxy {_without_credentials(proxy)} did not let the request through "
+                f"({_plain_reason(exc)})",
+                "The proxy comes from HTTPS_PROXY / HTTP_PROXY / ALL_PROXY: check it, or add "
+                "the host to NO_PROXY.")
+    certificate = next((c for c in causes if isinstance(c, ssl.SSLCertVerificationError)), None)
+    if certificate is not None:
+        detail = certificate.verify_message or "not trusted"
+        return (f"its TLS certificate could not be verified ({detail})",
+                "If your network has its own certificate authority, set SSL_CERT_FILE to its "
+                "bundle (PEM); verifyTls: false turns the check off for a server you trust.")
+    if any(isinstance(c, socket.gaierror) for c in causes):
+        return "the host name does not resolve", "Check the setting baseUrl and your network."
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return ("the connection was refused",
+                "Check the setting baseUrl and that the server is running.")
+    return _plain_reason(exc), "Check the setting baseUrl and that the server is running."
+
+
+def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _plain_reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy httpx takes from the environment for ``url``, as it would choose it."""
+    parts = urlsplit(url)
+    # In urllib since Python 3.0, but not in its type stubs.
+    bypass: Callable[[str], bool] = getattr(  # noqa: B009
+        urllib.request, "proxy_bypass_environment")
+    if bypass(parts.hostname or ""):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def _without_credentials(proxy: str) -> str:
+    parts = urlsplit(proxy)
+    return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
 
 
 def _scrub(text: str, endpoint: Endpoint) -> str:
