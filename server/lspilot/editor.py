@@ -134,6 +134,19 @@ class Editor:
             return types.ApplyWorkspaceEditResult(
                 applied=False, failure_reason=f"the editor refused it ({exc.message or exc.code})")
 
+    async def ask(self, message: str, choices: list[str], *, wait: float = 300.0) -> str | None:
+        """A question with buttons (``window/showMessageRequest``); None when unanswered."""
+        params = types.ShowMessageRequestParams(
+            type=types.MessageType.Warning, message=message,
+            actions=[types.MessageActionItem(title=c) for c in choices])
+        try:
+            answer = await asyncio.wait_for(
+                asyncio.shield(self._server.window_show_message_request_async(params)), wait)
+        except Exception as exc:  # not answered, or the editor cannot ask
+            log.info("The editor did not answer %r: %r", message, exc)
+            return None
+        return answer.title if answer is not None else None
+
     async def show_document(self, uri: str, *, take_focus: bool = True) -> bool:
         if not self.supports_show_document:
             return False

@@ -25,10 +25,11 @@ from lspilot.actions.registry import (
     Action,
     build_registry,
 )
-from lspilot.actions.run import ActionRun, Limiter, RunContext, RunRequest
+from lspilot.actions.run import ActionRun, Limiter, RunContext, RunRequest, RunResult
 from lspilot.commands import CommandError, parse_run_arguments
 from lspilot.documents import line_workspace
 from lspilot.editor import CLIENT_REPLY_TIMEOUT, Editor
+from lspilot.key_hosts import AllowedHosts, Redirect, redirect
 from lspilot.keys import resolve_key_command
 from lspilot.llm.client import ChatClient
 from lspilot.local import LocalModelError
@@ -77,6 +78,11 @@ class LspilotServer(LanguageServer):
         # own .vscode/settings.json.
         self.folder_sections: dict[str, Mapping[str, Any]] = {}
         self.folder_settings: dict[str, Settings] = {}
+        # Where the workspace settings move a key set elsewhere (lspilot.key_hosts), by
+        # folder ("" for the unscoped settings).
+        self.redirects: dict[str, Redirect | None] = {}
+        self._declined_hosts: set[str] = set()
+        self._asking = asyncio.Lock()
         self.settings = Settings()
         self.chat = ChatClient()
         self.limiter = Limiter(self.settings.max_concurrent_requests)
@@ -94,6 +100,7 @@ class LspilotServer(LanguageServer):
         ) / "lspilot"
         # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
         self.local = LocalModel(self.cache_dir)
+        self.allowed_hosts = AllowedHosts(self.cache_dir / "allowed-key-hosts.json")
 
     # -- transport -----------------------------------------------------------------------
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
@@ -142,6 +149,8 @@ class LspilotServer(LanguageServer):
         await self.chat.set_verify_tls(settings.verify_tls)
         self.limiter.resize(settings.max_concurrent_requests)
         self.settings = settings
+        user_base_url = resolve(layers[:2]).settings.base_url
+        self.redirects = {"": _redirect(user_base_url, settings, self.workspace_settings)}
         self.folder_settings = {}
         for folder, section in self.folder_sections.items():
             scoped = resolve([*layers[:2], Layer(f"workspace settings of {folder}", section)],
@@ -152,6 +161,7 @@ class LspilotServer(LanguageServer):
                     folder_settings.api_key_command == settings.api_key_command):
                 folder_settings = attrs.evolve(folder_settings, api_key=settings.api_key)
             self.folder_settings[folder] = folder_settings
+            self.redirects[folder] = _redirect(user_base_url, folder_settings, section)
         if problems:
             for problem in problems:
                 log.warning("%s", problem)
@@ -198,13 +208,39 @@ class LspilotServer(LanguageServer):
             if section is not None and section != self.workspace_settings
         }
 
-    def settings_for(self, uri: str) -> Settings:
-        """The settings of the innermost workspace folder holding ``uri``."""
+    def _folder_of(self, uri: str) -> str:
+        """The innermost workspace folder with settings of its own holding ``uri``, or ""."""
         inside = [f for f in self.folder_settings
                   if uri == f or uri.startswith(f.rstrip("/") + "/")]
-        if not inside:
-            return self.settings
-        return self.folder_settings[max(inside, key=len)]
+        return max(inside, key=len) if inside else ""
+
+    def settings_for(self, uri: str) -> Settings:
+        """The settings of the innermost workspace folder holding ``uri``."""
+        folder = self._folder_of(uri)
+        return self.folder_settings[folder] if folder else self.settings
+
+    async def key_may_go_to(self, uri: str) -> str | None:
+        """None when the key may go where the settings for ``uri`` send it, else why not."""
+        moved = self.redirects.get(self._folder_of(uri))
+        if moved is None or self.allowed_hosts.allows(moved.to_host):
+            return None
+        async with self._asking:  # one question at a time, however many actions wait
+            if self.allowed_hosts.allows(moved.to_host):
+                return None
+            if moved.to_host not in self._declined_hosts:
+                send = f"Send it to {moved.to_host}"
+                answer = await self.editor.ask(
+                    f"lspilot: the workspace settings set baseUrl to {moved.to_host}, but your "
+                    f"API key was set for {moved.from_host}. Send your key to "
+                    f"{moved.to_host}?", [send, "Don't send"])
+                if answer == send:
+                    self.allowed_hosts.allow(moved.to_host)
+                    return None
+                self._declined_hosts.add(moved.to_host)
+        return (f"Your API key was not sent to {moved.to_host}: the workspace settings chose "
+                f"that host, and the key was set for {moved.from_host}. Allow it when lspilot "
+                "asks (restart lspilot to be asked again), or set baseUrl where the key is "
+                "set (the environment or initializationOptions).")
 
     # -- commands ------------------------------------------------------------------------
     def registry(self, uri: str) -> dict[str, Action]:
@@ -232,6 +268,11 @@ class LspilotServer(LanguageServer):
                 d for d in self.diagnostics.get(args.uri, ()) if _overlaps(d.range, args.range)
             )
         settings = self.settings_for(args.uri)
+        refused = await self.key_may_go_to(args.uri)
+        if refused is not None:
+            self.editor.show_message(types.MessageType.Error, f"lspilot: {refused}")
+            return RunResult(status="failed", text="", error_type="no_api_key",
+                             error_message=refused).to_json()
         local = settings.base_url == LOCAL_BASE_URL
         if local:
             try:
@@ -362,6 +403,16 @@ class LspilotServer(LanguageServer):
             await asyncio.wait(tasks, timeout=2)
         await self.chat.aclose()
         await self.local.aclose()
+
+
+def _redirect(user_base_url: str, settings: Settings,
+              section: Mapping[str, Any]) -> Redirect | None:
+    """Whether the workspace section moves a key set by the user's layers to another host."""
+    from_workspace = any(section.get(k) is not None for k in ("apiKey", "apiKeyCommand"))
+    if settings.base_url == LOCAL_BASE_URL:
+        return None  # lspilot's own llama.cpp gets a dummy key, never the user's
+    return redirect(user_base_url, settings.base_url, from_workspace,
+                    settings.api_key is not None or bool(settings.api_key_command))
 
 
 def _with_key(settings: Settings, key: str) -> Settings:

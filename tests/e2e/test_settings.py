@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from tests.e2e.harness import capabilities, range_of, session
+from tests.e2e.harness import API_KEY, capabilities, range_of, session
 from tests.fake_upstream import Reply
 
 SOURCE = "x = 1\ny = 2\n"
@@ -118,3 +118,63 @@ async def test_each_workspace_folder_gets_its_own_settings(upstream, workspace):
         assert sent_inner["model"] == "for-other" and sent_inner["temperature"] == 0.1
         sent_top = await model_of_next_request(editor, top)
         assert sent_top["model"] == "for-everything" and "temperature" not in sent_top
+
+
+async def _session_answering(upstream, workspace, answer, questions):
+    """A session whose key and baseUrl come from initializationOptions, while the workspace
+    settings point baseUrl at ``upstream``: the key would move to another host."""
+    caps = capabilities(configuration=True)
+    context = session(upstream, workspace, caps=caps,
+                      init_options={"baseUrl": "https://api.example.invalid/v1"},
+                      configuration={"baseUrl": upstream.base_url})
+    editor = await context.__aenter__()
+
+    @editor.client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    def ask(params: types.ShowMessageRequestParams):
+        questions.append(params.message)
+        titles = [a.title for a in params.actions or []]
+        return types.MessageActionItem(title=next(t for t in titles if t.startswith(answer)))
+
+    return context, editor
+
+
+async def test_a_workspace_cannot_move_the_key_to_another_host_unasked(upstream, workspace):
+    host = upstream.base_url.split("//")[1].split("/")[0]
+    questions: list[str] = []
+    context, editor = await _session_answering(upstream, workspace, "Don't", questions)
+    try:
+        uri = editor.open("a.py", SOURCE)
+        for _ in range(2):  # asked once; the second action is refused without asking
+            result = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+            assert result["status"] == "failed" and result["error"]["type"] == "no_api_key"
+            assert f"not sent to {host}" in result["error"]["message"]
+        assert len(questions) == 1, questions
+        assert host in questions[0] and "api.example.invalid" in questions[0]
+        assert upstream.requests == []  # the key never went there
+    finally:
+        await context.__aexit__(None, None, None)
+
+    questions.clear()
+    context, editor = await _session_answering(upstream, workspace, "Send", questions)
+    try:
+        uri = editor.open("a.py", SOURCE)
+        upstream.enqueue(Reply.stream(["allowed"]))
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+        assert result["status"] == "done", result
+        assert upstream.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+        assert len(questions) == 1
+    finally:
+        await context.__aexit__(None, None, None)
+
+    # Remembered across restarts (owner-only): not asked again.
+    allowed = workspace.parent / "cache" / "lspilot" / "allowed-key-hosts.json"
+    assert (allowed.stat().st_mode & 0o777) == 0o600 and host in allowed.read_text()
+    questions.clear()
+    context, editor = await _session_answering(upstream, workspace, "Don't", questions)
+    try:
+        uri = editor.open("a.py", SOURCE)
+        upstream.enqueue(Reply.stream(["still allowed"]))
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+        assert result["status"] == "done" and questions == []
+    finally:
+        await context.__aexit__(None, None, None)
