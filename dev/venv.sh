@@ -54,7 +54,7 @@ _install_showing_build() {
       sudo apt-get update -qq && sudo apt-get install -y -qq g++ >/dev/null
     fi
   fi
-  echo "    llama.cpp: a portable build (AVX2, no native tuning), once: about 7 minutes on" \
+  echo "    llama.cpp: a portable build (AVX2, no native tuning), once: 10 to 25 minutes on" \
     "2 cores (full log: $log)"
   set +e
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$cores}" \
