@@ -469,6 +469,18 @@ def create_server() -> LspilotServer:
         finally:
             ls.settings_ready.set()
 
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    async def did_change_folders(
+        ls: LspilotServer, params: types.DidChangeWorkspaceFoldersParams
+    ) -> None:
+        """Folders came or went (pygls has updated its list): ask for their settings."""
+        ls.settings_ready.clear()
+        try:
+            await ls.pull_workspace_settings()
+            await ls.reload_settings()
+        finally:
+            ls.settings_ready.set()
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LspilotServer, params: types.DidOpenTextDocumentParams) -> None:
         """Documents are kept by pygls; nothing more to do."""

@@ -110,8 +110,7 @@ async def test_each_workspace_folder_gets_its_own_settings(upstream, workspace):
         editor.client.workspace_did_change_workspace_folders(types.DidChangeWorkspaceFoldersParams(
             event=types.WorkspaceFoldersChangeEvent(
                 added=[types.WorkspaceFolder(uri=other_uri, name="other")], removed=[])))
-        editor.client.workspace_did_change_configuration(
-            types.DidChangeConfigurationParams(settings=None))
+        # No didChangeConfiguration: a new folder is enough to ask for its settings.
         top = editor.open("a.py", SOURCE)
         inner = editor.open("other/b.py", SOURCE)
         sent_inner = await model_of_next_request(editor, inner)
