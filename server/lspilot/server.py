@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -66,6 +66,15 @@ class LspilotProtocol(LanguageServerProtocol):
     ) -> Any:
         return await self._server.execute_command(params)
 
+    @lsp_method(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def lsp_workspace__did_change_workspace_folders(
+        self, params: types.DidChangeWorkspaceFoldersParams
+    ) -> Generator[Any, Any, None]:
+        # pygls hands our handler over a step later than it starts the next message's:
+        # an action sent right after the change must already wait for the new settings.
+        self._server.expect_reload()
+        yield from super().lsp_workspace__did_change_workspace_folders(params)
+
 
 class LspilotServer(LanguageServer):
     def __init__(self) -> None:
@@ -93,6 +102,10 @@ class LspilotServer(LanguageServer):
         # Set once the first settings are in: actions wait for it so that an action sent
         # right after `initialized` does not run on settings the editor is overriding.
         self.settings_ready = asyncio.Event()
+        # Reloads asked for and not done yet: ready only when none is left (an earlier
+        # reload that ends first must not let actions run on the settings of a later one).
+        self._reloads_pending = 0
+        self._reload_lock = asyncio.Lock()  # one at a time, in the order they were asked
         self.initialized = False
         self.exit_code = 0
         self.cache_dir = Path(
@@ -207,6 +220,31 @@ class LspilotServer(LanguageServer):
             uri: section for uri, section in zip(folders, sections[1:], strict=False)
             if section is not None and section != self.workspace_settings
         }
+
+    def expect_reload(self) -> None:
+        """A reload is on its way: actions from now on wait for it."""
+        self._reloads_pending += 1
+        self.settings_ready.clear()
+
+    async def refresh_settings(self, pushed: Mapping[str, Any] | None, *,
+                               expected: bool = False) -> None:
+        """Read the settings again: pulled from the editor, or as it pushed them.
+
+        ``expected``: :meth:`expect_reload` was called for this one already.
+        """
+        if not expected:
+            self.expect_reload()
+        try:
+            async with self._reload_lock:
+                if _supports_configuration(self):
+                    await self.pull_workspace_settings()
+                elif pushed is not None:
+                    self.workspace_settings = unwrap_section(pushed)
+                await self.reload_settings()
+        finally:
+            self._reloads_pending -= 1
+            if self._reloads_pending == 0:
+                self.settings_ready.set()
 
     def _folder_of(self, uri: str) -> str:
         """The innermost workspace folder with settings of its own holding ``uri``, or ""."""
@@ -447,9 +485,7 @@ def create_server() -> LspilotServer:
     async def initialized(ls: LspilotServer, params: types.InitializedParams) -> None:
         """Read the editor's `lspilot` settings section, when it has one."""
         logs.attach_editor(logs.EditorLogHandler(ls.log_to_editor))
-        await ls.pull_workspace_settings()
-        await ls.reload_settings()
-        ls.settings_ready.set()
+        await ls.refresh_settings(None)
         if ls.settings.base_url == LOCAL_BASE_URL:
             ls.local.warm_up(ls.settings, ls.editor)  # start llama.cpp before the first action
 
@@ -458,28 +494,15 @@ def create_server() -> LspilotServer:
         ls: LspilotServer, params: types.DidChangeConfigurationParams
     ) -> None:
         """Settings changed: pull them again (or take them from the notification)."""
-        # Actions that arrive after this notification wait for its settings.
-        ls.settings_ready.clear()
-        try:
-            if _supports_configuration(ls):
-                await ls.pull_workspace_settings()
-            elif isinstance(params.settings, Mapping):
-                ls.workspace_settings = unwrap_section(params.settings)
-            await ls.reload_settings()
-        finally:
-            ls.settings_ready.set()
+        pushed = params.settings if isinstance(params.settings, Mapping) else None
+        await ls.refresh_settings(pushed)
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     async def did_change_folders(
         ls: LspilotServer, params: types.DidChangeWorkspaceFoldersParams
     ) -> None:
         """Folders came or went (pygls has updated its list): ask for their settings."""
-        ls.settings_ready.clear()
-        try:
-            await ls.pull_workspace_settings()
-            await ls.reload_settings()
-        finally:
-            ls.settings_ready.set()
+        await ls.refresh_settings(None, expected=True)  # expected by LspilotProtocol
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LspilotServer, params: types.DidOpenTextDocumentParams) -> None:

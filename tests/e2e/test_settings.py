@@ -83,15 +83,19 @@ async def test_api_key_command_supplies_the_key(upstream, workspace):
 async def test_api_key_command_is_asked_again_after_a_401(upstream, workspace):
     key_file = workspace.parent / "key.txt"
     key_file.write_text("sk-old\n")
-    upstream.enqueue(Reply.error(401, "key revoked"), Reply.stream(["fine"]))
+    upstream.enqueue(Reply.stream(["first"]), Reply.error(401, "key revoked"),
+                     Reply.stream(["fine"]))
     options = {"apiKey": None, "apiKeyCommand": ["cat", str(key_file)]}
     async with session(upstream, workspace, init_options=options) as editor:
         uri = editor.open("a.py", SOURCE)
+        # An action waits for the first settings: once it is done, the key was read.
+        first = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+        assert first["status"] == "done", first
         key_file.write_text("sk-rotated\n")  # the secret manager has a new key by now
         result = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
         assert result["status"] == "done", result
         assert [r.headers["authorization"] for r in upstream.requests] == [
-            "Bearer sk-old", "Bearer sk-rotated"]
+            "Bearer sk-old", "Bearer sk-old", "Bearer sk-rotated"]
 
 
 async def test_each_workspace_folder_gets_its_own_settings(upstream, workspace):
