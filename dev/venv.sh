@@ -24,7 +24,7 @@ ensure_venv() {
   local stamp="$venv/.lspilot-installed"
   local want; want="$(cat "$root/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "==> installing lspilot$spec into .venv"
+    echo "==> installing lspilot${extras:+[$extras]} into .venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     if [[ ",$extras," == *",local,"* ]]; then
       _install_showing_build "$root" "$venv" "$spec"
