@@ -37,8 +37,9 @@ ensure_venv() {
 
 # The `local` extra needs llama-cpp-python, which builds llama.cpp from source (minutes on
 # a small machine). It is built for any x86-64 machine, not this one, and kept in
-# lspilot's own wheel cache under a key of its build flags (server/lspilot/local/build.py:
-# pip's cache ignores CMAKE_ARGS and would hand a native build to another CPU). Show that
+# lspilot's own wheel cache under a key of its build flags (dev/llama_wheel.py; the recipe
+# is server/lspilot/local/build.py): pip's cache ignores CMAKE_ARGS and would hand a native
+# build to another CPU. Show that
 # it is building instead of seeming to hang: the full log goes to a file, and only the
 # milestones and the compiler's N/M steps show.
 _install_showing_build() {
@@ -58,7 +59,7 @@ _install_showing_build() {
     "2 cores (full log: $log)"
   set +e
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$cores}" \
-    "$venv/bin/python" "$root/server/lspilot/local/build.py" wheel --python "$venv/bin/python" \
+    "$venv/bin/python" "$root/dev/llama_wheel.py" wheel --python "$venv/bin/python" \
     2>&1 | tee "$log" | _show_build_progress
   status=${PIPESTATUS[0]}
   set -e

@@ -8,21 +8,17 @@ only, never by ``CMAKE_ARGS``. So lspilot builds with a fixed portable baseline 
 AVX2, FMA, F16C, BMI2; nothing newer) and keeps the wheel in a cache of its own whose
 key holds these flags: a wheel built with other flags is never reused.
 
-Standard library only: ``dev/venv.sh`` runs this file as a script before lspilot is
-installed (``python3 server/lspilot/local/build.py wheel``).
+The recipe only: the script that builds and caches the wheel is ``dev/llama_wheel.py``,
+which loads this file before lspilot is installed, so it imports the standard library
+only. The server uses it to name the fix when llama.cpp dies of an illegal instruction.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
 import platform
 import shlex
-import subprocess
 import sys
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
@@ -72,70 +68,3 @@ def missing_cpu_flags(cpuinfo: str | None = None) -> list[str]:
             have = set(line.partition(":")[2].split())
             return [flag for flag in REQUIRED_CPU_FLAGS if flag not in have]
     return []
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lspilot" / "wheels"
-
-
-def cached_wheel(directory: Path) -> Path | None:
-    wheels = sorted(directory.glob("llama_cpp_python-*.whl"))
-    return wheels[-1] if wheels else None
-
-
-def build_wheel(python: str, cache: Path) -> Path:
-    """The portable wheel for ``python``: from lspilot's cache, or built into it."""
-    tag = subprocess.run(
-        [python, "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    directory = cache / wheel_key(tag)
-    found = cached_wheel(directory)
-    if found is not None:
-        print(f"Using cached wheel llama.cpp (portable build): {found}", flush=True)
-        return found
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".building-") as scratch:
-        env = {**os.environ, "CMAKE_ARGS": cmake_args()}
-        # --no-cache-dir: pip's own cache may hold a native build of the same version.
-        subprocess.run(
-            [python, "-m", "pip", "wheel", "-v", "--no-deps", "--no-cache-dir",
-             "--disable-pip-version-check", "-w", scratch, LLAMA_CPP_PYTHON],
-            check=True, env=env,
-        )
-        built = cached_wheel(Path(scratch))
-        if built is None:
-            raise SystemExit("pip wheel made no llama_cpp_python wheel")
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / built.name
-        os.replace(built, target)  # whole or not at all: another install never sees half
-    print(f"Built llama.cpp (portable build): {target}", flush=True)
-    return target
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="what", required=True)
-    wheel = sub.add_parser("wheel", help="print the path of the portable wheel, built if need be")
-    wheel.add_argument("--python", default=sys.executable, help="the venv's python")
-    wheel.add_argument("--cache", type=Path, default=None, help="default: ~/.cache/lspilot/wheels")
-    sub.add_parser("cmake-args", help="print the CMAKE_ARGS of the portable build")
-    args = parser.parse_args(argv)
-    if args.what == "cmake-args":
-        print(cmake_args())
-        return 0
-    missing = missing_cpu_flags()
-    if missing:
-        print(f"This CPU lacks {', '.join(missing)}, which llama.cpp's portable build needs; "
-              "the local model cannot run here (use an endpoint: baseUrl and apiKey).",
-              file=sys.stderr)
-        return 1
-    path = build_wheel(args.python, args.cache or cache_dir())
-    # The last line is the path, for the shell script that installs it.
-    print(path, flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
