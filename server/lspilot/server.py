@@ -194,6 +194,12 @@ class LspilotServer(LanguageServer):
             return None
         logs.register_secret(key)
         self.settings = _with_key(self.settings, key)
+        # Folders that take their key from the same command get the new one too.
+        self.folder_settings = {
+            folder: _with_key(folder_settings, key)
+            if folder_settings.api_key_command == command else folder_settings
+            for folder, folder_settings in self.folder_settings.items()
+        }
         return key
 
     async def pull_workspace_settings(self) -> None:
