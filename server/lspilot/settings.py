@@ -28,6 +28,7 @@ DEFAULT_MODEL = "gpt-5-4-mini"
 BUILTIN_ACTION_IDS = ("explain", "refactor", "writeTests")
 APPLY_MODES = ("show", "replace", "testFile")
 EXPLAIN_SHOW = ("auto", "document", "message", "none")
+COMPLETION_STYLES = ("auto", "chat", "fim")
 
 ApplyMode = Literal["show", "replace", "testFile"]
 
@@ -70,6 +71,14 @@ class ActionSetting:
     stop: tuple[str, ...] | None = None
 
 
+@define(frozen=True)
+class Price:
+    """What a model costs, in US dollars per million tokens."""
+
+    input: float
+    output: float
+
+
 @define(frozen=True, kw_only=True)
 class Settings:
     base_url: str = DEFAULT_BASE_URL
@@ -95,6 +104,16 @@ class Settings:
     actions: tuple[ActionSetting, ...] = field(factory=tuple)
     # A GGUF file, or a bundled model's name, for baseUrl "local"; None: the default one.
     local_model: str | None = None
+    # Inline completions (ghost text).
+    inline_completions: bool = True
+    completion_model: str | None = None  # None: the model setting
+    completion_style: str = "auto"  # one of COMPLETION_STYLES
+    completion_debounce_ms: int = 100
+    completion_max_tokens: int = 128
+    completion_items: bool = False
+    # Usage and cost: prices merged over the built-in table (lspilot.usage).
+    prices: dict[str, Price] = field(factory=dict)
+    max_session_cost: float | None = None
 
 
 def camel(name: str) -> str:
@@ -154,6 +173,19 @@ def _structure_strings(value: Any, _: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _structure_prices(value: Any, _: Any) -> dict[str, Price]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of model names, got {_describe(value)}")
+    prices = {}
+    for model, price in value.items():
+        if not isinstance(price, dict) or set(price) != {"input", "output"}:
+            raise ValueError(f"{model}: expected {{\"input\": number, \"output\": number}} "
+                             f"(USD per 1M tokens), got {_describe(price)}")
+        number = _strict(float, "a number")
+        prices[str(model)] = Price(number(price["input"], None), number(price["output"], None))
+    return prices
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(bool, _strict(bool, "true or false"))
@@ -161,6 +193,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(float, _strict(float, "a number"))
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_strings)
+    conv.register_structure_hook_func(lambda t: t == dict[str, Price], _structure_prices)
     conv.register_structure_hook(
         ApiKey, lambda v, _: ApiKey(_strict(str, "a string")(v, None))
     )
@@ -256,6 +289,13 @@ def _check_actions(actions: tuple[ActionSetting, ...]) -> str | None:
     return None
 
 
+def _check_prices(prices: dict[str, Price]) -> str | None:
+    for model, price in prices.items():
+        if price.input < 0 or price.output < 0:
+            return f"{model}: prices cannot be negative"
+    return None
+
+
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "baseUrl": _check_url,
     "apiKeyCommand": _check_nonempty,
@@ -275,6 +315,11 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "localModel": lambda value: None if value is None or value.strip()
     else "must name a GGUF file or a bundled model",
     "actions": _check_actions,
+    "completionStyle": _check_choice(COMPLETION_STYLES),
+    "completionDebounceMs": _range(0, 5000),
+    "completionMaxTokens": _range(1, 4096),
+    "prices": _check_prices,
+    "maxSessionCost": _range(0, None),
 }
 
 _FIELD_TYPES: Mapping[str, Any] = {
@@ -374,6 +419,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
                  if getattr(act, a.name) is not None}
                 for act in value
             ]
+        elif f.name == "prices":
+            value = {model: {"input": p.input, "output": p.output} for model, p in value.items()}
         elif isinstance(value, tuple):
             value = list(value)
         out[camel(f.name)] = value
