@@ -3,10 +3,9 @@
 Names come from the server itself wherever an import gives them: the settings from
 ``lspilot.settings.KEYS`` (the fields of ``Settings``) and ``ENVIRONMENT``, the commands from
 ``lspilot.server.ALL_COMMANDS``, the code action kinds from ``lspilot.actions.registry.BUILTINS``,
-the upstream error types from the ``kind`` of every ``UpstreamError`` subclass (every lspilot
-module imported first, so subclasses outside ``lspilot.llm`` such as ``LocalModelError`` count),
-and the action error types of ``SelectionTooLarge`` and ``OutsideWorkspace`` by handing instances
-to the run's own ``_describe_failure``. Only the kinds that exist nowhere but as string literals
+the error types from the ``kind`` of every ``LspilotError`` subclass (every lspilot module
+imported first, so subclasses anywhere, such as ``LocalModelError``, count).
+Only the kinds that exist nowhere but as string literals
 (``ActionFailed("conflict", ...)``, ``RunResult(error_type="no_api_key", ...)``, the
 ``("internal", ...)`` failure of a crashed run) are read from the source, with ``ast``, and a
 floor of known kinds makes sure that reading still finds them.
@@ -36,10 +35,8 @@ import pytest
 
 import lspilot
 from lspilot import settings as server_settings
-from lspilot.actions import run as action_run
-from lspilot.actions.prompts import SelectionTooLarge
 from lspilot.actions.registry import BUILTINS, CANCEL_COMMAND, RUN_COMMAND
-from lspilot.actions.testfiles import OutsideWorkspace
+from lspilot.errors import LspilotError
 from lspilot.llm.errors import UpstreamError
 from lspilot.server import ALL_COMMANDS
 
@@ -180,9 +177,10 @@ def _subclasses(cls: type) -> Iterator[type]:
         yield from _subclasses(sub)
 
 
-def _upstream_kinds() -> set[str]:
+def _class_kinds() -> set[str]:
+    """The kinds of the error classes: every failure a user sees derives from LspilotError."""
     _import_everything()
-    return {sub.kind for sub in _subclasses(UpstreamError)
+    return {sub.kind for sub in _subclasses(LspilotError)
             if sub.__module__.startswith("lspilot.")}
 
 
@@ -205,19 +203,14 @@ def _literal_kinds() -> set[str]:
     return kinds
 
 
-def _described_kinds() -> set[str]:
-    failures = (SelectionTooLarge("too large"), OutsideWorkspace("outside"))
-    return {action_run._describe_failure(exc)[0] for exc in failures}
-
-
 def _server_kinds() -> set[str]:
-    return _upstream_kinds() | _literal_kinds() | _described_kinds()
+    return _class_kinds() | _literal_kinds()
 
 
 def test_the_error_kinds_are_found() -> None:
-    assert {"no_api_key", "authentication", "timeout", "local_model"} <= _upstream_kinds()
+    assert {"no_api_key", "authentication", "timeout", "local_model", "selection_too_large",
+            "outside_workspace"} <= _class_kinds()
     assert _literal_kinds() >= KNOWN_LITERAL_KINDS
-    assert _described_kinds() == {"selection_too_large", "outside_workspace"}
 
 
 def test_every_error_kind_is_in_the_doc() -> None:

@@ -6,6 +6,7 @@ from attrs import define
 
 from lspilot.actions.registry import Action
 from lspilot.actions.template import placeholders_in, render
+from lspilot.errors import LspilotError
 from lspilot.llm.wire import ChatMessage
 
 _CONTRACTS = {
@@ -42,8 +43,10 @@ _FRAMEWORKS = {
 }
 
 
-class SelectionTooLarge(ValueError):
+class SelectionTooLarge(LspilotError, ValueError):
     """The selection alone does not fit the context budget: no request is made."""
+
+    kind = "selection_too_large"
 
 
 @define(frozen=True, kw_only=True)

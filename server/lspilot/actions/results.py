@@ -9,15 +9,14 @@ from lsprotocol import types
 
 from lspilot.actions.extract import extract_code, fit_to_selection
 from lspilot.actions.testfiles import TestTarget, wrap_rust_tests
+from lspilot.errors import LspilotError
 
 
-class ActionFailed(Exception):
+class ActionFailed(LspilotError):
     """An action that cannot finish, with a kind for ``error.type`` and a clear message."""
 
     def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
+        super().__init__(message, kind=kind)
 
 
 CONFIRM_ANNOTATION = "lspilot"

@@ -26,11 +26,12 @@ from pygls.workspace import TextDocument, Workspace
 
 from lspilot.actions import results
 from lspilot.actions.live import LiveRewrite
-from lspilot.actions.prompts import PromptInput, SelectionTooLarge, build_messages
+from lspilot.actions.prompts import PromptInput, build_messages
 from lspilot.actions.registry import Action
 from lspilot.actions.results import ActionFailed, EditTarget
-from lspilot.actions.testfiles import OutsideWorkspace, TestTarget, choose_test_file, ensure_inside
+from lspilot.actions.testfiles import TestTarget, choose_test_file, ensure_inside
 from lspilot.editor import Editor
+from lspilot.errors import LspilotError
 from lspilot.llm import errors
 from lspilot.llm.client import ChatClient, ChatStream, Endpoint
 from lspilot.llm.wire import ChatMessage, ChatRequest, Usage
@@ -207,8 +208,8 @@ class ActionRun:
             self._end(self._done_message(usage, chars))
         except asyncio.CancelledError:
             result = await self._wind_down(live, None)
-        except (errors.UpstreamError, ActionFailed, SelectionTooLarge, OutsideWorkspace) as exc:
-            result = await self._wind_down(live, _describe_failure(exc), usage)
+        except LspilotError as exc:
+            result = await self._wind_down(live, (exc.kind, str(exc)), usage)
         except Exception as exc:  # a bug of ours must not take the server down
             log.exception("The action %s crashed", action.id)
             result = await self._wind_down(live, ("internal", f"internal error: {exc!r}"))
@@ -534,16 +535,6 @@ def endpoint_for(settings: Settings) -> Endpoint:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
-
-
-def _describe_failure(exc: Exception) -> tuple[str, str]:
-    if isinstance(exc, errors.UpstreamError):
-        return exc.kind, str(exc)
-    if isinstance(exc, ActionFailed):
-        return exc.kind, exc.message
-    if isinstance(exc, SelectionTooLarge):
-        return "selection_too_large", str(exc)
-    return "outside_workspace", str(exc)
 
 
 def _describe_diagnostic(diagnostic: types.Diagnostic) -> str:

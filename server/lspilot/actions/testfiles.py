@@ -8,11 +8,15 @@ from pathlib import Path
 
 from attrs import define
 
+from lspilot.errors import LspilotError
+
 _JS_LANGUAGES = {"javascript", "typescript", "javascriptreact", "typescriptreact"}
 
 
-class OutsideWorkspace(ValueError):
+class OutsideWorkspace(LspilotError, ValueError):
     """A test file that would land outside the workspace folder (``..``, symlinks)."""
+
+    kind = "outside_workspace"
 
 
 @define(frozen=True)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from lspilot.errors import LspilotError
 
-class UpstreamError(Exception):
-    kind: ClassVar[str] = "upstream"
+
+class UpstreamError(LspilotError):
+    kind = "upstream"
     retryable: ClassVar[bool] = False
 
     def __init__(
@@ -23,15 +25,10 @@ class UpstreamError(Exception):
         hint: str = "",
         partial_text: str = "",
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, hint=hint)
         self.status = status
         self.retry_after = retry_after
-        self.hint = hint
         self.partial_text = partial_text
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
 
 
 class MissingApiKey(UpstreamError):
