@@ -92,13 +92,14 @@ def _claim_stdout() -> BinaryIO:
 
 
 async def check(settings_json: str | None) -> int:
-    from lspilot.actions.run import endpoint_for
     from lspilot.llm.client import ChatClient
+    from lspilot.llm.endpoint import Endpoint
     from lspilot.llm.errors import UpstreamError
     from lspilot.llm.wire import ChatMessage, ChatRequest
     from lspilot.local import LocalModelError, default_cache_dir
     from lspilot.local.manager import LocalModel
     from lspilot.settings import LOCAL_BASE_URL, Layer, environment_layer, redacted, resolve
+    from lspilot.usage import price_for
 
     layers = [environment_layer(os.environ)]
     if settings_json:
@@ -113,6 +114,12 @@ async def check(settings_json: str | None) -> int:
     for problem in resolved.problems:
         print(f"warning: {problem}")
     settings = resolved.settings
+    price = price_for(settings.model, settings.prices)
+    if price is None:
+        print(f"price: unknown for {settings.model} (set prices to count cost)")
+    else:
+        print(f"price: {settings.model}: ${price.input:g} per 1M tokens in, "
+              f"${price.output:g} per 1M out")
     local = None
     if settings.base_url == LOCAL_BASE_URL:
         local = LocalModel(default_cache_dir())
@@ -130,7 +137,7 @@ async def check(settings_json: str | None) -> int:
     )
     started = time.monotonic()
     try:
-        text, _usage = await client.complete(request, endpoint_for(settings))
+        text, _usage = await client.complete(request, Endpoint.from_settings(settings))
     except UpstreamError as exc:
         print(f"lspilot check: {exc}")
         return 1

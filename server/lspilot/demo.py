@@ -32,6 +32,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from lspilot import __version__
 from lspilot.local import INSTALL_COMMAND, LocalModelError, default_cache_dir
 from lspilot.text import apply_edits, end_after, split_lines, strip_line_end, units
+from lspilot.usage import CHARS_PER_TOKEN, format_cost
 
 ACTIONS = (
     ("lspilot.explain", "Explain"),
@@ -364,10 +365,15 @@ class Demo:
         status = result.get("status") if isinstance(result, dict) else None
         usage = result.get("usage") if isinstance(result, dict) else None
         if isinstance(usage, dict):
-            tokens = (f"{usage.get('promptTokens', 0):,} tokens in, "
-                      f"{usage.get('completionTokens', 0):,} out")
+            about = "~" if usage.get("estimated") else ""
+            tokens = (f"{about}{usage.get('promptTokens', 0):,} tokens in, "
+                      f"{about}{usage.get('completionTokens', 0):,} out")
+            if isinstance(usage.get("cost"), int | float):
+                tokens += f", {format_cost(usage['cost'])}"
+            if usage.get("estimated"):
+                tokens += " (estimated: no usage reported)"
         else:
-            tokens = f"~{_estimate_tokens(state.chars):,} tokens out (no usage reported)"
+            tokens = "no text, no usage"
         if status == "done":
             edits = len(state.diffs)
             what = f", {edits} edit{'s' if edits != 1 else ''}" if edits else ""
@@ -641,7 +647,7 @@ def _path(uri: str) -> Path:
 
 
 def _estimate_tokens(chars: int) -> int:
-    return (chars + 3) // 4
+    return -(-chars // CHARS_PER_TOKEN)
 
 
 def _plain(value: Any) -> Any:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from attrs import define, field
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
@@ -23,6 +24,23 @@ STREAM_NOTIFICATION = "lspilot/stream"
 CLIENT_REPLY_TIMEOUT = 30.0
 
 T = TypeVar("T")
+
+
+@define(frozen=True, kw_only=True)
+class StreamNotice:
+    """One ``lspilot/stream`` notification: new text of a job, or its end (docs/protocol.md)."""
+
+    token: types.ProgressToken | None
+    command: str
+    action: str
+    uri: str | None
+    delta: str
+    done: bool
+    extra: Mapping[str, Any] = field(factory=dict)  # chat's `conversation`
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "command": self.command, "action": self.action,
+                "uri": self.uri, "delta": self.delta, "done": self.done, **self.extra}
 
 
 def _capability(caps: Any, path: str) -> Any:
@@ -95,20 +113,8 @@ class Editor:
         self._server.work_done_progress.tokens.pop(token, None)
 
     # -- text and documents -----------------------------------------------------------
-    def stream(
-        self,
-        token: types.ProgressToken | None,
-        command: str,
-        action: str,
-        uri: str,
-        delta: str,
-        done: bool,
-    ) -> None:
-        self._server.protocol.notify(
-            STREAM_NOTIFICATION,
-            {"token": token, "command": command, "action": action, "uri": uri,
-             "delta": delta, "done": done},
-        )
+    def stream(self, notice: StreamNotice) -> None:
+        self._server.protocol.notify(STREAM_NOTIFICATION, notice.to_json())
 
     def show_message(self, kind: types.MessageType, message: str) -> None:
         self._server.window_show_message(types.ShowMessageParams(type=kind, message=message))

@@ -19,7 +19,7 @@ import attrs
 import cattrs
 from attrs import define, field
 
-from lspilot.actions.template import TemplateError, check_template
+from lspilot.template import TemplateError, check_template
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # baseUrl "local": lspilot starts llama.cpp's server itself (lspilot.local).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lspilot.actions.run import Limiter
+from lspilot.jobs.lanes import Limiter
 
 
 async def settle() -> None:

@@ -35,8 +35,9 @@ import pytest
 
 import lspilot
 from lspilot import settings as server_settings
-from lspilot.actions.registry import BUILTINS, CANCEL_COMMAND, RUN_COMMAND
+from lspilot.actions.registry import BUILTINS, RUN_COMMAND
 from lspilot.errors import LspilotError
+from lspilot.features.status import CANCEL_COMMAND
 from lspilot.llm.errors import UpstreamError
 from lspilot.server import ALL_COMMANDS
 
@@ -49,8 +50,7 @@ INIT_LUA = NEOVIM / "lua" / "lspilot" / "init.lua"
 HELP = NEOVIM / "doc" / "lspilot.txt"
 
 # Kinds that only exist as literals; the AST scan must find at least these.
-KNOWN_LITERAL_KINDS = {"conflict", "edit_rejected", "no_code", "internal", "no_api_key",
-                       "local_model"}
+KNOWN_LITERAL_KINDS = {"conflict", "edit_rejected", "no_code"}
 
 
 # -- the doc ------------------------------------------------------------------------------
@@ -180,8 +180,8 @@ def _subclasses(cls: type) -> Iterator[type]:
 def _class_kinds() -> set[str]:
     """The kinds of the error classes: every failure a user sees derives from LspilotError."""
     _import_everything()
-    return {sub.kind for sub in _subclasses(LspilotError)
-            if sub.__module__.startswith("lspilot.")}
+    return {LspilotError.kind} | {sub.kind for sub in _subclasses(LspilotError)
+                                  if sub.__module__.startswith("lspilot.")}
 
 
 def _literal_kinds() -> set[str]:
@@ -209,7 +209,7 @@ def _server_kinds() -> set[str]:
 
 def test_the_error_kinds_are_found() -> None:
     assert {"no_api_key", "authentication", "timeout", "local_model", "selection_too_large",
-            "outside_workspace"} <= _class_kinds()
+            "outside_workspace", "internal", "cost_limit"} <= _class_kinds()
     assert _literal_kinds() >= KNOWN_LITERAL_KINDS
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from attrs import define
 
 from lspilot.actions.registry import Action
-from lspilot.actions.template import placeholders_in, render
 from lspilot.errors import LspilotError
 from lspilot.llm.wire import ChatMessage
+from lspilot.template import placeholders_in, render
 
 _CONTRACTS = {
     "show": (

@@ -11,7 +11,6 @@ from lspilot.settings import ActionSetting, ApplyMode, Settings
 
 # The generic command that runs any action by id (custom ones in particular).
 RUN_COMMAND = "lspilot.run"
-CANCEL_COMMAND = "lspilot.cancel"
 
 
 @define(frozen=True, kw_only=True)

@@ -16,7 +16,6 @@ from pathlib import Path
 import attrs
 from lsprotocol import types
 
-from lspilot.actions.run import RunResult
 from lspilot.editor import Editor
 from lspilot.llm.errors import UpstreamError
 from lspilot.local import LocalModelError, model
@@ -210,8 +209,3 @@ class _Progress:
             self.editor.progress_end(self.token, message)
             self.open = False
 
-
-def failure_result(exc: LocalModelError) -> dict[str, object]:
-    """The ``executeCommand`` answer of an action that could not reach the local model."""
-    return RunResult(status="failed", text="", error_type="local_model",
-                     error_message=str(exc)).to_json()

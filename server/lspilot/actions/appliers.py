@@ -1,0 +1,174 @@
+"""What an action does with its answer, one applier per apply mode, one interface.
+
+``show`` opens the explanation, ``replace`` replaces the selection (``live``: as the answer
+streams), ``testFile`` writes the tests into the test file. An applier sees the answer as it
+grows (:meth:`Applier.on_text`), applies the whole answer (:meth:`Applier.apply`) and puts
+things back when the action does not finish (:meth:`Applier.restore`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+from lsprotocol import types
+from pygls.uris import from_fs_path
+from pygls.workspace import TextDocument, Workspace
+
+from lspilot.actions import results
+from lspilot.actions.live import LiveRewrite
+from lspilot.actions.results import ActionFailed, EditTarget
+from lspilot.actions.selection import Snapshot, edit_target
+from lspilot.actions.testfiles import TestTarget
+from lspilot.editor import Editor
+from lspilot.settings import ApplyMode, Settings
+
+
+class Applier:
+    """The interface, and the defaults: nothing to show while streaming, nothing to undo."""
+
+    def __init__(self, editor: Editor, settings: Settings, snap: Snapshot, title: str) -> None:
+        self.editor = editor
+        self.settings = settings
+        self.snap = snap
+        self.title = title
+
+    def on_text(self, answer_so_far: str) -> None:
+        """The answer so far, as it streams."""
+
+    async def apply(self, answer: str) -> None:
+        raise NotImplementedError
+
+    async def restore(self) -> None:
+        """The action was cancelled or failed: undo what :meth:`on_text` did."""
+
+    @property
+    def confirm(self) -> bool:
+        return self.settings.confirm_edits and self.editor.supports_change_annotations
+
+    async def send_edit(self, edit: types.WorkspaceEdit) -> None:
+        reply = await self.editor.apply_edit(edit, self.title)
+        if not reply.applied:
+            reason = reply.failure_reason or "no reason given"
+            raise ActionFailed("edit_rejected", f"The editor did not apply the edit: {reason}.")
+
+
+class ShowExplanation(Applier):
+    def __init__(self, editor: Editor, settings: Settings, snap: Snapshot, title: str,
+                 cache_dir: Path) -> None:
+        super().__init__(editor, settings, snap, title)
+        self.cache_dir = cache_dir
+
+    async def apply(self, answer: str) -> None:
+        how = self.settings.explain_show
+        if how == "none" or not answer.strip():
+            return
+        if how in ("auto", "document") and self.editor.supports_show_document:
+            path = results.explanation_path(
+                self.cache_dir / "explanations",
+                Path(self.snap.document.path).name, self.snap.first_line, self.snap.last_line,
+            )
+            _write_private(path, answer if answer.endswith("\n") else answer + "\n")
+            uri = from_fs_path(str(path)) or f"file://{path}"
+            if await self.editor.show_document(uri, take_focus=False):
+                return
+        self.editor.show_message(types.MessageType.Info, answer)
+
+
+class ReplaceSelection(Applier):
+    async def apply(self, answer: str) -> None:
+        snap = self.snap
+        new_text = results.refactored_text(answer, snap.selected, snap.line_prefix)
+        if snap.document.version != snap.version:
+            raise ActionFailed(
+                "conflict",
+                "The document changed while the answer was being written, so nothing was "
+                "applied. Run the action again on the current text.",
+            )
+        edit = results.replacement_edit(
+            edit_target(snap.document), snap.range, new_text,
+            document_changes=self.editor.supports_document_changes, confirm=self.confirm,
+        )
+        await self.send_edit(edit)
+
+
+class ReplaceLive(Applier):
+    """``liveRefactor``: the selection is rewritten as the answer streams."""
+
+    def __init__(self, editor: Editor, settings: Settings, snap: Snapshot, title: str,
+                 encoding: str) -> None:
+        super().__init__(editor, settings, snap, title)
+        self.streaming = True
+        self.live = LiveRewrite(editor, snap.document.uri, snap.range, snap.selected,
+                                snap.line_prefix, is_streaming=lambda: self.streaming,
+                                encoding=encoding)
+
+    def on_text(self, answer_so_far: str) -> None:
+        self.live.update(answer_so_far)
+
+    async def apply(self, answer: str) -> None:
+        self.streaming = False
+        await self.live.finish(answer)
+
+    async def restore(self) -> None:
+        self.streaming = False
+        await self.live.restore()
+
+
+class WriteTestFile(Applier):
+    def __init__(self, editor: Editor, settings: Settings, snap: Snapshot, title: str,
+                 workspace: Workspace, test: TestTarget) -> None:
+        super().__init__(editor, settings, snap, title)
+        self.workspace = workspace
+        self.test = test
+
+    async def apply(self, answer: str) -> None:
+        editor, test = self.editor, self.test
+        test_uri = from_fs_path(str(test.path)) or f"file://{test.path}"
+        existing: EditTarget | None = None
+        open_doc = self.workspace.text_documents.get(test_uri)
+        if open_doc is not None:
+            existing = edit_target(open_doc)
+        else:
+            if not test.path.exists() and not editor.supports_create_file:
+                # The editor cannot create files through LSP (stock Neovim does not say it
+                # can): make the empty file ourselves, inside the workspace, then edit it.
+                test.path.parent.mkdir(parents=True, exist_ok=True)
+                test.path.touch()
+            if test.path.exists():
+                on_disk = TextDocument(test_uri, source=test.path.read_text(encoding="utf-8"),
+                                       position_codec=self.workspace.position_codec)
+                existing = attrs.evolve(edit_target(on_disk), version=None)
+        edit = results.test_file_edit(
+            test, answer, existing, test_uri,
+            document_changes=editor.supports_document_changes, confirm=self.confirm,
+        )
+        await self.send_edit(edit)
+        await editor.show_document(test_uri)
+
+
+def applier_for(apply: ApplyMode, *, editor: Editor, settings: Settings, snap: Snapshot,
+                title: str, workspace: Workspace, cache_dir: Path,
+                test: TestTarget | None) -> Applier:
+    """The one place the apply mode is chosen on."""
+    if apply == "show":
+        return ShowExplanation(editor, settings, snap, title, cache_dir)
+    if apply == "replace":
+        if settings.live_refactor:
+            encoding = str(getattr(workspace.position_encoding, "value",
+                                   workspace.position_encoding) or "utf-16")
+            return ReplaceLive(editor, settings, snap, title, encoding)
+        return ReplaceSelection(editor, settings, snap, title)
+    assert test is not None, "a testFile action has its test target"
+    return WriteTestFile(editor, settings, snap, title, workspace, test)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Explanations may quote private code: only the user may read them."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)

@@ -1,0 +1,118 @@
+"""What an action reads from the workspace: the selection as it was, the folder, the test file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attrs import define
+from lsprotocol import types
+from pygls.uris import to_fs_path
+from pygls.workspace import TextDocument, Workspace
+
+from lspilot.actions.prompts import PromptInput
+from lspilot.actions.results import EditTarget
+from lspilot.actions.testfiles import TestTarget, choose_test_file, ensure_inside
+from lspilot.settings import Settings
+
+
+@define(kw_only=True)
+class Snapshot:
+    """The document as it was when the action started."""
+
+    document: TextDocument
+    version: int | None
+    range: types.Range
+    selected: str
+    line_prefix: str
+    first_line: int
+    last_line: int
+
+
+def snapshot(workspace: Workspace, uri: str, range_: types.Range) -> Snapshot:
+    document = workspace.get_text_document(uri)
+    lines = document.lines
+    start = document.position_from_client_units(range_.start)
+    end = document.position_from_client_units(range_.end)
+    selected = document.text_in_client_range(range_)
+    first_line_text = lines[start.line] if start.line < len(lines) else ""
+    last_line = end.line if end.character > 0 or end.line == start.line else end.line - 1
+    return Snapshot(
+        document=document,
+        version=document.version,
+        range=range_,
+        selected=selected,
+        line_prefix=first_line_text[: start.character],
+        first_line=start.line,
+        last_line=max(start.line, last_line),
+    )
+
+
+def root_for(workspace: Workspace, source: Path) -> Path:
+    """The innermost workspace folder holding ``source``, else its own folder."""
+    folders = [Path(to_fs_path(f.uri) or "") for f in workspace.folders.values()]
+    if workspace.root_path:
+        folders.append(Path(workspace.root_path))
+    inside = [f for f in folders if f == source or f in source.parents]
+    if inside:
+        return max(inside, key=lambda f: len(f.parts))
+    return source.parent
+
+
+def language_of(document: TextDocument) -> str:
+    return document.language_id or Path(document.path).suffix.lstrip(".")
+
+
+def test_target(workspace: Workspace, snap: Snapshot) -> TestTarget:
+    source = Path(snap.document.path)
+    root = root_for(workspace, source)
+    target = choose_test_file(source, language_of(snap.document), root)
+    ensure_inside(target.path, root)
+    return target
+
+
+def prompt_input(workspace: Workspace, snap: Snapshot, settings: Settings, *,
+                 test: TestTarget | None, diagnostics: tuple[str, ...],
+                 instruction: str | None) -> PromptInput:
+    source = Path(snap.document.path)
+    root = root_for(workspace, source)
+    return PromptInput(
+        language=language_of(snap.document),
+        file_name=_relative(source, root),
+        lines=tuple(snap.document.lines),
+        selection=snap.selected,
+        first_line=snap.first_line,
+        last_line=snap.last_line,
+        diagnostics=diagnostics,
+        instruction=instruction,
+        test_file=None if test is None else _relative(test.path, root),
+        context_lines=settings.context_lines,
+        budget_chars=settings.context_budget_chars,
+    )
+
+
+def describe_diagnostic(diagnostic: types.Diagnostic) -> str:
+    severity = {1: "error", 2: "warning", 3: "info", 4: "hint"}.get(
+        int(diagnostic.severity or 1), "error"
+    )
+    source = f" ({diagnostic.source})" if diagnostic.source else ""
+    return f"- line {diagnostic.range.start.line + 1}: {severity}: {diagnostic.message}{source}"
+
+
+def edit_target(document: TextDocument) -> EditTarget:
+    lines = document.lines
+    if not lines:
+        end = types.Position(0, 0)
+    elif lines[-1].endswith(("\n", "\r")):
+        end = types.Position(len(lines), 0)
+    else:
+        end = document.position_codec.position_to_client_units(
+            lines, types.Position(len(lines) - 1, len(lines[-1]))
+        )
+    return EditTarget(uri=document.uri, version=document.version, text=document.source, end=end)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

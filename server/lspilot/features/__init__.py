@@ -1,0 +1,1 @@
+"""What lspilot does, one feature object each, wired to LSP by ``lspilot.server``."""

@@ -1,0 +1,158 @@
+"""The actions: explain, refactor, write tests and the user's own, on a selection.
+
+Commands and code actions in, jobs out: this feature checks the arguments, reads the
+selection, builds the prompt, and hands the job an applier for the action's apply mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from lspilot.actions import selection
+from lspilot.actions.appliers import applier_for
+from lspilot.actions.prompts import build_messages
+from lspilot.actions.registry import BUILTIN_COMMANDS, RUN_COMMAND, Action, build_registry
+from lspilot.commands import CommandError, RunArguments, parse_run_arguments
+from lspilot.errors import LspilotError
+from lspilot.features.base import Feature
+from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
+from lspilot.llm.wire import ChatRequest
+
+
+class ActionsFeature(Feature):
+    commands = (*BUILTIN_COMMANDS, RUN_COMMAND)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        # Diagnostics the editor sent with the last codeAction request, per document.
+        self.diagnostics: dict[str, tuple[types.Diagnostic, ...]] = {}
+
+    def register(self, server: LanguageServer) -> None:
+        @server.feature(
+            types.TEXT_DOCUMENT_CODE_ACTION,
+            types.CodeActionOptions(
+                code_action_kinds=[types.CodeActionKind.Refactor,
+                                   types.CodeActionKind.RefactorRewrite],
+                resolve_provider=False,
+            ),
+        )
+        def code_action(ls: LanguageServer,
+                        params: types.CodeActionParams) -> list[types.CodeAction]:
+            """Offer every action for a non-empty range, honouring `context.only`."""
+            return self.code_actions(params, ls.protocol._converter.unstructure)
+
+    def document_closed(self, uri: str) -> None:
+        self.diagnostics.pop(uri, None)
+
+    # -- commands ------------------------------------------------------------------------
+    async def execute(self, params: types.ExecuteCommandParams) -> Any:
+        services = self.services
+        await services.store.wait_until_ready()
+        converter = services._server.protocol._converter
+        args = parse_run_arguments(params.command, params.arguments, converter)
+        action = self._action_for(params.command, args)
+        self._check_document(args.uri, args.range)
+        try:
+            context = await services.job_context(args.uri)
+        except LspilotError as exc:
+            services.editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+            return JobResult.failed(exc).to_json()
+        spec = JobSpec(title=action.title, command=params.command, action=action.id,
+                       uri=args.uri, client_token=params.work_done_token)
+        result = await services.run(spec, context, lambda job: self._body(job, action, args))
+        return result.to_json()
+
+    async def _body(self, job: Job, action: Action, args: RunArguments) -> Outcome:
+        services, settings = self.services, job.settings
+        workspace = services.workspace
+        snap = selection.snapshot(workspace, args.uri, args.range)
+        test = selection.test_target(workspace, snap) if action.apply == "testFile" else None
+        diagnostics = args.diagnostics
+        if diagnostics is None:
+            diagnostics = tuple(d for d in self.diagnostics.get(args.uri, ())
+                                if _overlaps(d.range, args.range))
+        messages = build_messages(action, selection.prompt_input(
+            workspace, snap, settings, test=test, instruction=args.instruction,
+            diagnostics=tuple(selection.describe_diagnostic(d) for d in diagnostics)))
+        applier = applier_for(action.apply, editor=services.editor, settings=settings,
+                              snap=snap, title=action.title, workspace=workspace,
+                              cache_dir=services.cache_dir, test=test)
+        job.on_wind_down(applier.restore)
+        request = ChatRequest(
+            model=action.model or settings.model,
+            messages=messages,
+            temperature=_first(action.temperature, settings.temperature),
+            top_p=_first(action.top_p, settings.top_p),
+            max_tokens=_first(action.max_tokens, settings.max_tokens),
+            stop=_first(action.stop, settings.stop),
+        )
+        answer = await job.stream(request, on_text=applier.on_text
+                                  if action.apply == "replace" and settings.live_refactor
+                                  else None)
+        job.applying()
+        await applier.apply(answer.text)
+        return Outcome(text=answer.text)
+
+    def _action_for(self, command: str, args: RunArguments) -> Action:
+        registry = build_registry(self.services.store.settings_for(args.uri))
+        if command != RUN_COMMAND:
+            return registry[BUILTIN_COMMANDS[command]]
+        if args.action is None:
+            raise CommandError(f"{RUN_COMMAND} needs an 'action' argument naming the action id.")
+        if args.action not in registry:
+            raise CommandError(
+                f"Unknown action {args.action!r}; the actions are {', '.join(registry)}."
+            )
+        return registry[args.action]
+
+    def _check_document(self, uri: str, range_: types.Range) -> None:
+        document = self.services.workspace.text_documents.get(uri)
+        if document is None:
+            raise CommandError(f"The document {uri} is not open; open it in the editor first.")
+        lines = document.lines
+        for name, pos in (("start", range_.start), ("end", range_.end)):
+            # A character past the end of its line means the line's end (the LSP spec).
+            if pos.line > len(lines) or (pos.line == len(lines) and pos.character > 0):
+                raise CommandError(
+                    f"The range's {name} (line {pos.line}) is outside the document, "
+                    f"which has {len(lines)} lines."
+                )
+        if (range_.end.line, range_.end.character) < (range_.start.line, range_.start.character):
+            raise CommandError("The range ends before it starts.")
+        if range_.start == range_.end:
+            raise CommandError("The range is empty: select the code for the action first.")
+
+    # -- code actions --------------------------------------------------------------------
+    def code_actions(self, params: types.CodeActionParams,
+                     unstructure: Any) -> list[types.CodeAction]:
+        range_ = params.range
+        if range_.start == range_.end:
+            return []
+        uri = params.text_document.uri
+        self.diagnostics[uri] = tuple(params.context.diagnostics)
+        only = params.context.only
+        offered = []
+        for action in build_registry(self.services.store.settings_for(uri)).values():
+            if only and not any(action.kind == k or action.kind.startswith(k + ".") for k in only):
+                continue
+            argument: dict[str, Any] = {"uri": uri, "range": unstructure(range_)}
+            if action.command == RUN_COMMAND:
+                argument["action"] = action.id
+            offered.append(types.CodeAction(
+                title=action.title, kind=action.kind,
+                command=types.Command(title=action.title, command=action.command,
+                                      arguments=[argument]),
+            ))
+        return offered
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _overlaps(a: types.Range, b: types.Range) -> bool:
+    return (a.start.line, a.start.character) <= (b.end.line, b.end.character) and (
+        b.start.line, b.start.character) <= (a.end.line, a.end.character)

@@ -1,0 +1,141 @@
+"""Features and what they share.
+
+A feature is one part of what lspilot does (the actions, inline completions, status). It
+owns its state, registers the LSP methods that are its own, names the commands it runs,
+and hears the server's lifecycle through hook methods. :class:`Services` is the core the
+features share: the settings store, the model client, the lanes, the meter, the editor, the
+running jobs and the local model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import Workspace
+
+from lspilot.commands import CommandError
+from lspilot.editor import Editor
+from lspilot.errors import LspilotError
+from lspilot.jobs.job import Body, Job, JobContext, JobResult, JobSpec
+from lspilot.jobs.lanes import Lanes
+from lspilot.llm.client import ChatClient
+from lspilot.local.manager import LocalModel
+from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.store import SettingsStore
+from lspilot.usage import Meter
+
+
+class KeyNotSent(LspilotError):
+    """The workspace settings sent the key to a host the user did not allow."""
+
+    kind = "no_api_key"
+
+
+class Services:
+    def __init__(self, server: LanguageServer, cache_dir: Path) -> None:
+        self._server = server
+        self.cache_dir = cache_dir
+        self.store = SettingsStore(os.environ, cache_dir)
+        self.editor = Editor(server)
+        self.client = ChatClient()
+        self.lanes = Lanes(self.store.settings)
+        self.meter = Meter()
+        self.jobs: dict[types.ProgressToken, Job] = {}
+        # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
+        self.local = LocalModel(cache_dir)
+        self.store.subscribe(self._settings_changed)
+
+    @property
+    def workspace(self) -> Workspace:
+        return self._server.workspace
+
+    async def _settings_changed(self, settings: Settings) -> None:
+        await self.client.set_verify_tls(settings.verify_tls)
+        self.lanes.settings_changed(settings)
+
+    async def job_context(self, uri: str | None, *, quiet: bool = False) -> JobContext:
+        """What a job for ``uri`` needs; raises when the model cannot be reached at all.
+
+        ``quiet``: never ask the user (inline completions must not pop up questions).
+        """
+        settings = self.store.settings_for(uri)
+        refused = await self.store.key_refusal(uri, None if quiet else self.editor.ask)
+        if refused is not None:
+            raise KeyNotSent(refused)
+        local = settings.base_url == LOCAL_BASE_URL
+        if local:
+            settings = await self.local.endpoint_settings(settings, self.editor)
+        return JobContext(
+            editor=self.editor, client=self.client, settings=settings, lanes=self.lanes,
+            meter=self.meter,
+            refresh_key=self.store.refresh_key if self.store.settings.api_key_command else None,
+            upstream_lost=self.local.lost() if local else None,
+        )
+
+    async def run(self, spec: JobSpec, context: JobContext, body: Body) -> JobResult:
+        """Run a job to its end, known to ``lspilot.cancel`` and ``lspilot.status``."""
+        job = Job(spec=spec, context=context)
+        if job.token in self.jobs:
+            raise CommandError(f"The progress token {job.token!r} is already in use.")
+        self.jobs[job.token] = job
+        task = job.start(body)
+        task.add_done_callback(lambda _: self.jobs.pop(job.token, None))
+        try:
+            # Shielded: a $/cancelRequest cancels the caller, and we pass it on ourselves.
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        if context.upstream_lost is not None and result.status == "done":
+            self.local.answered()
+        return result
+
+    def start_local_model(self) -> None:
+        """Start llama.cpp before the first request, when the settings want it."""
+        settings = self.store.settings
+        if settings.base_url == LOCAL_BASE_URL:
+            self.local.warm_up(settings, self.editor)
+
+    async def shutdown(self) -> None:
+        for job in list(self.jobs.values()):
+            job.cancel()
+        tasks = [job.task for job in self.jobs.values() if job.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+        await self.client.aclose()
+        await self.local.aclose()
+
+
+class Feature:
+    """The hooks; each does nothing unless a feature needs it."""
+
+    # The workspace/executeCommand commands this feature answers, advertised in this order.
+    commands: Sequence[str] = ()
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def register(self, server: LanguageServer) -> None:
+        """Register the LSP methods that are this feature's own."""
+
+    async def execute(self, params: types.ExecuteCommandParams) -> Any:
+        """Run one of :attr:`commands`."""
+        raise NotImplementedError
+
+    async def initialized(self) -> None:
+        """The editor is ready and the settings are read."""
+
+    def document_changed(self, uri: str) -> None:
+        """The document changed (after pygls applied the change)."""
+
+    def document_closed(self, uri: str) -> None:
+        """The document was closed."""
+
+    async def shutdown(self) -> None:
+        """The server is going away: stop what runs."""

@@ -1,0 +1,55 @@
+"""What runs and what it has cost: ``lspilot.status``, and ``lspilot.cancel`` for any job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lsprotocol import types
+
+from lspilot import __version__
+from lspilot.commands import CommandError
+from lspilot.features.base import Feature
+
+CANCEL_COMMAND = "lspilot.cancel"
+STATUS_COMMAND = "lspilot.status"
+
+
+class StatusFeature(Feature):
+    commands = (CANCEL_COMMAND, STATUS_COMMAND)
+
+    async def execute(self, params: types.ExecuteCommandParams) -> Any:
+        if params.command == CANCEL_COMMAND:
+            return self.cancel(params.arguments)
+        return self.status()
+
+    def cancel(self, arguments: Sequence[Any] | None) -> dict[str, Any]:
+        target = arguments[0] if arguments else {}
+        if not isinstance(target, dict):
+            raise CommandError(
+                "lspilot.cancel takes one object: {\"token\": T} for one action, {} for all."
+            )
+        jobs = self.services.jobs
+        token = target.get("token")
+        if token is None:
+            cancelled = [t for t, job in list(jobs.items()) if job.cancel()]
+        else:
+            job = jobs.get(token)
+            cancelled = [token] if job is not None and job.cancel() else []
+        return {"cancelled": cancelled}
+
+    def status(self) -> dict[str, Any]:
+        """The effective settings in brief (never the key), the running jobs, the session."""
+        settings = self.services.store.settings
+        return {
+            "version": __version__,
+            "model": settings.model,
+            "completionModel": settings.completion_model or settings.model,
+            "baseUrl": settings.base_url,
+            "apiKeySet": settings.api_key is not None,
+            "running": [
+                {"token": token, "action": job.spec.action, "uri": job.spec.uri}
+                for token, job in self.services.jobs.items() if job.spec.visible
+            ],
+            "session": self.services.meter.to_json(),
+        }

@@ -1,0 +1,74 @@
+"""Lanes of concurrency: each kind of work waits only behind its own kind.
+
+Actions and chat share the ``actions`` lane, sized by ``maxConcurrentRequests``; inline
+completions have a lane of their own, so a burst of them never queues behind a refactor,
+and a refactor never waits behind completions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from lspilot.settings import Settings
+
+Lane = Literal["actions", "completions"]
+# Completions: one in flight per document (a newer one supersedes), a few documents at once.
+COMPLETION_SLOTS = 4
+
+
+class Limiter:
+    """At most ``limit`` upstream requests at once; the rest wait their turn in order."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    @property
+    def full(self) -> bool:
+        return self.active >= self.limit
+
+    async def acquire(self) -> None:
+        if not self.full and not self._waiters:
+            self.active += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self.release()  # we were handed a slot as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        self.active -= 1
+        self._wake()
+
+    def resize(self, limit: int) -> None:
+        self.limit = limit
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and not self.full:
+            waiter = self._waiters.pop(0)
+            if not waiter.done():
+                self.active += 1
+                waiter.set_result(None)
+
+
+class Lanes:
+    def __init__(self, settings: Settings) -> None:
+        self._limiters: dict[Lane, Limiter] = {
+            "actions": Limiter(settings.max_concurrent_requests),
+            "completions": Limiter(COMPLETION_SLOTS),
+        }
+
+    def __getitem__(self, lane: Lane) -> Limiter:
+        return self._limiters[lane]
+
+    def settings_changed(self, settings: Settings) -> None:
+        self._limiters["actions"].resize(settings.max_concurrent_requests)
