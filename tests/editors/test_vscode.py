@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -146,6 +147,10 @@ def _fresh_vsix() -> Path:
 
 
 def _server_command() -> list[str]:
+    # LSPILOT_E2E_SERVER: another server's command line (e.g. a snapshot of a commit, while this
+    # checkout's server is being changed)
+    if os.environ.get("LSPILOT_E2E_SERVER"):
+        return shlex.split(os.environ["LSPILOT_E2E_SERVER"])
     for candidate in (Path(sys.executable).parent / "lspilot", REPO / ".venv" / "bin" / "lspilot"):
         if candidate.exists():
             return [str(candidate)]

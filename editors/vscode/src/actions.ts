@@ -1,0 +1,239 @@
+import * as crypto from 'crypto';
+import * as path from 'path';
+import * as vscode from 'vscode';
+import { ExecuteCommandRequest, LanguageClient, WorkDoneProgress } from 'vscode-languageclient/node';
+import { errorMessage } from './errors';
+import { ExplainPanel, rangeLabel } from './explainPanel';
+import { ProgressNotifications } from './progress';
+import type { ActionResult, StreamParams } from './protocol';
+import { Recent } from './recent';
+import { describeUsage } from './usage';
+
+/** How this extension presents one of the server's action commands. */
+export interface ActionSpec {
+  command: string;
+  title: string;
+  /** Render the streamed answer in the panel. */
+  show: boolean;
+  instruction?: string;
+  action?: string;
+}
+
+export interface CustomAction {
+  id: string;
+  title: string;
+  prompt?: string;
+  apply?: 'show' | 'replace' | 'testFile';
+}
+
+/** An action this extension started, under its own work-done token, until its request answers. */
+interface Run {
+  /** The panel session its `lspilot/stream` text goes to (shown actions only). */
+  session?: number;
+  /** The message of its progress `end`: the outcome, with tokens and seconds. */
+  endMessage?: string;
+}
+
+/** The server's action commands, as this extension presents them. */
+export const ACTIONS: Record<string, ActionSpec> = {
+  'lspilot.explain': { command: 'lspilot.explain', title: 'Explain', show: true },
+  'lspilot.refactor': { command: 'lspilot.refactor', title: 'Refactor', show: false },
+  'lspilot.writeTests': { command: 'lspilot.writeTests', title: 'Write tests', show: false },
+  'lspilot.run': { command: 'lspilot.run', title: 'Action', show: false },
+};
+
+/** The custom actions of the `lspilot.actions` setting that have what a menu needs. */
+export function customActions(): CustomAction[] {
+  const actions = vscode.workspace.getConfiguration('lspilot').get<unknown[]>('actions') ?? [];
+  return actions.filter(
+    (a): a is CustomAction =>
+      typeof a === 'object' && a !== null && typeof (a as CustomAction).id === 'string' && typeof (a as CustomAction).title === 'string',
+  );
+}
+
+/**
+ * The running actions and what shows them: each run of this extension has a work-done token of its
+ * own, which pairs its `lspilot/stream` text (the panel), its `$/progress` (the notification with
+ * Cancel) and its answer (the outcome, with tokens and cost). Streams of runs started elsewhere,
+ * under tokens the server made, get a panel of their own when they explain.
+ */
+export class ActionTracker implements vscode.Disposable {
+  /** Runs of this extension by their work-done token; an entry lives exactly as long as its request. */
+  private readonly runs = new Map<string, Run>();
+  /** Tokens of runs that have ended: a late `lspilot/stream` for one is dropped. */
+  private readonly endedTokens = new Recent<string, true>(256);
+  /** Streams of runs started elsewhere (tokens the server made): their panel session, if any. */
+  private readonly foreign = new Recent<string, number | undefined>(64);
+  private readonly changed = new vscode.EventEmitter<void>();
+  private readonly finished = new vscode.EventEmitter<ActionResult>();
+  /** Fires when an action of this extension starts or ends. */
+  readonly onDidChange = this.changed.event;
+  /** Fires when an action of this extension has answered. */
+  readonly onDidEnd = this.finished.event;
+
+  constructor(
+    private readonly panel: ExplainPanel,
+    private readonly progress: ProgressNotifications,
+  ) {}
+
+  /** How many actions of this extension are running. */
+  get running(): number {
+    return this.runs.size;
+  }
+
+  /**
+   * `lspilot/stream`, matched by its token alone: each run of this extension has its own work-done
+   * token, so two runs on one file can never take each other's text.
+   */
+  onStream(params: StreamParams): void {
+    const key = String(params.token);
+    const run = this.runs.get(key);
+    if (run !== undefined) {
+      if (run.session !== undefined) {
+        this.panel.append(run.session, params.delta ?? '');
+      }
+      return;
+    }
+    if (this.endedTokens.has(key)) {
+      return; // a run of ours that has answered already
+    }
+    // Started by something else than this extension's commands, under a token the server made.
+    if (!this.foreign.has(key)) {
+      const session =
+        params.command === 'lspilot.explain'
+          ? this.panel.start(`Explanation: ${path.basename(vscode.Uri.parse(params.uri).path)}`, 'streaming')
+          : undefined;
+      this.foreign.set(key, session);
+    }
+    const session = this.foreign.get(key);
+    if (session !== undefined) {
+      this.panel.append(session, params.delta ?? '');
+    }
+    if (params.done) {
+      if (session !== undefined) {
+        this.panel.finish(session, 'done');
+      }
+      this.foreign.delete(key);
+      this.endedTokens.set(key, true);
+    }
+  }
+
+  /** Runs one of the server's commands with these arguments, presented as `spec` says. */
+  execute(c: LanguageClient, spec: ActionSpec, args: Record<string, unknown>, commandArgs: unknown[] = [args]): Promise<ActionResult> {
+    return this.track(c, spec, args, async (token) =>
+      (await c.sendRequest(ExecuteCommandRequest.type, {
+        command: spec.command,
+        arguments: commandArgs,
+        workDoneToken: token,
+      })) as ActionResult | null,
+    );
+  }
+
+  /**
+   * `middleware.executeCommand`: light-bulb actions run through here, and get the same panel and
+   * messages as this extension's commands. They are sent here, not by `next`, to give them this
+   * extension's own work-done token.
+   */
+  executeCommand(c: LanguageClient | undefined, command: string, args: unknown[], next: (command: string, args: unknown[]) => unknown): unknown {
+    const spec = ACTIONS[command];
+    const first = args[0];
+    if (spec === undefined || typeof first !== 'object' || first === null || c === undefined) {
+      return next(command, args);
+    }
+    const argument = first as Record<string, unknown>;
+    const custom = command === 'lspilot.run' ? customActions().find((a) => a.id === argument.action) : undefined;
+    return this.execute(
+      c,
+      { ...spec, title: custom?.title ?? spec.title, show: custom !== undefined ? custom.apply === 'show' : spec.show },
+      argument,
+      args,
+    );
+  }
+
+  /**
+   * Runs one action request under a work-done token of its own and presents it: the panel for shown
+   * answers (fed by `lspilot/stream` for that token, finished with the result), the progress
+   * notification (fed by `$/progress` for that token), and the outcome when it ends. The server
+   * reports a failed action itself (window/showMessage); a refused request (bad arguments) is
+   * reported here. Everything kept for the run is dropped when its request answers.
+   */
+  private async track(
+    c: LanguageClient,
+    spec: ActionSpec,
+    args: Record<string, unknown>,
+    send: (token: string) => Promise<ActionResult | null>,
+  ): Promise<ActionResult> {
+    const uri = typeof args.uri === 'string' ? args.uri : '';
+    const token = `lspilot-vscode-${crypto.randomUUID()}`;
+    const run: Run = {};
+    if (spec.show) {
+      const what = spec.command === 'lspilot.explain' ? 'Explanation' : spec.title;
+      run.session = this.panel.start(`${what}: ${describeTarget(uri, args.range)}`);
+    }
+    this.runs.set(token, run);
+    this.changed.fire();
+    // vscode-languageclient passes `$/progress` for this token through middleware.handleWorkDoneProgress
+    // first (which shows the notification: `progress.handle` takes begin and report there), then here
+    // for what it lets through (the end). Handling it again here is harmless: a token is shown once.
+    const listening = c.onProgress(WorkDoneProgress.type, token, (params) => {
+      if (params.kind === 'end') {
+        run.endMessage = params.message;
+      }
+      this.progress.handle(token, params);
+    });
+    let result: ActionResult;
+    let refused: string | undefined;
+    try {
+      result = (await send(token)) ?? { status: 'done' };
+    } catch (error) {
+      refused = errorMessage(error);
+      result = { status: 'failed', error: { type: 'request', message: refused } };
+    } finally {
+      this.runs.delete(token);
+      this.endedTokens.set(token, true);
+      listening.dispose();
+      this.progress.close(token);
+      this.changed.fire();
+    }
+    const detail = result.error?.message ?? undefined;
+    if (run.session !== undefined) {
+      this.panel.finish(run.session, result.status, result.text, result.status === 'failed' ? detail : undefined);
+    }
+    if (refused !== undefined) {
+      void vscode.window.showErrorMessage(`lspilot: ${spec.title}: ${refused}`);
+    }
+    if (result.status === 'done' || result.status === 'cancelled') {
+      // The outcome goes to the status bar and a notification of its own, not into the progress
+      // notification (it would sit there under a Cancel button).
+      const outcome = run.endMessage ? `${spec.title}: ${run.endMessage}` : `${spec.title} ${result.status}`;
+      vscode.window.setStatusBarMessage(`lspilot: ${outcome}`, 8000);
+      void vscode.window.showInformationMessage(endNotification(spec.title, result));
+    }
+    this.finished.fire(result);
+    return result;
+  }
+
+  dispose(): void {
+    this.changed.dispose();
+    this.finished.dispose();
+  }
+}
+
+/** `lspilot: Refactor done: 812 tokens in, 240 out, $0.000338` (cancelled: what it cost anyway). */
+export function endNotification(title: string, result: ActionResult): string {
+  const usage = describeUsage(result.usage);
+  const outcome = result.status === 'done' ? 'done' : 'cancelled; nothing was changed';
+  return `lspilot: ${title} ${outcome}${usage !== undefined ? ` (${usage})` : ''}.`;
+}
+
+function describeTarget(uri: string, range: unknown): string {
+  try {
+    const r = range as { start: { line: number; character: number }; end: { line: number; character: number } };
+    return rangeLabel(
+      vscode.Uri.parse(uri),
+      new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character),
+    );
+  } catch {
+    return path.basename(uri);
+  }
+}

@@ -1,0 +1,55 @@
+// The shapes lspilot's server sends this extension (docs/protocol.md). No vscode import: plain data.
+
+/** `lspilot/stream`: one piece of an action's answer. */
+export interface StreamParams {
+  token: string | number;
+  command: string;
+  action?: string;
+  uri: string;
+  delta: string;
+  done: boolean;
+}
+
+/** What an upstream request used: token counts, and its cost when the model's price is known. */
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens?: number;
+  /** US dollars; absent when the model's price is unknown. */
+  cost?: number;
+  /** The counts were estimated (the upstream sent none: a cancelled or cut stream). */
+  estimated?: boolean;
+}
+
+/** What `workspace/executeCommand` answers for an lspilot action. */
+export interface ActionResult {
+  status: 'done' | 'cancelled' | 'failed';
+  text?: string;
+  usage?: Usage | null;
+  error?: { type?: string; message?: string } | null;
+}
+
+/** What `lspilot.status` answers. */
+export interface ServerStatus {
+  version?: string;
+  model?: string;
+  baseUrl?: string;
+  apiKeySet?: boolean;
+  running?: { token: string | number; action?: string; uri?: string }[];
+  session?: {
+    requests?: number;
+    promptTokens?: number;
+    completionTokens?: number;
+    /** US dollars, or null while no request with a known price was made. */
+    cost?: number | null;
+  };
+}
+
+/** An item of a `textDocument/inlineCompletion` answer (LSP 3.18). */
+export interface InlineCompletionItem {
+  insertText: string | { kind?: string; value: string };
+  filterText?: string;
+  range?: { start: { line: number; character: number }; end: { line: number; character: number } };
+}
+
+export type InlineCompletionResult = { items: InlineCompletionItem[] } | InlineCompletionItem[] | null;

@@ -1,0 +1,59 @@
+// Usage and cost in words. No vscode import: tests/editors/test_vscode.py runs this module in plain Node.
+import type { ServerStatus, Usage } from './protocol';
+
+/** Dollars with enough digits to show a fraction of a cent (as the server's `format_cost`). */
+export function formatCost(cost: number): string {
+  if (!Number.isFinite(cost) || cost < 0) {
+    return '$?';
+  }
+  if (cost === 0) {
+    return '$0';
+  }
+  if (cost >= 0.01) {
+    return `$${cost.toFixed(2)}`;
+  }
+  const digits = Math.min(20, Math.max(4, 1 - Math.floor(Math.log10(cost)) + 1));
+  return `$${cost.toFixed(digits).replace(/0+$/, '')}`;
+}
+
+const count = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+/** `1,234 tokens in, 321 out, $0.0005` (`~` before estimated counts); undefined without usage. */
+export function describeUsage(usage: Usage | null | undefined): string | undefined {
+  if (usage === null || usage === undefined || typeof usage.promptTokens !== 'number') {
+    return undefined;
+  }
+  const about = usage.estimated === true ? '~' : '';
+  const words = `${about}${count(usage.promptTokens)} tokens in, ${about}${count(usage.completionTokens ?? 0)} out`;
+  return typeof usage.cost === 'number' ? `${words}, ${formatCost(usage.cost)}` : words;
+}
+
+/** The session's figure for the status bar: its cost, or its tokens when no price is known. */
+export function sessionFigure(session: ServerStatus['session']): string {
+  if (session === undefined) {
+    return '';
+  }
+  if (typeof session.cost === 'number') {
+    return formatCost(session.cost);
+  }
+  const tokens = (session.promptTokens ?? 0) + (session.completionTokens ?? 0);
+  return tokens > 0 ? `${count(tokens)} tokens` : '';
+}
+
+/** The lines of **lspilot: Show status**. */
+export function describeStatus(status: ServerStatus, completions: string): string[] {
+  const session = status.session ?? {};
+  const running = status.running ?? [];
+  const cost =
+    typeof session.cost === 'number' ? formatCost(session.cost) : 'cost unknown (no price for the model; see lspilot.prices)';
+  return [
+    `Server: lspilot ${status.version ?? '?'}`,
+    `Model: ${status.model ?? '?'}`,
+    `Endpoint: ${status.baseUrl ?? '?'}`,
+    `API key: ${status.apiKeySet === true ? 'set' : 'not set'}`,
+    `Completions: ${completions}`,
+    `Running: ${running.length === 0 ? 'nothing' : running.map((r) => r.action ?? String(r.token)).join(', ')}`,
+    `This session: ${count(session.requests ?? 0)} requests, ${count(session.promptTokens ?? 0)} tokens in, ` +
+      `${count(session.completionTokens ?? 0)} out, ${cost}`,
+  ];
+}
