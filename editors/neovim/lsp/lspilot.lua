@@ -15,4 +15,7 @@ return {
   handlers = lspilot.handlers(),
   commands = lspilot.client_commands(),
   capabilities = lspilot.capabilities(),
+  -- Ghost text for the buffer; keep it in an on_attach of your own:
+  --   on_attach = function(client, bufnr) require("lspilot").on_attach(client, bufnr) ... end
+  on_attach = lspilot.on_attach,
 }

@@ -42,6 +42,27 @@ M.defaults = {
   },
   -- vim.notify when a refactor or test action finishes (failures are always shown).
   notify_done = true,
+  -- Ghost text (inline completions) while you type in insert mode.
+  suggestion = {
+    enabled = true,
+    -- Neovim 0.12+: use vim.lsp.inline_completion instead of the plugin's own.
+    native = true,
+    -- Insert-mode keys; false leaves one unmapped. Each falls through to the key's
+    -- own meaning when no suggestion is shown.
+    keys = {
+      accept = "<M-l>",
+      accept_word = "<M-w>",
+      accept_line = "<M-j>",
+      next = "<M-]>",
+      prev = "<M-[>",
+      dismiss = "<C-]>",
+    },
+  },
+  -- :checkhealth lspilot: seconds to wait for `lspilot check` to reach the upstream.
+  health_timeout = 20,
 }
+
+--- The options in force (setup() replaces them).
+M.options = vim.deepcopy(M.defaults)
 
 return M

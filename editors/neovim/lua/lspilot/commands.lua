@@ -1,0 +1,60 @@
+-- The user commands (:help lspilot-commands).
+local util = require("lspilot.util")
+
+local api = vim.api
+local M = {}
+
+local SUGGESTION_ACTIONS = { "toggle", "enable", "disable", "status" }
+
+local function suggestion_command(o)
+  local suggestion = require("lspilot.suggestion")
+  local what = vim.trim(o.args or "")
+  if what == "" then
+    what = "toggle"
+  end
+  if what == "toggle" then
+    suggestion.set_enabled(not suggestion.is_enabled())
+  elseif what == "enable" then
+    suggestion.set_enabled(true)
+  elseif what == "disable" then
+    suggestion.set_enabled(false)
+  elseif what ~= "status" then
+    util.notify(":LspilotSuggestion takes one of " .. table.concat(SUGGESTION_ACTIONS, ", ") .. ", not `" .. what .. "`", vim.log.levels.ERROR)
+    return
+  end
+  util.notify("suggestions " .. (suggestion.is_enabled() and "on" or "off") .. " (" .. suggestion.engine() .. ")")
+end
+
+function M.create()
+  local lspilot = require("lspilot")
+  local function create(name, fn, opts)
+    opts.force = true
+    api.nvim_create_user_command(name, fn, opts)
+  end
+  create("LspilotExplain", function(o)
+    lspilot.explain({ cmd_opts = o, instruction = o.args })
+  end, { range = true, nargs = "*", desc = "lspilot: explain the selection" })
+  create("LspilotRefactor", function(o)
+    lspilot.refactor({ cmd_opts = o, instruction = o.args })
+  end, { range = true, nargs = "*", desc = "lspilot: refactor the selection [instruction]" })
+  create("LspilotTests", function(o)
+    lspilot.write_tests({ cmd_opts = o, instruction = o.args })
+  end, { range = true, nargs = "*", desc = "lspilot: write tests for the selection [instruction]" })
+  create("LspilotCancel", function()
+    if lspilot.cancel() == 0 then
+      util.notify("nothing to cancel")
+    end
+  end, { nargs = 0, desc = "lspilot: cancel running actions" })
+  create("LspilotStatus", function()
+    lspilot.show_status()
+  end, { nargs = 0, desc = "lspilot: the server's status and this session's usage and cost" })
+  create("LspilotSuggestion", suggestion_command, {
+    nargs = "?",
+    complete = function()
+      return SUGGESTION_ACTIONS
+    end,
+    desc = "lspilot: ghost text on or off (toggle, enable, disable, status)",
+  })
+end
+
+return M
