@@ -288,15 +288,15 @@ class Profile:
         return ["--user-data-dir", str(self.data_dir), "--extensions-dir", str(self.extensions_dir)]
 
 
-def _profile(tmp_path: Path, user_settings: dict[str, Any], workspace_settings: dict[str, Any]
-             ) -> Profile:
+def _profile(tmp_path: Path, user_settings: dict[str, Any], workspace_settings: dict[str, Any],
+             source: str = ORIGINAL) -> Profile:
     artifacts = Path(os.environ.get("LSPILOT_E2E_ARTIFACTS") or tmp_path / "artifacts")
     profile = Profile(tmp_path, artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     for folder in (profile.home, profile.data_dir / "User", profile.extensions_dir,
                    profile.workspace / ".vscode"):
         folder.mkdir(parents=True)
-    (profile.workspace / "calc.py").write_text(ORIGINAL)
+    (profile.workspace / "calc.py").write_text(source)
     (profile.workspace / ".vscode" / "settings.json").write_text(json.dumps(workspace_settings))
     profile.user_settings.write_text(json.dumps({**QUIET_SETTINGS, **user_settings}, indent=2))
     install = subprocess.run(
@@ -564,6 +564,169 @@ def test_vscode_untrusted_workspace_cannot_pick_the_host_or_programs(
         assert [r.headers.get("authorization") for r in upstream.requests] == ["Bearer user-key"]
         assert elsewhere.requests == []
         assert not marker.exists()
+
+
+def _initialize_result(cmd: list[str]) -> dict[str, Any]:
+    """The server's answer to `initialize` (it is then shut down), to ask what it can do."""
+    def frame(message: dict[str, Any]) -> bytes:
+        body = json.dumps(message).encode()
+        return b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, env=_clean_env(Path.home()))
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                   "params": {"processId": None, "rootUri": None,
+                                              "capabilities": {}}}))
+        process.stdin.flush()
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                byte = process.stdout.read(1)
+                assert byte, f"{cmd} ended before it answered initialize"
+                head += byte
+            length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            body = json.loads(process.stdout.read(length))
+            if body.get("id") == 1:
+                process.stdin.write(frame({"jsonrpc": "2.0", "id": 2, "method": "shutdown"}))
+                process.stdin.write(frame({"jsonrpc": "2.0", "method": "exit"}))
+                process.stdin.flush()
+                return dict(body["result"])
+    finally:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+# The built-in price of the default model gpt-5-4-mini: $0.15 per 1M tokens in, $0.90 out. The fake
+# upstream reports 11 prompt tokens and a completion token per chunk.
+USAGE_CHUNKS = ["The function ", "adds."]
+USAGE_COST = "$0.00000345"  # (11 * 0.15 + 2 * 0.90) / 1e6, with the digits a fraction of a cent needs
+USAGE_WORDS = f"11 tokens in, 2 out, {USAGE_COST}"
+
+
+def test_vscode_usage_cost_and_status(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The end notification shows tokens and cost; the status item the model and session cost,
+    a spinner while an action runs, and a menu (Show status, Cancel all)."""
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        # no ghost text here: its requests would take the scripted replies
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+    )
+    upstream.enqueue(Reply.stream(USAGE_CHUNKS), Reply.stream(["slow "] * 1000, delay=0.1))
+    upstream.default = Reply.stream(["unexpected extra request"])
+    key = "sk-usage-test-key"
+    # no LSPILOT_MODEL: the default model, whose price is built in
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": key}
+    expect = {
+        "original": ORIGINAL,
+        "explainLines": [4, 4],
+        "model": "gpt-5-4-mini",
+        "usageWords": USAGE_WORDS,
+        "cost": USAGE_COST,
+        "sessionLine": f"This session: 1 request, {USAGE_WORDS}",
+        "apiKey": key,
+    }
+    _run_scenario(profile, server_env, "usage", expect)
+    requests = upstream.wait_for_requests(2, timeout=5)
+    assert [r.json["model"] for r in requests] == ["gpt-5-4-mini"] * 2
+    assert requests[1].client_closed.wait(5), "Cancel all did not close the slow stream"
+    assert profile.workspace.joinpath("calc.py").read_text() == ORIGINAL
+
+
+GHOST_SOURCE = ORIGINAL + "\n\ndef double(value):\n    return value *\n"
+GHOST_LINE = GHOST_SOURCE.splitlines().index("    return value *") + 1
+GHOST_SUGGESTION = "2 if value else 0"
+PAUSED_MARKER = "  # paused_marker"
+RESUMED_TEXT = "resumed = "
+
+
+def test_vscode_ghost_text_tab_and_pause(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Ghost text from the server's textDocument/inlineCompletion shows, Tab accepts it (the file
+    changes), its usage reaches the status item, and Pause completions asks the server nothing."""
+    server = _server_command()
+    provider = _initialize_result(server)["capabilities"].get("inlineCompletionProvider")
+    if provider is None or provider is False:
+        message = (f"the server ({' '.join(server)}) does not advertise inlineCompletionProvider: "
+                   "textDocument/inlineCompletion is not built there yet")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": server},
+        workspace_settings={"lspilot.maxRetries": 0},
+        source=GHOST_SOURCE,
+    )
+    upstream.default = Reply.stream([GHOST_SUGGESTION])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-ghost"}
+    expect = {
+        "original": GHOST_SOURCE,
+        "model": "gpt-5-4-mini",
+        "ghostLine": GHOST_LINE,
+        "typed": " ",
+        "suggestion": GHOST_SUGGESTION,
+        "accepted": f"    return value * {GHOST_SUGGESTION}",
+        "pausedMarker": PAUSED_MARKER,
+        "resumedText": RESUMED_TEXT,
+    }
+    _run_scenario(profile, server_env, "ghost", expect)
+
+    saved = profile.workspace.joinpath("calc.py").read_text()
+    assert f"    return value * {GHOST_SUGGESTION}{PAUSED_MARKER}\n" in saved, saved
+    prompts = [r.body.decode(errors="replace") for r in upstream.requests]
+    assert prompts, "no completion request reached the upstream"
+    # Paused, nothing was asked: every request that saw the text typed while paused was sent
+    # after resuming (it also holds what was typed then).
+    paused = [p for p in prompts if "paused_marker" in p]
+    assert paused, "no request after resuming saw the text typed while paused"
+    assert all(RESUMED_TEXT.strip() in p for p in paused), paused
+
+
+def test_vscode_usage_words_match_the_server() -> None:
+    """usage.ts formats tokens and cost as the server's usage.py does (one figure everywhere)."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    compiled = _compiled("usage")
+    from lspilot.usage import Priced, Usage, format_cost
+
+    cases = [(11, 2, 3.45e-6, False), (1234, 321, 0.0004740, False), (0, 0, 0.0, False),
+             (5, 7, None, True), (10**6, 10**5, 0.24, False), (3, 1, 1.2e-9, True)]
+    script = f"""
+const {{ describeUsage, formatCost }} = require({json.dumps(str(compiled))});
+const cases = {json.dumps(cases)};
+console.log(JSON.stringify(cases.map(([p, c, cost, est]) => [
+  describeUsage({{ promptTokens: p, completionTokens: c, ...(cost === null ? {{}} : {{ cost }}),
+                   ...(est ? {{ estimated: true }} : {{}}) }}),
+  cost === null ? null : formatCost(cost),
+])));
+"""
+    run = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    expected = [[Priced(Usage(p, c, est), cost).describe(),
+                 None if cost is None else format_cost(cost)] for p, c, cost, est in cases]
+    assert json.loads(run.stdout) == expected
+
+
+def _compiled(module: str) -> Path:
+    """out/<module>.js, compiled first when its source is newer."""
+    compiled = EXTENSION / "out" / f"{module}.js"
+    source = EXTENSION / "src" / f"{module}.ts"
+    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
+        subprocess.run(["npm", "run", "--silent", "compile"], cwd=EXTENSION, check=True,
+                       timeout=180, stdin=subprocess.DEVNULL)
+    return compiled
 
 
 def test_vscode_bookkeeping_of_other_streams_is_bounded() -> None:

@@ -127,7 +127,8 @@ def test_the_actions_schema_has_the_servers_action_fields() -> None:
 
 
 def test_settings_that_run_programs_or_pick_the_host_are_the_users_own() -> None:
-    """A workspace cannot choose the server program, the key program or (untrusted) the host."""
+    """A workspace cannot choose the server program, the key program or (untrusted) the host
+    and the cost accounting."""
     properties = _manifest()["contributes"]["configuration"]["properties"]
     for name in ("lspilot.serverCommand", "lspilot.pythonPath", "lspilot.apiKeyCommand"):
         assert properties[name]["scope"] == "machine", name
@@ -138,6 +139,8 @@ def test_settings_that_run_programs_or_pick_the_host_are_the_users_own() -> None
         "lspilot.serverCommand", "lspilot.pythonPath", "lspilot.apiKeyCommand", "lspilot.baseUrl",
     } <= restricted
     assert restricted <= set(properties)
+    # what is spent is the user's: an untrusted workspace could zero the prices and lift the cap
+    assert {"lspilot.prices", "lspilot.maxSessionCost"} <= restricted
     ts = SETTINGS_TS.read_text()
     match = re.search(r"RESTRICTED_KEYS[^=]*=\s*\[([^\]]*)\]", ts)
     assert match, "RESTRICTED_KEYS not found in settings.ts"

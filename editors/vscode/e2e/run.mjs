@@ -10,12 +10,16 @@
 //   E2E_ARTIFACTS  folder for screenshots and the step log
 //   E2E_HOME       where playwright-core is installed (LSPILOT_VSCODE_E2E_HOME)
 //   E2E_SCENARIO   "main" (default); "key": the API key in secret storage stays with its host;
-//                  "untrusted": a workspace the user does not trust cannot pick host or programs
+//                  "untrusted": a workspace the user does not trust cannot pick host or programs;
+//                  "usage": tokens and cost in the end notification, the status bar and Show status;
+//                  "ghost": ghost text appears, Tab accepts it, Pause completions stops asking
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
 //                  leakUrl, serverProgram, lightBulbText } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
-//                  allowedBaseUrl, allowedHost } (key)
+//                  allowedBaseUrl, allowedHost } (key); { explainLines, model, usageWords, cost,
+//                  sessionLine, apiKey } (usage); { model, ghostLine, typed, suggestion, accepted,
+//                  pausedMarker, resumedText } (ghost)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -357,6 +361,10 @@ async function main() {
   await watchWorkbench();
   if (SCENARIO === 'key') {
     await keyScenario();
+  } else if (SCENARIO === 'usage') {
+    await usageScenario();
+  } else if (SCENARIO === 'ghost') {
+    await ghostScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -702,6 +710,185 @@ async function keyScenario() {
     await dialog.getByRole('button', { name: 'Allow' }).click();
     await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
     await explainAndWait(EXPECT.explainLines, 'done');
+  });
+}
+
+// --- usage, status and ghost text -------------------------------------------------------------
+
+/** The lspilot status bar item (it shows the model), or null. */
+function statusItem() {
+  return page.locator('#workbench\\.parts\\.statusbar .statusbar-item', { hasText: EXPECT.model }).first();
+}
+
+async function statusItemText() {
+  const item = statusItem();
+  return (await item.count()) > 0 ? ((await item.innerText({ timeout: 5_000 })) ?? '').trim() : '';
+}
+
+/** Whether the status item shows the codicon `name` (spinner, pause sign). */
+async function statusItemIcon(name) {
+  const item = statusItem();
+  return (await item.count()) > 0 && (await item.locator(`.codicon-${name}`).count()) > 0;
+}
+
+/** Clicks the status item and picks `label` in its menu. */
+async function statusMenu(label) {
+  await statusItem().click();
+  const list = page.locator('.quick-input-widget .quick-input-list');
+  await list.waitFor({ state: 'visible', timeout: 10_000 });
+  for (const entry of ['Show status', 'Cancel all', /(Pause|Resume) completions/, 'Set API key', 'Open log']) {
+    await list.locator('.label-name', { hasText: entry }).first().waitFor({ timeout: 10_000 });
+  }
+  await list.locator('.monaco-list-row', { has: page.locator('.label-name', { hasText: label }) }).first().click();
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+}
+
+/** The ghost text shown in the editor now ('' when none). */
+async function ghostText() {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('.editor-instance .monaco-editor .ghost-text-decoration, .editor-instance .monaco-editor .ghost-text-decoration-preview, .editor-instance .monaco-editor .ghost-text')]
+      .map((e) => e.textContent ?? '')
+      .join('')
+      .replace(/\u00a0/g, ' '),
+  );
+}
+
+/** Puts the cursor at the end of 1-based line `line`. */
+async function cursorToEndOf(line) {
+  await focusEditor();
+  await page.keyboard.press('Control+G');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`:${line}`);
+  await page.keyboard.press('Enter');
+  await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  await page.keyboard.press('End');
+}
+
+async function usageScenario() {
+  await step('the status bar item shows the model once the server is up', async () => {
+    await waitFor('the lspilot status item', async () => (await statusItemText()).includes(EXPECT.model), 60_000);
+    log(`status item before: ${JSON.stringify(await statusItemText())}`);
+  });
+
+  await step('an action ends with its tokens and cost in a notification', async () => {
+    await explainAndWait(EXPECT.explainLines, 'done');
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'Explain done' });
+    await toast.first().waitFor({ state: 'visible', timeout: 20_000 });
+    const text = (await toast.first().innerText()).replace(/\s+/g, ' ');
+    log(`end notification: ${text}`);
+    if (!text.includes(EXPECT.usageWords)) {
+      throw new Error(`the end notification lacks ${JSON.stringify(EXPECT.usageWords)}: ${text}`);
+    }
+  });
+
+  await step('the status bar item shows the session cost', async () => {
+    const text = await waitFor(
+      `the cost ${EXPECT.cost} in the status item`,
+      async () => {
+        const t = await statusItemText();
+        return t.includes(EXPECT.cost) ? t : null;
+      },
+      20_000,
+    );
+    log(`status item after: ${JSON.stringify(text)}`);
+    if (await statusItemIcon('loading')) {
+      throw new Error('the status item still spins after the action ended');
+    }
+    await screenshot('status-cost');
+  });
+
+  await step('its menu: Show status tells the session, never the key', async () => {
+    await statusMenu('Show status');
+    const dialog = await modal('lspilot status');
+    const text = (await dialog.innerText()).replace(/\s+/g, ' ');
+    log(`status dialog: ${text}`);
+    for (const part of [EXPECT.sessionLine, `Model: ${EXPECT.model}`, 'API key: set']) {
+      if (!text.includes(part)) {
+        throw new Error(`the status lacks ${JSON.stringify(part)}: ${text}`);
+      }
+    }
+    if (text.includes(EXPECT.apiKey)) {
+      throw new Error('the status shows the API key');
+    }
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+  });
+
+  await step('a slow action spins the status item; Cancel all from its menu stops it', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Refactor');
+    await waitFor('the spinner in the status item', () => statusItemIcon('loading'), 20_000);
+    await waitFor('a progress notification with Cancel', notificationWithCancel, 30_000);
+    await statusMenu('Cancel all');
+    await waitFor('the cancelled end notification', async () =>
+      (await page.locator('.notifications-toasts .notification-toast', { hasText: 'Refactor cancelled' }).count()) > 0, 20_000);
+    await waitFor('the spinner to stop', async () => !(await statusItemIcon('loading')), 20_000);
+    if (norm(await editorText()) !== norm(EXPECT.original)) {
+      throw new Error('the cancelled refactor changed the file');
+    }
+  });
+}
+
+async function ghostScenario() {
+  await step('the status bar item shows the model once the server is up', async () => {
+    await waitFor('the lspilot status item', async () => (await statusItemText()).includes(EXPECT.model), 60_000);
+  });
+  const costBefore = await statusItemText();
+
+  await step('ghost text appears as you type, and Tab accepts it', async () => {
+    await cursorToEndOf(EXPECT.ghostLine);
+    await page.keyboard.type(EXPECT.typed);
+    const shown = await waitFor('the ghost text', async () => {
+      const g = await ghostText();
+      return g.includes(EXPECT.suggestion) ? g : null;
+    }, 30_000);
+    log(`ghost text: ${JSON.stringify(shown)}`);
+    await screenshot('ghost-text');
+    await page.keyboard.press('Tab');
+    const text = await waitFor('the suggestion in the file', async () => {
+      const t = await editorText();
+      return t !== null && t.includes(EXPECT.accepted) && !(await ghostText()).includes(EXPECT.suggestion) ? t : null;
+    }, 10_000);
+    log(`after Tab:\n${text}`);
+  });
+
+  await step('completions count in the session cost (the status asks again after them)', async () => {
+    const text = await waitFor('a cost in the status item', async () => {
+      const t = await statusItemText();
+      return /\$\d/.test(t) && t !== costBefore ? t : null;
+    }, 20_000);
+    log(`status item: ${costBefore} -> ${text}`);
+  });
+
+  await step('Pause completions from the status bar menu: typing asks nothing', async () => {
+    await statusMenu('Pause completions');
+    await waitFor('the pause sign in the status item', () => statusItemIcon('debug-pause'), 10_000);
+    await focusEditor();
+    await cursorToEndOf(EXPECT.ghostLine);
+    await page.keyboard.type(EXPECT.pausedMarker);
+    // the proof is on the upstream's side: no request holds this text without what comes after resuming
+  });
+
+  await step('Resume completions: ghost text again', async () => {
+    if ((await ghostText()).includes(EXPECT.suggestion)) {
+      throw new Error('ghost text showed while paused');
+    }
+    await statusMenu('Resume completions');
+    await waitFor('the pause sign to go', async () => !(await statusItemIcon('debug-pause')), 10_000);
+    await focusEditor();
+    await cursorToEndOf(EXPECT.ghostLine);
+    await page.keyboard.press('Enter');
+    await page.keyboard.type(EXPECT.resumedText);
+    await waitFor('the ghost text after resuming', async () => (await ghostText()).includes(EXPECT.suggestion), 30_000);
+    await page.keyboard.press('Escape');
+    await waitFor('the ghost text to go', async () => !(await ghostText()).includes(EXPECT.suggestion), 10_000);
+  });
+
+  await step('save', async () => {
+    await page.keyboard.press('Control+S');
+    await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
   });
 }
 

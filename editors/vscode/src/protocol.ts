@@ -33,6 +33,7 @@ export interface ActionResult {
 export interface ServerStatus {
   version?: string;
   model?: string;
+  completionModel?: string;
   baseUrl?: string;
   apiKeySet?: boolean;
   running?: { token: string | number; action?: string; uri?: string }[];

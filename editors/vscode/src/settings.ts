@@ -12,7 +12,8 @@ export const MACHINE_KEYS: readonly string[] = ['serverCommand', 'pythonPath', '
 
 /**
  * Settings a workspace may not set until it is trusted (package.json
- * `capabilities.untrustedWorkspaces.restrictedConfigurations`): where the key goes and what runs.
+ * `capabilities.untrustedWorkspaces.restrictedConfigurations`): where the key goes, what runs, and
+ * what spending is counted and capped.
  */
 export const RESTRICTED_KEYS: readonly string[] = [
   'serverCommand',
@@ -21,6 +22,9 @@ export const RESTRICTED_KEYS: readonly string[] = [
   'baseUrl',
   'verifyTls',
   'localModel',
+  // what spending is counted and capped: an untrusted workspace could lift a limit the user set
+  'prices',
+  'maxSessionCost',
 ];
 
 let serverKeys: readonly string[] = [];

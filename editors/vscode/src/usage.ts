@@ -17,6 +17,7 @@ export function formatCost(cost: number): string {
 }
 
 const count = (n: number): string => Math.round(n).toLocaleString('en-US');
+const plural = (n: number, word: string): string => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
 
 /** `1,234 tokens in, 321 out, $0.0005` (`~` before estimated counts); undefined without usage. */
 export function describeUsage(usage: Usage | null | undefined): string | undefined {
@@ -48,12 +49,13 @@ export function describeStatus(status: ServerStatus, completions: string): strin
     typeof session.cost === 'number' ? formatCost(session.cost) : 'cost unknown (no price for the model; see lspilot.prices)';
   return [
     `Server: lspilot ${status.version ?? '?'}`,
-    `Model: ${status.model ?? '?'}`,
+    `Model: ${status.model ?? '?'}` +
+      (status.completionModel !== undefined && status.completionModel !== status.model ? ` (completions: ${status.completionModel})` : ''),
     `Endpoint: ${status.baseUrl ?? '?'}`,
     `API key: ${status.apiKeySet === true ? 'set' : 'not set'}`,
     `Completions: ${completions}`,
     `Running: ${running.length === 0 ? 'nothing' : running.map((r) => r.action ?? String(r.token)).join(', ')}`,
-    `This session: ${count(session.requests ?? 0)} requests, ${count(session.promptTokens ?? 0)} tokens in, ` +
+    `This session: ${plural(session.requests ?? 0, 'request')}, ${count(session.promptTokens ?? 0)} tokens in, ` +
       `${count(session.completionTokens ?? 0)} out, ${cost}`,
   ];
 }
