@@ -31,6 +31,7 @@ local function record_event(name)
       status = data.status,
       token = data.token,
       command = data.command,
+      usage = data.usage,
       lsp_status = vim.lsp.status and vim.lsp.status() or nil,
       statusline = lspilot.status(),
     })
@@ -38,6 +39,60 @@ local function record_event(name)
 end
 api.nvim_create_autocmd("User", { pattern = "LspilotProgress", callback = record_event("progress") })
 api.nvim_create_autocmd("User", { pattern = "LspilotDone", callback = record_event("done") })
+
+local suggestion = require("lspilot.suggestion")
+
+-- The ghost text on screen: lspilot's extmarks in the current buffer, with their text.
+local function ghost_marks(buf)
+  local marks = {}
+  buf = buf or api.nvim_get_current_buf()
+  for _, mark in ipairs(api.nvim_buf_get_extmarks(buf, suggestion.namespace, 0, -1, { details = true })) do
+    local details = mark[4] or {}
+    local text, hl = "", nil
+    for _, chunk in ipairs(details.virt_text or {}) do
+      text = text .. chunk[1]
+      hl = hl or chunk[2]
+    end
+    local lines = {}
+    for _, line in ipairs(details.virt_lines or {}) do
+      local joined = ""
+      for _, chunk in ipairs(line) do
+        joined = joined .. chunk[1]
+      end
+      table.insert(lines, joined)
+    end
+    table.insert(marks, {
+      row = mark[2],
+      col = mark[3],
+      virt_text = text,
+      virt_text_first = details.virt_text and details.virt_text[1] and details.virt_text[1][1] or nil,
+      hl = hl,
+      pos = details.virt_text_pos,
+      virt_lines = lines,
+    })
+  end
+  return marks
+end
+
+api.nvim_create_autocmd("User", {
+  pattern = "LspilotSuggestion",
+  callback = function(args)
+    local data = args.data or lspilot.last_event or {}
+    table.insert(result.events, {
+      name = "suggestion",
+      event = data.event,
+      text = data.text,
+      reason = data.reason,
+      what = data.what,
+      kind = data.kind,
+      message = data.message,
+      -- What is drawn at the moment of the event.
+      marks = ghost_marks(),
+      mode = api.nvim_get_mode().mode,
+      line = api.nvim_get_current_line(),
+    })
+  end,
+})
 
 local function fail(message)
   error(message, 2)
@@ -327,6 +382,129 @@ function scenarios.missing_server()
   result.clients = #require("lspilot.compat").get_clients({})
 end
 
+-- A plain-text usage report, the same on 0.7 and later.
+function scenarios.status()
+  local buf = open_and_attach()
+  local job = run_on_selection("LspilotRefactor")
+  wait_done(job)
+  result.job = job_summary(job)
+  result.job.usage = job.usage
+  local before = #result.notifications
+  vim.cmd("LspilotStatus")
+  wait(STEP_TIMEOUT, function()
+    return #result.notifications > before
+  end, ":LspilotStatus to show the status")
+  result.status_message = result.notifications[#result.notifications].msg
+  result.status_answer = require("lspilot.status").last
+  result.buffer = buf_lines(buf)
+end
+
+-- :checkhealth lspilot with a running client; the report is the current buffer.
+function scenarios.health()
+  open_and_attach()
+  vim.cmd("checkhealth lspilot")
+  result.health = buf_lines(0)
+end
+
+-- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as
+-- a coroutine: it types with nvim_input() and yields until what it waits for happened.
+local co
+local driver_finish -- defined with finish() below
+
+local function await(predicate, what, ms)
+  local deadline = vim.loop.now() + (ms or STEP_TIMEOUT)
+  while not predicate() do
+    if vim.loop.now() > deadline then
+      fail("timed out waiting for " .. what)
+    end
+    local me = coroutine.running()
+    vim.defer_fn(function()
+      local ok, err = coroutine.resume(me)
+      if not ok then
+        result.ok = false
+        result.error = debug.traceback(me, err)
+        vim.schedule(driver_finish)
+      end
+    end, 10)
+    coroutine.yield()
+  end
+end
+
+local function suggestion_events()
+  local list = {}
+  for _, e in ipairs(result.events) do
+    if e.name == "suggestion" then
+      table.insert(list, e)
+    end
+  end
+  return list
+end
+
+-- Waits for the next suggestion event `event` after the `seen`-th, returns it and its
+-- index.
+local function await_event(event, seen, what)
+  local found, index
+  await(function()
+    local list = suggestion_events()
+    for i = seen + 1, #list do
+      if list[i].event == event then
+        found, index = list[i], i
+        return true
+      end
+    end
+    return false
+  end, what or ("the suggestion event " .. event))
+  return found, index
+end
+
+local function count_events()
+  return #suggestion_events()
+end
+
+-- spec.at = {row, col}: where to start typing (A: at the end of row when col is nil);
+-- spec.type: what to type; spec.steps: a list of { keys, wait = event } after the
+-- ghost text first shows, each step's result recorded in result.steps.
+function scenarios.suggest()
+  local buf = open_and_attach()
+  result.suggestion_engine = suggestion.engine()
+  result.attached = suggestion.is_attached(buf)
+  api.nvim_win_set_cursor(0, { spec.at[1], 0 })
+  local seen = count_events()
+  api.nvim_input("A" .. (spec.type or ""))
+  local shown
+  shown, seen = await_event("shown", seen, "the ghost text to appear")
+  result.shown = shown
+  result.get = suggestion.get()
+  result.steps = {}
+  for _, step in ipairs(spec.steps or {}) do
+    local before = seen
+    api.nvim_input(step.keys)
+    local event
+    event, seen = await_event(step.wait, before, step.wait .. " after " .. step.keys)
+    local between = {}
+    for i, e in ipairs(suggestion_events()) do
+      if i > before and i <= seen then
+        table.insert(between, e.event)
+      end
+    end
+    table.insert(result.steps, {
+      keys = step.keys,
+      event = event,
+      events = between,
+      line = api.nvim_get_current_line(),
+      cursor = api.nvim_win_get_cursor(0),
+      mode = api.nvim_get_mode().mode,
+      marks = ghost_marks(buf),
+    })
+  end
+  result.buffer = buf_lines(buf)
+  api.nvim_input("<Esc>")
+  await(function()
+    return api.nvim_get_mode().mode == "n"
+  end, "normal mode")
+  result.marks_after = ghost_marks(buf)
+end
+
 local function finish()
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")
@@ -336,18 +514,50 @@ end
 vim.defer_fn(function()
   result.ok = false
   result.error = "driver timed out (45 s)"
-  finish()
+  driver_finish()
 end, 45000)
 
-local ok, err = xpcall(function()
-  local scenario = scenarios[spec.scenario]
-  if not scenario then
-    fail("unknown scenario " .. tostring(spec.scenario))
+local finished = false
+driver_finish = function()
+  if not finished then
+    finished = true
+    finish()
   end
-  scenario()
-end, debug.traceback)
-result.ok = ok
-if not ok then
-  result.error = tostring(err)
 end
-finish()
+
+local scenario = scenarios[spec.scenario]
+if scenario == scenarios.suggest then
+  co = coroutine.create(function()
+    scenario()
+  end)
+  local ok, err = coroutine.resume(co)
+  if not ok then
+    result.ok = false
+    result.error = debug.traceback(co, err)
+    driver_finish()
+  else
+    -- The coroutine ends in a timer callback; finish then.
+    local timer = vim.loop.new_timer()
+    timer:start(20, 20, vim.schedule_wrap(function()
+      if coroutine.status(co) == "dead" and not finished then
+        timer:stop()
+        if result.ok == nil then
+          result.ok = true
+        end
+        driver_finish()
+      end
+    end))
+  end
+else
+  local ok, err = xpcall(function()
+    if not scenario then
+      fail("unknown scenario " .. tostring(spec.scenario))
+    end
+    scenario()
+  end, debug.traceback)
+  result.ok = ok
+  if not ok then
+    result.error = tostring(err)
+  end
+  driver_finish()
+end

@@ -33,5 +33,7 @@ else
     filetypes = { "python" },
     notify_done = true,
     settings = spec.settings or {},
+    suggestion = spec.suggestion,
+    health_timeout = spec.health_timeout,
   })
 end

@@ -707,3 +707,135 @@ def test_a_missing_server_says_how_to_install_it(nvim: Nvim, tmp_path: Path) -> 
         assert "uv tool install /path/to/lspilot" in message
         assert ".venv/bin/lspilot" in message
     assert not any("uvx" in m or re.search(r"pipx install lspilot\b", m) for m in messages)
+
+
+# -- usage, status, health ------------------------------------------------------------
+
+# Dear enough that the fake upstream's few tokens cost whole cents.
+PRICES = {"fake-model": {"input": 1000.0, "output": 2000.0}}
+
+
+def _expected_cost(usage: dict[str, Any]) -> float:
+    return (usage["promptTokens"] * 1000.0 + usage["completionTokens"] * 2000.0) / 1e6
+
+
+def test_done_event_carries_usage_and_cost(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "refactor",
+                "file": str(source),
+                "select": ADD_LINES,
+                "settings": {"prices": PRICES},
+            },
+        )
+
+    done = events(result, "done")
+    assert [e["status"] for e in done] == ["done"], done
+    usage = done[0]["usage"]
+    # The fake upstream reports 11 prompt tokens and one completion token per chunk.
+    chunks = len(fenced(REFACTORED))
+    assert usage["promptTokens"] == 11 and usage["completionTokens"] == chunks, usage
+    assert usage["totalTokens"] == 11 + chunks
+    assert usage["cost"] == pytest.approx(_expected_cost(usage))
+    assert "estimated" not in usage or usage["estimated"] is False
+    # The done notification says it in words.
+    said = [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]]
+    cost = f"${_expected_cost(usage):.2f}"  # $0.02: 11 x $1000/M in + 5 x $2000/M out
+    assert said and f"11 tokens in, {chunks} out, {cost}" in said[0], result["notifications"]
+
+
+def test_lspilot_status_shows_the_session(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "status",
+                "file": str(source),
+                "select": ADD_LINES,
+                "settings": {"prices": PRICES},
+            },
+        )
+
+    assert result["job"]["status"] == "done", result
+    answer = result["status_answer"]
+    assert answer["model"] == "fake-model" and answer["apiKeySet"] is True
+    assert answer["session"]["requests"] == 1, answer
+    assert answer["running"] == []
+    message = result["status_message"]
+    assert "sk-test-neovim" not in message
+    lines = message.splitlines()
+    assert lines[0].startswith("lspilot "), message
+    assert f"endpoint   {upstream.base_url}" in lines, message
+    assert "model      fake-model" in lines and "API key    set" in lines, message
+    assert "running    nothing" in lines, message
+    chunks = len(fenced(REFACTORED))
+    cost = f"${_expected_cost({'promptTokens': 11, 'completionTokens': chunks}):.2f}"
+    assert f"session    1 requests, 11 tokens in, {chunks} out, {cost}" in lines, message
+    assert answer["session"]["cost"] == pytest.approx(_expected_cost(
+        {"promptTokens": 11, "completionTokens": chunks}))
+
+
+def _health_lines(result: dict[str, Any]) -> list[str]:
+    lines: list[str] = result["health"]
+    assert any("lspilot" in line for line in lines), lines
+    return lines
+
+
+def _reported(lines: list[str], kind: str, text: str) -> bool:
+    """Whether a health line of ``kind`` (OK, WARNING, ERROR) says ``text`` (0.7 writes
+    "- OK: text", 0.10+ "- ✅ OK text")."""
+    return any(kind in line and text in line for line in lines)
+
+
+def test_checkhealth_passes_with_a_reachable_upstream(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {"scenario": "health", "file": str(source)})
+        # `lspilot check` asked the upstream once.
+        requests = upstream.wait_for_requests(1)
+
+    lines = _health_lines(result)
+    text = "\n".join(lines)
+    assert requests[0].headers["authorization"] == "Bearer sk-test-neovim"
+    assert _reported(lines, "OK", "lspilot "), text  # the server's --version
+    assert _reported(lines, "OK", "the running server has a key"), text
+    assert _reported(lines, "OK", "reachable: OK: fake-model"), text
+    assert not any("ERROR" in line for line in lines), text
+    assert f"Neovim {nvim.version[0]}.{nvim.version[1]}." in text
+    assert "ghost text: the plugin's own" in text, text
+    assert "lsp.log" in text, text
+
+
+def test_checkhealth_reports_an_unreachable_upstream(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        closed = upstream.base_url  # nothing listens there once the fake has stopped
+    with FakeUpstream() as other:
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            other,
+            {
+                "scenario": "health",
+                "file": str(source),
+                "settings": {"baseUrl": closed, "maxRetries": 0},
+            },
+        )
+        assert other.requests == []
+
+    lines = _health_lines(result)
+    text = "\n".join(lines)
+    errors = [line for line in lines if "ERROR" in line]
+    assert len(errors) == 1 and "not reachable:" in errors[0], text
+    assert "127.0.0.1" in errors[0], errors
+    assert _reported(lines, "OK", "lspilot "), text

@@ -29,17 +29,21 @@ function M.thousands(n)
   return sign .. digits
 end
 
---- US dollars for people: "$0.0005", "$1.23"; "cost unknown" when there is none.
+--- US dollars for people: "$1.23", "$0.0005", "$0.000011"; nil when there is no cost.
 function M.dollars(cost)
   if type(cost) ~= "number" then
     return nil
   end
   if cost == 0 then
     return "$0"
-  elseif cost < 0.01 then
-    return string.format("$%.4f", cost)
+  elseif cost >= 0.01 then
+    return string.format("$%.2f", cost)
   end
-  return string.format("$%.2f", cost)
+  local text = string.format("%.6f", cost):gsub("0+$", "")
+  if #text < 6 then
+    text = string.format("%.4f", cost)
+  end
+  return "$" .. text
 end
 
 --- "812 tokens in, 240 out, $0.0003" from an LSP answer's `usage`, or nil.
