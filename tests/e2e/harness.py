@@ -22,7 +22,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
 # Re-exported: the tests build ranges with the server's own LSP position helpers.
-from lspilot.text import apply_edits, offset_at, position_of, range_of  # noqa: F401
+from lspilot.text import apply_edits, end_after, offset_at, position_of, range_of  # noqa: F401
 from tests.fake_upstream import FakeUpstream
 
 SERVER_COMMAND = [sys.executable, "-m", "lspilot", "--log-level", "DEBUG"]
@@ -78,6 +78,7 @@ class Editor:
         self.apply_mode = "apply"
         self.release_edits = asyncio.Event()
         self.stream_event = asyncio.Event()
+        self.server_capabilities: types.ServerCapabilities | None = None
 
     # -- documents ---------------------------------------------------------------------
     def open(self, relative: str, text: str, language: str = "python") -> str:
@@ -186,6 +187,31 @@ class Editor:
             result = await self.client.workspace_execute_command_async(params)
         return plain(result)
 
+    async def complete(self, uri: str, position: types.Position, *, automatic: bool = True,
+                       msg_id: str | None = None) -> list[str]:
+        """Ask for inline completions at ``position``; the items' insert texts."""
+        kind = (types.InlineCompletionTriggerKind.Automatic if automatic
+                else types.InlineCompletionTriggerKind.Invoked)
+        params = types.InlineCompletionParams(
+            context=types.InlineCompletionContext(trigger_kind=kind),
+            text_document=types.TextDocumentIdentifier(uri=uri), position=position)
+        if msg_id is not None:
+            result = await self.client.protocol.send_request_async(
+                types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id=msg_id)
+        else:
+            result = await self.client.text_document_inline_completion_async(params)
+        items = result.items if isinstance(result, types.InlineCompletionList) else result or []
+        return [str(item.insert_text) for item in items]
+
+    def type_at(self, uri: str, position: types.Position, text: str) -> types.Position:
+        """Type ``text`` at ``position`` (one didChange); the cursor after it."""
+        self.change(uri, types.Range(position, position), text)
+        return end_after(position, text, self.encoding)
+
+    async def command(self, command: str, *arguments: Any) -> Any:
+        params = types.ExecuteCommandParams(command=command, arguments=list(arguments))
+        return plain(await self.client.workspace_execute_command_async(params))
+
     def stream_text(self, token: Any = None) -> str:
         return "".join(
             s["delta"] for s in self.streams if token is None or s["token"] == token
@@ -273,6 +299,7 @@ async def session(
             root_uri=from_fs_path(str(root)),
         )
     )
+    editor.server_capabilities = result.capabilities
     encoding = result.capabilities.position_encoding
     editor.encoding = str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
     try:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.workspace import Workspace
@@ -24,6 +27,7 @@ from lspilot.editor import Editor
 from lspilot.errors import LspilotError
 from lspilot.jobs.job import Body, Job, JobContext, JobResult, JobSpec
 from lspilot.jobs.lanes import Lanes
+from lspilot.llm import errors
 from lspilot.llm.client import ChatClient
 from lspilot.local.manager import LocalModel
 from lspilot.settings import LOCAL_BASE_URL, Settings
@@ -37,6 +41,32 @@ class KeyNotSent(LspilotError):
     kind = "no_api_key"
 
 
+# The failures that say something about the upstream (not about the request or the editor).
+_UPSTREAM_ERRORS: tuple[type[errors.UpstreamError], ...] = (
+    errors.UpstreamError, *errors.UpstreamError.__subclasses__())
+UPSTREAM_KINDS = frozenset(error.kind for error in _UPSTREAM_ERRORS)
+
+
+@define
+class UpstreamHealth:
+    """How the upstream was when last seen: what ``lspilot.status`` reports."""
+
+    ok: bool | None = None  # None: not asked yet this session
+    at: float | None = None
+    error: dict[str, str] | None = None
+
+    def answered(self) -> None:
+        self.ok, self.at, self.error = True, time.time(), None
+
+    def failed(self, kind: str, message: str) -> None:
+        self.ok, self.at, self.error = False, time.time(), {"type": kind, "message": message}
+
+    def to_json(self) -> dict[str, Any]:
+        at = None if self.at is None else datetime.fromtimestamp(self.at, UTC).isoformat(
+            timespec="seconds")
+        return {"reachable": self.ok, "at": at, "error": self.error}
+
+
 class Services:
     def __init__(self, server: LanguageServer, cache_dir: Path) -> None:
         self._server = server
@@ -47,6 +77,7 @@ class Services:
         self.lanes = Lanes(self.store.settings)
         self.meter = Meter()
         self.jobs: dict[types.ProgressToken, Job] = {}
+        self.upstream = UpstreamHealth()
         # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
         self.local = LocalModel(cache_dir)
         self.store.subscribe(self._settings_changed)
@@ -78,14 +109,31 @@ class Services:
             upstream_lost=self.local.lost() if local else None,
         )
 
-    async def run(self, spec: JobSpec, context: JobContext, body: Body) -> JobResult:
-        """Run a job to its end, known to ``lspilot.cancel`` and ``lspilot.status``."""
+    def start(self, spec: JobSpec, context: JobContext, body: Body) -> Job:
+        """Start a job, known to ``lspilot.cancel`` and ``lspilot.status`` while it runs."""
         job = Job(spec=spec, context=context)
         if job.token in self.jobs:
             raise CommandError(f"The progress token {job.token!r} is already in use.")
         self.jobs[job.token] = job
         task = job.start(body)
-        task.add_done_callback(lambda _: self.jobs.pop(job.token, None))
+        task.add_done_callback(lambda done: self._finished(job, done))
+        return job
+
+    def _finished(self, job: Job, task: asyncio.Task[JobResult]) -> None:
+        self.jobs.pop(job.token, None)
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if result.status == "done":
+            self.upstream.answered()
+        elif result.status == "failed" and result.error_type in UPSTREAM_KINDS:
+            self.upstream.failed(result.error_type or "", result.error_message or "")
+
+    async def run(self, spec: JobSpec, context: JobContext, body: Body) -> JobResult:
+        """Run a job to its end (see :meth:`start`)."""
+        job = self.start(spec, context, body)
+        task = job.task
+        assert task is not None
         try:
             # Shielded: a $/cancelRequest cancels the caller, and we pass it on ourselves.
             result = await asyncio.shield(task)

@@ -52,4 +52,5 @@ class StatusFeature(Feature):
                 for token, job in self.services.jobs.items() if job.spec.visible
             ],
             "session": self.services.meter.to_json(),
+            "upstream": self.services.upstream.to_json(),
         }

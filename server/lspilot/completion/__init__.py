@@ -1,0 +1,1 @@
+"""Inline completions' pure logic: the cursor's context, prompts, cleaning, the cache."""

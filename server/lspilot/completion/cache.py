@@ -1,0 +1,75 @@
+"""Suggestions remembered by the text around the cursor, so that asking twice costs nothing.
+
+Backspacing and typing the same again finds the suggestion made there before; typing the
+characters a suggestion predicted finds the rest of it (Copilot's "typing as suggested").
+Keys are the end of the text before the cursor and the start of the text after it: enough
+to tell places apart, cheap to compare.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from attrs import define
+
+KEY_CHARS = 2000
+MAX_ENTRIES = 256
+# Typing through more than this is a new place, not the same suggestion.
+MAX_TYPED = 200
+
+
+@define(frozen=True)
+class Entry:
+    prefix: str
+    suffix: str
+    suggestion: str
+
+
+class SuggestionCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._entries: OrderedDict[tuple[str, str, str], Entry] = OrderedDict()
+        self._max = max_entries
+
+    def put(self, uri: str, prefix: str, suffix: str, suggestion: str) -> None:
+        entry = Entry(prefix[-KEY_CHARS:], suffix[:KEY_CHARS], suggestion)
+        key = (uri, entry.prefix, entry.suffix)
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def get(self, uri: str, prefix: str, suffix: str) -> str | None:
+        """The suggestion for this place: made here, or the rest of one typed into."""
+        prefix, suffix = prefix[-KEY_CHARS:], suffix[:KEY_CHARS]
+        exact = self._entries.get((uri, prefix, suffix))
+        if exact is not None:
+            return exact.suggestion
+        # Newest first: the suggestion the user is typing through is the latest one.
+        for (entry_uri, _, _), entry in reversed(self._entries.items()):
+            if entry_uri != uri or entry.suffix != suffix:
+                continue
+            typed = typed_since(entry.prefix, prefix)
+            if typed and entry.suggestion.startswith(typed) and len(entry.suggestion) > len(typed):
+                return entry.suggestion[len(typed):]
+        return None
+
+    def forget(self, uri: str) -> None:
+        for key in [k for k in self._entries if k[0] == uri]:
+            del self._entries[key]
+
+
+def typed_since(old_prefix: str, new_prefix: str) -> str | None:
+    """What was typed at the cursor to turn one key into the other, or None.
+
+    Keys are the last ``KEY_CHARS`` characters, so a long prefix that grew by ``t`` lost
+    as many characters on the left: ``new == (old + t)[-KEY_CHARS:]``.
+    """
+    if len(new_prefix) < KEY_CHARS:  # not cut, so neither was the old one
+        if len(new_prefix) > len(old_prefix) and new_prefix.startswith(old_prefix):
+            return new_prefix[len(old_prefix):]
+        return None
+    for typed in range(1, MAX_TYPED + 1):
+        shift = len(old_prefix) + typed - KEY_CHARS
+        if shift >= 0 and new_prefix.startswith(old_prefix[shift:]):
+            return new_prefix[len(old_prefix) - shift:]
+    return None

@@ -1,0 +1,284 @@
+"""Inline completions: ghost text as the user types (LSP 3.18 ``textDocument/inlineCompletion``).
+
+Asking less: Automatic requests wait ``completionDebounceMs`` for more typing; a newer
+request for the same document supersedes the one in flight (it answers empty at once and
+its upstream request is closed); a ``$/cancelRequest`` closes the upstream request unless
+a newer request is waiting for the same answer. Answering without asking: a cache by the
+text around the cursor serves backspacing and retyping, and the rest of a suggestion the
+user is typing through; while the model is still producing what the user types, a new
+request waits for that answer instead of sending another.
+
+Failures are quiet: an empty list, a line in the log and in ``lspilot.status``; a missing
+or refused key is shown once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import define, field
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from lspilot.completion import prompt
+from lspilot.completion.cache import KEY_CHARS, SuggestionCache, typed_since
+from lspilot.completion.clean import clean
+from lspilot.completion.context import CursorContext, Shape, cursor_context
+from lspilot.completion.neighbors import best_snippets
+from lspilot.errors import LspilotError
+from lspilot.features.base import Feature
+from lspilot.jobs.job import Job, JobSpec, Outcome
+from lspilot.llm.wire import ChatRequest, CompletionRequest
+from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.text import offset_at
+
+log = logging.getLogger(__name__)
+
+# Characters of code around the cursor per request (most of it before the cursor), and the
+# share of it that snippets of other open documents may take.
+BUDGET_CHARS = 6000
+NEIGHBOR_SHARE = 0.25
+# Lines around the cursor whose names pick the neighbouring snippets.
+AROUND_CURSOR_CHARS = 1200
+# Shown once per session: the user must act on these, and nothing else will tell them.
+SHOWN_ONCE = frozenset({"no_api_key", "authentication", "cost_limit", "local_model"})
+
+
+@define(eq=False)
+class Pending:
+    """The request in flight for one document, and the requests waiting for its answer."""
+
+    uri: str
+    context: CursorContext
+    result: asyncio.Future[str | None]
+    task: asyncio.Task[None] | None = None
+    job: Job | None = None
+    partial: str = ""  # the answer so far
+    waiters: int = 0
+    _closed: bool = field(default=False)
+
+    @property
+    def streaming(self) -> bool:
+        return self.job is not None and not self.result.done()
+
+    def close(self) -> None:
+        """Stop it: the upstream request is closed; its waiters answer empty."""
+        self._closed = True
+        if self.task is not None:
+            self.task.cancel()
+        if not self.result.done():
+            self.result.set_result(None)
+
+
+class InlineFeature(Feature):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.cache = SuggestionCache()
+        self.pending: dict[str, Pending] = {}
+        self._shown: set[str] = set()
+        self.last_error: dict[str, str] | None = None
+
+    def register(self, server: LanguageServer) -> None:
+        @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                        types.InlineCompletionOptions())
+        async def inline_completion(
+            ls: LanguageServer, params: types.InlineCompletionParams
+        ) -> types.InlineCompletionList:
+            """A suggestion at the cursor, or an empty list."""
+            automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
+            suggestion = await self.suggest(params.text_document.uri, params.position,
+                                            automatic=automatic)
+            items = [] if suggestion is None else [
+                types.InlineCompletionItem(insert_text=suggestion)]
+            return types.InlineCompletionList(items=items)
+
+        @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions())
+        async def completion(ls: LanguageServer,
+                             params: types.CompletionParams) -> types.CompletionList:
+            """The same suggestion as one completion item, when ``completionItems`` is on."""
+            uri = params.text_document.uri
+            if not self.services.store.settings_for(uri).completion_items:
+                return types.CompletionList(is_incomplete=False, items=[])
+            suggestion = await self.suggest(uri, params.position, automatic=True)
+            if suggestion is None:
+                return types.CompletionList(is_incomplete=True, items=[])
+            return types.CompletionList(is_incomplete=True, items=[_item(suggestion,
+                                                                         params.position)])
+
+    def document_closed(self, uri: str) -> None:
+        pending = self.pending.pop(uri, None)
+        if pending is not None:
+            pending.close()
+        self.cache.forget(uri)
+
+    async def shutdown(self) -> None:
+        for pending in list(self.pending.values()):
+            pending.close()
+
+    # -- the engine ----------------------------------------------------------------------
+    async def suggest(self, uri: str, position: types.Position, *,
+                      automatic: bool) -> str | None:
+        store = self.services.store
+        settings = store.settings_for(uri)
+        if not settings.inline_completions:
+            return None
+        context = self._context(uri, position)
+        if context is None:
+            return None
+        cached = self.cache.get(uri, context.prefix, context.suffix)
+        if cached is not None:
+            return cached
+        pending = self.pending.get(uri)
+        if pending is not None and pending.streaming and _follows(pending, context):
+            await self._wait(pending)
+            cached = self.cache.get(uri, context.prefix, context.suffix)
+            if cached is not None:
+                return cached
+            pending = self.pending.get(uri)
+        if pending is not None:
+            pending.close()  # superseded: the user moved on
+        pending = Pending(uri=uri, context=context,
+                          result=asyncio.get_running_loop().create_future())
+        self.pending[uri] = pending
+        delay = settings.completion_debounce_ms / 1000 if automatic else 0.0
+        pending.task = asyncio.get_running_loop().create_task(self._produce(pending, delay))
+        return await self._wait(pending)
+
+    async def _wait(self, pending: Pending) -> str | None:
+        pending.waiters += 1
+        try:
+            return await asyncio.shield(pending.result)
+        except asyncio.CancelledError:
+            # The editor cancelled this request: close upstream unless others wait too.
+            if pending.waiters == 1:
+                pending.close()
+            raise
+        finally:
+            pending.waiters -= 1
+
+    async def _produce(self, pending: Pending, delay: float) -> None:
+        suggestion = None
+        try:
+            if delay:
+                await asyncio.sleep(delay)  # cancelled by newer typing (Pending.close)
+            suggestion = await self._ask(pending)
+        except asyncio.CancelledError:
+            if pending.job is not None:
+                pending.job.cancel()
+        finally:
+            if self.pending.get(pending.uri) is pending:
+                del self.pending[pending.uri]
+            if not pending.result.done():
+                pending.result.set_result(suggestion)
+
+    async def _ask(self, pending: Pending) -> str | None:
+        services, uri, context = self.services, pending.uri, pending.context
+        settings = services.store.settings_for(uri)
+        try:
+            job_context = await services.job_context(uri, quiet=True)
+        except LspilotError as exc:
+            self._failed(exc.kind, str(exc))
+            return None
+        # Ghost text that comes after a back-off is ghost text for code already typed past.
+        job_context = attrs.evolve(job_context,
+                                   settings=attrs.evolve(job_context.settings, max_retries=0))
+        request = self._request(context, settings)
+        spec = JobSpec(title="lspilot: Complete", command=types.TEXT_DOCUMENT_INLINE_COMPLETION,
+                       action="inlineCompletion", uri=uri, lane="completions", visible=False)
+
+        async def body(job: Job) -> Outcome:
+            def seen(text: str) -> None:
+                pending.partial = text
+            streamed = await job.stream(request, on_text=seen)
+            return Outcome(text=streamed.text)
+
+        job = services.start(spec, job_context, body)
+        pending.job = job
+        assert job.task is not None
+        try:
+            result = await asyncio.shield(job.task)
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        if result.status != "done":
+            if result.status == "failed":
+                self._failed(result.error_type or "internal", result.error_message or "")
+            return None
+        suggestion = clean(result.text, context)
+        if suggestion is not None:
+            self.cache.put(uri, context.prefix, context.suffix, suggestion)
+        return suggestion
+
+    def _request(self, context: CursorContext,
+                 settings: Settings) -> ChatRequest | CompletionRequest:
+        model = settings.completion_model or settings.model
+        max_tokens = settings.completion_max_tokens
+        if context.shape is Shape.LINE:
+            max_tokens = min(max_tokens, prompt.LINE_MAX_TOKENS)
+        snippets = best_snippets(context.prefix[-AROUND_CURSOR_CHARS:],
+                                 self._neighbours(context), int(BUDGET_CHARS * NEIGHBOR_SHARE))
+        style = settings.completion_style
+        if style == "auto":
+            style = "fim" if settings.base_url == LOCAL_BASE_URL else "chat"
+        if style == "fim":
+            text, suffix = prompt.fim_prompt(context, snippets)
+            return CompletionRequest(
+                model=model, prompt=text, suffix=suffix, max_tokens=max_tokens,
+                temperature=settings.temperature if settings.temperature is not None else 0.2,
+                top_p=settings.top_p, stop=prompt.fim_stop(context))
+        return ChatRequest(model=model, messages=prompt.chat_messages(context, snippets),
+                           max_tokens=max_tokens, temperature=settings.temperature,
+                           top_p=settings.top_p, stop=prompt.CHAT_STOP)
+
+    def _context(self, uri: str, position: types.Position) -> CursorContext | None:
+        document = self.services.workspace.text_documents.get(uri)
+        if document is None:
+            return None
+        encoding = str(getattr(self.services.workspace.position_encoding, "value",
+                               self.services.workspace.position_encoding) or "utf-16")
+        offset = offset_at(document.lines, position, encoding)
+        return cursor_context(document.source, offset,
+                              language=document.language_id or Path(document.path).suffix[1:],
+                              path=Path(document.path).name, budget_chars=BUDGET_CHARS)
+
+    def _neighbours(self, context: CursorContext) -> list[tuple[str, str]]:
+        documents = self.services.workspace.text_documents.values()
+        return [(Path(d.path).name, d.source) for d in documents
+                if Path(d.path).name != context.path and d.language_id == context.language]
+
+    def _failed(self, kind: str, message: str) -> None:
+        self.last_error = {"type": kind, "message": message}
+        if kind in SHOWN_ONCE and kind not in self._shown:
+            self._shown.add(kind)
+            log.warning("Inline completions: %s", message)
+            self.services.editor.show_message(types.MessageType.Warning,
+                                              f"lspilot completions: {message}")
+        else:
+            log.info("Inline completion failed (%s): %s", kind, message)
+
+
+def _follows(pending: Pending, context: CursorContext) -> bool:
+    """Whether the user is typing what the request in flight is producing."""
+    if pending.context.suffix != context.suffix:
+        return False
+    typed = typed_since(pending.context.prefix[-KEY_CHARS:], context.prefix[-KEY_CHARS:])
+    if not typed:
+        return False
+    so_far = clean(pending.partial, attrs.evolve(pending.context, shape=Shape.BLOCK)) or ""
+    return so_far.startswith(typed) or typed.startswith(so_far)
+
+
+def _item(suggestion: str, position: types.Position) -> types.CompletionItem:
+    first = suggestion.strip().split("\n", 1)[0]
+    return types.CompletionItem(
+        label=first[:60] or suggestion[:60],
+        kind=types.CompletionItemKind.Text,
+        detail="lspilot",
+        sort_text="0",
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(position, position), new_text=suggestion),
+    )
