@@ -88,3 +88,12 @@ async def test_tcp_mode_serves_a_client():
         await client.stop()
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_check_prints_the_price_it_will_use(upstream):
+    upstream.enqueue(Reply.stream(["ok"]), Reply.stream(["ok"]))
+    env = {"LSPILOT_BASE_URL": upstream.base_url, "OPENAI_API_KEY": KEY}
+    done = run_lspilot("check", env=env)
+    assert "price: gpt-5-4-mini: $0.15 per 1M tokens in, $0.9 per 1M out" in done.stdout
+    done = run_lspilot("check", env={**env, "LSPILOT_MODEL": "house-model"})
+    assert "price: unknown for house-model" in done.stdout
