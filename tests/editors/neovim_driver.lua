@@ -461,20 +461,27 @@ local function count_events()
   return #suggestion_events()
 end
 
--- spec.at = {row, col}: where to start typing (A: at the end of row when col is nil);
+-- spec.at = {row, col}: where to start typing (i before col; A at the end of row when
+-- col is nil);
 -- spec.type: what to type; spec.steps: a list of { keys, wait = event } after the
 -- ghost text first shows, each step's result recorded in result.steps.
 function scenarios.suggest()
   local buf = open_and_attach()
   result.suggestion_engine = suggestion.engine()
   result.attached = suggestion.is_attached(buf)
-  api.nvim_win_set_cursor(0, { spec.at[1], 0 })
+  api.nvim_win_set_cursor(0, { spec.at[1], spec.at[2] or 0 })
   local seen = count_events()
-  api.nvim_input("A" .. (spec.type or ""))
-  local shown
-  shown, seen = await_event("shown", seen, "the ghost text to appear")
-  result.shown = shown
-  result.get = suggestion.get()
+  api.nvim_input((spec.at[2] and "i" or "A") .. (spec.type or ""))
+  if spec.first_wait ~= false then
+    local shown
+    shown, seen = await_event("shown", seen, "the ghost text to appear")
+    result.shown = shown
+    result.get = suggestion.get()
+  else
+    await(function()
+      return api.nvim_get_mode().mode:sub(1, 1) == "i" and api.nvim_get_current_line() ~= result.original[spec.at[1]]
+    end, "the typing to arrive")
+  end
   result.steps = {}
   for _, step in ipairs(spec.steps or {}) do
     local before = seen

@@ -839,3 +839,232 @@ def test_checkhealth_reports_an_unreachable_upstream(nvim: Nvim, tmp_path: Path)
     assert len(errors) == 1 and "not reachable:" in errors[0], text
     assert "127.0.0.1" in errors[0], errors
     assert _reported(lines, "OK", "lspilot "), text
+
+
+# -- ghost text (inline completions) ---------------------------------------------------
+
+GHOST_SOURCE = "def add(a, b):\n    return a + b\n\n\ntotal = add()\n\ndef mul(a, b)\n"
+GHOST_LINES = GHOST_SOURCE.splitlines()
+CALL_ROW = 5  # "total = add()", 1-based
+IN_PARENS = len("total = add(")  # typing "1" there asks for the other arguments
+DEF_ROW = 7  # "def mul(a, b)": typing ":" at its end asks for a block
+# The fake upstream's chat answer: the whole line, as chat models give it; the server
+# keeps what goes between the cursor and the ")" already there.
+CALL_ANSWER = ["total = add", "(1, 2)"]
+CALL_SUGGESTION = ", 2"
+
+
+def _server_has_inline_completions() -> bool:
+    try:
+        from lspilot.features.inline import InlineFeature  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_inline = pytest.mark.skipif(
+    not _server_has_inline_completions(),
+    reason="this checkout's server has no textDocument/inlineCompletion "
+    "(lspilot.features.inline) yet",
+)
+
+
+def ghost_workspace(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n')
+    source = root / "ghost.py"
+    source.write_text(GHOST_SOURCE, encoding="utf-8")
+    return source
+
+
+def suggest(
+    nvim: Nvim,
+    tmp_path: Path,
+    replies: list[Reply],
+    steps: list[dict[str, str]],
+    **spec: Any,
+) -> tuple[dict[str, Any], list[Any]]:
+    source = ghost_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        # Whatever is asked after the scripted answers gets nothing worth showing.
+        upstream.default = Reply.stream([""])
+        upstream.enqueue(*replies)
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "suggest",
+                "file": str(source),
+                "at": [CALL_ROW, IN_PARENS],
+                "type": "1",
+                "steps": steps,
+                **spec,
+            },
+        )
+        requests = list(upstream.requests)
+    return result, requests
+
+
+def ghost_text(marks: list[dict[str, Any]]) -> list[str]:
+    """What the extmarks draw: the first line (the suggestion's part of virt_text), then
+    the virt_lines."""
+    return [m["virt_text_first"] for m in marks] + [line for m in marks for line in m["virt_lines"]]
+
+
+@needs_inline
+def test_ghost_text_appears_and_the_accept_key_inserts_it(nvim: Nvim, tmp_path: Path) -> None:
+    result, requests = suggest(
+        nvim, tmp_path, [Reply.stream(CALL_ANSWER)], [{"keys": "<M-l>", "wait": "cleared"}]
+    )
+
+    assert result["suggestion_engine"] == "the plugin's own"
+    shown = result["shown"]
+    assert shown["text"] == CALL_SUGGESTION and shown["mode"] == "i"
+    (mark,) = shown["marks"]
+    assert (mark["row"], mark["col"]) == (CALL_ROW - 1, IN_PARENS + 1)
+    assert mark["virt_text_first"] == CALL_SUGGESTION and mark["virt_lines"] == []
+    assert mark["hl"] == "LspilotSuggestion"
+    if nvim.minor >= (0, 10):
+        assert mark["pos"] == "inline"
+    else:
+        # No inline virtual text before 0.10: an overlay at the cursor that redraws the
+        # rest of the line after the suggestion.
+        assert mark["pos"] == "overlay" and mark["virt_text"] == CALL_SUGGESTION + ")"
+    # The buffer itself holds only what was typed.
+    assert shown["line"] == "total = add(1)"
+    # The server saw the typed "1": the didChange went out before the request.
+    prompt = requests[0].json["messages"][-1]["content"]
+    assert "total = add(1<CURSOR>)" in prompt, prompt
+    (accept,) = result["steps"]
+    assert accept["event"]["reason"] == "accepted", accept
+    assert accept["line"] == "total = add(1, 2)"
+    assert accept["cursor"] == [CALL_ROW, len("total = add(1, 2")]
+    assert accept["event"]["marks"] == [] and accept["mode"] == "i"
+    assert result["buffer"][CALL_ROW - 1] == "total = add(1, 2)"
+    assert result["buffer"][: CALL_ROW - 1] == GHOST_LINES[: CALL_ROW - 1]
+
+
+@needs_inline
+def test_accept_word_inserts_one_word(nvim: Nvim, tmp_path: Path) -> None:
+    result, _ = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(CALL_ANSWER)],
+        [{"keys": "<M-w>", "wait": "shown"}, {"keys": "<M-w>", "wait": "cleared"}],
+    )
+
+    comma, word = result["steps"]
+    assert comma["line"] == "total = add(1,)"
+    assert comma["event"]["text"] == " 2"  # the rest stays shown after the word
+    assert ghost_text(comma["marks"]) == [" 2"]
+    assert word["line"] == "total = add(1, 2)"
+    assert word["event"]["reason"] == "accepted" and word["marks"] == []
+
+
+@needs_inline
+def test_typing_what_it_suggests_keeps_it_without_asking(nvim: Nvim, tmp_path: Path) -> None:
+    result, requests = suggest(
+        nvim, tmp_path, [Reply.stream(CALL_ANSWER)], [{"keys": ",", "wait": "shown"}]
+    )
+
+    (typed,) = result["steps"]
+    assert typed["line"] == "total = add(1,)"
+    assert typed["event"]["text"] == " 2"
+    assert ghost_text(typed["marks"]) == [" 2"]
+    # Shown again at once: no request went to the server in between.
+    assert "requested" not in typed["events"], typed["events"]
+    assert len(requests) == 1
+
+
+@needs_inline
+@pytest.mark.parametrize(
+    ("keys", "reason", "mode"),
+    [("<Left>", "moved", "i"), ("<Esc>", "left", "n"), ("<C-]>", "dismissed", "i")],
+    ids=["cursor-move", "leave-insert", "dismiss"],
+)
+def test_the_ghost_text_goes_away(
+    nvim: Nvim, tmp_path: Path, keys: str, reason: str, mode: str
+) -> None:
+    result, _ = suggest(
+        nvim, tmp_path, [Reply.stream(CALL_ANSWER)], [{"keys": keys, "wait": "cleared"}]
+    )
+
+    assert ghost_text(result["shown"]["marks"]) == [CALL_SUGGESTION]
+    (step,) = result["steps"]
+    assert step["event"]["reason"] == reason, step
+    assert step["event"]["marks"] == [], step  # gone when the event fired
+    assert step["event"]["mode"] == mode
+    assert step["line"] == "total = add(1)"  # nothing was inserted
+    assert result["marks_after"] == []
+
+
+@needs_inline
+def test_a_block_shows_its_lines_below(nvim: Nvim, tmp_path: Path) -> None:
+    answer = ["def mul(a, b):\n", "    product = a * b\n", "    return product\n"]
+    result, _ = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(answer)],
+        [{"keys": "<M-l>", "wait": "cleared"}],
+        at=[DEF_ROW],
+        type=":",
+    )
+
+    shown = result["shown"]
+    assert shown["text"] == "\n    product = a * b\n    return product", shown["text"]
+    (mark,) = shown["marks"]
+    assert mark["row"] == DEF_ROW - 1
+    assert mark["virt_lines"] == ["    product = a * b", "    return product"]
+    (accept,) = result["steps"]
+    assert result["buffer"][DEF_ROW - 1 :] == [
+        "def mul(a, b):",
+        "    product = a * b",
+        "    return product",
+    ]
+    assert accept["cursor"] == [DEF_ROW + 2, len("    return product")]
+
+
+@needs_inline
+def test_suggestions_turned_off_ask_nothing(nvim: Nvim, tmp_path: Path) -> None:
+    """With suggestion.enabled = false typing sends no request; :LspilotSuggestion
+    enable turns them on, and the first request is for what was typed after it."""
+    result, requests = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(CALL_ANSWER)],
+        [{"keys": "<Cmd>LspilotSuggestion enable<CR>,", "wait": "shown"}],
+        suggestion={"enabled": False},
+        first_wait=False,
+    )
+
+    (step,) = result["steps"]
+    assert step["event"]["text"] == " 2", step
+    assert len(requests) == 1, [r.json["messages"][-1]["content"] for r in requests]
+    assert "total = add(1,<CURSOR>)" in requests[0].json["messages"][-1]["content"]
+
+
+@needs_inline
+def test_accept_line_inserts_the_next_line_of_a_block(nvim: Nvim, tmp_path: Path) -> None:
+    answer = ["def mul(a, b):\n", "    product = a * b\n", "    return product\n"]
+    result, _ = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(answer)],
+        [{"keys": "<M-j>", "wait": "shown"}, {"keys": "<M-j>", "wait": "cleared"}],
+        at=[DEF_ROW],
+        type=":",
+    )
+
+    first, second = result["steps"]
+    assert first["line"] == "    product = a * b"
+    assert first["cursor"] == [DEF_ROW + 1, len("    product = a * b")]
+    assert first["event"]["text"] == "\n    return product"
+    assert ghost_text(first["marks"]) == ["", "    return product"]
+    assert second["line"] == "    return product"
+    assert second["event"]["reason"] == "accepted" and second["marks"] == []
+    assert result["buffer"][DEF_ROW - 1 :] == [
+        "def mul(a, b):",
+        "    product = a * b",
+        "    return product",
+    ]
