@@ -406,6 +406,20 @@ function scenarios.health()
   result.health = buf_lines(0)
 end
 
+-- setup() got bad options (neovim_init.lua passes spec.options as they are): the
+-- server still starts with the defaults for those; a bad :LspilotSuggestion argument.
+function scenarios.bad_options()
+  open_and_attach()
+  result.options = {
+    float = lspilot.options.float,
+    notify_done = lspilot.options.notify_done,
+    keys = lspilot.options.suggestion.keys,
+  }
+  -- setup() ran before this driver could catch vim.notify: its problems are kept.
+  result.option_problems = lspilot.option_problems
+  vim.cmd("LspilotSuggestion sideways")
+end
+
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as
 -- a coroutine: it types with nvim_input() and yields until what it waits for happened.
 local co

@@ -28,12 +28,17 @@ if spec.mode == "enable" then
   vim.lsp.config("lspilot", { cmd = cmd, filetypes = { "python" } })
   vim.lsp.enable("lspilot")
 else
-  require("lspilot").setup({
+  local options = {
     cmd = cmd,
     filetypes = { "python" },
     notify_done = true,
     settings = spec.settings or {},
     suggestion = spec.suggestion,
     health_timeout = spec.health_timeout,
-  })
+  }
+  -- Options a test passes as they are, bad ones included.
+  for key, value in pairs(spec.options or {}) do
+    options[key] = value
+  end
+  require("lspilot").setup(options)
 end

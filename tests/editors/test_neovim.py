@@ -1068,3 +1068,34 @@ def test_accept_line_inserts_the_next_line_of_a_block(nvim: Nvim, tmp_path: Path
         "    product = a * b",
         "    return product",
     ]
+
+
+def test_bad_options_are_named_and_keep_their_defaults(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "bad_options",
+                "file": str(source),
+                "options": {
+                    "float": "big",
+                    "notify_done": "yes",
+                    "suggestion": {"keys": {"acept": "<Tab>"}},
+                },
+            },
+        )
+
+    setup_error = "; ".join(result["option_problems"])
+    assert len(result["option_problems"]) == 3, setup_error
+    (command_error,) = [n["msg"] for n in result["notifications"] if n["level"] == 4]
+    assert 'float must be a table { border, max_width, max_height }, not "big"' in setup_error
+    assert 'notify_done must be true or false, not "yes"' in setup_error
+    assert "suggestion.keys.acept is not a key lspilot maps (it maps accept," in setup_error
+    # The server started anyway, with the defaults for those options.
+    assert result["options"]["float"]["border"] == "rounded"
+    assert result["options"]["notify_done"] is True
+    assert result["options"]["keys"]["accept"] == "<M-l>"
+    assert "toggle, enable, disable, status, not `sideways`" in command_error

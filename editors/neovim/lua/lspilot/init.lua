@@ -24,6 +24,8 @@ local api = vim.api
 local M = {}
 
 M.options = config.options
+--- What setup() found wrong with its options (messages naming each), {} when nothing.
+M.option_problems = {}
 --- The data of the last User LspilotProgress / LspilotDone event (for Neovim 0.7,
 --- whose autocmds carry no `data`).
 M.last_event = nil
@@ -120,6 +122,7 @@ function M.setup(user)
   end
   local opts = merge_options(user)
   local problems = check_options(opts)
+  M.option_problems = problems
   if #problems > 0 then
     util.notify("setup(): " .. table.concat(problems, "; ") .. ". Those options keep their defaults (:help lspilot-options).", vim.log.levels.ERROR)
     local fixed = {}
