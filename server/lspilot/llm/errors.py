@@ -7,7 +7,7 @@ ever holds the API key: messages are scrubbed before they are stored.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from lspilot.errors import LspilotError
 
@@ -15,6 +15,9 @@ from lspilot.errors import LspilotError
 class UpstreamError(LspilotError):
     kind = "upstream"
     retryable: ClassVar[bool] = False
+    # How many requests were sent before this error ended the answer: more than 1 when
+    # the client retried and gave up (set only on the copy that :meth:`evolve` makes).
+    attempts: int = 1
 
     def __init__(
         self,
@@ -24,11 +27,34 @@ class UpstreamError(LspilotError):
         retry_after: float | None = None,
         hint: str = "",
         partial_text: str = "",
+        detail: str = "",
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.retry_after = retry_after
         self.partial_text = partial_text
+        # The upstream's own words (scrubbed), apart from ours: what a refused parameter is
+        # recognised by, so that a host name in our message can never match.
+        self.detail = detail
+
+    def evolve(self, *, message: str | None = None, hint: str | None = None,
+               attempts: int | None = None) -> Self:
+        """A copy of this error, of the same class, with these changes.
+
+        An error may be held elsewhere (a log record, a retry callback, a test) once it
+        is raised: changing it in place would rewrite what they saw. Raise the copy
+        ``from`` the original instead.
+        """
+        copied = type(self).__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        if message is not None:
+            copied.message = message
+        if hint is not None:
+            copied.hint = hint
+        if attempts is not None:
+            copied.attempts = attempts
+        copied.args = (copied.message,)
+        return copied
 
 
 class MissingApiKey(UpstreamError):
