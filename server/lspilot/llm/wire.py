@@ -1,4 +1,5 @@
-"""The Chat Completions wire types, and the cattrs converter that maps them to JSON.
+"""The wire types of Chat Completions and (legacy, fill-in-the-middle) Completions, and
+the cattrs converter that maps them to JSON.
 
 Requests omit every parameter the user did not set (no ``"temperature": null``);
 responses ignore fields we do not know, so a server that adds fields never breaks us.
@@ -36,6 +37,22 @@ class ChatRequest:
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     stop: tuple[str, ...] | None = None
+    stream_options: StreamOptions | None = None
+
+
+@define(frozen=True, kw_only=True)
+class CompletionRequest:
+    """``POST {baseUrl}/completions``: text to continue, and for fill-in-the-middle models
+    the text after the gap (``suffix``), as llama.cpp's and vLLM's servers take it."""
+
+    model: str
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = None
+    stream: bool = True
     stream_options: StreamOptions | None = None
 
 
@@ -92,6 +109,22 @@ class ChatCompletion:
     usage: Usage | None = None
 
 
+@define(frozen=True)
+class TextChoice:
+    index: int = 0
+    text: str | None = None
+    finish_reason: str | None = None
+
+
+@define(frozen=True)
+class TextCompletion:
+    """A Completions answer; streamed chunks have the same shape, a piece of text each."""
+
+    choices: tuple[TextChoice, ...] = ()
+    usage: Usage | None = None
+    error: ErrorBody | None = None
+
+
 def _structure_error(value: Any, _: Any) -> ErrorBody:
     # Servers disagree on the shape: {"message": ..}, a bare string, codes as ints.
     if isinstance(value, str):
@@ -126,12 +159,14 @@ def _make_converter() -> cattrs.Converter:
         else Usage(),
     )
     # Omit what is unset: a null parameter is not "the model's default" to every server.
-    conv.register_unstructure_hook(
-        ChatRequest,
-        make_dict_unstructure_fn(
-            ChatRequest, conv, _cattrs_omit_if_default=True, stream=override(omit_if_default=False)
-        ),
-    )
+    for request_type in (ChatRequest, CompletionRequest):
+        conv.register_unstructure_hook(
+            request_type,
+            make_dict_unstructure_fn(
+                request_type, conv, _cattrs_omit_if_default=True,
+                stream=override(omit_if_default=False),
+            ),
+        )
     return conv
 
 
@@ -139,7 +174,7 @@ def _make_converter() -> cattrs.Converter:
 converter = functools.cache(_make_converter)
 
 
-def request_json(request: ChatRequest) -> dict[str, Any]:
+def request_json(request: ChatRequest | CompletionRequest) -> dict[str, Any]:
     data: dict[str, Any] = converter().unstructure(request)
     return data
 
@@ -150,6 +185,10 @@ def parse_chunk(data: Any) -> ChatChunk:
 
 def parse_completion(data: Any) -> ChatCompletion:
     return converter().structure(data, ChatCompletion)
+
+
+def parse_text_completion(data: Any) -> TextCompletion:
+    return converter().structure(data, TextCompletion)
 
 
 def parse_error(data: Any) -> ErrorBody:
