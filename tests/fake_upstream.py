@@ -114,6 +114,70 @@ class Reply:
         )
 
     @classmethod
+    def completion_stream(
+        cls,
+        chunks: Iterable[str],
+        *,
+        delay: float = 0.0,
+        finish_reason: str | None = "stop",
+        usage: dict[str, int] | bool | None = True,
+        done: bool = True,
+        cut_after: int | None = None,
+        hang_after: int | None = None,
+    ) -> Reply:
+        """An SSE stream of the legacy Completions API (``/completions``), as llama.cpp's
+        and vLLM's servers send it: ``{"choices": [{"text": ...}]}`` per chunk, then a
+        finish chunk and a usage chunk. ``cut_after``/``hang_after`` count SSE events."""
+        chunks = list(chunks)
+        if usage is True:
+            usage = {"prompt_tokens": 7, "completion_tokens": max(1, len(chunks)),
+                     "total_tokens": 7 + max(1, len(chunks))}
+        elif usage is False:
+            usage = None
+        base = {"id": "cmpl-fake", "object": "text_completion", "model": "fake"}
+        events: list[dict[str, Any]] = [
+            {**base, "choices": [{"index": 0, "text": chunk, "logprobs": None,
+                                  "finish_reason": None}]}
+            for chunk in chunks
+        ]
+        if finish_reason is not None:
+            events.append({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
+                                                "finish_reason": finish_reason}]})
+        if usage is not None:
+            events.append({**base, "choices": [], "usage": usage})
+        pieces = [f"data: {json.dumps(e)}\n\n".encode() for e in events]
+        if done:
+            pieces.append(b"data: [DONE]\n\n")
+        stop_after, stop_how = None, "cut"
+        if cut_after is not None:
+            stop_after = cut_after
+        elif hang_after is not None:
+            stop_after, stop_how = hang_after, "hang"
+        return cls(
+            headers={"content-type": "text/event-stream"},
+            pieces=pieces,
+            delay=delay,
+            streaming=True,
+            stop_after=stop_after,
+            stop_how=stop_how,
+        )
+
+    @classmethod
+    def text_completion(
+        cls, text: str, *, finish_reason: str | None = "stop",
+        usage: dict[str, int] | None = None,
+    ) -> Reply:
+        """A whole (not streamed) legacy Completions answer: ``{"choices": [{"text"}]}``."""
+        body: dict[str, Any] = {
+            "id": "cmpl-fake", "object": "text_completion", "model": "fake",
+            "choices": [{"index": 0, "text": text, "logprobs": None,
+                         "finish_reason": finish_reason}],
+        }
+        if usage is not None:
+            body["usage"] = usage
+        return cls.json(body)
+
+    @classmethod
     def sse(
         cls, pieces: Iterable[str | bytes], *, delay: float = 0.0, status: int = 200,
         headers: dict[str, str] | None = None,

@@ -1,0 +1,143 @@
+"""The two OpenAI-style APIs the client speaks, and how to read their answers.
+
+An :class:`Api` says where its requests go and how to read one streamed chunk (a fast
+path for the usual shape, a lenient typed path for the rest) and a whole, non-streamed
+answer. The stream does everything else the same way for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define
+
+from lspilot.llm.endpoint import CHAT_PATH, COMPLETIONS_PATH
+from lspilot.llm.wire import (
+    TextCompletion,
+    Usage,
+    parse_chunk,
+    parse_completion,
+    parse_text_completion,
+)
+
+# The usual chunk's text and finish reason, or None for anything else.
+FastPath = Callable[[dict[str, Any]], "tuple[str, str | None] | None"]
+
+
+@define(frozen=True, slots=True)
+class Piece:
+    """What one chunk (or a whole answer) says, read the typed way."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@define(frozen=True)
+class Api:
+    path: str
+    # As the user's messages name it: "a web page, not {name}".
+    name: str
+    # "something that is not {answer}".
+    answer: str
+    fast: FastPath
+    # Both raise (any exception) on a malformed payload; ``read_answer`` returns None for
+    # an answer without choices.
+    read_chunk: Callable[[Any], Piece]
+    read_answer: Callable[[Any], Piece | None]
+
+
+def _fast_delta(payload: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The usual chunk's text and finish reason, read straight from the dict.
+
+    Almost every chunk has this one shape; structuring it with cattrs costs fifteen
+    times more (see benchmarks/README.md). Anything else (usage, errors, odd types)
+    returns None and goes through the typed path.
+    """
+    if "usage" in payload or "error" in payload:
+        return None
+    choices = payload.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict:
+        return None
+    delta = choice.get("delta")
+    content = delta.get("content") if type(delta) is dict else None
+    finish_reason = choice.get("finish_reason")
+    if (content is not None and type(content) is not str) or (
+        finish_reason is not None and type(finish_reason) is not str
+    ):
+        return None
+    return content or "", finish_reason
+
+
+def _fast_text(payload: dict[str, Any]) -> tuple[str, str | None] | None:
+    """The Completions twin of :func:`_fast_delta`: ``choices[0].text``."""
+    if "usage" in payload or "error" in payload:
+        return None
+    choices = payload.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict:
+        return None
+    text = choice.get("text")
+    finish_reason = choice.get("finish_reason")
+    if (text is not None and type(text) is not str) or (
+        finish_reason is not None and type(finish_reason) is not str
+    ):
+        return None
+    return text or "", finish_reason
+
+
+def _chat_chunk(payload: Any) -> Piece:
+    chunk = parse_chunk(payload)
+    if not chunk.choices:
+        return Piece("", None, chunk.usage)
+    choice = chunk.choices[0]
+    return Piece(choice.delta.content or "", choice.finish_reason, chunk.usage)
+
+
+def _chat_answer(data: Any) -> Piece | None:
+    completion = parse_completion(data)
+    if not completion.choices:
+        return None
+    choice = completion.choices[0]
+    return Piece(choice.message.content or "", choice.finish_reason, completion.usage)
+
+
+def _text_chunk(payload: Any) -> Piece:
+    completion = parse_text_completion(payload)
+    return _text_piece(completion) or Piece("", None, completion.usage)
+
+
+def _text_answer(data: Any) -> Piece | None:
+    return _text_piece(parse_text_completion(data))
+
+
+def _text_piece(completion: TextCompletion) -> Piece | None:
+    if not completion.choices:
+        return None
+    choice = completion.choices[0]
+    return Piece(choice.text or "", choice.finish_reason, completion.usage)
+
+
+CHAT = Api(
+    path=CHAT_PATH,
+    name="the Chat Completions API",
+    answer="a chat completion",
+    fast=_fast_delta,
+    read_chunk=_chat_chunk,
+    read_answer=_chat_answer,
+)
+
+COMPLETIONS = Api(
+    path=COMPLETIONS_PATH,
+    name="the Completions API",
+    answer="a completion",
+    fast=_fast_text,
+    read_chunk=_text_chunk,
+    read_answer=_text_answer,
+)

@@ -1,0 +1,343 @@
+"""The text of one streamed answer: single use, closable, retried before its first text.
+
+``async for delta in stream`` sends the request and hands on the text as it arrives;
+afterwards ``text``, ``finish_reason`` and ``usage`` hold the whole answer. A stream is
+used once: iterating it again raises instead of asking the model a second time.
+``await stream.aclose()`` (or leaving ``async with``) drops the connection, so the
+upstream stops generating.
+
+Retries happen only before the first text is handed on, so a caller never sees text
+twice; this is the only retry loop, for every API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+from typing import Any, NoReturn
+
+import httpx
+
+from lspilot.llm import errors, failures, retry
+from lspilot.llm.api import Api
+from lspilot.llm.endpoint import Endpoint
+from lspilot.llm.retry import RetryCallback
+from lspilot.llm.sse import Event, SSEDecoder
+from lspilot.llm.transport import Transport, read_limited
+from lspilot.llm.wire import ChatRequest, CompletionRequest, Usage, parse_error
+
+log = logging.getLogger(__name__)
+
+
+class TextStream:
+    """The text of one streamed answer; ``finish_reason`` and ``usage`` once it is over."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        api: Api,
+        request: ChatRequest | CompletionRequest,
+        endpoint: Endpoint,
+        on_retry: RetryCallback | None,
+    ) -> None:
+        self._transport = transport
+        self._api = api
+        self.request = request
+        self._endpoint = endpoint
+        self._on_retry = on_retry
+        self.text_parts: list[str] = []
+        self._size = 0
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        # Read once per chunk: an attribute, not a lookup through the Api each time.
+        self._fast = api.fast
+        self._attempt = 0
+        self._started = False
+        self._closed = False
+        self._closing: asyncio.Event | None = None  # made if a retry has to wait
+        # The response being read. The stream never holds its own iterator: only the
+        # consumer does, so an abandoned iteration is finalized (and its connection
+        # closed) as soon as the consumer lets go, not by a later cycle collection.
+        self._response: httpx.Response | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _closed_now(self) -> bool:
+        # A call, not the attribute: aclose() may come from another task at any await,
+        # and a type checker would take an attribute it just tested as still unchanged.
+        return self._closed
+
+    # -- iterating, once -----------------------------------------------------------------
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._started or self._closed:
+            raise RuntimeError(
+                "This text stream was already iterated or closed; a stream sends its "
+                "request once: ask the client for a new stream to ask again."
+            )
+        self._started = True
+        return self._deltas()
+
+    async def _deltas(self) -> AsyncGenerator[str, None]:
+        """The one retry loop: each attempt sends the request and reads its answer."""
+        endpoint = self._endpoint
+        if not endpoint.api_key:
+            raise errors.MissingApiKey(
+                "No API key is set.",
+                hint="Set the setting lspilot.apiKey, or the environment variable "
+                "LSPILOT_API_KEY (or OPENAI_API_KEY). Local servers that need no key accept "
+                "any value.",
+            )
+        while not self._closed_now():
+            try:
+                response = await self._transport.open(self._api.path, self.request, endpoint)
+                self._response = response
+                try:
+                    if self._closed_now():  # by another task, while the request was on its way
+                        return
+                    # Some servers ignore stream: true and answer in one piece.
+                    deltas = (
+                        self._events(response)
+                        if "text/event-stream" in response.headers.get("content-type", "")
+                        else self._whole_answer(response)
+                    )
+                    async for delta in deltas:
+                        yield delta
+                finally:
+                    self._response = None
+                    # Closing mid-stream (a cancel) drops the connection: the upstream stops.
+                    await response.aclose()
+                return
+            except errors.UpstreamError as error:
+                if self._closed_now():  # what broke after aclose() is aclose()'s doing
+                    return
+                await self._wait_to_retry(error)
+
+    async def _wait_to_retry(self, error: errors.UpstreamError) -> None:
+        """Wait before the next attempt, or raise: the error, or a copy saying why."""
+        if self.text_parts:  # handed on already: retrying could send text twice
+            raise error
+        decision = retry.decide(error, self._attempt, self._endpoint)
+        if isinstance(decision, retry.GiveUp):
+            if decision.error is error:
+                raise error
+            raise decision.error from error
+        self._attempt += 1
+        log.warning(
+            "%s Retrying in %.1f s (attempt %d of %d).",
+            error.message, decision.seconds, self._attempt + 1, self._endpoint.max_retries + 1,
+        )
+        if self._on_retry is not None:
+            self._on_retry(error, decision.seconds, self._attempt)
+        self._closing = self._closing or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(decision.seconds):
+                await self._closing.wait()  # aclose() ends the wait
+
+    # -- closing ---------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Drop the connection (the upstream stops) and end the iteration; idempotent.
+
+        Safe from another task while one is reading: its read fails, and the iteration
+        ends quietly. Before the first iteration, nothing is ever sent.
+        """
+        self._closed = True
+        if self._closing is not None:
+            self._closing.set()
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def __aenter__(self) -> TextStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- one response ------------------------------------------------------------------------
+    async def _whole_answer(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        endpoint = self._endpoint
+        try:
+            body = await read_limited(response, endpoint.max_response_chars * 4)
+        except httpx.StreamError:
+            if self._closed:
+                return
+            raise
+        except httpx.HTTPError as exc:
+            raise failures.read_error(exc, endpoint, "") from exc
+        try:
+            piece = self._api.read_answer(json.loads(body))
+        except Exception as exc:  # cattrs raises several types; any means not the API
+            raise failures.not_the_api(
+                self._api.name, self._api.answer,
+                response.headers.get("content-type", ""), body, endpoint,
+            ) from exc
+        if piece is None:
+            raise errors.InvalidResponse("The upstream answered without any choices.")
+        self._check_size(len(piece.text))
+        self.finish_reason = piece.finish_reason or "stop"
+        self.usage = piece.usage
+        if piece.text:
+            self.text_parts.append(piece.text)
+            yield piece.text
+
+    async def _events(self, response: httpx.Response) -> AsyncGenerator[str, None]:
+        """The text of the events, one piece per network read (not per event: a read
+        often brings many events, and each hand-over costs more than the event)."""
+        decoder = SSEDecoder()
+        endpoint = self._endpoint
+        last_event = time.monotonic()
+        reads = response.aiter_bytes()
+        try:
+            async for raw in reads:
+                lines_before = decoder.lines
+                events = decoder.feed(raw)
+                now = time.monotonic()
+                if not events:
+                    # A complete line (a keep-alive comment included) shows the upstream is
+                    # alive; bytes trickling in without completing one do not.
+                    if decoder.lines != lines_before:
+                        last_event = now
+                    elif now - last_event > endpoint.idle_timeout:
+                        raise errors.TimedOut(
+                            f"Nothing complete from {endpoint.host} for "
+                            f"{endpoint.idle_timeout:g} s.",
+                            partial_text=self.text,
+                        )
+                    continue
+                last_event = now
+                text, done, error = self._take(events)
+                if text:
+                    yield text
+                if error is not None:
+                    raise error
+                if done:
+                    await _finish_body(reads)
+                    return
+            text, done, error = self._take(decoder.close())
+            if text:
+                yield text
+            if error is not None:
+                raise error
+            if done:
+                return
+        except httpx.StreamError:
+            # Read after aclose(): the iteration ends. Otherwise a bug of ours: let it show.
+            if self._closed:
+                return
+            raise
+        except httpx.TimeoutException as exc:
+            raise failures.read_error(exc, endpoint, self.text) from exc
+        except httpx.HTTPError as exc:
+            if self.finish_reason is not None:  # the answer was complete: the drop is harmless
+                return
+            raise failures.read_error(exc, endpoint, self.text) from exc
+        if self.finish_reason is None:
+            raise errors.StreamBroken(
+                f"The stream from {endpoint.host} ended early, before the answer was finished.",
+                partial_text=self.text,
+            )
+
+    def _take(self, events: list[Event]) -> tuple[str, bool, errors.UpstreamError | None]:
+        """The text of a batch of events, whether [DONE] came, and an error if one did.
+
+        The text before an error is still handed on, so the partial answer is complete.
+        """
+        pieces: list[str] = []
+        try:
+            for event in events:
+                if event.data == "[DONE]":
+                    return "".join(pieces), True, None
+                delta = self._handle(event.event, event.data)
+                if delta:
+                    self._size += len(delta)
+                    self._check_size(self._size)
+                    self.text_parts.append(delta)
+                    pieces.append(delta)
+        except errors.UpstreamError as error:
+            return "".join(pieces), False, error
+        return "".join(pieces), False, None
+
+    def _handle(self, event_name: str, data: str) -> str:
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            raise errors.InvalidResponse(
+                f"The upstream sent an event that is not JSON: {self._quote(data)}",
+                partial_text=self.text,
+            ) from None
+        if not isinstance(payload, dict):
+            raise errors.InvalidResponse(
+                f"The upstream sent an event that is not a JSON object: {self._quote(data)}",
+                partial_text=self.text,
+            )
+        if event_name != "error":
+            fast = self._fast(payload)
+            if fast is not None:
+                content, finish_reason = fast
+                if finish_reason:
+                    self.finish_reason = finish_reason
+                return content
+        if event_name == "error" or payload.get("error"):
+            self._raise_error_event(payload)
+        try:
+            piece = self._api.read_chunk(payload)
+        except Exception as exc:  # cattrs raises several types; any means a malformed chunk
+            raise errors.InvalidResponse(
+                f"The upstream sent a malformed chunk: {self._quote(data)}",
+                partial_text=self.text,
+            ) from exc
+        if piece.usage is not None:
+            self.usage = piece.usage
+        if piece.finish_reason:
+            self.finish_reason = piece.finish_reason
+        return piece.text
+
+    def _raise_error_event(self, payload: dict[str, Any]) -> NoReturn:
+        body = parse_error(payload.get("error", payload))
+        message = failures.scrub(body.message, self._endpoint) or "no message"
+        raise errors.StreamBroken(
+            f"The upstream reported an error mid-stream: {message}",
+            partial_text=self.text,
+        )
+
+    def _quote(self, data: str) -> str:
+        return failures.quote(data, self._endpoint)
+
+    def _check_size(self, size: int) -> None:
+        limit = self._endpoint.max_response_chars
+        if size > limit:
+            raise errors.ResponseTooLarge(
+                f"The answer passed {limit:,} characters and was stopped.",
+                hint="Select less code, or raise the setting maxResponseChars.",
+                partial_text=self.text,
+            )
+
+
+# Kept for the imports that know the stream by its first name.
+ChatStream = TextStream
+
+
+async def _finish_body(reads: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the chunked body), so that the connection
+    goes back to the pool instead of being dropped: no new handshake per action."""
+    try:
+        async with asyncio.timeout(1.0):
+            async for _ in reads:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
