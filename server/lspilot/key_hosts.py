@@ -45,7 +45,8 @@ def redirect(user_base_url: str, base_url: str, key_from_workspace: bool,
 
 
 class AllowedHosts:
-    """Hosts the user allowed to receive a key set for another host, kept across restarts."""
+    """Strings the user allowed, kept across restarts: hosts allowed to receive a key set
+    for another host; workspace folders whose tests lspilot may always run."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

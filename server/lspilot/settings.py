@@ -29,6 +29,7 @@ BUILTIN_ACTION_IDS = ("explain", "refactor", "writeTests")
 APPLY_MODES = ("show", "replace", "testFile")
 EXPLAIN_SHOW = ("auto", "document", "message", "none")
 COMPLETION_STYLES = ("auto", "chat", "fim")
+RUN_TESTS = ("ask", "always", "never")
 
 ApplyMode = Literal["show", "replace", "testFile"]
 
@@ -114,6 +115,11 @@ class Settings:
     # Usage and cost: prices merged over the built-in table (lspilot.usage).
     prices: dict[str, Price] = field(factory=dict)
     max_session_cost: float | None = None
+    # Tests that run: after Write tests (lspilot.testing).
+    run_tests: str = "ask"  # one of RUN_TESTS
+    test_command: dict[str, tuple[str, ...]] = field(factory=dict)  # over the built-ins
+    test_repair_rounds: int = 2
+    test_timeout: float = 120.0
 
 
 def camel(name: str) -> str:
@@ -186,6 +192,12 @@ def _structure_prices(value: Any, _: Any) -> dict[str, Price]:
     return prices
 
 
+def _structure_commands(value: Any, _: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of language ids, got {_describe(value)}")
+    return {str(language): _structure_strings(argv, None) for language, argv in value.items()}
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(bool, _strict(bool, "true or false"))
@@ -194,6 +206,8 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict(str, "a string"))
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _structure_strings)
     conv.register_structure_hook_func(lambda t: t == dict[str, Price], _structure_prices)
+    conv.register_structure_hook_func(lambda t: t == dict[str, tuple[str, ...]],
+                                      _structure_commands)
     conv.register_structure_hook(
         ApiKey, lambda v, _: ApiKey(_strict(str, "a string")(v, None))
     )
@@ -296,6 +310,14 @@ def _check_prices(prices: dict[str, Price]) -> str | None:
     return None
 
 
+def _check_test_commands(commands: dict[str, tuple[str, ...]]) -> str | None:
+    for language, argv in commands.items():
+        if not argv:
+            return (f"{language}: must name a program, "
+                    "e.g. [\"python\", \"-m\", \"pytest\", \"{file}\"]")
+    return None
+
+
 _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "baseUrl": _check_url,
     "apiKeyCommand": _check_nonempty,
@@ -320,6 +342,10 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "completionMaxTokens": _range(1, 4096),
     "prices": _check_prices,
     "maxSessionCost": _range(0, None),
+    "runTests": _check_choice(RUN_TESTS),
+    "testCommand": _check_test_commands,
+    "testRepairRounds": _range(0, 5),
+    "testTimeout": _range(1, 3600),
 }
 
 _FIELD_TYPES: Mapping[str, Any] = {
@@ -419,6 +445,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
                  if getattr(act, a.name) is not None}
                 for act in value
             ]
+        elif f.name == "test_command":
+            value = {language: list(argv) for language, argv in value.items()}
         elif f.name == "prices":
             value = {model: {"input": p.input, "output": p.output} for model, p in value.items()}
         elif isinstance(value, tuple):

@@ -98,6 +98,12 @@ class SettingsStore:
         folder = self.folder_of(uri) if uri else ""
         return self.folder_settings[folder] if folder else self.settings
 
+    def set_by_workspace(self, uri: str | None, keys: tuple[str, ...]) -> bool:
+        """Whether the workspace settings (not the user's own) set any of ``keys``."""
+        folder = self.folder_of(uri) if uri else ""
+        section = self.folder_sections.get(folder, self.workspace_settings)
+        return any(section.get(key) is not None for key in keys)
+
     async def wait_until_ready(self) -> None:
         try:
             await asyncio.wait_for(self.ready.wait(), SETTINGS_WAIT)

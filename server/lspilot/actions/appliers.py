@@ -18,7 +18,7 @@ from pygls.workspace import TextDocument, Workspace
 
 from lspilot.actions import results
 from lspilot.actions.live import LiveRewrite
-from lspilot.actions.results import ActionFailed, EditTarget
+from lspilot.actions.results import ActionFailed, EditTarget, WrittenTests
 from lspilot.actions.selection import Snapshot, edit_target
 from lspilot.actions.testfiles import TestTarget
 from lspilot.editor import Editor
@@ -122,6 +122,7 @@ class WriteTestFile(Applier):
         super().__init__(editor, settings, snap, title)
         self.workspace = workspace
         self.test = test
+        self.written: WrittenTests | None = None  # once applied
 
     async def apply(self, answer: str) -> None:
         editor, test = self.editor, self.test
@@ -140,7 +141,7 @@ class WriteTestFile(Applier):
                 on_disk = TextDocument(test_uri, source=test.path.read_text(encoding="utf-8"),
                                        position_codec=self.workspace.position_codec)
                 existing = attrs.evolve(edit_target(on_disk), version=None)
-        edit = results.test_file_edit(
+        edit, self.written = results.test_file_edit(
             test, answer, existing, test_uri,
             document_changes=editor.supports_document_changes, confirm=self.confirm,
         )

@@ -60,6 +60,24 @@ def refactored_text(answer: str, selected: str, line_prefix: str) -> str:
     return fit_to_selection(code_or_fail(answer), selected, line_prefix)
 
 
+@define(frozen=True, kw_only=True)
+class WrittenTests:
+    """What lspilot wrote into a test file: only this part is ever replaced by a repair."""
+
+    uri: str
+    text: str  # the whole file after the edit
+    start: int  # where lspilot's tests start in it
+    code: str  # lspilot's tests
+
+    def replaced(self, text: str, start: int, code: str) -> WrittenTests:
+        return WrittenTests(uri=self.uri, text=text, start=start, code=code)
+
+
+def test_code(test: TestTarget, answer: str) -> str:
+    code = code_or_fail(answer)
+    return wrap_rust_tests(code) if test.same_file else code
+
+
 def test_file_edit(
     test: TestTarget,
     answer: str,
@@ -68,14 +86,12 @@ def test_file_edit(
     *,
     document_changes: bool,
     confirm: bool,
-) -> types.WorkspaceEdit:
+) -> tuple[types.WorkspaceEdit, WrittenTests]:
     """Append to the test file when it exists, else create it; never overwrite.
 
     ``existing`` is None only when the file is missing and the editor can create files.
     """
-    code = code_or_fail(answer)
-    if test.same_file:
-        code = wrap_rust_tests(code)
+    code = test_code(test, answer)
     if existing is not None:
         # One blank line between what was there and the new tests.
         if not existing.text or existing.text.endswith("\n\n"):
@@ -85,8 +101,10 @@ def test_file_edit(
         else:
             separator = "\n\n"
         insert = types.Range(start=existing.end, end=existing.end)
+        written = WrittenTests(uri=existing.uri, text=existing.text + separator + code,
+                               start=len(existing.text) + len(separator), code=code)
         return _text_edit(existing, [(insert, separator + code)],
-                          document_changes=document_changes, confirm=confirm)
+                          document_changes=document_changes, confirm=confirm), written
     empty = types.Range(start=types.Position(0, 0), end=types.Position(0, 0))
     text_edit = _make_text_edit(empty, code, confirm)
     create = types.CreateFile(
@@ -98,9 +116,10 @@ def test_file_edit(
         text_document=types.OptionalVersionedTextDocumentIdentifier(uri=new_uri, version=None),
         edits=[text_edit],
     )
+    written = WrittenTests(uri=new_uri, text=code, start=0, code=code)
     return types.WorkspaceEdit(
         document_changes=[create, doc_edit], change_annotations=_annotations(confirm)
-    )
+    ), written
 
 
 def _make_text_edit(

@@ -12,12 +12,13 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from lspilot.actions import selection
-from lspilot.actions.appliers import applier_for
+from lspilot.actions.appliers import WriteTestFile, applier_for
 from lspilot.actions.prompts import build_messages
 from lspilot.actions.registry import BUILTIN_COMMANDS, RUN_COMMAND, Action, build_registry
 from lspilot.commands import CommandError, RunArguments, parse_run_arguments
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
+from lspilot.features.test_runs import TestRuns
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest
 
@@ -29,6 +30,7 @@ class ActionsFeature(Feature):
         super().__init__(*args)
         # Diagnostics the editor sent with the last codeAction request, per document.
         self.diagnostics: dict[str, tuple[types.Diagnostic, ...]] = {}
+        self.test_runs = TestRuns(self.services)
 
     def register(self, server: LanguageServer) -> None:
         @server.feature(
@@ -94,6 +96,9 @@ class ActionsFeature(Feature):
                                   else None)
         job.applying()
         await applier.apply(answer.text)
+        if isinstance(applier, WriteTestFile):
+            tests, note = await self.test_runs.after_writing(job, applier, action, snap.selected)
+            return Outcome(text=answer.text, extra={"tests": tests} if tests else {}, note=note)
         return Outcome(text=answer.text)
 
     def _action_for(self, command: str, args: RunArguments) -> Action:

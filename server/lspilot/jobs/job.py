@@ -91,7 +91,7 @@ class Outcome:
 
     text: str
     extra: Mapping[str, Any] = field(factory=dict)  # more fields for the answer
-    message: str | None = None  # the progress end message, when not the usual "Done: …"
+    note: str | None = None  # said after the usual "Done: …" (the tests' outcome)
 
 
 @define(kw_only=True)
@@ -166,6 +166,10 @@ class Job:
         """The answer is complete and its result is on its way: cancels no longer stop it."""
         self.state = State.APPLYING
 
+    def resume(self) -> None:
+        """Cancellable again: the result is applied and more work follows (a test run)."""
+        self.state = State.STREAMING
+
     def on_wind_down(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         """Run ``cleanup`` when the job is cancelled or fails (live text put back)."""
         self._cleanups.append(cleanup)
@@ -224,7 +228,8 @@ class Job:
             outcome = await body(self)
             result = JobResult(status="done", text=outcome.text, usage=self.usage,
                                extra={**self.spec.extra, **outcome.extra})
-            self._end(outcome.message or self._done_message())
+            done = self._done_message()
+            self._end(f"{done}; {outcome.note}" if outcome.note else done)
         except asyncio.CancelledError:
             result = await self._wind_down(None)
         except LspilotError as exc:

@@ -1,0 +1,190 @@
+"""Tests that run: after Write tests, run the new tests, repair them, say what passed.
+
+Model-written code runs only when the user said so: ``runTests`` ``ask`` (the default)
+asks each time, with the exact command, until the user answers "Always in this
+workspace"; ``always`` is taken only from the user's own settings (a workspace's settings
+that ask for it, or that choose the command, are asked about all the same). Only the tests
+lspilot wrote are ever replaced by a repair, never the user's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.uris import from_fs_path
+
+from lspilot.actions import selection
+from lspilot.actions.appliers import WriteTestFile
+from lspilot.actions.registry import Action
+from lspilot.actions.results import EditTarget, WrittenTests, replacement_edit, test_code
+from lspilot.features.base import Services
+from lspilot.jobs.job import Job
+from lspilot.key_hosts import AllowedHosts
+from lspilot.llm.wire import ChatRequest
+from lspilot.testing import commands, report, runner
+from lspilot.testing.repair import repair_messages
+from lspilot.text import position_of
+
+RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
+# pytest's exit codes for "did not get to run the tests": interrupted (a collection
+# error), usage error, no tests collected.
+PYTEST_NOT_LOADED = (2, 4, 5)
+
+
+class TestRuns:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.always = AllowedHosts(services.cache_dir / "run-tests-always.json")
+
+    async def after_writing(self, job: Job, applier: WriteTestFile, action: Action,
+                            code_under_test: str) -> tuple[dict[str, Any] | None, str | None]:
+        """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words)."""
+        written = applier.written
+        if written is None:
+            return None, None
+        settings = job.settings
+        document = applier.snap.document
+        language = selection.language_of(document)
+        root = selection.root_for(self.services.workspace, Path(document.path))
+        template = commands.command_for(language, settings.test_command, root)
+        if template is None:
+            return None, (f"no test command known for {language}: set testCommand to run "
+                          "the tests")
+        test_path = applier.test.path
+        argv = commands.expand(template, root, test_path)
+        if not await self._may_run(document.uri, root, argv):
+            return None, None
+        job.resume()
+        environment = runner.clean_environment(os.environ, self._secrets())
+        rounds = 0
+        note = ""
+        while True:
+            self._sync_to_disk(written, test_path)
+            job.report(f"Running the new tests: {commands.shown(argv)}…")
+            run = await runner.run(argv, root, limit_seconds=settings.test_timeout,
+                                   env=environment)
+            if (language == "python" and language not in settings.test_command
+                    and commands.NO_PYTEST in run.output):
+                argv = commands.expand(commands.unittest_command(template), root, test_path)
+                continue  # this Python has no pytest: unittest runs pytest-free tests too
+            found = report.counts(run.output, run.exit_code)
+            passed = run.exit_code == 0
+            if passed or run.timed_out or rounds >= settings.test_repair_rounds:
+                break
+            rounds += 1
+            job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
+                       f"(round {rounds} of {settings.test_repair_rounds})…")
+            repaired = await self._repair(job, applier, action, written, code_under_test,
+                                          commands.shown(argv), run.output)
+            if repaired is None:
+                note = "; the test file changed where lspilot's tests were, so they were not " \
+                       "repaired"
+                break
+            written = repaired
+        loaded = not (language == "python" and run.exit_code in PYTEST_NOT_LOADED
+                      and "pytest" in argv[1:3])
+        words = report.words(found, timed_out=run.timed_out, loaded=loaded) + note
+        tests = {"command": commands.shown(argv), "passed": found.passed,
+                 "failed": found.failed if not passed else 0, "rounds": rounds,
+                 "output": report.trimmed(run.output)}
+        self.services.editor.show_message(
+            types.MessageType.Info if passed else types.MessageType.Warning,
+            f"{action.title}: {words}")
+        return tests, words
+
+    async def _may_run(self, uri: str, root: Path, argv: list[str]) -> bool:
+        settings = self.services.store.settings_for(uri)
+        if settings.run_tests == "never":
+            return False
+        folder = from_fs_path(str(root)) or str(root)
+        if self.always.allows(folder):
+            return True
+        chosen_by_workspace = self.services.store.set_by_workspace(uri, ("runTests",
+                                                                         "testCommand"))
+        if settings.run_tests == "always" and not chosen_by_workspace:
+            return True
+        answer = await self.services.editor.ask(
+            f"lspilot: run the new tests with `{commands.shown(argv)}`? This runs code the "
+            "model wrote on your machine.", [RUN, ALWAYS, NOT_NOW])
+        if answer == ALWAYS:
+            self.always.allow(folder)
+        return answer in (RUN, ALWAYS)
+
+    async def _repair(self, job: Job, applier: WriteTestFile, action: Action,
+                      written: WrittenTests, code_under_test: str, command: str,
+                      output: str) -> WrittenTests | None:
+        settings = job.settings
+        document = applier.snap.document
+        root = selection.root_for(self.services.workspace, Path(document.path))
+        messages = repair_messages(
+            language=selection.language_of(document), source_name=Path(document.path).name,
+            code=code_under_test, test_name=_relative(applier.test.path, root),
+            tests=written.code, command=command,
+            output=report.trimmed(output, min(report.OUTPUT_CHARS,
+                                              settings.context_budget_chars // 2)))
+        answer = await job.stream(ChatRequest(
+            model=action.model or settings.model, messages=messages,
+            temperature=action.temperature if action.temperature is not None
+            else settings.temperature,
+            max_tokens=action.max_tokens or settings.max_tokens))
+        new_code = test_code(applier.test, answer.text)
+        current, version = self._current(written, applier.test.path)
+        start = written.start if current[written.start:written.start + len(written.code)] \
+            == written.code else current.find(written.code)
+        if start < 0:
+            return None
+        end = start + len(written.code)
+        encoding = _encoding(self.services)
+        target = EditTarget(uri=written.uri, version=version, text=current,
+                            end=position_of(current, len(current), encoding))
+        edit = replacement_edit(
+            target, types.Range(position_of(current, start, encoding),
+                                position_of(current, end, encoding)),
+            new_code, document_changes=self.services.editor.supports_document_changes,
+            confirm=applier.confirm)
+        job.applying()  # the edit must not be cut off half-way
+        await applier.send_edit(edit)
+        job.resume()
+        return written.replaced(current[:start] + new_code + current[end:], start, new_code)
+
+    def _current(self, written: WrittenTests, path: Path) -> tuple[str, int | None]:
+        """The test file as the editor has it (open), else as on disk, and its version."""
+        document = self.services.workspace.text_documents.get(written.uri)
+        if document is not None and written.code in document.source:
+            return document.source, document.version
+        try:
+            return path.read_text(encoding="utf-8"), None
+        except OSError:
+            return written.text, None
+
+    def _sync_to_disk(self, written: WrittenTests, path: Path) -> None:
+        """The editor may hold the test file unsaved: the run must see what lspilot wrote."""
+        text, _ = self._current(written, path)
+        if written.code not in text:
+            text = written.text
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return
+        except OSError:
+            pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    def _secrets(self) -> list[str]:
+        key = self.services.store.settings.api_key
+        return [key.reveal()] if key is not None else []
+
+
+def _encoding(services: Services) -> str:
+    encoding = services.workspace.position_encoding
+    return str(getattr(encoding, "value", encoding) or "utf-16")
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name

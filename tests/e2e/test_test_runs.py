@@ -1,0 +1,222 @@
+"""Write tests that run: the new tests are run (when the user says so), failures go back
+to the model, the repaired tests replace the ones lspilot wrote, and the answer says what
+passed. A real pytest and a real node run the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+
+from tests.e2e.harness import API_KEY, range_of, session
+from tests.fake_upstream import Reply
+
+SOURCE = "def add(a, b):\n    return a + b\n"
+WRONG = "```python\nfrom calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 5\n```\n"
+RIGHT = "```python\nfrom calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n```\n"
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "{file}"]
+
+
+def options(**extra: Any) -> dict[str, Any]:
+    return {"testCommand": {"python": PYTEST}, **extra}
+
+
+async def write_tests(editor: Any, source: str = SOURCE, name: str = "calc.py",
+                      language: str = "python", token: str | None = None) -> dict[str, Any]:
+    uri = editor.open(name, source, language)
+    return await editor.run("lspilot.writeTests", uri, range_of(source, source), token=token)
+
+
+def answering(editor: Any, answer: str) -> list[str]:
+    questions: list[str] = []
+
+    @editor.client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+    def ask(params: types.ShowMessageRequestParams) -> types.MessageActionItem:
+        questions.append(params.message)
+        return types.MessageActionItem(title=answer)
+
+    return questions
+
+
+async def test_failing_tests_are_repaired_and_the_answer_counts_them(upstream, workspace):
+    upstream.enqueue(Reply.stream([WRONG]), Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        result = await write_tests(editor, token="w1")
+        assert result["status"] == "done", result
+        tests = result["tests"]
+        assert (tests["passed"], tests["failed"], tests["rounds"]) == (1, 0, 1)
+        assert "pytest" in tests["command"] and "test_calc.py" in tests["command"]
+        repair = upstream.requests[1].json["messages"][-1]["content"]
+        assert "assert 4 == 5" in repair  # the failure went back to the model
+        assert "assert add(2, 2) == 5" in repair and "def add(a, b)" in repair
+        written = (workspace / "test_calc.py").read_text()
+        assert "== 4" in written and "== 5" not in written
+        messages = [p.message for p in editor.progress("w1") if getattr(p, "message", None)]
+        assert any(m.startswith("Running the new tests:") for m in messages)
+        assert any("failed: asking for a fix (round 1 of 2)" in m for m in messages)
+        assert messages[-1].endswith("1 test, all pass")
+
+
+async def test_tests_that_still_fail_stop_after_the_rounds(upstream, workspace):
+    upstream.enqueue(Reply.stream([WRONG]), Reply.stream([WRONG]))
+    async with session(upstream, workspace,
+                       init_options=options(runTests="always", testRepairRounds=1)) as editor:
+        result = await write_tests(editor)
+        tests = result["tests"]
+        assert (tests["passed"], tests["failed"], tests["rounds"]) == (0, 1, 1)
+        assert "1 failed" in tests["output"]
+        assert len(upstream.requests) == 2
+        shown = [m.message for m in editor.client.messages if "still fails" in m.message]
+        assert shown == ["lspilot: Write tests: 0 pass, 1 still fails"]
+
+
+async def test_only_the_tests_lspilot_wrote_are_replaced(upstream, workspace):
+    upstream.enqueue(Reply.stream([WRONG]), Reply.stream([RIGHT]))
+    mine = "def test_mine():\n    assert True\n"
+    (workspace / "test_calc.py").write_text(mine)
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        result = await write_tests(editor)
+        assert result["tests"]["passed"] == 2
+        written = (workspace / "test_calc.py").read_text()
+        assert written.startswith(mine) and written.count("def test_add") == 1
+
+
+async def test_ask_says_the_command_and_not_now_runs_nothing(upstream, workspace):
+    upstream.enqueue(Reply.stream([WRONG]))
+    async with session(upstream, workspace, init_options=options()) as editor:
+        questions = answering(editor, "Not now")
+        result = await write_tests(editor)
+        assert result["status"] == "done" and "tests" not in result
+        (question,) = questions
+        assert "pytest" in question and "test_calc.py" in question
+        assert "runs code the model wrote" in question
+        assert len(upstream.requests) == 1  # no repair: nothing ran
+
+
+async def test_always_in_this_workspace_is_remembered(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]), Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options()) as editor:
+        questions = answering(editor, "Always in this workspace")
+        first = await write_tests(editor)
+        second = await write_tests(editor, name="other.py")
+        assert first["tests"]["passed"] == 1 and "tests" in second
+        assert len(questions) == 1
+
+
+async def test_never_asks_nothing_and_runs_nothing(upstream, workspace):
+    upstream.enqueue(Reply.stream([WRONG]))
+    async with session(upstream, workspace, init_options=options(runTests="never")) as editor:
+        questions = answering(editor, "Run")
+        result = await write_tests(editor)
+        assert "tests" not in result and questions == []
+
+
+async def test_always_from_the_workspace_settings_is_still_asked(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    caps_config = {"runTests": "always", "testCommand": {"python": ["true"]}}
+    async with session(upstream, workspace, configuration=caps_config,
+                       caps=_with_configuration()) as editor:
+        questions = answering(editor, "Not now")
+        result = await write_tests(editor)
+        assert "tests" not in result and len(questions) == 1 and "true" in questions[0]
+
+
+def _with_configuration() -> types.ClientCapabilities:
+    from tests.e2e.harness import capabilities
+    return capabilities(configuration=True)
+
+
+async def test_a_hanging_command_is_stopped_at_the_time_limit(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    hang = [sys.executable, "-c", "import time; time.sleep(60)"]
+    async with session(upstream, workspace, init_options={
+            "runTests": "always", "testTimeout": 1, "testCommand": {"python": hang}}) as editor:
+        result = await write_tests(editor)
+        assert result["status"] == "done"
+        assert result["tests"]["rounds"] == 0  # a time-out is not sent for repair
+        shown = [m.message for m in editor.client.messages if "testTimeout" in m.message]
+        assert shown and "did not finish in time" in shown[0]
+
+
+async def test_a_missing_command_names_the_setting(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options={
+            "runTests": "always", "testCommand": {"python": ["no-such-test-runner"]}}) as editor:
+        result = await write_tests(editor)
+        assert result["status"] == "failed" and result["error"]["type"] == "test_command"
+        assert "no-such-test-runner" in result["error"]["message"]
+        assert "testCommand" in result["error"]["message"]
+        assert (workspace / "test_calc.py").exists()  # the tests written are kept
+
+
+async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    pid_file = workspace.parent / "child.pid"
+    sleeper = [sys.executable, "-c",
+               "import os, subprocess, sys, time; "
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+               f" open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"]
+    async with session(upstream, workspace, init_options={
+            "runTests": "always", "testCommand": {"python": sleeper}}) as editor:
+        running = asyncio.ensure_future(write_tests(editor, token="c1"))
+        for _ in range(200):  # the child writes its pid once it runs
+            if pid_file.exists() and pid_file.read_text():
+                break
+            await asyncio.sleep(0.05)
+        child = int(pid_file.read_text())
+        assert (await editor.command("lspilot.cancel", {"token": "c1"}))["cancelled"] == ["c1"]
+        result = await running
+        assert result["status"] == "cancelled"
+        for _ in range(100):
+            if not _alive(child):
+                break
+            await asyncio.sleep(0.05)
+        assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text().split()
+    return stat[2] != "Z"
+
+
+async def test_an_unsaved_test_file_is_run_as_the_editor_holds_it(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        editor.open("test_calc.py", "")  # open in the editor; its edits stay unsaved there
+        (workspace / "test_calc.py").write_text("raise SystemExit('stale copy on disk')\n")
+        result = await write_tests(editor)
+        assert result["tests"]["passed"] == 1, result["tests"]["output"]
+
+
+async def test_the_key_is_not_in_the_tests_environment(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    show_env = [sys.executable, "-c",
+                "import os; print(sorted(v for k, v in os.environ.items() if 'sk-' in v))"]
+    async with session(upstream, workspace, env={"OPENAI_API_KEY": API_KEY}, init_options={
+            "runTests": "always", "testCommand": {"python": show_env}}) as editor:
+        result = await write_tests(editor)
+        assert "[]" in result["tests"]["output"] and API_KEY not in result["tests"]["output"]
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+async def test_javascript_tests_run_with_node(upstream, workspace):
+    source = "function add(a, b) { return a + b; }\nmodule.exports = { add };\n"
+    tests = ("```javascript\nconst test = require('node:test');\n"
+             "const assert = require('node:assert');\nconst { add } = require('./calc');\n"
+             "test('adds', () => assert.strictEqual(add(1, 2), 3));\n```\n")
+    upstream.enqueue(Reply.stream([tests]))
+    async with session(upstream, workspace, env={"PATH": os.environ["PATH"]},
+                       init_options={"runTests": "always"}) as editor:
+        result = await write_tests(editor, source, "calc.js", "javascript")
+        assert result["tests"]["command"].startswith("node --test")
+        assert (result["tests"]["passed"], result["tests"]["failed"]) == (1, 0)
