@@ -48,6 +48,7 @@ local function job_data(job)
     error = job.error,
     text = job.text,
     usage = job.usage,
+    tests = job.tests,
   }
 end
 
@@ -122,6 +123,8 @@ function M.finish(job, err, result)
       job.text = result.text
     end
     job.usage = M.clean_usage(result.usage)
+    -- Write tests, when the server ran them: { command, passed, failed, rounds, output }.
+    job.tests = type(result.tests) == "table" and result.tests or nil
     if not is_nil(result.error) then
       job.error = result.error
     end
