@@ -20,7 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.scenarios import BENCHMARKS, Config, Figure
+from benchmarks.floor import FLOOR_BENCHMARKS
+from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
+from benchmarks.scenarios import Config, Figure
+
+BENCHMARKS = {**LSPILOT_BENCHMARKS, **FLOOR_BENCHMARKS}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-prefix", default="",
                         help="run lspilot under this command, e.g. 'py-spy record -o p.svg --' "
                         "(CPU and memory figures then describe the wrapper: profiling only)")
+    parser.add_argument("--floor-prefix", default="",
+                        help="the same for the floor server (benchmarks/floor_server.py)")
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     config = Config(smoke=args.smoke, results_dir=RESULTS,
-                    server_prefix=shlex.split(args.server_prefix))
+                    server_prefix=shlex.split(args.server_prefix),
+                    floor_prefix=shlex.split(args.floor_prefix))
     info = machine()
     print(f"lspilot {info['lspilot']} benchmarks{' (smoke run)' if args.smoke else ''} on "
           f"{info['cores']} cores ({info['cpu']}), Python {info['python']}", file=sys.stderr)

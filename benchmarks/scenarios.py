@@ -32,6 +32,7 @@ class Config:
     smoke: bool
     results_dir: Path
     server_prefix: list[str] = field(default_factory=list)  # e.g. a profiler
+    floor_prefix: list[str] = field(default_factory=list)  # the same for the floor server
 
     def n(self, full: int, smoke: int) -> int:
         return smoke if self.smoke else full
@@ -108,7 +109,9 @@ class Session:
     """A load upstream, a fresh lspilot process, initialised; torn down on exit."""
 
     def __init__(self, config: Config, name: str, options: dict[str, Any] | None = None,
-                 *, loop_monitor: bool = False):
+                 *, loop_monitor: bool = False, command: list[str] | None = None,
+                 env: dict[str, str] | None = None):
+        """``command`` replaces lspilot (prefix included), e.g. the floor server."""
         self.config = config
         self.name = name
         self.options = options or {}
@@ -116,8 +119,9 @@ class Session:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"lspilot-bench-{name}-"))
         self.root = self.tmp / "workspace"
         self.root.mkdir()
-        env = clean_env(self.tmp / "cache")
-        command = server_command()
+        env = {**clean_env(self.tmp / "cache"), **(env or {})}
+        prefix = config.server_prefix if command is None else []
+        command = command or server_command()
         self.lag_file: Path | None = None
         if loop_monitor:  # the same server, with a lag monitor on its loop (loopmon.py)
             command = [sys.executable, str(Path(__file__).with_name("loopmon.py"))]
@@ -125,7 +129,7 @@ class Session:
             env["LSPILOT_BENCH_LAG_FILE"] = str(self.lag_file)
         self.lags: list[tuple[float, float]] = []
         self.server = ServerProcess(
-            [*config.server_prefix, *command], env, config.results_dir / f"server-{name}.log"
+            [*prefix, *command], env, config.results_dir / f"server-{name}.log"
         )
         self.edits: dict[str, asyncio.Future[float]] = {}
         self.first_words: dict[str, asyncio.Future[float]] = {}

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,7 @@ class LoadUpstream:
     stamps: dict[int, Stamps] = field(default_factory=dict)
     requests: int = 0
     connections: int = 0
+    nodelay: bool | None = None  # TCP_NODELAY read back from the last connection's socket
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _pieces: dict[str, bytes] = field(default_factory=dict)
@@ -121,6 +123,12 @@ class LoadUpstream:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         self.connections += 1
+        # Nagle off, as real gateways send (asyncio sets it on TCP transports already; made
+        # explicit and read back so the benchmarks can show it).
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.nodelay = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         try:
             while True:  # HTTP/1.1 keep-alive: httpx reuses the connection
                 head = await reader.readuntil(b"\r\n\r\n")
