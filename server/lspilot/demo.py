@@ -5,7 +5,8 @@ range and runs Explain, Refactor and Write tests one after the other. The explan
 streams to the terminal as ``lspilot/stream`` arrives, each action has a progress line
 (elapsed time, tokens), and every edit the server sends is printed as a unified diff.
 Files change only with ``--apply``: otherwise edits are applied to an in-memory copy
-and the editor's answer to ``workspace/applyEdit`` is still "applied".
+and the editor's answer to ``workspace/applyEdit`` is still "applied". The editor it
+plays is :class:`lspilot.scripted_editor.ScriptedEditor`, the one the e2e tests drive.
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from lspilot import __version__
 from lspilot.local import INSTALL_COMMAND, LocalModelError, default_cache_dir
-from lspilot.text import apply_edits, end_after, split_lines, strip_line_end, units
+from lspilot.scripted_editor import FileEdit, ScriptedEditor, WorkDoneProgress, capabilities, plain
+from lspilot.settings import LOCAL_BASE_URL, Settings, environment_layer, resolve
+from lspilot.text import end_after, position_of, split_lines
 from lspilot.usage import CHARS_PER_TOKEN, format_cost
 
 ACTIONS = (
@@ -51,9 +53,11 @@ SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 def main(args: argparse.Namespace) -> int:
     out = sys.stdout
-    local = _wants_local(os.environ)
+    # The environment as the server resolves it (it inherits the demo's).
+    settings = resolve([environment_layer(os.environ)]).settings
+    local = _wants_local(settings)
     if local:
-        problem = _local_problem()
+        problem = _local_problem(settings)
         if problem:
             print(f"lspilot demo: {problem}", file=sys.stderr)
             print("lspilot demo installs nothing itself. Either install the local model:\n"
@@ -66,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"lspilot demo: {exc}", file=sys.stderr)
         return 1
-    demo = Demo(target, local=local, apply=args.apply, out=out)
+    demo = Demo(target, settings=settings, local=local, apply=args.apply, out=out)
     try:
         return asyncio.run(demo.run())
     except KeyboardInterrupt:
@@ -89,18 +93,16 @@ def _without_notes(message: str) -> str:
     return message.strip()
 
 
-def _wants_local(environ: Mapping[str, str]) -> bool:
-    if environ.get("LSPILOT_BASE_URL") == "local":
-        return True
-    return not (environ.get("LSPILOT_API_KEY") or environ.get("OPENAI_API_KEY"))
+def _wants_local(settings: Settings) -> bool:
+    return settings.base_url == LOCAL_BASE_URL or settings.api_key is None
 
 
-def _local_problem() -> str | None:
+def _local_problem(settings: Settings) -> str | None:
     from lspilot.local import model, process
 
     try:
         process.check_installed()
-        which = model.bundled(os.environ.get("LSPILOT_LOCAL_MODEL"))
+        which = model.bundled(settings.local_model)
         if which is not None:
             model.check_bundled(which)
     except LocalModelError as exc:
@@ -165,13 +167,10 @@ def _first_function(text: str) -> tuple[int, int] | None:
 
 
 def _lsp_range(text: str, lines: tuple[int, int], encoding: str) -> types.Range:
-    all_lines = split_lines(text)
+    """Lines ``start``-``end`` (1-based) with the last one's line end, if it has one."""
     start, end = lines
-    if end < len(all_lines) or all_lines[-1].endswith(("\n", "\r")):
-        end_position = types.Position(end, 0)
-    else:  # the last line has no line end: end at its end
-        end_position = types.Position(end - 1, units(strip_line_end(all_lines[end - 1]), encoding))
-    return types.Range(types.Position(start - 1, 0), end_position)
+    past_end = sum(len(line) for line in split_lines(text)[:end])
+    return types.Range(types.Position(start - 1, 0), position_of(text, past_end, encoding))
 
 
 # -- the terminal -----------------------------------------------------------------------------
@@ -241,19 +240,26 @@ class ActionState:
         self.diffs: list[tuple[str, str, str, str]] = []
 
 
-class Demo:
-    def __init__(self, target: Target, *, local: bool, apply: bool, out: TextIO) -> None:
+class Demo(ScriptedEditor):
+    """The scripted editor, showing what happens on a terminal.
+
+    With ``--apply`` it saves every file an edit changed; without, nothing is written and
+    files that are not open are edited in memory.
+    """
+
+    def __init__(self, target: Target, *, settings: Settings, local: bool, apply: bool,
+                 out: TextIO) -> None:
+        super().__init__(LanguageClient("lspilot-demo", __version__),
+                         save="all" if apply else "none")
         self.target = target
+        self.settings = settings
         self.local = local
         self.apply = apply
         self.term = Terminal(out)
-        self.client = _client()
         self.uri = from_fs_path(str(target.path)) or target.path.as_uri()
-        self.version = 1
-        self.encoding = "utf-16"
-        # Files as the demo's editor sees them: the open document, created/edited files.
-        self.files: dict[Path, str] = {target.path: target.text}
+        # Each file's text before the demo's first edit (None: it did not exist) and now.
         self.original: dict[Path, str | None] = {target.path: target.text}
+        self.latest: dict[Path, str] = {target.path: target.text}
         self.current: ActionState | None = None
         self.selection = types.Range(types.Position(0, 0), types.Position(0, 0))
         self.log_path = default_cache_dir() / "demo-server.log"
@@ -267,7 +273,6 @@ class Demo:
         term.line(term.paint(f"lspilot demo: {self._relative(target.path)} lines "
                              f"{target.lines[0]}-{target.lines[1]}{where}", "1"))
         self._describe_upstream()
-        self._register()
         command = [sys.executable, "-m", "lspilot", "--stdio", "--log-level", "INFO"]
         if self.local:
             command.insert(3, "--local")
@@ -281,25 +286,21 @@ class Demo:
         return code
 
     async def _session(self) -> int:
-        term, client = self.term, self.client
+        term = self.term
         options: dict[str, Any] = {"explainShow": "none"}
         if self.local:
             # llama.cpp's default (0.8) makes the small local model wander; the benchmarks
             # (benchmarks/README.md, "Local models") were measured at 0.2.
             options["temperature"] = 0.2
-        result = await asyncio.wait_for(client.initialize_async(types.InitializeParams(
-            capabilities=_capabilities(),
+        await asyncio.wait_for(self.initialize(types.InitializeParams(
+            capabilities=capabilities(show_document=False, encodings=["utf-32", "utf-16"]),
             initialization_options=options,
             workspace_folders=[types.WorkspaceFolder(
                 uri=from_fs_path(str(self.target.root)) or "", name=self.target.root.name)],
             root_uri=from_fs_path(str(self.target.root)),
         )), 60)
-        encoding = result.capabilities.position_encoding
-        self.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
-        client.initialized(types.InitializedParams())
-        client.text_document_did_open(types.DidOpenTextDocumentParams(types.TextDocumentItem(
-            uri=self.uri, language_id=LANGUAGES.get(self.target.path.suffix, "plaintext"),
-            version=self.version, text=self.target.text)))
+        self.open_document(self.uri, self.target.text,
+                           LANGUAGES.get(self.target.path.suffix, "plaintext"))
         self.selection = _lsp_range(self.target.text, self.target.lines, self.encoding)
         titles, _ = await self._code_actions()
         term.line(f"Code actions offered on the selection: {', '.join(titles) or 'none'}")
@@ -336,6 +337,7 @@ class Demo:
         self.current = state
         term.line()
         term.line(term.paint(f"━━ {title} ━━", "1;35"))
+        self.expect_progress(state.token)
         ticker = asyncio.create_task(self._tick(state))
         try:
             result = await asyncio.wait_for(self.client.workspace_execute_command_async(
@@ -354,7 +356,7 @@ class Demo:
             self.current = None
         if state.streamed:
             term.write("\n")
-        outcome = self._report(state, _plain(result))
+        outcome = self._report(state, plain(result))
         for old, new, old_name, new_name in state.diffs:
             term.diff(old, new, old_name, new_name)
         return outcome
@@ -403,7 +405,7 @@ class Demo:
 
     def _summary(self) -> None:
         term = self.term
-        changed = [p for p, text in self.files.items() if self.original.get(p) != text]
+        changed = [p for p, text in self.latest.items() if self.original.get(p) != text]
         term.line()
         if not changed:
             term.line("No file was changed.")
@@ -418,7 +420,7 @@ class Demo:
         if self.local:
             from lspilot.local.model import bundled
 
-            model = os.environ.get("LSPILOT_LOCAL_MODEL")
+            model = self.settings.local_model
             which = bundled(model)
             if which is None:
                 term.line(f"Upstream: your local model {model} through llama.cpp.")
@@ -427,58 +429,27 @@ class Demo:
                           "llama.cpp (no key, no network).")
                 term.line(term.paint(which.note, "33"))
         else:
-            base = os.environ.get("LSPILOT_BASE_URL") or os.environ.get("OPENAI_BASE_URL") \
-                or "https://api.openai.com/v1"
-            model = os.environ.get("LSPILOT_MODEL") or "the default model"
-            term.line(f"Upstream: {base} ({model}), with the key from the environment.")
+            term.line(f"Upstream: {self.settings.base_url} ({self.settings.model}), with the "
+                      "key from the environment.")
 
-    # -- the server's requests and notifications ----------------------------------------------
-    def _register(self) -> None:
-        def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
-            return None
-
-        def stream(params: Any) -> None:
-            self._on_stream(_plain(params))
-
-        def show_message(params: types.ShowMessageParams) -> None:
-            if params.type == types.MessageType.Warning:
-                self.term.line(self.term.paint(f"lspilot: {params.message}", "33"))
-
-        def log_message(params: types.LogMessageParams) -> None:
-            return None
-
-        handlers: dict[str, Callable[[Any], Any]] = {
-            types.WINDOW_WORK_DONE_PROGRESS_CREATE: create_progress,
-            types.PROGRESS: self._on_progress,
-            "lspilot/stream": stream,
-            types.WORKSPACE_APPLY_EDIT: self._on_apply_edit,
-            types.WINDOW_SHOW_MESSAGE: show_message,
-            types.WINDOW_LOG_MESSAGE: log_message,
-        }
-        for method, handler in handlers.items():
-            self.client.feature(method)(_plain_function(handler))
-
-    def _on_progress(self, params: Any) -> None:
-        token = getattr(params, "token", None)
-        value = _plain(getattr(params, "value", None))
-        if not isinstance(value, dict):
-            return
-        message = value.get("message") or value.get("title") or ""
+    # -- what the server sends (the scripted editor has recorded and applied it) ----------
+    def on_progress(self, token: types.ProgressToken, value: WorkDoneProgress) -> None:
+        message = getattr(value, "message", None) or getattr(value, "title", None) or ""
         state = self.current
         if state is not None and token == state.token:
-            state.message = str(message).replace("\n", " ")[:60] if value.get("kind") \
-                != "end" else ""
+            state.message = "" if isinstance(value, types.WorkDoneProgressEnd) \
+                else str(message).replace("\n", " ")[:60]
             return
         # Progress lspilot made itself: the local model's start-up (the note is shown above).
         message = _without_notes(str(message))
         if message:
             self.term.line(self.term.paint(f"  local model: {message}", "2"))
 
-    def _on_stream(self, params: Any) -> None:
+    def on_stream(self, notification: dict[str, Any]) -> None:
         state = self.current
-        if not isinstance(params, dict) or state is None or params.get("token") != state.token:
+        if state is None or notification.get("token") != state.token:
             return
-        delta = str(params.get("delta") or "")
+        delta = str(notification.get("delta") or "")
         state.chars += len(delta)
         if delta and state.command == "lspilot.explain":
             if not state.streamed:
@@ -486,72 +457,27 @@ class Demo:
             state.streamed = True
             self.term.write(delta)
 
-    def _on_apply_edit(self, params: types.ApplyWorkspaceEditParams
-                       ) -> types.ApplyWorkspaceEditResult:
-        try:
-            self._apply(params.edit)
-        except Exception as exc:  # tell the server, as an editor would
-            return types.ApplyWorkspaceEditResult(applied=False, failure_reason=str(exc))
-        return types.ApplyWorkspaceEditResult(applied=True)
+    def on_message(self, params: types.ShowMessageParams) -> None:
+        if params.type == types.MessageType.Warning:
+            self.term.line(self.term.paint(f"lspilot: {params.message}", "33"))
 
-    def _apply(self, edit: types.WorkspaceEdit) -> None:
-        before: dict[Path, str | None] = {}
-        after: dict[Path, str] = {}
+    def on_file_edited(self, edit: FileEdit) -> None:
+        path = edit.path
+        if path is None:
+            return
+        if path == self.target.path:
+            self._follow_selection(edit.edits)
+        self.original.setdefault(path, edit.before)
+        self.latest[path] = edit.after
+        name = self._relative(path)
+        diff = (edit.before or "", edit.after,
+                "/dev/null" if edit.before is None else f"a/{name}", f"b/{name}")
+        if self.current is not None:
+            self.current.diffs.append(diff)
+        else:
+            self.term.diff(*diff)
 
-        def text_of(path: Path) -> str:
-            if path in after:
-                return after[path]
-            if path in self.files:
-                return self.files[path]
-            return path.read_text(encoding="utf-8") if path.exists() else ""
-
-        def remember(path: Path) -> None:
-            if path not in before:
-                known = path in self.files or path.exists()
-                before[path] = text_of(path) if known else None
-
-        for change in edit.document_changes or []:
-            if isinstance(change, types.CreateFile):
-                path = _path(change.uri)
-                remember(path)
-                if before[path] is None:
-                    after[path] = ""
-            elif isinstance(change, types.TextDocumentEdit):
-                path = _path(change.text_document.uri)
-                remember(path)
-                edits = [e for e in change.edits if isinstance(e, types.TextEdit)]
-                after[path] = apply_edits(text_of(path), edits, self.encoding)
-                if path == self.target.path:
-                    self._follow_selection(edits)
-            else:
-                raise ValueError(f"the demo cannot do {type(change).__name__}")
-        for uri, text_edits in (edit.changes or {}).items():
-            path = _path(uri)
-            remember(path)
-            after[path] = apply_edits(text_of(path), list(text_edits), self.encoding)
-            if path == self.target.path:
-                self._follow_selection(list(text_edits))
-        for path, new in after.items():
-            old = before.get(path)
-            self.original.setdefault(path, old)
-            self.files[path] = new
-            if path == self.target.path:
-                self.version += 1
-                self.client.text_document_did_change(types.DidChangeTextDocumentParams(
-                    text_document=types.VersionedTextDocumentIdentifier(
-                        uri=self.uri, version=self.version),
-                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=new)]))
-            if self.apply:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(new, encoding="utf-8")
-            name = self._relative(path)
-            diff = (old or "", new, "/dev/null" if old is None else f"a/{name}", f"b/{name}")
-            if self.current is not None:
-                self.current.diffs.append(diff)
-            else:
-                self.term.diff(*diff)
-
-    def _follow_selection(self, edits: list[Any]) -> None:
+    def _follow_selection(self, edits: tuple[types.TextEdit, ...]) -> None:
         """An edit that replaced the selection leaves the new text selected."""
         for edit in edits:
             if edit.range == self.selection:
@@ -596,74 +522,5 @@ class Demo:
             return str(path)
 
 
-def _client() -> LanguageClient:
-    client = LanguageClient("lspilot-demo", __version__)
-    converter = client.protocol._converter
-
-    # lsprotocol would structure a code action that carries a `command` as a Command,
-    # losing it (pygls-notes, trap 7): only a string `command` makes a Command.
-    def structure_action(obj: Any, _: Any) -> types.Command | types.CodeAction:
-        if isinstance(obj.get("command"), str):
-            command: types.Command = converter.structure(obj, types.Command)
-            return command
-        action: types.CodeAction = converter.structure(obj, types.CodeAction)
-        return action
-
-    converter.register_structure_hook(types.Command | types.CodeAction, structure_action)
-    return client
-
-
-def _plain_function(handler: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """pygls marks handlers with attributes, which bound methods cannot take."""
-
-    def call(params: Any) -> Any:
-        return handler(params)
-
-    return call
-
-
-def _capabilities() -> types.ClientCapabilities:
-    return types.ClientCapabilities(
-        window=types.WindowClientCapabilities(work_done_progress=True),
-        workspace=types.WorkspaceClientCapabilities(
-            apply_edit=True,
-            workspace_edit=types.WorkspaceEditClientCapabilities(
-                document_changes=True,
-                resource_operations=[types.ResourceOperationKind.Create],
-            ),
-        ),
-        general=types.GeneralClientCapabilities(
-            position_encodings=[types.PositionEncodingKind.Utf32,
-                                types.PositionEncodingKind.Utf16],
-        ),
-    )
-
-
-def _path(uri: str) -> Path:
-    path = to_fs_path(uri)
-    if not path:
-        raise ValueError(f"not a file URI: {uri}")
-    return Path(path)
-
-
 def _estimate_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
-
-
-def _plain(value: Any) -> Any:
-    """pygls hands unknown payloads over as namedtuple-like objects: make them dicts."""
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if hasattr(value, "__attrs_attrs__"):
-        return {a.name: _plain(getattr(value, a.name)) for a in value.__attrs_attrs__}
-    return value
-
-
-# -- positions -------------------------------------------------------------------------------
-
-
-

@@ -1,16 +1,20 @@
 """Drive the real lspilot server over stdio like an editor would (pytest-lsp).
 
-The :class:`Editor` keeps its own copy of each open document, applies the server's
-``workspace/applyEdit`` to it (sending ``didChange`` as a real editor does), creates
-files on ``CreateFile``, and records progress, ``lspilot/stream`` notifications,
-messages and shown documents.
+The :class:`Editor` is lspilot's scripted editor (``lspilot.scripted_editor``, the one
+``lspilot demo`` plays) on pytest-lsp's client: it keeps its own copy of each open
+document, applies the server's ``workspace/applyEdit`` to it (sending ``didChange`` as a
+real editor does), creates files on ``CreateFile``, and records progress,
+``lspilot/stream`` notifications, messages and shown documents. On top of it: ways to
+answer ``applyEdit`` badly (``apply_mode``) and helpers to run actions and completions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,8 +22,13 @@ from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
-from pygls.uris import from_fs_path, to_fs_path
-from pytest_lsp import LanguageClient, make_test_lsp_client
+from pygls.protocol import default_converter
+from pygls.uris import from_fs_path
+from pytest_lsp import LanguageClient
+from pytest_lsp.checks import LspSpecificationWarning
+from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
+
+from lspilot.scripted_editor import METHODS, ScriptedEditor, capabilities, plain
 
 # Re-exported: the tests build ranges with the server's own LSP position helpers.
 from lspilot.text import apply_edits, end_after, offset_at, position_of, range_of  # noqa: F401
@@ -27,58 +36,25 @@ from tests.fake_upstream import FakeUpstream
 
 SERVER_COMMAND = [sys.executable, "-m", "lspilot", "--log-level", "DEBUG"]
 API_KEY = "sk-test-0123456789abcdef"
+logger = logging.getLogger(__name__)
 
 
-def capabilities(
-    *,
-    progress: bool = True,
-    show_document: bool = True,
-    configuration: bool = False,
-    encodings: list[str] | None = None,
-    create_files: bool = True,
-    annotations: bool = False,
-) -> types.ClientCapabilities:
-    return types.ClientCapabilities(
-        window=types.WindowClientCapabilities(
-            work_done_progress=progress,
-            show_document=types.ShowDocumentClientCapabilities(support=show_document),
-        ),
-        workspace=types.WorkspaceClientCapabilities(
-            apply_edit=True,
-            configuration=configuration,
-            workspace_edit=types.WorkspaceEditClientCapabilities(
-                document_changes=True,
-                resource_operations=[types.ResourceOperationKind.Create] if create_files else [],
-                change_annotation_support=(
-                    types.ChangeAnnotationsSupportOptions(groups_on_label=True)
-                    if annotations
-                    else None
-                ),
-            ),
-        ),
-        general=types.GeneralClientCapabilities(
-            position_encodings=[types.PositionEncodingKind(e) for e in encodings]
-            if encodings
-            else None
-        ),
-    )
-
-
-class Editor:
+class Editor(ScriptedEditor):
     def __init__(self, client: LanguageClient, upstream: FakeUpstream, root: Path) -> None:
-        self.client = client
+        super().__init__(client, save="closed")  # files not open are edited on disk
         self.upstream = upstream
         self.root = root
-        self.encoding = "utf-16"
-        self.documents: dict[str, tuple[int, str]] = {}
-        self.streams: list[dict[str, Any]] = []
-        self.edits: list[types.ApplyWorkspaceEditParams] = []
-        # How to answer applyEdit: "apply", "reject", or "hold" (answer only once
-        # `release_edits` is set, as a slow or stuck editor would).
+        # How to answer applyEdit: "apply", "reject", "error" (a JSON-RPC error, as eglot
+        # says no), or "hold" (answer only once `release_edits` is set, as a slow or stuck
+        # editor would).
         self.apply_mode = "apply"
         self.release_edits = asyncio.Event()
         self.stream_event = asyncio.Event()
-        self.server_capabilities: types.ServerCapabilities | None = None
+        # The tests read pytest-lsp's records on the client: they are this editor's.
+        client.progress_reports = self.progress_reports
+        client.messages = self.messages
+        client.log_messages = self.log_messages
+        client.shown_documents = self.shown_documents
 
     # -- documents ---------------------------------------------------------------------
     def open(self, relative: str, text: str, language: str = "python") -> str:
@@ -87,73 +63,30 @@ class Editor:
         path.write_text(text, encoding="utf-8")
         uri = from_fs_path(str(path))
         assert uri is not None
-        self.documents[uri] = (1, text)
-        self.client.text_document_did_open(
-            types.DidOpenTextDocumentParams(
-                types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
-            )
-        )
+        self.open_document(uri, text, language)
         return uri
 
-    def text(self, uri: str) -> str:
-        return self.documents[uri][1]
-
-    def change(self, uri: str, range_: types.Range, new_text: str) -> None:
-        version, text = self.documents[uri]
-        text = apply_edits(text, [types.TextEdit(range=range_, new_text=new_text)],
-                           self.encoding)
-        self.documents[uri] = (version + 1, text)
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version + 1),
-                content_changes=[
-                    types.TextDocumentContentChangePartial(range=range_, text=new_text)
-                ],
-            )
-        )
-
-    # -- the server's requests -------------------------------------------------------------
+    # -- the server's requests and notifications -------------------------------------------
     async def on_apply_edit(
         self, params: types.ApplyWorkspaceEditParams
     ) -> types.ApplyWorkspaceEditResult:
-        self.edits.append(params)
         if self.apply_mode == "reject":
             return types.ApplyWorkspaceEditResult(applied=False, failure_reason="user said no")
         if self.apply_mode == "error":  # as eglot answers a "no" (its code is positive)
             raise JsonRpcException("User cancelled server edit", code=32603)
         if self.apply_mode == "hold":
             await self.release_edits.wait()
-        edit = params.edit
-        for change in edit.document_changes or []:
-            if isinstance(change, types.CreateFile):
-                path = Path(to_fs_path(change.uri) or "")
-                if not path.exists():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text("", encoding="utf-8")
-            elif isinstance(change, types.TextDocumentEdit):
-                uri = change.text_document.uri
-                wanted = change.text_document.version
-                if uri in self.documents:
-                    version, _ = self.documents[uri]
-                    if wanted is not None and wanted != version:
-                        return types.ApplyWorkspaceEditResult(
-                            applied=False, failure_reason=f"version {wanted} != {version}"
-                        )
-                    for text_edit in change.edits:
-                        self.change(uri, text_edit.range, text_edit.new_text)
-                else:
-                    path = Path(to_fs_path(uri) or "")
-                    old = path.read_text(encoding="utf-8") if path.exists() else ""
-                    path.write_text(apply_edits(old, list(change.edits), self.encoding),
-                                    encoding="utf-8")
-        for uri, text_edits in (edit.changes or {}).items():
-            for text_edit in text_edits:
-                self.change(uri, text_edit.range, text_edit.new_text)
-        return types.ApplyWorkspaceEditResult(applied=True)
+        return await super().on_apply_edit(params)
 
-    def on_stream(self, params: Any) -> None:
-        self.streams.append(plain(params))
+    def on_stream(self, notification: dict[str, Any]) -> None:
         self.stream_event.set()
+
+    def on_log_message(self, params: types.LogMessageParams) -> None:
+        levels = [logger.error, logger.warning, logger.info, logger.debug]
+        levels[min(params.type.value, 4) - 1](params.message)
+
+    def on_protocol_problem(self, message: str) -> None:
+        warnings.warn(message, LspSpecificationWarning, stacklevel=2)
 
     # -- running actions -------------------------------------------------------------------
     async def run(
@@ -178,7 +111,7 @@ class Editor:
             command=command, arguments=[argument], work_done_token=token
         )
         if token is not None:
-            self.client.progress_reports.setdefault(token, [])  # a client-made token
+            self.expect_progress(token)  # a client-made token
         if msg_id is not None:
             result = await self.client.protocol.send_request_async(
                 types.WORKSPACE_EXECUTE_COMMAND, params, msg_id=msg_id
@@ -212,14 +145,6 @@ class Editor:
         params = types.ExecuteCommandParams(command=command, arguments=list(arguments))
         return plain(await self.client.workspace_execute_command_async(params))
 
-    def stream_text(self, token: Any = None) -> str:
-        return "".join(
-            s["delta"] for s in self.streams if token is None or s["token"] == token
-        )
-
-    def progress(self, token: Any) -> list[Any]:
-        return self.client.progress_reports.get(token, [])
-
     async def wait_for_stream(self, timeout: float = 5.0) -> None:
         async def wait() -> None:
             while not self.streams:
@@ -229,29 +154,12 @@ class Editor:
         await asyncio.wait_for(wait(), timeout)
 
 
-def plain(value: Any) -> Any:
-    """pygls hands unknown payloads over as namedtuple-like objects; make them dicts."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
-
-
 def _client_factory() -> LanguageClient:
-    client = make_test_lsp_client()
-    converter = client.protocol._converter
-
-    # pytest-lsp trap: a CodeAction with a `command` field would be structured as a
-    # Command (pygls-notes, trap 7).
-    def structure_action(obj: Any, _: Any) -> types.Command | types.CodeAction:
-        if isinstance(obj.get("command"), str):
-            return converter.structure(obj, types.Command)
-        return converter.structure(obj, types.CodeAction)
-
-    converter.register_structure_hook(types.Command | types.CodeAction, structure_action)
+    """pytest-lsp's client, without its handlers for what the scripted editor answers."""
+    client = LanguageClient(converter_factory=default_converter)
+    register_lsp_features(
+        client, {m: f for m, f in DEFAULT_CLIENT_FEATURES.items() if m not in METHODS}
+    )
     return client
 
 
@@ -268,14 +176,6 @@ async def session(
     """A started, initialized lspilot with an editor around it; shut down afterwards."""
     client = _client_factory()
     editor = Editor(client, upstream, root)
-
-    @client.feature(types.WORKSPACE_APPLY_EDIT)
-    async def apply_edit(params: types.ApplyWorkspaceEditParams) -> Any:
-        return await editor.on_apply_edit(params)
-
-    @client.feature("lspilot/stream")
-    def stream(params: Any) -> None:
-        editor.on_stream(params)
 
     if configuration is not None:
         client.set_configuration(configuration, section="lspilot")
@@ -299,9 +199,7 @@ async def session(
             root_uri=from_fs_path(str(root)),
         )
     )
-    editor.server_capabilities = result.capabilities
-    encoding = result.capabilities.position_encoding
-    editor.encoding = str(encoding.value if hasattr(encoding, "value") else encoding or "utf-16")
+    editor.connected(result)
     try:
         yield editor
     finally:
