@@ -100,3 +100,12 @@ def test_neighbours_are_the_most_similar_window_within_the_budget() -> None:
     assert [s.path for s in chosen] == ["b.py"]
     assert "compute_invoice_total" in chosen[0].text
     assert best_snippets(around, [("b.py", related)], budget_chars=10) == []
+
+
+def test_a_fence_after_a_line_of_prose_is_the_answer() -> None:
+    assert clean("Here it is:\n```python\n1, 2\n```", at("x = add(|)\n")) == "1, 2"
+
+
+def test_a_fence_further_down_is_part_of_the_code() -> None:
+    answer = "\n    return 1\n\ndef g():\n    doc = '''\n    ```py\n    x\n    ```'''"
+    assert clean(answer, at("def f():|\n")) == "\n    return 1"

@@ -29,9 +29,14 @@ def clean(answer: str, context: CursorContext) -> str | None:
 
 
 def _unfence(text: str) -> str:
-    """The first fenced block's content when there is a fence; the text otherwise."""
+    """The fenced block's content when the answer is one (after at most a line of prose
+    such as "Here is the code:"); the text otherwise. A fence further down is part of
+    the code (a docstring's example, a Markdown file) and stays."""
     opening = _FENCE.search(text)
     if opening is None:
+        return text
+    before = text[: opening.start()].strip()
+    if before and (len(before.splitlines()) > 2 or not before.endswith(":")):
         return text
     rest = text[opening.end():]
     closing = _FENCE.search(rest)

@@ -40,13 +40,21 @@ def chat_messages(context: CursorContext, snippets: list[Snippet]) -> tuple[Chat
     return (ChatMessage("system", SYSTEM), ChatMessage("user", "\n".join(parts)))
 
 
-def fim_prompt(context: CursorContext, snippets: list[Snippet]) -> tuple[str, str]:
-    """(prompt, suffix) for ``POST /completions``; neighbours go first, as comments."""
+def fim_prompt(context: CursorContext, snippets: list[Snippet],
+               tokens: tuple[str, str, str] | None = None) -> tuple[str, str | None]:
+    """(prompt, suffix) for ``POST /completions``; neighbours go first, as comments.
+
+    With the model's own fill-in-the-middle ``tokens`` (prefix, suffix, middle), the whole
+    prompt is written in its format and no ``suffix`` field is sent.
+    """
     comment = _COMMENT.get(context.language, "//")
     header = "".join(
         f"{comment} {s.path}\n" + "".join(f"{comment} {line}\n" for line in s.text.splitlines())
         for s in snippets
     )
+    if tokens is not None:
+        before, after, middle = tokens
+        return f"{before}{header}{context.prefix}{after}{context.suffix}{middle}", None
     return header + context.prefix, context.suffix
 
 

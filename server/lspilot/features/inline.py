@@ -33,6 +33,7 @@ from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest, CompletionRequest
+from lspilot.local import model as local_model
 from lspilot.settings import LOCAL_BASE_URL, Settings
 from lspilot.text import offset_at
 
@@ -186,7 +187,9 @@ class InlineFeature(Feature):
         # Ghost text that comes after a back-off is ghost text for code already typed past.
         job_context = attrs.evolve(job_context,
                                    settings=attrs.evolve(job_context.settings, max_retries=0))
-        request = self._request(context, settings)
+        # The job's settings name the model as it is reached (the local one by its name).
+        ask = job_context.settings
+        request = self._request(context, settings, ask.completion_model or ask.model)
         spec = JobSpec(title="lspilot: Complete", command=types.TEXT_DOCUMENT_INLINE_COMPLETION,
                        action="inlineCompletion", uri=uri, lane="completions", visible=False)
 
@@ -209,23 +212,32 @@ class InlineFeature(Feature):
                 self._failed(result.error_type or "internal", result.error_message or "")
             return None
         suggestion = clean(result.text, context)
+        log.debug("Inline completion: %r became %r", result.text[:200], suggestion)
         if suggestion is not None:
             self.cache.put(uri, context.prefix, context.suffix, suggestion)
         return suggestion
 
-    def _request(self, context: CursorContext,
-                 settings: Settings) -> ChatRequest | CompletionRequest:
-        model = settings.completion_model or settings.model
+    def _request(self, context: CursorContext, settings: Settings,
+                 model: str) -> ChatRequest | CompletionRequest:
         max_tokens = settings.completion_max_tokens
         if context.shape is Shape.LINE:
             max_tokens = min(max_tokens, prompt.LINE_MAX_TOKENS)
         snippets = best_snippets(context.prefix[-AROUND_CURSOR_CHARS:],
                                  self._neighbours(context), int(BUDGET_CHARS * NEIGHBOR_SHARE))
+        local = settings.base_url == LOCAL_BASE_URL
         style = settings.completion_style
         if style == "auto":
-            style = "fim" if settings.base_url == LOCAL_BASE_URL else "chat"
+            style = "fim" if local else "chat"
         if style == "fim":
-            text, suffix = prompt.fim_prompt(context, snippets)
+            tokens = None
+            if local:
+                bundled = local_model.bundled(settings.local_model)
+                tokens = bundled.fim_tokens if bundled is not None else None
+            text, suffix = prompt.fim_prompt(context, snippets, tokens)
+            if local and tokens is None:
+                # llama.cpp appends a `suffix` to its output instead of infilling: for a
+                # model whose format lspilot does not know, continue the code before.
+                suffix = None
             return CompletionRequest(
                 model=model, prompt=text, suffix=suffix, max_tokens=max_tokens,
                 temperature=settings.temperature if settings.temperature is not None else 0.2,

@@ -10,6 +10,8 @@ from lsprotocol import types
 from lspilot import __version__
 from lspilot.commands import CommandError
 from lspilot.features.base import Feature
+from lspilot.local.manager import local_model_name
+from lspilot.settings import LOCAL_BASE_URL
 
 CANCEL_COMMAND = "lspilot.cancel"
 STATUS_COMMAND = "lspilot.status"
@@ -41,10 +43,14 @@ class StatusFeature(Feature):
     def status(self) -> dict[str, Any]:
         """The effective settings in brief (never the key), the running jobs, the session."""
         settings = self.services.store.settings
+        model = settings.model
+        completion_model = settings.completion_model or settings.model
+        if settings.base_url == LOCAL_BASE_URL:
+            model = completion_model = local_model_name(settings.local_model)
         return {
             "version": __version__,
-            "model": settings.model,
-            "completionModel": settings.completion_model or settings.model,
+            "model": model,
+            "completionModel": completion_model,
             "baseUrl": settings.base_url,
             "apiKeySet": settings.api_key is not None,
             "running": [

@@ -20,11 +20,17 @@ from lspilot.editor import Editor
 from lspilot.llm.errors import UpstreamError
 from lspilot.local import LocalModelError, model
 from lspilot.local.process import LlamaServer, check_installed, describe_exit, exit_hint
-from lspilot.settings import ApiKey, Settings
+from lspilot.settings import ApiKey, Price, Settings
 
 log = logging.getLogger(__name__)
 
 DUMMY_KEY = "local-no-key"
+
+
+def local_model_name(local_model: str | None) -> str:
+    """``local/<bundled name>`` or ``local/<GGUF file name>``: what usage is counted under."""
+    bundled = model.bundled(local_model)
+    return f"local/{bundled.name if bundled is not None else Path(local_model or '').name}"
 
 
 class LocalModel:
@@ -51,8 +57,11 @@ class LocalModel:
         max_tokens = settings.max_tokens
         if self.bundled is not None and max_tokens is None:
             max_tokens = self.bundled.max_tokens
+        # Named as what it is, and free: its usage counts, its cost is $0.
+        name = local_model_name(settings.local_model)
         return attrs.evolve(settings, base_url=server.base_url, api_key=ApiKey(DUMMY_KEY),
-                            max_tokens=max_tokens)
+                            max_tokens=max_tokens, model=name, completion_model=name,
+                            prices={**settings.prices, name: Price(input=0, output=0)})
 
     def lost(self) -> asyncio.Future[UpstreamError] | None:
         """The running server's crash, as a future a request can race (lspilot.lost)."""

