@@ -257,6 +257,8 @@ class Demo(ScriptedEditor):
         self.apply = apply
         self.term = Terminal(out)
         self.uri = from_fs_path(str(target.path)) or target.path.as_uri()
+        # pygls marks a handler with attributes, which a bound method cannot take.
+        self.client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)(lambda p: self._answer(p))
         # Each file's text before the demo's first edit (None: it did not exist) and now.
         self.original: dict[Path, str | None] = {target.path: target.text}
         self.latest: dict[Path, str] = {target.path: target.text}
@@ -360,6 +362,16 @@ class Demo(ScriptedEditor):
         for old, new, old_name, new_name in state.diffs:
             term.diff(old, new, old_name, new_name)
         return outcome
+
+    def _answer(self, params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
+        """The demo runs no model-written code: "Not now" to running the new tests."""
+        titles = [action.title for action in params.actions or []]
+        if "Not now" in titles:
+            self.term.line(self.term.paint(
+                "  lspilot asks to run the new tests; the demo answers Not now (your editor "
+                "asks you: see Tests that run in the README)", "2"))
+            return types.MessageActionItem(title="Not now")
+        return None
 
     def _report(self, state: ActionState, result: Any) -> str:
         term = self.term

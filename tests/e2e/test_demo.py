@@ -70,6 +70,7 @@ def test_demo_shows_the_stream_and_the_diffs_and_writes_nothing(upstream, worksp
         assert f"✓ {title}: done in " in out
     assert "11 tokens in" in out  # usage reported by the upstream
     assert "(estimated: no usage reported)" in out  # the tests' answer came without usage
+    assert "the demo answers Not now" in out  # it runs no model-written code
     # the refactor's diff: exactly the selected function replaced
     assert "--- a/calc.py\n+++ b/calc.py\n" in out
     assert "-    s = 0\n" in out and "+    return sum(items)\n" in out
