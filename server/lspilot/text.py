@@ -108,11 +108,13 @@ def end_of(text: str, encoding: str = "utf-16") -> types.Position:
 def apply_edits(text: str, edits: Iterable[types.TextEdit], encoding: str = "utf-16") -> str:
     """``text`` with ``edits`` applied, as an editor applies them (all against the original)."""
     lines = split_lines(text)
+    # Applied from the end back, so earlier offsets stay valid; inserts at one position keep
+    # the order they were given in (the spec), hence the index in the key.
     spans = sorted(
         ((offset_at(lines, e.range.start, encoding), offset_at(lines, e.range.end, encoding),
-          e.new_text) for e in edits),
-        key=lambda span: (span[0], span[1]), reverse=True,
+          index, e.new_text) for index, e in enumerate(edits)),
+        key=lambda span: (span[0], span[1], span[2]), reverse=True,
     )
-    for start, end, new in spans:
+    for start, end, _, new in spans:
         text = text[:start] + new + text[end:]
     return text

@@ -48,3 +48,9 @@ def test_apply_edits_applies_against_the_original():
     edits = [types.TextEdit(types.Range(types.Position(1, 0), types.Position(1, 5)), "3"),
              types.TextEdit(types.Range(types.Position(0, 0), types.Position(0, 3)), "1")]
     assert apply_edits(text, edits) == "1\ftwo\n3\n"
+
+
+def test_inserts_at_one_position_keep_their_order() -> None:
+    at = types.Position(0, 1)
+    edits = [types.TextEdit(types.Range(at, at), "A"), types.TextEdit(types.Range(at, at), "B")]
+    assert apply_edits("xy", edits) == "xABy"
