@@ -16,6 +16,8 @@ KEY_CHARS = 2000
 MAX_ENTRIES = 256
 # Typing through more than this is a new place, not the same suggestion.
 MAX_TYPED = 200
+# Enough of the old key's end to find it in the new one.
+ANCHOR_CHARS = 64
 
 
 @define(frozen=True)
@@ -28,15 +30,28 @@ class Entry:
 class SuggestionCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self._entries: OrderedDict[tuple[str, str, str], Entry] = OrderedDict()
+        # (uri, suffix) -> the keys made there, oldest first
+        self._by_place: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
         self._max = max_entries
 
     def put(self, uri: str, prefix: str, suffix: str, suggestion: str) -> None:
         entry = Entry(prefix[-KEY_CHARS:], suffix[:KEY_CHARS], suggestion)
         key = (uri, entry.prefix, entry.suffix)
+        if key not in self._entries:
+            self._by_place.setdefault((uri, entry.suffix), []).append(key)
         self._entries[key] = entry
         self._entries.move_to_end(key)
         while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+            oldest, _ = self._entries.popitem(last=False)
+            self._unindex(oldest)
+
+    def _unindex(self, key: tuple[str, str, str]) -> None:
+        place = (key[0], key[2])
+        keys = self._by_place.get(place, [])
+        if key in keys:
+            keys.remove(key)
+        if not keys:
+            self._by_place.pop(place, None)
 
     def get(self, uri: str, prefix: str, suffix: str) -> str | None:
         """The suggestion for this place: made here, or the rest of one typed into."""
@@ -44,10 +59,10 @@ class SuggestionCache:
         exact = self._entries.get((uri, prefix, suffix))
         if exact is not None:
             return exact.suggestion
-        # Newest first: the suggestion the user is typing through is the latest one.
-        for (entry_uri, _, _), entry in reversed(self._entries.items()):
-            if entry_uri != uri or entry.suffix != suffix:
-                continue
+        # Typing at the cursor leaves the text after it alone: only the entries made at
+        # the same suffix can be typed into. Newest first: the one being typed through.
+        for key in reversed(self._by_place.get((uri, suffix), [])):
+            entry = self._entries[key]
             typed = typed_since(entry.prefix, prefix)
             if typed and entry.suggestion.startswith(typed) and len(entry.suggestion) > len(typed):
                 return entry.suggestion[len(typed):]
@@ -56,6 +71,7 @@ class SuggestionCache:
     def forget(self, uri: str) -> None:
         for key in [k for k in self._entries if k[0] == uri]:
             del self._entries[key]
+            self._unindex(key)
 
 
 def typed_since(old_prefix: str, new_prefix: str) -> str | None:
@@ -68,8 +84,14 @@ def typed_since(old_prefix: str, new_prefix: str) -> str | None:
         if len(new_prefix) > len(old_prefix) and new_prefix.startswith(old_prefix):
             return new_prefix[len(old_prefix):]
         return None
-    for typed in range(1, MAX_TYPED + 1):
-        shift = len(old_prefix) + typed - KEY_CHARS
-        if shift >= 0 and new_prefix.startswith(old_prefix[shift:]):
-            return new_prefix[len(old_prefix) - shift:]
+    # new == old[shift:] + typed: find where the old key's end stands in the new one.
+    # The shortest typing that explains it: the last place the anchor stands, going left.
+    anchor = old_prefix[-ANCHOR_CHARS:]
+    lowest = max(0, len(new_prefix) - MAX_TYPED - len(anchor))
+    end = len(new_prefix) - 1
+    while (at := new_prefix.rfind(anchor, lowest, end)) >= 0:
+        typed = new_prefix[at + len(anchor):]
+        if typed and (old_prefix + typed)[-KEY_CHARS:] == new_prefix:
+            return typed
+        end = at + len(anchor) - 1
     return None
