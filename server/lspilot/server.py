@@ -26,13 +26,15 @@ from lspilot.commands import CommandError
 from lspilot.documents import line_workspace
 from lspilot.features.actions import ActionsFeature
 from lspilot.features.base import Feature, Services
+from lspilot.features.chat import ChatFeature
 from lspilot.features.inline import InlineFeature
 from lspilot.features.status import StatusFeature
 from lspilot.transport import MessagePump, serve
 
 log = logging.getLogger(__name__)
 
-FEATURES: tuple[type[Feature], ...] = (ActionsFeature, InlineFeature, StatusFeature)
+FEATURES: tuple[type[Feature], ...] = (ActionsFeature, InlineFeature, ChatFeature,
+                                         StatusFeature)
 ALL_COMMANDS: tuple[str, ...] = tuple(c for feature in FEATURES for c in feature.commands)
 
 

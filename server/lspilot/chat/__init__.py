@@ -1,0 +1,1 @@
+"""Chat: conversations about the code, kept across restarts; pure parts and their store."""

@@ -1,0 +1,101 @@
+"""Conversations kept owner-only under the cache directory, a bounded number of them.
+
+One JSON file per conversation (``<id>.json`` in a 0700 folder, 0600 files): a restart of
+the server finds them again; past ``MAX_CONVERSATIONS`` the least recently used go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from attrs import define, field
+
+MAX_CONVERSATIONS = 50
+
+
+@define
+class Turn:
+    role: str  # user | assistant
+    content: str
+
+
+@define
+class Conversation:
+    id: str
+    turns: list[Turn] = field(factory=list)
+    updated: float = field(factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "updated": self.updated,
+                "turns": [{"role": t.role, "content": t.content} for t in self.turns]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Conversation | None:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return None
+        turns = [Turn(t["role"], t["content"]) for t in data.get("turns", [])
+                 if isinstance(t, dict) and t.get("role") in ("user", "assistant")
+                 and isinstance(t.get("content"), str)]
+        updated = data.get("updated")
+        return cls(data["id"], turns, float(updated) if isinstance(updated, int | float)
+                   else 0.0)
+
+
+class ConversationStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def new(self) -> Conversation:
+        return Conversation(f"chat-{uuid.uuid4().hex[:12]}")
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        path = self._path(conversation_id)
+        if path is None:
+            return None
+        try:
+            return Conversation.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
+
+    def save(self, conversation: Conversation) -> None:
+        conversation.updated = time.time()
+        path = self._path(conversation.id)
+        if path is None:
+            return
+        with contextlib.suppress(OSError):  # then it lives only as long as this session
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.folder.chmod(0o700)
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                json.dump(conversation.to_json(), handle)
+            self._prune()
+
+    def forget(self, conversation_id: str | None) -> list[str]:
+        """Forget one conversation, or all; the ids forgotten."""
+        paths = [self._path(conversation_id)] if conversation_id else sorted(
+            self.folder.glob("chat-*.json"))
+        forgotten = []
+        for path in paths:
+            if path is not None and path.exists():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    forgotten.append(path.stem)
+        return forgotten
+
+    def _prune(self) -> None:
+        files = sorted(self.folder.glob("chat-*.json"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-MAX_CONVERSATIONS]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+    def _path(self, conversation_id: str) -> Path | None:
+        # Ids are ours: anything else (a path, "..") names no conversation.
+        if not conversation_id.startswith("chat-") or not conversation_id[5:].isalnum():
+            return None
+        return self.folder / f"{conversation_id}.json"

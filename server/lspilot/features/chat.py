@@ -1,0 +1,209 @@
+"""Chat: ``lspilot.chat`` turns of a conversation about the code, streamed like explain;
+``lspilot.chatReset`` forgets; ``lspilot.chatApply`` applies a code block of an answer.
+
+A turn's context is the document and selection it names and the files its message names
+(``#file:path``, inside the workspace only); earlier turns fill what is left of the
+context budget, newest first. Conversations are kept across restarts (lspilot.chat).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+from lspilot.actions import selection
+from lspilot.actions.extract import fit_to_selection
+from lspilot.actions.results import ActionFailed, replacement_edit
+from lspilot.actions.testfiles import ensure_inside
+from lspilot.chat import prompt
+from lspilot.chat.conversations import Conversation, ConversationStore, Turn
+from lspilot.commands import CommandError
+from lspilot.errors import LspilotError
+from lspilot.features.base import Feature
+from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
+from lspilot.llm.wire import ChatRequest
+
+CHAT, RESET, APPLY = "lspilot.chat", "lspilot.chatReset", "lspilot.chatApply"
+TITLE = "lspilot: Chat"
+
+
+class ChatFeature(Feature):
+    commands = (CHAT, RESET, APPLY)
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.conversations = ConversationStore(self.services.cache_dir / "chats")
+
+    async def execute(self, params: types.ExecuteCommandParams) -> Any:
+        raw = params.arguments[0] if params.arguments else None
+        if params.command == RESET:
+            return self.reset(raw if raw is not None else {})
+        if not isinstance(raw, dict):
+            raise CommandError(f"{params.command} takes one argument object.")
+        if params.command == APPLY:
+            return await self.apply(raw)
+        return await self.turn(raw, params.work_done_token)
+
+    # -- a turn --------------------------------------------------------------------------
+    async def turn(self, raw: dict[str, Any], token: types.ProgressToken | None) -> Any:
+        services = self.services
+        await services.store.wait_until_ready()
+        message = raw.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise CommandError(f"{CHAT}: 'message' must be the user's message, a non-empty "
+                               "string.")
+        conversation = self._conversation(raw.get("conversation"))
+        uri = _optional_str(raw, "uri")
+        range_ = self._range(raw.get("range"), uri)
+        if uri is not None and services.workspace.text_documents.get(uri) is None:
+            raise CommandError(f"The document {uri} is not open; open it in the editor first.")
+        try:
+            context = await services.job_context(uri)
+        except LspilotError as exc:
+            services.editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+            return JobResult.failed(exc, conversation=conversation.id).to_json()
+        spec = JobSpec(title=TITLE, command=CHAT, action="chat", uri=uri, client_token=token,
+                       extra={"conversation": conversation.id})
+
+        async def body(job: Job) -> Outcome:
+            return await self._answer(job, conversation, message, uri, range_)
+
+        return (await services.run(spec, context, body)).to_json()
+
+    async def _answer(self, job: Job, conversation: Conversation, message: str,
+                      uri: str | None, range_: types.Range | None) -> Outcome:
+        contexts = [*self._document_context(uri, range_), *self._files(message, uri)]
+        built = prompt.build(message, conversation.turns, contexts,
+                             job.settings.context_budget_chars)
+        if built.dropped_turns:
+            job.report(f"{built.dropped_turns} earlier turn(s) left out to fit the context "
+                       "budget (contextBudgetChars).")
+        settings = job.settings
+        answer = await job.stream(ChatRequest(
+            model=settings.model, messages=built.messages, temperature=settings.temperature,
+            top_p=settings.top_p, max_tokens=settings.max_tokens, stop=settings.stop))
+        # The code goes into the history too: later turns ("and make it faster") need it.
+        conversation.turns += [Turn("user", built.current), Turn("assistant", answer.text)]
+        self.conversations.save(conversation)
+        return Outcome(text=answer.text)
+
+    def _conversation(self, given: Any) -> Conversation:
+        if given is None:
+            return self.conversations.new()
+        if not isinstance(given, str):
+            raise CommandError(f"{CHAT}: 'conversation' must be a conversation id string.")
+        found = self.conversations.get(given)
+        if found is None:
+            raise CommandError(f"lspilot does not know the conversation {given!r} (it was "
+                               "reset, or never existed): leave 'conversation' out to start "
+                               "a new one.")
+        return found
+
+    def _range(self, raw: Any, uri: str | None) -> types.Range | None:
+        if raw is None:
+            return None
+        if uri is None:
+            raise CommandError(f"{CHAT}: a 'range' needs the 'uri' of its document.")
+        try:
+            converter = self.services._server.protocol._converter
+            return converter.structure(raw, types.Range)
+        except Exception:
+            raise CommandError(f"{CHAT}: 'range' must be an LSP Range.") from None
+
+    def _document_context(self, uri: str | None,
+                          range_: types.Range | None) -> list[prompt.Context]:
+        if uri is None:
+            return []
+        document = self.services.workspace.get_text_document(uri)
+        name = Path(document.path).name
+        language = selection.language_of(document)
+        if range_ is not None and range_.start != range_.end:
+            snap = selection.snapshot(self.services.workspace, uri, range_)
+            label = f"{name} lines {snap.first_line + 1}-{snap.last_line + 1} (selected)"
+            return [prompt.Context(label, language, snap.selected)]
+        return [prompt.Context(name, language, document.source)]
+
+    def _files(self, message: str, uri: str | None) -> list[prompt.Context]:
+        references = prompt.file_references(message)
+        if not references:
+            return []
+        workspace = self.services.workspace
+        folders = [Path(to_fs_path(f.uri) or "") for f in workspace.folders.values()]
+        root = selection.root_for(workspace, Path(to_fs_path(uri) or "")) if uri else (
+            folders[0] if folders else Path.cwd())
+        found = []
+        for reference in references:
+            path = ensure_inside(root / reference, root)  # OutsideWorkspace otherwise
+            open_document = workspace.text_documents.get(from_fs_path(str(path)) or "")
+            try:
+                text = open_document.source if open_document else path.read_text(
+                    encoding="utf-8")
+            except OSError:
+                raise ActionFailed("no_file", f"#file:{reference}: there is no such file in "
+                                              f"the workspace folder {root}.") from None
+            found.append(prompt.Context(reference, path.suffix.lstrip("."), text))
+        return found
+
+    # -- reset and apply -------------------------------------------------------------------
+    def reset(self, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise CommandError(f"{RESET} takes {{\"conversation\": id}} for one, {{}} for all.")
+        target = raw.get("conversation")
+        if target is not None and self.conversations.get(str(target)) is None:
+            raise CommandError(f"lspilot does not know the conversation {target!r}.")
+        return {"forgotten": self.conversations.forget(None if target is None else str(target))}
+
+    async def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Block ``block`` of an answer into ``range`` of ``uri``, as one versioned edit."""
+        conversation = self._conversation(raw.get("conversation"))
+        uri = _optional_str(raw, "uri")
+        range_ = self._range(raw.get("range"), uri)
+        block = raw.get("block", 0)
+        if uri is None or range_ is None or not isinstance(block, int) or block < 0:
+            raise CommandError(f"{APPLY} takes {{\"conversation\", \"block\": n (0-based), "
+                               "\"uri\", \"range\", \"turn\"?, \"version\"?}.")
+        answers = [t for t in conversation.turns if t.role == "assistant"]
+        turn = raw.get("turn", len(answers) - 1)
+        if not isinstance(turn, int) or not 0 <= turn < len(answers):
+            raise CommandError(f"{APPLY}: the conversation has {len(answers)} answer(s); "
+                               f"'turn' {turn!r} is not one of them.")
+        blocks = prompt.code_blocks(answers[turn].content)
+        if block >= len(blocks):
+            raise CommandError(f"{APPLY}: that answer has {len(blocks)} code block(s); "
+                               f"there is no block {block}.")
+        document = self.services.workspace.text_documents.get(uri)
+        if document is None:
+            raise CommandError(f"The document {uri} is not open; open it in the editor first.")
+        version = raw.get("version")
+        editor = self.services.editor
+        if version is not None and version != document.version:
+            return _failed("conflict", "The document changed since the block was chosen, so "
+                                       "nothing was applied. Choose the place again.")
+        snap = selection.snapshot(self.services.workspace, uri, range_)
+        code = blocks[block]
+        if snap.selected:
+            code = fit_to_selection(code, snap.selected, snap.line_prefix)
+        edit = replacement_edit(selection.edit_target(document), range_, code,
+                                document_changes=editor.supports_document_changes,
+                                confirm=False)
+        reply = await editor.apply_edit(edit, "lspilot: apply the chat's code")
+        if not reply.applied:
+            return _failed("edit_rejected", "The editor did not apply the edit: "
+                                            f"{reply.failure_reason or 'no reason given'}.")
+        return {"status": "done", "error": None}
+
+
+def _failed(kind: str, message: str) -> dict[str, Any]:
+    return {"status": "failed", "error": {"type": kind, "message": message}}
+
+
+def _optional_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise CommandError(f"'{key}' must be a string.")
+    return value
+
+

@@ -1,0 +1,142 @@
+"""Chat through the real server: turns with history, reset, restart, the budget, #file:,
+cancel, a failure keeping its text, and applying an answer's code block."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
+
+from tests.e2e.harness import plain, range_of, session
+from tests.fake_upstream import Reply
+
+SOURCE = "def total(items):\n    s = 0\n    for i in items:\n        s += i\n    return s\n"
+
+
+async def chat(editor: Any, message: str, **extra: Any) -> dict[str, Any]:
+    return await editor.command("lspilot.chat", {"message": message, **extra})
+
+
+def sent(request: Any) -> list[tuple[str, str]]:
+    return [(m["role"], m["content"]) for m in request.json["messages"]]
+
+
+async def test_a_second_turn_has_the_first_as_history(upstream, workspace):
+    upstream.enqueue(Reply.stream(["It sums ", "the items."]), Reply.stream(["Use sum()."]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        first = await chat(editor, "What does this do?", uri=uri,
+                           range=editor.client.protocol._converter.unstructure(
+                               range_of(SOURCE, SOURCE)))
+        assert first["status"] == "done" and first["text"] == "It sums the items."
+        conversation = first["conversation"]
+        assert conversation.startswith("chat-")
+        second = await chat(editor, "How would you shorten it?", conversation=conversation)
+        assert second["conversation"] == conversation and second["text"] == "Use sum()."
+        roles = sent(upstream.requests[1])
+        assert [r for r, _ in roles] == ["system", "user", "assistant", "user"]
+        assert "What does this do?" in roles[1][1] and "def total" in roles[1][1]
+        assert roles[2][1] == "It sums the items."
+        assert {s.get("conversation") for s in editor.streams} == {conversation}
+        assert second["usage"]["promptTokens"] == 11
+
+
+async def test_after_a_reset_the_conversation_is_unknown(upstream, workspace):
+    upstream.enqueue(Reply.stream(["hi"]))
+    async with session(upstream, workspace) as editor:
+        first = await chat(editor, "hello")
+        forgotten = await editor.command("lspilot.chatReset",
+                                         {"conversation": first["conversation"]})
+        assert forgotten == {"forgotten": [first["conversation"]]}
+        with pytest.raises(JsonRpcInvalidParams, match="does not know the conversation"):
+            await chat(editor, "again", conversation=first["conversation"])
+        assert len(upstream.requests) == 1
+
+
+async def test_a_conversation_survives_a_restart(upstream, workspace):
+    upstream.enqueue(Reply.stream(["first answer"]), Reply.stream(["second answer"]))
+    async with session(upstream, workspace) as editor:
+        conversation = (await chat(editor, "remember me"))["conversation"]
+    async with session(upstream, workspace) as editor:
+        second = await chat(editor, "do you?", conversation=conversation)
+        assert second["status"] == "done"
+        assert ("assistant", "first answer") in sent(upstream.requests[1])
+    files = list((workspace.parent / "cache" / "lspilot" / "chats").iterdir())
+    assert [oct(f.stat().st_mode & 0o777) for f in files] == ["0o600"]
+
+
+async def test_old_turns_are_dropped_to_fit_the_budget(upstream, workspace):
+    upstream.enqueue(Reply.stream(["x" * 2000]), Reply.stream(["ok"]))
+    async with session(upstream, workspace,
+                       init_options={"contextBudgetChars": 1500}) as editor:
+        conversation = (await chat(editor, "say a lot"))["conversation"]
+        second = await editor.command("lspilot.chat", {"message": "and now?",
+                                                       "conversation": conversation})
+        assert second["status"] == "done"
+        assert [r for r, _ in sent(upstream.requests[1])] == ["system", "user"]
+        reports = [p.message for reports in editor.client.progress_reports.values()
+                   for p in reports if getattr(p, "message", None)]
+        assert any("2 earlier turn(s) left out" in m for m in reports)
+
+
+async def test_a_named_file_is_included_and_one_outside_is_refused(upstream, workspace):
+    upstream.enqueue(Reply.stream(["seen"]))
+    (workspace / "util.py").write_text("def helper():\n    return 42\n")
+    (workspace.parent / "secret.txt").write_text("top secret")
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        ok = await chat(editor, "Compare with #file:util.py please", uri=uri)
+        assert ok["status"] == "done"
+        assert "def helper()" in sent(upstream.requests[0])[-1][1]
+        refused = await chat(editor, "read #file:../secret.txt", uri=uri)
+        assert refused["status"] == "failed"
+        assert refused["error"]["type"] == "outside_workspace"
+        assert len(upstream.requests) == 1
+
+
+async def test_cancel_stops_a_turn(upstream, workspace):
+    upstream.enqueue(Reply.stream([f"w{i} " for i in range(200)], delay=0.05))
+    async with session(upstream, workspace) as editor:
+        editor.client.progress_reports.setdefault("chat-1", [])  # a client-made token
+        running = asyncio.ensure_future(editor.client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="lspilot.chat",
+                                       arguments=[{"message": "talk"}],
+                                       work_done_token="chat-1")))
+        await editor.wait_for_stream()
+        assert (await editor.command("lspilot.cancel", {"token": "chat-1"}))["cancelled"]
+        result = plain(await running)
+        assert result["status"] == "cancelled" and result["conversation"].startswith("chat-")
+        assert upstream.requests[0].client_closed.wait(2)
+
+
+async def test_a_failure_mid_stream_keeps_the_text(upstream, workspace):
+    upstream.enqueue(Reply.stream(["partial ", "answer", "never"], cut_after=3))
+    async with session(upstream, workspace, init_options={"maxRetries": 0}) as editor:
+        result = await chat(editor, "go")
+        assert result["status"] == "failed" and result["text"] == "partial answer"
+        assert result["conversation"].startswith("chat-")
+
+
+async def test_a_code_block_is_applied_and_a_stale_version_is_not(upstream, workspace):
+    answer = "Shorter:\n\n```python\ndef total(items):\n    return sum(items)\n```\n"
+    upstream.enqueue(Reply.stream([answer]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        conversation = (await chat(editor, "shorten", uri=uri))["conversation"]
+        whole = editor.client.protocol._converter.unstructure(range_of(SOURCE, SOURCE))
+        stale = await editor.command("lspilot.chatApply", {
+            "conversation": conversation, "block": 0, "uri": uri, "range": whole,
+            "version": 0})
+        assert stale["status"] == "failed" and stale["error"]["type"] == "conflict"
+        assert editor.text(uri) == SOURCE
+        applied = await editor.command("lspilot.chatApply", {
+            "conversation": conversation, "block": 0, "uri": uri, "range": whole,
+            "version": 1})
+        assert applied == {"status": "done", "error": None}
+        assert editor.text(uri) == "def total(items):\n    return sum(items)\n"
+        with pytest.raises(JsonRpcInvalidParams, match="1 code block"):
+            await editor.command("lspilot.chatApply", {
+                "conversation": conversation, "block": 1, "uri": uri, "range": whole})
