@@ -388,8 +388,10 @@ def test_vscode_refactor_explain_cancel(
         # temperature: a setting made in VS Code reaches the server (workspace/configuration);
         # no retries: the first of the two explains fails at once; verifyTls off: the server
         # logs a warning on each settings load (the upstream is plain http, so it changes nothing)
+        # runTests never: Write tests ends when the tests are written, not after the server's
+        # question whether to run them (not what this test is about)
         workspace_settings={"lspilot.temperature": 0.25, "lspilot.maxRetries": 0,
-                            "lspilot.verifyTls": False},
+                            "lspilot.verifyTls": False, "lspilot.runTests": "never"},
     )
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
@@ -640,10 +642,13 @@ def test_vscode_usage_cost_and_status(
     assert profile.workspace.joinpath("calc.py").read_text() == ORIGINAL
 
 
-GHOST_SOURCE = ORIGINAL + "\n\ndef double(value):\n    return value *\n"
+GHOST_SOURCE = (ORIGINAL + "\n\ndef double(value):\n    return value *\n"
+                "\n\ndef triple(paused_marker):\n    return paused_marker *\n")
 GHOST_LINE = GHOST_SOURCE.splitlines().index("    return value *") + 1
+PAUSED_LINE = GHOST_SOURCE.splitlines().index("    return paused_marker *") + 1
 GHOST_SUGGESTION = "2 if value else 0"
-PAUSED_MARKER = "  # paused_marker"
+# typed while paused: the keystroke that made the first suggestion's request, on a line of its own
+PAUSED_MARKER = " "
 RESUMED_TEXT = "resumed = "
 
 
@@ -651,7 +656,10 @@ def test_vscode_ghost_text_tab_and_pause(
     prerequisites: None, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     """Ghost text from the server's textDocument/inlineCompletion shows, Tab accepts it (the file
-    changes), its usage reaches the status item, and Pause completions asks the server nothing."""
+    changes), its usage reaches the status item, Pause from the status menu and Resume from the
+    palette work (no upstream request for a line typed while paused; the provider's own proof that
+    it asks nothing is test_vscode_inline_provider_speaks_lsp), Ctrl+Right accepts a word, and
+    Alt+\\ asks at once (an Invoked request)."""
     server = _server_command()
     provider = _initialize_result(server)["capabilities"].get("inlineCompletionProvider")
     if provider is None or provider is False:
@@ -672,6 +680,7 @@ def test_vscode_ghost_text_tab_and_pause(
         "original": GHOST_SOURCE,
         "model": "gpt-5-4-mini",
         "ghostLine": GHOST_LINE,
+        "pausedLine": PAUSED_LINE,
         "typed": " ",
         "suggestion": GHOST_SUGGESTION,
         "accepted": f"    return value * {GHOST_SUGGESTION}",
@@ -681,14 +690,126 @@ def test_vscode_ghost_text_tab_and_pause(
     _run_scenario(profile, server_env, "ghost", expect)
 
     saved = profile.workspace.joinpath("calc.py").read_text()
-    assert f"    return value * {GHOST_SUGGESTION}{PAUSED_MARKER}\n" in saved, saved
+    assert f"    return value * {GHOST_SUGGESTION}\n" in saved, saved
+    assert "    return paused_marker * \n" in saved, saved
+    # Ctrl+Right took one word of the suggestion, the rest was dismissed
+    first_word, rest = GHOST_SUGGESTION.split(" ", 1)
+    assert f"{RESUMED_TEXT}{first_word}" in saved and rest not in saved.split(RESUMED_TEXT)[1], saved
     prompts = [r.body.decode(errors="replace") for r in upstream.requests]
+    (profile.artifacts / "upstream-requests.json").write_text(json.dumps(prompts, indent=1))
     assert prompts, "no completion request reached the upstream"
     # Paused, nothing was asked: every request that saw the text typed while paused was sent
     # after resuming (it also holds what was typed then).
-    paused = [p for p in prompts if "paused_marker" in p]
+    paused = [p for p in prompts if "return paused_marker * " in p]
     assert paused, "no request after resuming saw the text typed while paused"
     assert all(RESUMED_TEXT.strip() in p for p in paused), paused
+
+
+INLINE_PROVIDER_SCRIPT = r"""
+// A stand-in for the vscode module: just what inline.ts touches.
+const Module = require('module');
+const calls = { commands: [] };
+class Position { constructor(line, character) { this.line = line; this.character = character; } }
+class Range { constructor(start, end) { this.start = start; this.end = end; } }
+class EventEmitter { constructor() { this.event = () => ({ dispose() {} }); } fire() {} dispose() {} }
+let setting;
+const vscode = {
+  EventEmitter, Position, Range,
+  SnippetString: class { constructor(value) { this.value = value; } },
+  InlineCompletionItem: class { constructor(insertText, range) { this.insertText = insertText; this.range = range; } },
+  InlineCompletionTriggerKind: { Invoke: 0, Automatic: 1 },
+  commands: { executeCommand: (...args) => { calls.commands.push(args); return Promise.resolve(); } },
+  window: { setStatusBarMessage: () => ({ dispose() {} }) },
+  workspace: { getConfiguration: () => ({ get: () => setting }) },
+  languages: { registerInlineCompletionItemProvider: (selector, provider) => { calls.provider = provider; return { dispose() {} }; } },
+};
+const resolve = Module._resolveFilename;
+Module._resolveFilename = function (request, ...rest) { return request === 'vscode' ? 'vscode' : resolve.call(this, request, ...rest); };
+require.cache.vscode = { id: 'vscode', filename: 'vscode', loaded: true, exports: vscode };
+const { InlineCompletions } = require(process.argv[1]);
+
+const sent = [];
+let answer = { items: [{ insertText: 'b)' }, { insertText: 'x', range: { start: { line: 2, character: 4 }, end: { line: 2, character: 5 } } }] };
+const client = {
+  code2ProtocolConverter: {
+    asTextDocumentIdentifier: (d) => ({ uri: d.uri }),
+    asPosition: (p) => ({ line: p.line, character: p.character }),
+    asRange: (r) => ({ start: { line: r.start.line, character: r.start.character }, end: { line: r.end.line, character: r.end.character } }),
+  },
+  protocol2CodeConverter: { asRange: (r) => new Range(new Position(r.start.line, r.start.character), new Position(r.end.line, r.end.character)) },
+  sendRequest: (method, params, token) => { sent.push({ method, params, token }); return Promise.resolve(answer); },
+};
+const output = { appendLine() {} };
+const inline = new InlineCompletions(output, () => client);
+const feature = inline.feature();
+const capabilities = {};
+feature.fillClientCapabilities(capabilities);
+feature.initialize({ inlineCompletionProvider: {} }, [{ scheme: 'file' }]);
+const doc = { uri: 'file:///w/a.py' };
+const at = new Position(2, 4);
+const token = { isCancellationRequested: false, onCancellationRequested: () => ({ dispose() {} }) };
+(async () => {
+  const out = {};
+  out.capability = capabilities.textDocument.inlineCompletion;
+  const automatic = await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 1 }, token);
+  out.automatic = { sent: sent.splice(0), items: automatic };
+  const selected = { range: new Range(new Position(2, 0), new Position(2, 4)), text: 'abcd' };
+  await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 0, selectedCompletionInfo: selected }, token);
+  out.invoked = sent.splice(0).map((s) => s.params.context);
+  inline.setPaused(true);
+  out.paused = (await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 0 }, token)) ?? null;
+  out.pausedSent = sent.splice(0).length;
+  inline.setPaused(false);
+  setting = false; // lspilot.inlineCompletions: false
+  await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 1 }, token);
+  out.offSent = sent.splice(0).length;
+  setting = undefined;
+  answer = [{ insertText: 'bare' }];
+  out.bare = (await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 1 }, token)).map((i) => i.insertText);
+  sent.splice(0);
+  const cancelled = { ...token, isCancellationRequested: true };
+  out.cancelledBefore = (await calls.provider.provideInlineCompletionItems(doc, at, { triggerKind: 1 }, cancelled)) ?? null;
+  out.cancelledSent = sent.splice(0).length;
+  out.contexts = calls.commands.filter((c) => c[0] === 'setContext').map((c) => c[2]);
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def test_vscode_inline_provider_speaks_lsp() -> None:
+    """inline.ts against a stand-in vscode module: LSP 3.18 trigger kinds (VS Code's Invoke 0 /
+    Automatic 1 become 1 / 2), the client's converters, VS Code's cancellation token passed to the
+    request, an item without range inserted at the cursor (not VS Code's default range), a bare
+    list answer, and nothing sent while paused, with inlineCompletions off, or once cancelled."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    compiled = _compiled("inline")
+    run = subprocess.run(["node", "-e", INLINE_PROVIDER_SCRIPT, str(compiled)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["capability"] == {"dynamicRegistration": False}
+    [request] = out["automatic"]["sent"]
+    assert request["method"] == "textDocument/inlineCompletion"
+    assert request["params"] == {"textDocument": {"uri": "file:///w/a.py"},
+                                 "position": {"line": 2, "character": 4},
+                                 "context": {"triggerKind": 2}}
+    assert request["token"] == {"isCancellationRequested": False}  # VS Code's own token
+    cursor = {"line": 2, "character": 4}
+    assert out["automatic"]["items"] == [
+        {"insertText": "b)", "range": {"start": cursor, "end": cursor}},
+        {"insertText": "x", "range": {"start": cursor, "end": {"line": 2, "character": 5}}},
+    ]
+    assert out["invoked"] == [{"triggerKind": 1, "selectedCompletionInfo": {
+        "range": {"start": {"line": 2, "character": 0}, "end": cursor}, "text": "abcd"}}]
+    assert out["paused"] is None and out["pausedSent"] == 0
+    assert out["offSent"] == 0
+    assert out["bare"] == ["bare"]
+    assert out["cancelledBefore"] is None and out["cancelledSent"] == 0
+    assert out["contexts"] == [False, True, False]  # lspilot.completionsPaused for the menus
 
 
 def test_vscode_usage_words_match_the_server() -> None:

@@ -18,7 +18,7 @@
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
 //                  leakUrl, serverProgram, lightBulbText } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
 //                  allowedBaseUrl, allowedHost } (key); { explainLines, model, usageWords, cost,
-//                  sessionLine, apiKey } (usage); { model, ghostLine, typed, suggestion, accepted,
+//                  sessionLine, apiKey } (usage); { model, ghostLine, pausedLine, typed, suggestion, accepted,
 //                  pausedMarker, resumedText } (ghost)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
@@ -866,24 +866,49 @@ async function ghostScenario() {
     await statusMenu('Pause completions');
     await waitFor('the pause sign in the status item', () => statusItemIcon('debug-pause'), 10_000);
     await focusEditor();
-    await cursorToEndOf(EXPECT.ghostLine);
+    await cursorToEndOf(EXPECT.pausedLine);
     await page.keyboard.type(EXPECT.pausedMarker);
+    // and asked outright: an invoked request has no debounce, the server would ask the upstream at once
+    await page.keyboard.press('Alt+Backslash');
     // the proof is on the upstream's side: no request holds this text without what comes after resuming
   });
 
-  await step('Resume completions: ghost text again', async () => {
+  await step('Resume completions (command palette): ghost text again', async () => {
     if ((await ghostText()).includes(EXPECT.suggestion)) {
       throw new Error('ghost text showed while paused');
     }
-    await statusMenu('Resume completions');
+    // from the command palette (opened from the editor, it gives the focus back with the cursor
+    // where it was), so the first change after resuming holds all of the resumed text (one edit)
+    await runCommand('lspilot: Resume completions');
     await waitFor('the pause sign to go', async () => !(await statusItemIcon('debug-pause')), 10_000);
-    await focusEditor();
-    await cursorToEndOf(EXPECT.ghostLine);
-    await page.keyboard.press('Enter');
-    await page.keyboard.type(EXPECT.resumedText);
+    await page.keyboard.insertText(`\n    ${EXPECT.resumedText}`);
     await waitFor('the ghost text after resuming', async () => (await ghostText()).includes(EXPECT.suggestion), 30_000);
+  });
+
+  await step('Ctrl+Right accepts the next word of the suggestion', async () => {
+    const firstWord = EXPECT.suggestion.split(' ')[0];
+    const rest = EXPECT.suggestion.slice(firstWord.length).trim();
+    await page.keyboard.press('Control+ArrowRight');
+    const text = await waitFor('one word accepted', async () => {
+      const t = await editorText();
+      const g = await ghostText();
+      return t !== null && t.includes(`${EXPECT.resumedText}${firstWord}`) && g.includes(rest) ? { t, g } : null;
+    }, 10_000);
+    log(`after Ctrl+Right: ghost ${JSON.stringify(text.g)}`);
     await page.keyboard.press('Escape');
-    await waitFor('the ghost text to go', async () => !(await ghostText()).includes(EXPECT.suggestion), 10_000);
+    await waitFor('the ghost text to go', async () => (await ghostText()).trim() === '', 10_000);
+  });
+
+  await step('Alt+\\ asks for a suggestion now (an invoked request)', async () => {
+    await page.keyboard.press('End');
+    await page.keyboard.press('Alt+Backslash');
+    const shown = await waitFor('ghost text on request', async () => {
+      const g = (await ghostText()).trim();
+      return g !== '' ? g : null;
+    }, 30_000);
+    log(`invoked ghost text: ${JSON.stringify(shown)}`);
+    await page.keyboard.press('Escape');
+    await waitFor('the ghost text to go', async () => (await ghostText()).trim() === '', 10_000);
   });
 
   await step('save', async () => {

@@ -25,6 +25,9 @@ export const RESTRICTED_KEYS: readonly string[] = [
   // what spending is counted and capped: an untrusted workspace could lift a limit the user set
   'prices',
   'maxSessionCost',
+  // programs a workspace would have run: the command of the tests, and running it unasked
+  'runTests',
+  'testCommand',
 ];
 
 let serverKeys: readonly string[] = [];
