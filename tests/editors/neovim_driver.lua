@@ -429,6 +429,121 @@ function scenarios.bad_options()
   vim.cmd("LspilotSuggestion sideways")
 end
 
+-- Chat: the chat buffer's lines, growing snapshots while `job` streams.
+local function chat_lines()
+  return buf_lines(require("lspilot.chat").state.buf)
+end
+
+local function wait_chat_turn(job, snapshots)
+  local last
+  wait(STEP_TIMEOUT, function()
+    local text = table.concat(chat_lines(), "\n")
+    if snapshots and text ~= last then
+      table.insert(snapshots, text)
+      last = text
+    end
+    return job.status ~= "running"
+  end, "the chat answer to finish")
+end
+
+local function row_of(lines, text)
+  local found
+  for i, line in ipairs(lines) do
+    if line == text then
+      found = i
+    end
+  end
+  if not found then
+    fail("no line " .. vim.inspect(text) .. " in the chat: " .. vim.inspect(lines))
+  end
+  return found
+end
+
+-- :'<,'>LspilotChat on a selection, a second turn typed on the prompt line (<CR> in
+-- insert mode), then :LspilotChatApply on a line outside the answer's blocks (refused)
+-- and inside its spec.apply_line block.
+function scenarios.chat()
+  local buf = open_and_attach()
+  local chat = require("lspilot.chat")
+  select_range()
+  vim.cmd("'<,'>LspilotChat " .. spec.message)
+  local job = chat.state.job
+  if not job then
+    fail(":LspilotChat started no turn; notifications: " .. vim.inspect(result.notifications))
+  end
+  result.chat_is_current = api.nvim_get_current_buf() == chat.state.buf
+  result.chat_floating = api.nvim_win_get_config(0).relative ~= ""
+  result.chat_filetype = vim.bo.filetype
+  result.windows = #api.nvim_tabpage_list_wins(0)
+  result.first_request = job.arguments
+  wait_chat_turn(job, result.snapshots)
+  result.first = job_summary(job)
+  result.conversation = chat.state.conversation
+  result.after_first = chat_lines()
+  result.cursor_after_first = api.nvim_win_get_cursor(0)
+  api.nvim_feedkeys("GA" .. spec.second .. "\r\27", "xt", false)
+  wait(STEP_TIMEOUT, function()
+    return chat.state.job ~= job
+  end, "the prompt line's turn to start")
+  local second = chat.state.job
+  result.second_request = second.arguments
+  wait_chat_turn(second)
+  result.second = job_summary(second)
+  result.after_second = chat_lines()
+  local before = #result.notifications
+  api.nvim_win_set_cursor(0, { row_of(chat_lines(), spec.outside_line), 0 })
+  vim.cmd("LspilotChatApply")
+  result.outside_notifications = vim.list_slice(result.notifications, before + 1)
+  api.nvim_win_set_cursor(0, { row_of(chat_lines(), spec.apply_line), 0 })
+  vim.cmd("LspilotChatApply")
+  wait(STEP_TIMEOUT, function()
+    return chat.last_apply ~= nil
+  end, "lspilot.chatApply to answer")
+  result.apply = chat.last_apply
+  result.source = buf_lines(buf)
+  result.source_modified = vim.bo[buf].modified
+end
+
+-- :LspilotChat on the file (no range), a second turn that q cancels while it streams,
+-- :LspilotChatNew, and a turn sent with <CR> in normal mode from the prompt line.
+function scenarios.chat_cancel_new()
+  local buf = open_and_attach()
+  local chat = require("lspilot.chat")
+  vim.cmd("LspilotChat " .. spec.message)
+  local first = chat.state.job
+  result.first_request = first.arguments
+  wait_chat_turn(first)
+  result.first = job_summary(first)
+  result.conversation = chat.state.conversation
+  vim.cmd("LspilotChat " .. spec.second)
+  local second = chat.state.job
+  wait(STEP_TIMEOUT, function()
+    return second.text ~= "" or second.status ~= "running"
+  end, "the second answer's first text")
+  result.status_before_q = second.status
+  api.nvim_feedkeys("q", "xt", false)
+  wait_chat_turn(second)
+  result.second = job_summary(second)
+  result.after_cancel = chat_lines()
+  vim.cmd("LspilotChatNew")
+  result.after_new = chat_lines()
+  result.conversation_after_new = chat.state.conversation or vim.NIL
+  local last = api.nvim_buf_line_count(chat.state.buf)
+  api.nvim_buf_set_lines(chat.state.buf, last - 1, last, false, { spec.third })
+  api.nvim_win_set_cursor(0, { last, 0 })
+  api.nvim_feedkeys("\r", "xt", false)
+  wait(STEP_TIMEOUT, function()
+    return chat.state.job ~= nil and chat.state.job ~= second
+  end, "the normal-mode <CR> turn to start")
+  local third = chat.state.job
+  result.third_request = third.arguments
+  wait_chat_turn(third)
+  result.third = job_summary(third)
+  result.third_conversation = chat.state.conversation
+  result.after_third = chat_lines()
+  result.source = buf_lines(buf)
+end
+
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as
 -- a coroutine: it types with nvim_input() and yields until what it waits for happened.
 local co

@@ -1099,3 +1099,127 @@ def test_bad_options_are_named_and_keep_their_defaults(nvim: Nvim, tmp_path: Pat
     assert result["options"]["notify_done"] is True
     assert result["options"]["keys"]["accept"] == "<M-l>"
     assert "toggle, enable, disable, status, not `sideways`" in command_error
+
+
+# -- chat ---------------------------------------------------------------------------------
+
+CHAT_FIRST = ["`add` returns the sum:\n", "```python\n", "add(2, 3)  # 5\n", "```\n",
+              "It keeps a temporary.\n"]
+CHAT_SECOND = ["Two ways:\n", "```python\n", "def add(a, b):\n", "    return sum((a, b))\n",
+               "```\n", "or\n", "```python\n", "def add(a, b):\n", "    return a + b\n",
+               "```\n"]
+
+
+def test_chat_streams_a_prompt_turn_keeps_the_conversation_and_apply_edits(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(CHAT_FIRST, delay=0.15), Reply.stream(CHAT_SECOND, delay=0.02))
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "chat",
+                "file": str(source),
+                "select": ADD_LINES,
+                "message": "what does add do?",
+                "second": "make it shorter",
+                "outside_line": "or",
+                "apply_line": "    return a + b",
+            },
+        )
+        requests = upstream.wait_for_requests(2)
+
+    first_answer = "".join(CHAT_FIRST)
+    assert result["first"]["status"] == "done", result
+    # A split (not a float) with the chat buffer, current, markdown.
+    assert result["chat_is_current"] is True and result["chat_floating"] is False
+    assert result["chat_filetype"] == "markdown" and result["windows"] == 2
+    # The selection went with the first turn.
+    assert result["first_request"]["uri"].endswith("/calc.py")
+    assert result["first_request"]["range"] == {
+        "start": {"line": 3, "character": 0},
+        "end": {"line": 6, "character": 0},
+    }
+    assert "def add(a, b):\n    result = a + b\n    return result\n" in user_prompt(requests[0])
+    # The answer streamed in under its header, above the separator and the prompt line.
+    separator = "──── your message (<CR> sends; q cancels an answer) ────"
+    assert result["after_first"] == [
+        "## You", "what does add do?", "", "## lspilot", *first_answer.rstrip("\n").split("\n"),
+        "", separator, "",
+    ]
+    growing = [s for s in result["snapshots"] if "## lspilot" in s]
+    assert len({s for s in growing}) >= 3, growing
+    for earlier, later in itertools.pairwise(growing):
+        assert later.startswith(earlier.split(separator)[0].rstrip("\n")), (earlier, later)
+    # The prompt line's turn carried the conversation, without the file again, and the
+    # upstream got the first answer as history.
+    assert result["second"]["status"] == "done", result
+    assert result["conversation"].startswith("chat-")
+    assert result["second_request"] == {"message": "make it shorter",
+                                        "conversation": result["conversation"]}
+    messages = requests[1].json["messages"]
+    assert {"role": "assistant", "content": first_answer} in messages
+    assert messages[-1]["role"] == "user" and "make it shorter" in messages[-1]["content"]
+    assert result["after_second"][-3:] == ["", separator, ""]
+    assert "## You" in result["after_second"][len(result["after_first"]) - 2:]
+    # Outside a block of a two-block answer: refused; inside block 2: applied to the
+    # selection (add's lines) in the source buffer.
+    assert any("code blocks" in n["msg"] for n in result["outside_notifications"]), result
+    assert result["apply"] == {"status": "done"} or result["apply"]["status"] == "done", result
+    assert result["source"] == ORIGINAL_LINES[:3] + ["def add(a, b):", "    return a + b"] \
+        + ORIGINAL_LINES[6:]
+    assert result["source_modified"] is True
+    assert source.read_text(encoding="utf-8") == SOURCE
+
+
+def test_chat_q_cancels_and_chat_new_starts_over(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(
+            Reply.stream(["It adds ", "and labels.\n"], delay=0.02),
+            Reply.stream(["Slowly. "] * 400, delay=0.1),
+            Reply.stream(["Fresh.\n"], delay=0.02),
+        )
+        result = run_nvim(
+            nvim,
+            tmp_path,
+            upstream,
+            {
+                "scenario": "chat_cancel_new",
+                "file": str(source),
+                "message": "what is this file?",
+                "second": "go on",
+                "third": "hello again",
+            },
+        )
+        requests = upstream.wait_for_requests(3)
+        assert requests[1].client_closed.wait(5), "the cancelled stream was not closed"
+
+    # No range: the file went with the turn, whole.
+    assert result["first"]["status"] == "done", result
+    assert set(result["first_request"]) == {"message", "uri"}
+    assert 'def label(n):' in user_prompt(requests[0])
+    # q cancelled the streaming answer; its partial text stays, marked.
+    assert result["status_before_q"] == "running"
+    assert result["second"]["status"] == "cancelled", result
+    assert result["second"]["cancel_sent"] is True
+    assert "*(cancelled)*" in result["after_cancel"]
+    assert any(line.startswith("Slowly.") for line in result["after_cancel"])
+    # :LspilotChatNew: an empty chat, no conversation; the next turn (normal-mode <CR>)
+    # starts a new one with no history.
+    separator = "──── your message (<CR> sends; q cancels an answer) ────"
+    assert result["after_new"] == [separator, ""]
+    assert result["conversation_after_new"] is None
+    assert result["third"]["status"] == "done", result
+    assert result["third_request"] == {"message": "hello again"}
+    assert result["third_conversation"] != result["conversation"]
+    assert [m["role"] for m in requests[2].json["messages"]] == ["system", "user"]
+    assert result["after_third"] == ["## You", "hello again", "", "## lspilot", "Fresh.", "",
+                                     separator, ""]
+    assert result["source"] == ORIGINAL_LINES
+    # The old conversation was forgotten (lspilot.chatReset).
+    chats = tmp_path / "nvim-state" / "cache" / "lspilot" / "chats"
+    assert not (chats / f"{result['conversation']}.json").exists()

@@ -8,6 +8,7 @@
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
 --   float.lua       the explanation window
+--   chat.lua        the chat buffer (:LspilotChat)
 --   suggestion.lua  ghost text (inline completions)
 --   status.lua      :LspilotStatus (the server's lspilot.status)
 --   health.lua      :checkhealth lspilot
@@ -200,6 +201,11 @@ end
 
 function M.write_tests(opts)
   return jobs.run(jobs.COMMANDS.tests, opts)
+end
+
+--- :LspilotChat [message]: `opts` like a user command's (range, line1, line2).
+function M.chat(message, opts)
+  return require("lspilot.chat").open(message, opts)
 end
 
 --- A short statusline string: "lspilot: refactor 40%" while actions run, else "".

@@ -21,6 +21,7 @@ M.COMMANDS = {
   cancel = "lspilot.cancel",
   run = "lspilot.run",
   status = "lspilot.status",
+  chat = "lspilot.chat",
 }
 
 local TITLES = {
@@ -28,6 +29,7 @@ local TITLES = {
   ["lspilot.refactor"] = "refactor",
   ["lspilot.writeTests"] = "tests",
   ["lspilot.run"] = "run",
+  ["lspilot.chat"] = "chat",
 }
 
 local REQUEST_CANCELLED = -32800
@@ -137,6 +139,12 @@ function M.finish(job, err, result)
     float.update(job, shown)
     float.set_status(job)
   end
+  if job.on_done then
+    local ok, problem = pcall(job.on_done, job, result)
+    if not ok then
+      util.notify("internal error: " .. tostring(problem), levels.ERROR)
+    end
+  end
   local spent = util.usage_words(job.usage)
   local suffix = spent and (" (" .. spent .. ")") or ""
   if job.status == "failed" then
@@ -146,7 +154,7 @@ function M.finish(job, err, result)
     end
   elseif job.status == "cancelled" then
     util.notify(job.title .. " cancelled" .. suffix)
-  elseif job.command ~= M.COMMANDS.explain and config.options.notify_done then
+  elseif job.command ~= M.COMMANDS.explain and job.command ~= M.COMMANDS.chat and config.options.notify_done then
     util.notify(job.title .. " done" .. suffix)
   end
   M.fire("LspilotDone", job_data(job))
@@ -155,7 +163,8 @@ end
 --- Runs an lspilot command on a range. `opts`: bufnr, range (LSP Range; default:
 --- the selection, see range.current), cmd_opts (from a user command), instruction,
 --- action (lspilot.run), arguments (the whole argument object, as a code action
---- carries it). Returns the job's progress token, or nil.
+--- carries it), on_text(job) after each streamed delta, on_done(job, result) when
+--- it ends. Returns the job's progress token, or nil.
 function M.run(command, opts)
   opts = opts or {}
   local bufnr = opts.bufnr
@@ -193,6 +202,8 @@ function M.run(command, opts)
     uri = args.uri,
     range = args.range,
     arguments = args,
+    on_text = opts.on_text,
+    on_done = opts.on_done,
   })
   if command == M.COMMANDS.explain then
     open_float(job)
@@ -325,6 +336,12 @@ function M.on_stream(_, params, ctx)
     job.text = job.text .. params.delta
     if job.float and job.status == "running" then
       float.update(job, job.text)
+    end
+    if job.on_text and job.status == "running" then
+      local ok, problem = pcall(job.on_text, job)
+      if not ok then
+        util.notify("internal error: " .. tostring(problem), levels.ERROR)
+      end
     end
   end
   if params.done == true and job.external and job.status == "running" then
