@@ -5,6 +5,7 @@ and quiet failures."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 from lsprotocol import types
@@ -213,3 +214,38 @@ async def test_other_open_files_lend_their_code(upstream, workspace):
         assert await editor.complete(uri, cursor) == ["compute_invoice_total(order)"]
         user = upstream.requests[0].json["messages"][-1]["content"]
         assert "billing.py" in user and "def compute_invoice_total" in user
+
+
+async def test_a_request_cancelled_as_the_next_key_comes_lets_the_next_one_join(
+        upstream, workspace):
+    # VS Code cancels the previous request just before it asks again for the next key.
+    upstream.enqueue(Reply.stream(["return", " a", " + b"], delay=0.3))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", FUNCTION)
+        cursor = types.Position(1, 4)
+        editor.type_at(uri, types.Position(1, 0), "    ")
+        first = asyncio.ensure_future(editor.complete(uri, cursor, msg_id="key-1"))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        editor.client.cancel_request(types.CancelParams(id="key-1"))
+        end = editor.type_at(uri, cursor, "r")
+        assert await editor.complete(uri, end) == ["eturn a + b"]
+        assert len(upstream.requests) == 1 and not upstream.requests[0].client_closed.is_set()
+        with contextlib.suppress(Exception):
+            await first
+
+
+async def test_a_request_closed_before_its_first_token_still_counts_its_prompt(
+        upstream, workspace):
+    upstream.enqueue(Reply.stream(["late"], delay=2.0, usage=False))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", CALL)
+        pending = asyncio.ensure_future(editor.complete(uri, AFTER_PAREN, msg_id="gone"))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        editor.client.cancel_request(types.CancelParams(id="gone"))
+        assert await asyncio.to_thread(upstream.requests[0].client_closed.wait, 3)
+        with contextlib.suppress(Exception):
+            await pending
+        status = await editor.command("lspilot.status")
+        assert status["session"]["requests"] == 1
+        assert status["session"]["promptTokens"] > 100  # the prompt, estimated
+        assert status["session"]["completionTokens"] == 0

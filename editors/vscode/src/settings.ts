@@ -89,6 +89,11 @@ export function explicitSettings(scope?: vscode.Uri): Settings {
       out[key] = value;
     }
   }
+  if (!vscode.workspace.isTrusted) {
+    // Write tests never runs model-written code in a workspace you have not trusted, whatever
+    // your own settings say; trusting it pushes the settings again (extension.ts).
+    out.runTests = 'never';
+  }
   return out;
 }
 

@@ -46,6 +46,8 @@ NEIGHBOR_SHARE = 0.25
 # Lines around the cursor whose names pick the neighbouring snippets.
 AROUND_CURSOR_CHARS = 1200
 # Shown once per session: the user must act on these, and nothing else will tell them.
+# How long a cancelled request's upstream answer is kept for the next request to join.
+JOIN_GRACE = 0.05
 SHOWN_ONCE = frozenset({"no_api_key", "authentication", "cost_limit", "local_model"})
 
 
@@ -154,9 +156,12 @@ class InlineFeature(Feature):
         try:
             return await asyncio.shield(pending.result)
         except asyncio.CancelledError:
-            # The editor cancelled this request: close upstream unless others wait too.
+            # The editor cancelled this request. Editors cancel the previous request as the
+            # next key is typed, just before asking again: the request in flight stays a
+            # moment for that next request to join, and is closed when none does.
             if pending.waiters == 1:
-                pending.close()
+                asyncio.get_running_loop().call_later(
+                    JOIN_GRACE, lambda: pending.close() if pending.waiters == 0 else None)
             raise
         finally:
             pending.waiters -= 1

@@ -211,8 +211,11 @@ class Job:
                 self.report("The key was refused; trying the key apiKeyCommand gives now…")
                 stream = self._open(request, attrs.evolve(endpoint, api_key=key))
                 await self._relay(stream, on_text)
-        except BaseException:
-            if self._text:  # billed all the same: count what arrived
+        except BaseException as exc:
+            # Billed all the same: what arrived, or the prompt of a request the upstream
+            # had already received when it was closed.
+            if self._text or (isinstance(exc, asyncio.CancelledError) and stream is not None
+                              and stream.sent):
                 self._count(request, stream, "".join(self._text))
             raise
         finally:

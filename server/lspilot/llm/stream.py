@@ -73,6 +73,11 @@ class TextStream:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def sent(self) -> bool:
+        """Whether the request went out (iteration began): the upstream may bill it."""
+        return self._started
+
     def _closed_now(self) -> bool:
         # A call, not the attribute: aclose() may come from another task at any await,
         # and a type checker would take an attribute it just tested as still unchanged.
