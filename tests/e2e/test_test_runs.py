@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from lsprotocol import types
 
-from tests.e2e.harness import API_KEY, range_of, session
+from tests.e2e.harness import API_KEY, capabilities, range_of, session
 from tests.fake_upstream import Reply
 
 SOURCE = "def add(a, b):\n    return a + b\n"
@@ -115,21 +115,17 @@ async def test_never_asks_nothing_and_runs_nothing(upstream, workspace):
         questions = answering(editor, "Run")
         result = await write_tests(editor)
         assert "tests" not in result and questions == []
+        assert len(upstream.requests) == 1  # nothing ran, so nothing went back for repair
 
 
 async def test_always_from_the_workspace_settings_is_still_asked(upstream, workspace):
     upstream.enqueue(Reply.stream([RIGHT]))
     caps_config = {"runTests": "always", "testCommand": {"python": ["true"]}}
     async with session(upstream, workspace, configuration=caps_config,
-                       caps=_with_configuration()) as editor:
+                       caps=capabilities(configuration=True)) as editor:
         questions = answering(editor, "Not now")
         result = await write_tests(editor)
         assert "tests" not in result and len(questions) == 1 and "true" in questions[0]
-
-
-def _with_configuration() -> types.ClientCapabilities:
-    from tests.e2e.harness import capabilities
-    return capabilities(configuration=True)
 
 
 async def test_a_hanging_command_is_stopped_at_the_time_limit(upstream, workspace):
@@ -169,6 +165,7 @@ async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace)
             if pid_file.exists() and pid_file.read_text():
                 break
             await asyncio.sleep(0.05)
+        assert pid_file.exists() and pid_file.read_text(), "the test command never ran"
         child = int(pid_file.read_text())
         assert (await editor.command("lspilot.cancel", {"token": "c1"}))["cancelled"] == ["c1"]
         result = await running

@@ -19,7 +19,7 @@ from pygls.workspace import TextDocument, Workspace
 from lspilot.actions import results
 from lspilot.actions.live import LiveRewrite
 from lspilot.actions.results import ActionFailed, EditTarget, WrittenTests
-from lspilot.actions.selection import Snapshot, edit_target
+from lspilot.actions.selection import Snapshot, edit_target, encoding_of
 from lspilot.actions.testfiles import TestTarget
 from lspilot.editor import Editor
 from lspilot.settings import ApplyMode, Settings
@@ -157,9 +157,7 @@ def applier_for(apply: ApplyMode, *, editor: Editor, settings: Settings, snap: S
         return ShowExplanation(editor, settings, snap, title, cache_dir)
     if apply == "replace":
         if settings.live_refactor:
-            encoding = str(getattr(workspace.position_encoding, "value",
-                                   workspace.position_encoding) or "utf-16")
-            return ReplaceLive(editor, settings, snap, title, encoding)
+            return ReplaceLive(editor, settings, snap, title, encoding_of(workspace))
         return ReplaceSelection(editor, settings, snap, title)
     assert test is not None, "a testFile action has its test target"
     return WriteTestFile(editor, settings, snap, title, workspace, test)

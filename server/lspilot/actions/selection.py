@@ -77,14 +77,14 @@ def prompt_input(workspace: Workspace, snap: Snapshot, settings: Settings, *,
     root = root_for(workspace, source)
     return PromptInput(
         language=language_of(snap.document),
-        file_name=_relative(source, root),
+        file_name=relative(source, root),
         lines=tuple(snap.document.lines),
         selection=snap.selected,
         first_line=snap.first_line,
         last_line=snap.last_line,
         diagnostics=diagnostics,
         instruction=instruction,
-        test_file=None if test is None else _relative(test.path, root),
+        test_file=None if test is None else relative(test.path, root),
         context_lines=settings.context_lines,
         budget_chars=settings.context_budget_chars,
     )
@@ -111,7 +111,13 @@ def edit_target(document: TextDocument) -> EditTarget:
     return EditTarget(uri=document.uri, version=document.version, text=document.source, end=end)
 
 
-def _relative(path: Path, root: Path) -> str:
+def encoding_of(workspace: Workspace) -> str:
+    """The negotiated position encoding's name (``utf-16`` when none was negotiated)."""
+    encoding = workspace.position_encoding
+    return str(getattr(encoding, "value", encoding) or "utf-16")
+
+
+def relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))
     except ValueError:

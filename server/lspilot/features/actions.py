@@ -44,7 +44,7 @@ class ActionsFeature(Feature):
         def code_action(ls: LanguageServer,
                         params: types.CodeActionParams) -> list[types.CodeAction]:
             """Offer every action for a non-empty range, honouring `context.only`."""
-            return self.code_actions(params, ls.protocol._converter.unstructure)
+            return self.code_actions(params)
 
     def document_closed(self, uri: str) -> None:
         self.diagnostics.pop(uri, None)
@@ -53,8 +53,7 @@ class ActionsFeature(Feature):
     async def execute(self, params: types.ExecuteCommandParams) -> Any:
         services = self.services
         await services.store.wait_until_ready()
-        converter = services._server.protocol._converter
-        args = parse_run_arguments(params.command, params.arguments, converter)
+        args = parse_run_arguments(params.command, params.arguments, services.converter)
         action = self._action_for(params.command, args)
         self._check_document(args.uri, args.range)
         try:
@@ -131,8 +130,7 @@ class ActionsFeature(Feature):
             raise CommandError("The range is empty: select the code for the action first.")
 
     # -- code actions --------------------------------------------------------------------
-    def code_actions(self, params: types.CodeActionParams,
-                     unstructure: Any) -> list[types.CodeAction]:
+    def code_actions(self, params: types.CodeActionParams) -> list[types.CodeAction]:
         range_ = params.range
         if range_.start == range_.end:
             return []
@@ -143,7 +141,8 @@ class ActionsFeature(Feature):
         for action in build_registry(self.services.store.settings_for(uri)).values():
             if only and not any(action.kind == k or action.kind.startswith(k + ".") for k in only):
                 continue
-            argument: dict[str, Any] = {"uri": uri, "range": unstructure(range_)}
+            argument: dict[str, Any] = {
+                "uri": uri, "range": self.services.converter.unstructure(range_)}
             if action.command == RUN_COMMAND:
                 argument["action"] = action.id
             offered.append(types.CodeAction(

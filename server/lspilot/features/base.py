@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cattrs
 from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
@@ -85,6 +86,11 @@ class Services:
     @property
     def workspace(self) -> Workspace:
         return self._server.workspace
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """pygls's converter: LSP types to and from their JSON."""
+        return self._server.protocol._converter
 
     async def _settings_changed(self, settings: Settings) -> None:
         await self.client.set_verify_tls(settings.verify_tls)

@@ -108,8 +108,8 @@ class ChatFeature(Feature):
         if uri is None:
             raise CommandError(f"{CHAT}: a 'range' needs the 'uri' of its document.")
         try:
-            converter = self.services._server.protocol._converter
-            return converter.structure(raw, types.Range)
+            range_: types.Range = self.services.converter.structure(raw, types.Range)
+            return range_
         except Exception:
             raise CommandError(f"{CHAT}: 'range' must be an LSP Range.") from None
 

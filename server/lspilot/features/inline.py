@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from attrs import define, field
+from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from lspilot.actions.selection import encoding_of
 from lspilot.completion import prompt
 from lspilot.completion.cache import KEY_CHARS, SuggestionCache, typed_since
 from lspilot.completion.clean import clean
@@ -62,7 +63,6 @@ class Pending:
     job: Job | None = None
     partial: str = ""  # the answer so far
     waiters: int = 0
-    _closed: bool = field(default=False)
 
     @property
     def streaming(self) -> bool:
@@ -70,7 +70,6 @@ class Pending:
 
     def close(self) -> None:
         """Stop it: the upstream request is closed; its waiters answer empty."""
-        self._closed = True
         if self.task is not None:
             self.task.cancel()
         if not self.result.done():
@@ -255,9 +254,7 @@ class InlineFeature(Feature):
         document = self.services.workspace.text_documents.get(uri)
         if document is None:
             return None
-        encoding = str(getattr(self.services.workspace.position_encoding, "value",
-                               self.services.workspace.position_encoding) or "utf-16")
-        offset = offset_at(document.lines, position, encoding)
+        offset = offset_at(document.lines, position, encoding_of(self.services.workspace))
         return cursor_context(document.source, offset,
                               language=document.language_id or Path(document.path).suffix[1:],
                               path=Path(document.path).name, budget_chars=BUDGET_CHARS)

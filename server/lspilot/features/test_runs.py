@@ -121,7 +121,7 @@ class TestRuns:
         root = selection.root_for(self.services.workspace, Path(document.path))
         messages = repair_messages(
             language=selection.language_of(document), source_name=Path(document.path).name,
-            code=code_under_test, test_name=_relative(applier.test.path, root),
+            code=code_under_test, test_name=selection.relative(applier.test.path, root),
             tests=written.code, command=command,
             output=report.trimmed(output, min(report.OUTPUT_CHARS,
                                               settings.context_budget_chars // 2)))
@@ -137,7 +137,7 @@ class TestRuns:
         if start < 0:
             return None
         end = start + len(written.code)
-        encoding = _encoding(self.services)
+        encoding = selection.encoding_of(self.services.workspace)
         target = EditTarget(uri=written.uri, version=version, text=current,
                             end=position_of(current, len(current), encoding))
         edit = replacement_edit(
@@ -176,15 +176,3 @@ class TestRuns:
     def _secrets(self) -> list[str]:
         key = self.services.store.settings.api_key
         return [key.reveal()] if key is not None else []
-
-
-def _encoding(services: Services) -> str:
-    encoding = services.workspace.position_encoding
-    return str(getattr(encoding, "value", encoding) or "utf-16")
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name
