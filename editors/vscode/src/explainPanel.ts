@@ -1,7 +1,6 @@
-import * as crypto from 'crypto';
-import MarkdownIt from 'markdown-it';
 import * as path from 'path';
 import * as vscode from 'vscode';
+import { createMarkdown, MARKDOWN_STYLE, webviewPage } from './markdown';
 
 export type SessionStatus = 'waiting' | 'streaming' | 'done' | 'cancelled' | 'failed';
 
@@ -22,7 +21,7 @@ export class ExplainPanel implements vscode.Disposable {
   private session: Session | undefined;
   private nextId = 1;
   private renderTimer: NodeJS.Timeout | undefined;
-  private readonly md = noRemoteContent(new MarkdownIt({ html: false, linkify: true, breaks: false }));
+  private readonly md = createMarkdown();
 
   /** Opens (or reuses) the panel for a new explanation, shows it empty and returns its session id. */
   start(title: string, status: SessionStatus = 'waiting'): number {
@@ -119,33 +118,18 @@ export class ExplainPanel implements vscode.Disposable {
   }
 
   private shell(): string {
-    const nonce = crypto.randomBytes(16).toString('base64');
-    // Nothing remote, not even the webview's own resource origin (the panel loads no files): the
-    // text is the model's, and a prompt-injected answer must not be able to make the panel fetch
-    // anything (an image URL carrying the user's code). Images are rendered as links instead.
-    const csp = ["default-src 'none'", "style-src 'unsafe-inline'", `script-src 'nonce-${nonce}'`].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>lspilot: Explanation</title>
-<style>
+    return webviewPage({
+      title: 'lspilot: Explanation',
+      bodyAttributes: 'data-status="waiting"',
+      style: `
   body { font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); padding: 0 16px 16px; line-height: 1.5; }
   header { position: sticky; top: 0; background: var(--vscode-editor-background); padding: 8px 0; border-bottom: 1px solid var(--vscode-panel-border, transparent); }
   #title { font-weight: 600; }
   #status { color: var(--vscode-descriptionForeground); font-size: 0.9em; }
   body[data-status="failed"] #status { color: var(--vscode-errorForeground); }
-  pre { background: var(--vscode-textCodeBlock-background); padding: 8px; overflow-x: auto; border-radius: 3px; }
-  code { font-family: var(--vscode-editor-font-family); font-size: var(--vscode-editor-font-size); }
-  a { color: var(--vscode-textLink-foreground); }
-</style>
-</head>
-<body data-status="waiting">
-<header><div id="title"></div><div id="status"></div></header>
-<main id="content"></main>
-<script nonce="${nonce}">
+${MARKDOWN_STYLE}`,
+      body: '<header><div id="title"></div><div id="status"></div></header>\n<main id="content"></main>',
+      script: `
   const vscode = acquireVsCodeApi();
   const content = document.getElementById('content');
   window.addEventListener('message', (event) => {
@@ -159,10 +143,8 @@ export class ExplainPanel implements vscode.Disposable {
     content.innerHTML = m.html;
     if (atBottom && m.status === 'streaming') { window.scrollTo(0, document.body.scrollHeight); }
   });
-  vscode.postMessage({ type: 'ready' });
-</script>
-</body>
-</html>`;
+  vscode.postMessage({ type: 'ready' });`,
+    });
   }
 
   dispose(): void {
@@ -179,20 +161,4 @@ export function rangeLabel(uri: vscode.Uri, range: vscode.Range): string {
   const first = range.start.line + 1;
   const last = range.end.line + (range.end.character === 0 && range.end.line > range.start.line ? 0 : 1);
   return first === last ? `${name}:${first}` : `${name}:${first}-${last}`;
-}
-
-/**
- * Markdown images become plain links (`<a href>` with the alt text, or the URL), so rendering an
- * answer never fetches anything; the user may still follow the link.
- */
-export function noRemoteContent(md: MarkdownIt): MarkdownIt {
-  md.renderer.rules.image = (tokens, index) => {
-    const token = tokens[index];
-    const src = token.attrGet('src') ?? '';
-    const alt = token.children?.map((child) => child.content).join('') || token.content || '';
-    const label = alt.trim() !== '' ? `${alt} (image: ${src})` : `image: ${src}`;
-    const href = md.validateLink(src) ? ` href="${md.utils.escapeHtml(md.normalizeLink(src))}"` : '';
-    return `<a class="image-link"${href}>${md.utils.escapeHtml(label)}</a>`;
-  };
-  return md;
 }
