@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.floor import FLOOR_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
 from benchmarks.scenarios import Config, Figure
-from benchmarks.typing import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
+from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
 BENCHMARKS = {**LSPILOT_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
