@@ -68,6 +68,33 @@ async def test_a_conversation_survives_a_restart(upstream, workspace):
     assert [oct(f.stat().st_mode & 0o777) for f in files] == ["0o600"]
 
 
+async def test_kept_conversations_are_listed_newest_first_and_reopen_as_typed(upstream,
+                                                                               workspace):
+    upstream.enqueue(Reply.stream(["It sums."]), Reply.stream(["Use sum()."]),
+                     Reply.stream(["Hello."]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        older = (await chat(editor, "What does\nthis do?", uri=uri))["conversation"]
+        await chat(editor, "Shorter?", conversation=older)
+        newer = (await chat(editor, "hi there"))["conversation"]
+    async with session(upstream, workspace) as editor:  # kept across a restart
+        listed = await editor.command("lspilot.chatList", {})
+        assert [(c["conversation"], c["title"], c["turns"])
+                for c in listed["conversations"]] == [
+            (newer, "hi there", 2), (older, "What does this do?", 4)]
+        shown = await editor.command("lspilot.chatList", {"conversation": older})
+        # The user's turns as typed: the document's code went to the model, not the view.
+        assert shown["turns"] == [
+            {"role": "user", "text": "What does\nthis do?"},
+            {"role": "assistant", "text": "It sums."},
+            {"role": "user", "text": "Shorter?"},
+            {"role": "assistant", "text": "Use sum()."}]
+        await editor.command("lspilot.chatReset", {})
+        assert await editor.command("lspilot.chatList", {}) == {"conversations": []}
+        with pytest.raises(JsonRpcInvalidParams, match="does not know the conversation"):
+            await editor.command("lspilot.chatList", {"conversation": older})
+
+
 async def test_old_turns_are_dropped_to_fit_the_budget(upstream, workspace):
     upstream.enqueue(Reply.stream(["x" * 2000]), Reply.stream(["ok"]))
     async with session(upstream, workspace,

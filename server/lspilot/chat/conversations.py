@@ -22,7 +22,14 @@ MAX_CONVERSATIONS = 50
 @define
 class Turn:
     role: str  # user | assistant
-    content: str
+    content: str  # what the model saw: a user's message with the code it was about
+    shown: str = ""  # what the user typed, shown when the conversation is reopened
+
+    def to_json(self) -> dict[str, str]:
+        data = {"role": self.role, "content": self.content}
+        if self.shown:
+            data["shown"] = self.shown
+        return data
 
 
 @define
@@ -33,13 +40,22 @@ class Conversation:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "updated": self.updated,
-                "turns": [{"role": t.role, "content": t.content} for t in self.turns]}
+                "turns": [t.to_json() for t in self.turns]}
+
+    @property
+    def title(self) -> str:
+        """The first message, on one line: how a list of conversations names this one."""
+        first = next((t.shown or t.content for t in self.turns if t.role == "user"), "")
+        line = " ".join(first.split())
+        return line if len(line) <= 80 else line[:79] + "…"
 
     @classmethod
     def from_json(cls, data: Any) -> Conversation | None:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             return None
-        turns = [Turn(t["role"], t["content"]) for t in data.get("turns", [])
+        turns = [Turn(t["role"], t["content"], t["shown"] if isinstance(t.get("shown"), str)
+                      else "")
+                 for t in data.get("turns", [])
                  if isinstance(t, dict) and t.get("role") in ("user", "assistant")
                  and isinstance(t.get("content"), str)]
         updated = data.get("updated")
@@ -75,6 +91,11 @@ class ConversationStore:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                 json.dump(conversation.to_json(), handle)
             self._prune()
+
+    def all(self) -> list[Conversation]:
+        """Every kept conversation, the most recently used first."""
+        found = [self.get(path.stem) for path in self.folder.glob("chat-*.json")]
+        return sorted((c for c in found if c is not None), key=lambda c: -c.updated)
 
     def forget(self, conversation_id: str | None) -> list[str]:
         """Forget one conversation, or all; the ids forgotten."""

@@ -1,5 +1,6 @@
 """Chat: ``lspilot.chat`` turns of a conversation about the code, streamed like explain;
-``lspilot.chatReset`` forgets; ``lspilot.chatApply`` applies a code block of an answer.
+``lspilot.chatReset`` forgets; ``lspilot.chatList`` lists the kept conversations or shows
+one (to reopen it); ``lspilot.chatApply`` applies a code block of an answer.
 
 A turn's context is the document and selection it names and the files its message names
 (``#file:path``, inside the workspace only); earlier turns fill what is left of the
@@ -26,12 +27,13 @@ from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest
 
-CHAT, RESET, APPLY = "lspilot.chat", "lspilot.chatReset", "lspilot.chatApply"
+CHAT, RESET, APPLY, LIST = ("lspilot.chat", "lspilot.chatReset", "lspilot.chatApply",
+                            "lspilot.chatList")
 TITLE = "lspilot: Chat"
 
 
 class ChatFeature(Feature):
-    commands = (CHAT, RESET, APPLY)
+    commands = (CHAT, RESET, APPLY, LIST)
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -41,6 +43,8 @@ class ChatFeature(Feature):
         raw = params.arguments[0] if params.arguments else None
         if params.command == RESET:
             return self.reset(raw if raw is not None else {})
+        if params.command == LIST:
+            return self.list(raw if raw is not None else {})
         if not isinstance(raw, dict):
             raise CommandError(f"{params.command} takes one argument object.")
         if params.command == APPLY:
@@ -86,7 +90,8 @@ class ChatFeature(Feature):
             model=settings.model, messages=built.messages, temperature=settings.temperature,
             top_p=settings.top_p, max_tokens=settings.max_tokens, stop=settings.stop))
         # The code goes into the history too: later turns ("and make it faster") need it.
-        conversation.turns += [Turn("user", built.current), Turn("assistant", answer.text)]
+        conversation.turns += [Turn("user", built.current, shown=message),
+                               Turn("assistant", answer.text)]
         self.conversations.save(conversation)
         return Outcome(text=answer.text)
 
@@ -147,7 +152,22 @@ class ChatFeature(Feature):
             found.append(prompt.Context(reference, path.suffix.lstrip("."), text))
         return found
 
-    # -- reset and apply -------------------------------------------------------------------
+    # -- list, reset and apply -------------------------------------------------------------
+    def list(self, raw: Any) -> dict[str, Any]:
+        """``{}``: the kept conversations, newest first; ``{"conversation": id}``: its turns
+        as the user saw them (a user turn's ``message`` is what they typed)."""
+        if not isinstance(raw, dict):
+            raise CommandError(f"{LIST} takes {{}} for the list, {{\"conversation\": id}} "
+                               "for one.")
+        if raw.get("conversation") is not None:
+            conversation = self._conversation(raw.get("conversation"))
+            return {"conversation": conversation.id, "title": conversation.title,
+                    "turns": [{"role": t.role, "text": t.shown or t.content}
+                              for t in conversation.turns]}
+        return {"conversations": [
+            {"conversation": c.id, "title": c.title, "updated": c.updated,
+             "turns": len(c.turns)} for c in self.conversations.all()]}
+
     def reset(self, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise CommandError(f"{RESET} takes {{\"conversation\": id}} for one, {{}} for all.")
