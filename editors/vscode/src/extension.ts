@@ -2,6 +2,9 @@ import * as vscode from 'vscode';
 import { WorkDoneProgressCancelNotification } from 'vscode-languageclient/node';
 import { ActionTracker } from './actions';
 import { ApiKeys } from './apiKey';
+import { Chat } from './chat';
+import { ChatCommands } from './chatCommands';
+import { CHAT_VIEW, ChatView } from './chatView';
 import { ActionCommands } from './commands';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
@@ -12,7 +15,8 @@ import { loadServerKeys } from './settings';
 import { showStatus, showStatusMenu, StatusBar } from './status';
 
 // The wiring: the server process (serverProcess.ts, with the key in apiKey.ts), the actions it runs
-// (actions.ts, started by commands.ts), ghost text (inline.ts) and the status bar (status.ts).
+// (actions.ts, started by commands.ts), the chat view (chatView.ts, its turns in chat.ts, its commands
+// in chatCommands.ts), ghost text (inline.ts) and the status bar (status.ts).
 
 let server: ServerProcess | undefined;
 
@@ -26,15 +30,21 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const tracker = new ActionTracker(panel, progress);
   const keys = new ApiKeys(context, output, () => serverProcess.pushSettings());
   const inline = new InlineCompletions(output, () => serverProcess.client);
+  const chatView = new ChatView();
   const serverProcess: ServerProcess = new ServerProcess(output, keys, {
     prepare: (c) => {
-      c.onNotification('lspilot/stream', (params: StreamParams) => tracker.onStream(params));
+      c.onNotification('lspilot/stream', (params: StreamParams) => {
+        if (!chat.onStream(params)) {
+          tracker.onStream(params);
+        }
+      });
       c.registerFeature(inline.feature());
     },
     middleware: {
       executeCommand: (command, args: unknown[], next) => tracker.executeCommand(serverProcess.client, command, args, next),
       handleWorkDoneProgress: (token, params, next) => {
-        if (!progress.handle(token, params)) {
+        // a chat turn's progress is the view's (it has Stop), not a notification
+        if (chat.owns(token) || !progress.handle(token, params)) {
           next(token, params);
         }
       },
@@ -43,17 +53,23 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     stateChanged: () => status.refresh(),
   });
   server = serverProcess;
+  const chat: Chat = new Chat(serverProcess, chatView);
+  const chatCommands = new ChatCommands(serverProcess, chat, chatView);
   const status: StatusBar = new StatusBar(
     () => serverProcess.client,
-    () => tracker.running > 0 || inline.inFlight > 0,
+    () => tracker.running > 0 || inline.inFlight > 0 || chat.running > 0,
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);
-  context.subscriptions.push(output, panel, progress, tracker, keys, inline, status);
+  context.subscriptions.push(output, panel, progress, tracker, keys, inline, status, chatView, chat, chatCommands);
+  context.subscriptions.push(
+    vscode.window.registerWebviewViewProvider(CHAT_VIEW, chatView, { webviewOptions: { retainContextWhenHidden: true } }),
+  );
 
   await keys.load();
 
   commands.register(context.subscriptions);
+  chatCommands.register(context.subscriptions);
   const register = (id: string, fn: () => unknown): void => {
     context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   };
@@ -70,6 +86,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     tracker.onDidChange(() => status.render()),
     tracker.onDidEnd(() => status.refresh()), // its usage is in the session's totals now
+    chat.onDidChange(() => status.render()),
+    chat.onDidEnd(() => status.refresh()),
     inline.onDidChange(() => status.render()),
     inline.onDidAnswer(() => status.refreshSoon()),
     vscode.workspace.onDidChangeConfiguration(async (event) => {

@@ -8,6 +8,8 @@ export interface StreamParams {
   uri: string;
   delta: string;
   done: boolean;
+  /** Chat turns: the conversation the text belongs to. */
+  conversation?: string;
 }
 
 /** What an upstream request used: token counts, and its cost when the model's price is known. */
@@ -26,6 +28,29 @@ export interface ActionResult {
   status: 'done' | 'cancelled' | 'failed';
   text?: string;
   usage?: Usage | null;
+  error?: { type?: string; message?: string } | null;
+}
+
+/** What `lspilot.chat` answers: an action's answer, and the conversation the turn belongs to. */
+export interface ChatResult extends ActionResult {
+  conversation?: string;
+}
+
+/** What `lspilot.chatList` `{}` answers: the kept conversations, the most recently used first. */
+export interface ChatList {
+  conversations: { conversation: string; title: string; updated: number; turns: number }[];
+}
+
+/** What `lspilot.chatList` `{conversation}` answers: its turns as the user saw them. */
+export interface ChatShown {
+  conversation: string;
+  title: string;
+  turns: { role: 'user' | 'assistant'; text: string }[];
+}
+
+/** What `lspilot.chatApply` answers. */
+export interface ChatApplyResult {
+  status: 'done' | 'failed';
   error?: { type?: string; message?: string } | null;
 }
 

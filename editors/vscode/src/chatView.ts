@@ -1,0 +1,385 @@
+import * as vscode from 'vscode';
+import { renderAnswer, withBlockButtons } from './chatRender';
+import { createMarkdown, MARKDOWN_STYLE, webviewPage } from './markdown';
+
+export type TurnStatus = 'waiting' | 'streaming' | 'done' | 'cancelled' | 'failed';
+
+/** One turn as the view shows it: the user's message, or an answer. */
+export interface ChatTurn {
+  role: 'user' | 'assistant';
+  text: string;
+  status: TurnStatus;
+  /** Under the turn: what the message was about, an answer's tokens and cost, its error. */
+  note?: string;
+  /** An answer the server kept: its 0-based number among the conversation's answers (chatApply's `turn`). */
+  answer?: number;
+}
+
+/** What the user asked for on an answer's code block. */
+export type BlockAction = { kind: 'apply' | 'insert'; answer: number; block: number } | { kind: 'copy'; code: string };
+
+interface Rendered {
+  html: string;
+  fences: string[];
+}
+
+/** The view's id, as package.json contributes it (VS Code adds the command `lspilot.chatView.focus`). */
+export const CHAT_VIEW = 'lspilot.chatView';
+
+/**
+ * The chat's webview: the turns rendered (answers as Markdown with nothing remote, code blocks with
+ * Apply to selection / Insert at cursor / Copy), the input box, Send and Stop. It only shows what
+ * chat.ts tells it and reports what the user did; it asks the server nothing.
+ *
+ * It lives in a view container of its own in the activity bar rather than in the panel: a
+ * conversation reads best as a tall column beside the code it is about, and the panel is where the
+ * terminal and the problems are, which the user wants to see while applying its code.
+ */
+export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
+  private view: vscode.WebviewView | undefined;
+  private ready = false;
+  private focusWhenReady = false;
+  private turns: readonly ChatTurn[] = [];
+  private rendered: Rendered[] = [];
+  private busy = false;
+  private context: string | undefined;
+  private title: string | undefined;
+  private dirty = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
+  private readonly md = withBlockButtons(createMarkdown());
+  private readonly sent = new vscode.EventEmitter<{ text: string; withContext: boolean }>();
+  private readonly stopped = new vscode.EventEmitter<void>();
+  private readonly acted = new vscode.EventEmitter<BlockAction>();
+  /** The user sent a message (Enter or Send). */
+  readonly onDidSend = this.sent.event;
+  /** The user pressed Stop (or Escape in the input box). */
+  readonly onDidStop = this.stopped.event;
+  /** The user pressed a button on a code block. */
+  readonly onDidAct = this.acted.event;
+
+  resolveWebviewView(view: vscode.WebviewView): void {
+    this.view = view;
+    this.ready = false;
+    view.webview.options = { enableScripts: true, localResourceRoots: [] };
+    view.webview.html = this.page();
+    view.description = this.title;
+    view.onDidDispose(() => {
+      if (this.view === view) {
+        this.view = undefined;
+        this.ready = false;
+      }
+    });
+    view.webview.onDidReceiveMessage((message: unknown) => this.received(message));
+  }
+
+  /**
+   * Shows these turns anew (a new or reopened conversation); `title` beside the view's name. The view
+   * keeps the array: `changed(i)` shows `turns[i]` again, or for the first time once it is pushed.
+   */
+  show(turns: readonly ChatTurn[], title?: string): void {
+    this.turns = turns;
+    this.title = title;
+    this.rendered = turns.map((turn) => this.render(turn));
+    this.dirty.clear();
+    if (this.view !== undefined) {
+      this.view.description = title;
+    }
+    this.postAll();
+  }
+
+  /** Turn `index` of the turns last shown changed, or was added: shown soon (streaming) or now. */
+  changed(index: number, now = false): void {
+    this.dirty.add(index);
+    if (now) {
+      this.flush();
+    } else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.flush(), 40);
+    }
+  }
+
+  /** The conversation's title, beside the view's name. */
+  setTitle(title: string | undefined): void {
+    this.title = title;
+    if (this.view !== undefined) {
+      this.view.description = title;
+    }
+  }
+
+  /** A turn is streaming: Stop instead of Send. */
+  setBusy(busy: boolean): void {
+    this.busy = busy;
+    this.post({ type: 'busy', busy });
+  }
+
+  /** What a message sent from the view is about (`calc.py:4-7`), or undefined when no file is open. */
+  setContext(label: string | undefined): void {
+    this.context = label;
+    this.post({ type: 'context', label: label ?? null });
+  }
+
+  /** Puts text back into the input box (a message that could not be sent). */
+  restoreInput(text: string): void {
+    this.post({ type: 'input', text });
+  }
+
+  /** Opens the view (resolving it first if needed) and puts the cursor into its input box. */
+  async reveal(): Promise<void> {
+    await vscode.commands.executeCommand(`${CHAT_VIEW}.focus`);
+    if (this.ready) {
+      this.post({ type: 'focus' });
+    } else {
+      this.focusWhenReady = true; // the page is still loading
+    }
+  }
+
+  private flush(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    for (const index of [...this.dirty].sort((a, b) => a - b)) {
+      const turn = this.turns[index];
+      if (turn === undefined) {
+        continue;
+      }
+      this.rendered[index] = this.render(turn);
+      this.post({ type: 'turn', index, turn: this.payload(index) });
+    }
+    this.dirty.clear();
+  }
+
+  private render(turn: ChatTurn): Rendered {
+    if (turn.role === 'user') {
+      return { html: `<p class="message">${this.md.utils.escapeHtml(turn.text)}</p>`, fences: [] };
+    }
+    const ended = turn.status === 'done' || turn.status === 'cancelled' || turn.status === 'failed';
+    return renderAnswer(this.md, turn.text, { apply: turn.answer !== undefined, copy: ended });
+  }
+
+  private payload(index: number): Record<string, unknown> {
+    const turn = this.turns[index];
+    return { role: turn.role, status: turn.status, note: turn.note ?? statusNote(turn), html: this.rendered[index]?.html ?? '' };
+  }
+
+  private postAll(): void {
+    this.post({
+      type: 'reset',
+      turns: this.turns.map((_, index) => this.payload(index)),
+      busy: this.busy,
+      context: this.context ?? null,
+    });
+  }
+
+  private post(message: Record<string, unknown>): void {
+    if (this.view !== undefined && this.ready) {
+      void this.view.webview.postMessage(message);
+    }
+  }
+
+  private received(raw: unknown): void {
+    if (typeof raw !== 'object' || raw === null) {
+      return;
+    }
+    const message = raw as { type?: string; text?: unknown; withContext?: unknown; act?: unknown; turn?: unknown; block?: unknown; fence?: unknown };
+    switch (message.type) {
+      case 'ready':
+        this.ready = true;
+        this.postAll();
+        if (this.focusWhenReady) {
+          this.focusWhenReady = false;
+          this.post({ type: 'focus' });
+        }
+        return;
+      case 'send':
+        if (typeof message.text === 'string' && message.text.trim() !== '') {
+          this.sent.fire({ text: message.text, withContext: message.withContext === true });
+        }
+        return;
+      case 'stop':
+        this.stopped.fire();
+        return;
+      case 'act': {
+        const turn = typeof message.turn === 'number' ? this.turns[message.turn] : undefined;
+        if (turn === undefined) {
+          return;
+        }
+        if (message.act === 'copy' && typeof message.fence === 'number') {
+          const code = this.rendered[message.turn as number]?.fences[message.fence];
+          if (code !== undefined) {
+            this.acted.fire({ kind: 'copy', code });
+          }
+        } else if ((message.act === 'apply' || message.act === 'insert') && typeof message.block === 'number' && turn.answer !== undefined) {
+          this.acted.fire({ kind: message.act, answer: turn.answer, block: message.block });
+        }
+        return;
+      }
+    }
+  }
+
+  private page(): string {
+    return webviewPage({
+      title: 'lspilot: Chat',
+      bodyAttributes: 'id="lspilot-chat" data-busy="false"',
+      style: CHAT_STYLE,
+      body: `<main id="turns"><p id="empty">Ask about your code. The selection (or the file) of the editor goes with the message; <code>#file:path</code> adds another file.</p></main>
+<footer>
+  <label id="context-row"><input type="checkbox" id="with-context" checked> <span id="context-label">no file open</span></label>
+  <textarea id="input" rows="3" aria-label="Message to lspilot" placeholder="Ask lspilot (Enter sends, Shift+Enter: new line)"></textarea>
+  <div id="buttons"><button id="send" title="Send (Enter)">Send</button><button id="stop" title="Stop the answer (Escape)" hidden>Stop</button></div>
+</footer>`,
+      script: CHAT_SCRIPT,
+    });
+  }
+
+  dispose(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+    }
+    this.sent.dispose();
+    this.stopped.dispose();
+    this.acted.dispose();
+  }
+}
+
+function statusNote(turn: ChatTurn): string {
+  switch (turn.status) {
+    case 'waiting':
+      return 'waiting for the model…';
+    case 'streaming':
+      return 'streaming…';
+    case 'cancelled':
+      return 'stopped';
+    case 'failed':
+      return 'failed';
+    case 'done':
+      return '';
+  }
+}
+
+const CHAT_STYLE = `
+  html, body { height: 100%; }
+  body { margin: 0; padding: 0; display: flex; flex-direction: column; font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); color: var(--vscode-foreground); line-height: 1.5; }
+  #turns { flex: 1; overflow-y: auto; padding: 0 12px 8px; }
+  #empty { color: var(--vscode-descriptionForeground); }
+  .turn { padding: 6px 0; border-bottom: 1px solid var(--vscode-panel-border, transparent); }
+  .turn .who { font-weight: 600; font-size: 0.9em; }
+  .turn.user .message { white-space: pre-wrap; margin: 4px 0; }
+  .turn .note { color: var(--vscode-descriptionForeground); font-size: 0.85em; }
+  .turn[data-status="failed"] .note { color: var(--vscode-errorForeground); }
+  .code-block { margin: 8px 0; }
+  .block-actions { display: flex; gap: 4px; flex-wrap: wrap; margin-bottom: 2px; }
+  button { font-family: inherit; font-size: 0.9em; color: var(--vscode-button-foreground); background: var(--vscode-button-background); border: none; padding: 2px 8px; border-radius: 2px; cursor: pointer; }
+  button:hover { background: var(--vscode-button-hoverBackground); }
+  button.block-action { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
+  button.block-action:hover { background: var(--vscode-button-secondaryHoverBackground); }
+  footer { border-top: 1px solid var(--vscode-panel-border, transparent); padding: 8px 12px; display: flex; flex-direction: column; gap: 4px; }
+  #context-row { color: var(--vscode-descriptionForeground); font-size: 0.85em; }
+  #input { resize: vertical; font-family: inherit; font-size: inherit; color: var(--vscode-input-foreground); background: var(--vscode-input-background); border: 1px solid var(--vscode-input-border, transparent); padding: 4px; }
+  #input:focus { outline: 1px solid var(--vscode-focusBorder); }
+  #buttons { display: flex; justify-content: flex-end; gap: 4px; }
+  pre code { background: none; padding: 0; }
+  ${MARKDOWN_STYLE}`;
+
+// The page's script: shows what the extension posts, reports keys and clicks. Every piece of HTML it
+// sets comes from the extension (markdown-it without raw HTML, or escaped text).
+const CHAT_SCRIPT = `
+  const vscode = acquireVsCodeApi();
+  const turns = document.getElementById('turns');
+  const input = document.getElementById('input');
+  const withContext = document.getElementById('with-context');
+  const contextLabel = document.getElementById('context-label');
+  const send = document.getElementById('send');
+  const stop = document.getElementById('stop');
+  const empty = document.getElementById('empty');
+  const saved = vscode.getState() || {};
+  if (saved.withContext === false) { withContext.checked = false; }
+  if (typeof saved.draft === 'string') { input.value = saved.draft; }
+  const save = () => vscode.setState({ withContext: withContext.checked, draft: input.value });
+
+  function atBottom() { return turns.scrollTop + turns.clientHeight >= turns.scrollHeight - 24; }
+  function turnElement(index, turn) {
+    const section = document.createElement('section');
+    section.className = 'turn ' + turn.role;
+    section.dataset.index = String(index);
+    section.dataset.status = turn.status;
+    const who = document.createElement('div');
+    who.className = 'who';
+    who.textContent = turn.role === 'user' ? 'You' : 'lspilot';
+    const body = document.createElement('div');
+    body.className = 'body';
+    body.innerHTML = turn.html;
+    const note = document.createElement('div');
+    note.className = 'note';
+    note.textContent = turn.note || '';
+    section.append(who, body, note);
+    return section;
+  }
+  function setBusy(busy) {
+    document.body.dataset.busy = String(busy);
+    send.hidden = busy;
+    stop.hidden = !busy;
+  }
+  function submit() {
+    const text = input.value;
+    if (text.trim() === '' || document.body.dataset.busy === 'true') { return; }
+    vscode.postMessage({ type: 'send', text, withContext: withContext.checked && !withContext.disabled });
+    input.value = '';
+    save();
+  }
+
+  window.addEventListener('message', (event) => {
+    const m = event.data;
+    if (!m) { return; }
+    if (m.type === 'reset') {
+      turns.replaceChildren(...(m.turns.length > 0 ? m.turns.map((turn, index) => turnElement(index, turn)) : [empty]));
+      setBusy(m.busy);
+      setContext(m.context);
+      turns.scrollTop = turns.scrollHeight;
+    } else if (m.type === 'turn') {
+      const follow = atBottom();
+      const element = turnElement(m.index, m.turn);
+      const old = turns.querySelector('.turn[data-index="' + m.index + '"]');
+      empty.remove();
+      if (old) { old.replaceWith(element); } else { turns.append(element); }
+      if (follow) { turns.scrollTop = turns.scrollHeight; }
+    } else if (m.type === 'busy') {
+      setBusy(m.busy);
+    } else if (m.type === 'context') {
+      setContext(m.label);
+    } else if (m.type === 'input') {
+      if (input.value.trim() === '') { input.value = m.text; save(); }
+    } else if (m.type === 'focus') {
+      input.focus();
+    }
+  });
+  function setContext(label) {
+    withContext.disabled = label === null;
+    contextLabel.textContent = label === null ? 'no file open' : 'with ' + label;
+  }
+
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submit();
+    } else if (event.key === 'Escape' && document.body.dataset.busy === 'true') {
+      event.preventDefault();
+      vscode.postMessage({ type: 'stop' });
+    }
+  });
+  input.addEventListener('input', save);
+  withContext.addEventListener('change', save);
+  send.addEventListener('click', submit);
+  stop.addEventListener('click', () => vscode.postMessage({ type: 'stop' }));
+  turns.addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-act]');
+    const section = button && button.closest('.turn');
+    if (!section) { return; }
+    vscode.postMessage({
+      type: 'act',
+      act: button.dataset.act,
+      turn: Number(section.dataset.index),
+      block: button.dataset.block === undefined ? undefined : Number(button.dataset.block),
+      fence: button.dataset.fence === undefined ? undefined : Number(button.dataset.fence),
+    });
+  });
+  vscode.postMessage({ type: 'ready' });`;
