@@ -427,11 +427,13 @@ async def one_run(config: Config, name: str, count: int, debounce_ms: int | None
 def describe(r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
     cost = r["cost"].get("per_1000_keystrokes")
+    inside = r["requests_while_typing_through_inside"]
     return (f"{r['keystrokes']} keys, {r['upstream_requests']} upstream requests "
             f"({r['closed_early']} closed early), {r['pauses']} pauses: "
             f"{r['requests_per_pause'] or 0:.2f}/pause (max {r['requests_per_pause_max']}), "
             f"{r['requests_while_typing']} while typing "
-            f"({r['requests_while_typing_through']} while typing through); "
+            f"({inside} while typing through a suggestion, "
+            f"{r['requests_while_typing_through'] - inside} as its last character was typed); "
             f"{r['suggestions_shown']} shown ({r['shown_correct']} right); "
             f"key → ghost p50 {fms(lat['p50'])}, p90 {fms(lat['p90'])}; "
             f"typed through {r['typed_through_keys']} keys, "
