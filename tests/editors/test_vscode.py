@@ -15,6 +15,10 @@ under a Cancel button, and the message with the fix when the server command is w
 started through a spy that records its environment (VS Code's ``http.proxy`` reaches it, a local
 host is never proxied) and writes a line to stderr (it must not show in the output channel).
 
+The chat scenario types questions into the chat view's webview, as a user does, and checks the
+streamed answer, its code block applied, inserted and copied, the history a later turn carries (on
+the upstream's side), Stop, reopening a kept conversation and Ask lspilot about this.
+
 A second scenario checks that the API key in VS Code's secret storage goes only to the host it was
 stored for: a workspace pointing ``lspilot.baseUrl`` elsewhere makes the extension ask first, and a
 refusal (remembered) keeps the key from being sent.
@@ -703,6 +707,162 @@ def test_vscode_ghost_text_tab_and_pause(
     paused = [p for p in prompts if "return paused_marker * " in p]
     assert paused, "no request after resuming saw the text typed while paused"
     assert all(RESUMED_TEXT.strip() in p for p in paused), paused
+
+
+# The chat view's scenario: a two-line question about the selected `add`, answered with a code block
+# (and an image that must stay a link), applied to the selection; a second turn; a slow third one
+# stopped; the conversation reopened; a question asked from the context menu, its block inserted.
+CHAT_QUESTION = ["Can this be shorter?", "Keep the names."]
+CHAT_CODE = "def add(x, y):\n    return x + y\n"
+CHAT_CHUNKS = ["Here is a shorter ", "`add`", ":\n\n", "```python\n", CHAT_CODE, "```\n",
+               "\nIt returns the **sum**.\n"]
+CHAT_ANSWER_TEXT = "It returns the sum."
+CHAT_APPLIED = ORIGINAL.replace(
+    "    result = x\n    result = result + y\n    return result\n", "    return x + y\n")
+CHAT_QUESTION_2 = "Does it work for floats?"
+CHAT_ANSWER_2 = "Yes, it works for floats too."
+CHAT_QUESTION_3 = "Explain it at length."
+CHAT_ASK = "How do I print the area?"
+CHAT_ASK_CODE = "print(area(1.0))\n"
+CHAT_INSERTED = CHAT_APPLIED + CHAT_ASK_CODE
+
+
+def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """The chat view in a real VS Code: a question typed into its webview (Shift+Enter for a new
+    line, Enter sends) streams its answer in as Markdown (its image only a link; the view's CSP
+    allows nothing remote), Apply to selection puts its code block into the file (through
+    lspilot.chatApply), Copy puts it on the clipboard, a second turn carries the first as history,
+    Stop closes a streaming answer's upstream stream, New conversation and Open conversation…
+    (lspilot.chatList) show the kept one again, and Ask lspilot about this from the editor's context
+    menu asks about the selection in the view, whose Insert at cursor inserts its block."""
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        # no ghost text here: its requests would take the scripted replies
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+    )
+    leak_url = f"http://127.0.0.1:{upstream.port}/chat-leak.png"
+    answer_1 = [*CHAT_CHUNKS, f"\n![x]({leak_url})\n"]
+    upstream.enqueue(
+        # slow enough that the view is seen between chunks, on a busy machine too
+        Reply.stream(answer_1, delay=0.4),
+        Reply.stream(["Yes, it works ", "for floats too."], delay=0.05),
+        Reply.stream(["slow "] * 1000, delay=0.1),
+        Reply.stream(["Print it:\n\n", "```python\n", CHAT_ASK_CODE, "```\n"], delay=0.05),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-chat",
+                  "LSPILOT_MODEL": "fake-model"}
+    applied_lines = CHAT_APPLIED.splitlines()
+    expect = {
+        "original": ORIGINAL,
+        "applyLines": [4, 4],  # def add … return result
+        "questionLines": CHAT_QUESTION,
+        "question2": CHAT_QUESTION_2,
+        "question3": CHAT_QUESTION_3,
+        "answerText": CHAT_ANSWER_TEXT,
+        "answerHtml": "<strong>sum</strong>",
+        "leakUrl": leak_url,
+        "applied": CHAT_APPLIED,
+        "copied": CHAT_CODE,
+        "answer2Text": CHAT_ANSWER_2,
+        "title": CHAT_QUESTION[0],
+        "askLines": [applied_lines.index("def area(r):") + 1, 2],
+        "askQuestion": CHAT_ASK,
+        "askCode": CHAT_ASK_CODE,
+        "inserted": CHAT_INSERTED,
+    }
+    _run_scenario(profile, server_env, "chat", expect)
+
+    requests = upstream.wait_for_requests(4, timeout=5)
+    (profile.artifacts / "upstream-requests.json").write_text(
+        json.dumps([r.json for r in requests], indent=1))
+    # four chat requests and nothing else: the answer's image was never fetched
+    assert [r.path for r in requests] == ["/v1/chat/completions"] * 4
+    first, second, stopped, asked = (r.json["messages"] for r in requests)
+    # the first turn: the message as typed (two lines), with the selection it was about
+    assert [m["role"] for m in first] == ["system", "user"]
+    assert first[1]["content"].startswith("\n".join(CHAT_QUESTION) + "\n\n"), first[1]
+    assert "calc.py lines 4-7 (selected)" in first[1]["content"], first[1]
+    assert "result = result + y" in first[1]["content"], first[1]
+    # the second carries the first as history: the same user message, then the whole answer
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[1] == first[1]
+    assert second[2]["content"] == "".join(answer_1)
+    assert second[3]["content"].startswith(CHAT_QUESTION_2), second[3]
+    # Stop closed the slow stream long before its 100 s were up
+    assert stopped[-1]["content"].startswith(CHAT_QUESTION_3), stopped[-1]
+    assert requests[2].client_closed.wait(5), "Stop did not close the streaming answer"
+    # the question from the context menu continued the reopened conversation (the stopped turn
+    # was not kept) and was about the selected area()
+    assert [m["role"] for m in asked] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert asked[1] == first[1] and asked[3]["content"].startswith(CHAT_QUESTION_2)
+    assert not any(CHAT_QUESTION_3 in m["content"] for m in asked), asked
+    assert asked[5]["content"].startswith(CHAT_ASK), asked[5]
+    assert "def area(r):" in asked[5]["content"] and "(selected)" in asked[5]["content"]
+    # Apply and Insert changed the file as shown (the scenario saved it)
+    assert profile.workspace.joinpath("calc.py").read_text() == CHAT_INSERTED
+
+
+CHAT_BLOCKS_SCRIPT = r"""
+const { createMarkdown } = require(process.argv[1]);
+const { codeBlocks, renderAnswer, withBlockButtons } = require(process.argv[2]);
+const md = withBlockButtons(createMarkdown());
+const answers = JSON.parse(process.argv[3]);
+console.log(JSON.stringify(answers.map((text) => {
+  const kept = renderAnswer(md, text, { apply: true, copy: true });
+  const streaming = renderAnswer(md, text, { apply: false, copy: false });
+  // per fence as rendered: the server block its Apply names, or null (Copy only)
+  const perFence = kept.html.split('<div class="code-block"').slice(1).map((part) => {
+    const m = /^[^>]*><div class="block-actions">(?:<button[^>]*data-act="apply" data-block="(\d+)")?/.exec(part);
+    return m && m[1] !== undefined ? Number(m[1]) : null;
+  });
+  const apply = perFence.filter((n) => n !== null);
+  return { blocks: codeBlocks(text), apply, perFence, copied: kept.fences,
+           streamingButtons: /<button/.test(streaming.html), html: kept.html };
+})));
+"""
+
+
+def test_vscode_chat_blocks_are_numbered_as_the_server_numbers_them() -> None:
+    """The chat view's Apply buttons name a block by the server's numbering (lspilot.chatApply's
+    ``block``): chatRender.ts's codeBlocks is the server's code_blocks on awkward answers, a fence
+    only markdown-it sees (in a quote) gets Copy but no Apply, a streaming answer no buttons, and
+    the model's raw HTML stays text."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from lspilot.chat.prompt import code_blocks
+
+    answers = [
+        "One:\n\n```python\ndef f():\n    return 1\n```\n\nTwo:\n~~~\nx = 2\n~~~\n",
+        "- a list item\n\n  ```js\n  let a = 1;\n  ```\n\n> ```\n> quoted\n> ```\n\n```\nlast\n```",
+        "````md\n```\ninner\n```\n````\n",
+        "no code at all, but <img src=x onerror=alert(1)> and <script>bad()</script>",
+        "```\nnot closed\n",
+        "```py\r\nwindows\r\n```\r\n\u2028```\nafter\n```\n",
+    ]
+    markdown = _compiled("markdown")
+    render = _compiled("chatRender")
+    run = subprocess.run(["node", "-e", CHAT_BLOCKS_SCRIPT, str(markdown), str(render),
+                          json.dumps(answers)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    for answer, got in zip(answers, out, strict=True):
+        assert got["blocks"] == code_blocks(answer), answer
+        assert not got["streamingButtons"], answer
+        # every Apply names a block the server has, in order
+        assert got["apply"] == sorted(set(got["apply"])), got
+        assert all(0 <= n < len(code_blocks(answer)) for n in got["apply"]), got
+    assert out[0]["perFence"] == [0, 1]
+    assert out[0]["copied"] == ["def f():\n    return 1\n", "x = 2\n"]
+    # the list item's block is the server's block 0; the quoted fence is markdown-it's alone
+    assert out[1]["perFence"] == [0, None, 1], out[1]
+    assert out[1]["copied"] == ["let a = 1;\n", "quoted\n", "last\n"], out[1]
+    assert out[2]["perFence"] == [0] and out[2]["copied"] == ["```\ninner\n```\n"], out[2]
+    assert "<img" not in out[3]["html"] and "<script" not in out[3]["html"], out[3]["html"]
 
 
 INLINE_PROVIDER_SCRIPT = r"""

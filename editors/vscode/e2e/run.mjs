@@ -12,14 +12,18 @@
 //   E2E_SCENARIO   "main" (default); "key": the API key in secret storage stays with its host;
 //                  "untrusted": a workspace the user does not trust cannot pick host or programs;
 //                  "usage": tokens and cost in the end notification, the status bar and Show status;
-//                  "ghost": ghost text appears, Tab accepts it, Pause completions stops asking
+//                  "ghost": ghost text appears, Tab accepts it, Pause completions stops asking;
+//                  "chat": the chat view: typed turns stream in, Apply/Insert/Copy on a code block,
+//                  Stop, New conversation and Open conversation…, Ask lspilot about this
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
 //                  leakUrl, serverProgram, lightBulbText } (main); { secretKey, explainLines, otherBaseUrl, otherHost,
 //                  allowedBaseUrl, allowedHost } (key); { explainLines, model, usageWords, cost,
 //                  sessionLine, apiKey } (usage); { model, ghostLine, pausedLine, typed, suggestion, accepted,
-//                  pausedMarker, resumedText } (ghost)
+//                  pausedMarker, resumedText } (ghost); { applyLines, questionLines, question2, question3,
+//                  answerText, answerHtml, leakUrl, applied, answer2Text, askLines, askQuestion,
+//                  askCode, inserted, title } (chat)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -334,7 +338,11 @@ async function main() {
       ],
     }),
   );
-  const context = await browser.newContext({ viewport: { width: 1600, height: 1000 } });
+  const context = await browser.newContext({
+    viewport: { width: 1600, height: 1000 },
+    // the chat's Copy goes through VS Code's clipboard service, which is the browser's clipboard here
+    permissions: SCENARIO === 'chat' ? ['clipboard-read', 'clipboard-write'] : [],
+  });
   page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on('console', (message) => {
@@ -365,6 +373,8 @@ async function main() {
     await usageScenario();
   } else if (SCENARIO === 'ghost') {
     await ghostScenario();
+  } else if (SCENARIO === 'chat') {
+    await chatScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -912,6 +922,250 @@ async function ghostScenario() {
   });
 
   await step('save', async () => {
+    await page.keyboard.press('Control+S');
+    await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}
+
+// --- the chat view -----------------------------------------------------------------------------
+
+/** The chat view's webview frame (its body is #lspilot-chat), or null while it isn't there. */
+async function chatFrame() {
+  for (const frame of page.frames()) {
+    try {
+      if (await frame.evaluate(() => document.body?.id === 'lspilot-chat')) {
+        return frame;
+      }
+    } catch {
+      // detached or cross-process frame that is going away
+    }
+  }
+  return null;
+}
+
+/** The chat view as the user sees it: its turns, the input, Send/Stop, the context line, its CSP. */
+async function chatState() {
+  const frame = await chatFrame();
+  if (frame === null) {
+    return null;
+  }
+  return frame.evaluate(() => ({
+    busy: document.body.dataset.busy,
+    input: document.getElementById('input').value,
+    sendShown: !document.getElementById('send').hidden,
+    stopShown: !document.getElementById('stop').hidden,
+    context: document.getElementById('context-label').textContent,
+    csp: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '',
+    images: document.querySelectorAll('#turns img').length,
+    turns: [...document.querySelectorAll('#turns .turn')].map((t) => ({
+      role: t.classList.contains('user') ? 'user' : 'assistant',
+      status: t.dataset.status,
+      text: t.querySelector('.body').textContent,
+      html: t.querySelector('.body').innerHTML,
+      note: t.querySelector('.note').textContent,
+      buttons: [...t.querySelectorAll('button[data-act]')].map((b) => b.textContent),
+      links: [...t.querySelectorAll('a')].map((a) => a.getAttribute('href') ?? ''),
+    })),
+  }));
+}
+
+/** Types `lines` into the chat's input as a user does (Shift+Enter between them) and sends with Enter. */
+async function chatType(lines) {
+  const frame = await waitFor('the chat view', chatFrame, 30_000);
+  const input = frame.locator('#input');
+  await input.click();
+  for (let i = 0; i < lines.length; i++) {
+    if (i > 0) {
+      await input.press('Shift+Enter');
+    }
+    await input.pressSequentially(lines[i], { delay: 5 });
+  }
+  await input.press('Enter');
+}
+
+/** Waits for answer `index` to end `status`, recording every state seen on the way (polled every 50 ms). */
+async function chatAnswer(index, status, seen = []) {
+  return waitFor(
+    `chat turn ${index} to end ${status}`,
+    async () => {
+      const state = await chatState();
+      const turn = state?.turns[index];
+      if (turn === undefined) {
+        return null;
+      }
+      const last = seen[seen.length - 1];
+      if (last === undefined || last.status !== turn.status || last.text !== turn.text) {
+        seen.push(turn);
+      }
+      if (turn.status !== status && !['waiting', 'streaming'].includes(turn.status)) {
+        throw new Error(`it ended ${turn.status}: ${turn.note} ${turn.text}`);
+      }
+      return turn.status === status && state.busy === 'false' ? state : null;
+    },
+    60_000,
+    50,
+  );
+}
+
+/** Clicks a button of the code block of turn `index`: apply, insert or copy. */
+async function chatBlockButton(index, act) {
+  const frame = await chatFrame();
+  await frame.locator(`.turn[data-index="${index}"] button[data-act="${act}"]`).first().click();
+}
+
+async function chatScenario() {
+  await step('the chat view opens from the activity bar, showing what a message is about', async () => {
+    await selectLines(...EXPECT.applyLines);
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    const state = await waitFor(
+      'the chat view with the selection as context',
+      async () => {
+        const s = await chatState();
+        return s !== null && s.context === `with calc.py:${EXPECT.applyLines[0]}-${EXPECT.applyLines[0] + EXPECT.applyLines[1] - 1}` ? s : null;
+      },
+      60_000,
+    );
+    log(`chat view: context ${JSON.stringify(state.context)}, ${state.turns.length} turns`);
+    if (state.turns.length !== 0 || !state.sendShown || state.stopShown) {
+      throw new Error(`a fresh chat view is not empty with Send: ${JSON.stringify(state)}`);
+    }
+  });
+
+  await step('a question typed into the view streams its answer in, as Markdown with nothing remote', async () => {
+    await chatType(EXPECT.questionLines);
+    const seen = [];
+    const state = await chatAnswer(1, 'done', seen);
+    const [you, answer] = state.turns;
+    log(`answer states: ${JSON.stringify(seen.map((t) => `${t.status}:${t.text.length}`))}`);
+    if (you.role !== 'user' || you.text !== EXPECT.questionLines.join('\n')) {
+      throw new Error(`the message shown is not what was typed: ${JSON.stringify(you)}`);
+    }
+    if (state.input !== '') {
+      throw new Error(`the input box kept the sent message: ${JSON.stringify(state.input)}`);
+    }
+    if (!answer.text.includes(EXPECT.answerText) || !answer.html.includes(EXPECT.answerHtml)) {
+      throw new Error(`unexpected answer: ${answer.html}`);
+    }
+    const partial = seen.filter((t) => t.status === 'streaming' && t.text.trim() !== '' && !t.text.includes(EXPECT.answerText));
+    if (partial.length < 1) {
+      throw new Error(`the answer never showed while it streamed: ${JSON.stringify(seen)}`);
+    }
+    if (JSON.stringify(answer.buttons) !== JSON.stringify(['Apply to selection', 'Insert at cursor', 'Copy'])) {
+      throw new Error(`the code block's buttons: ${JSON.stringify(answer.buttons)}`);
+    }
+    if (!/\d+ tokens in, \d+ out/.test(answer.note)) {
+      throw new Error(`the answer's usage is not shown under it: ${JSON.stringify(answer.note)}`);
+    }
+    if (state.images !== 0 || !answer.links.includes(EXPECT.leakUrl)) {
+      throw new Error(`the answer's image is not only a link: ${answer.html}`);
+    }
+    if (/https?:|\*|cspSource|vscode-cdn|vscode-resource/.test(state.csp) || !/default-src 'none'/.test(state.csp)) {
+      throw new Error(`the chat view's CSP allows remote content: ${state.csp}`);
+    }
+    log(`csp: ${state.csp}; note: ${answer.note}`);
+    await screenshot('chat-answer');
+  });
+
+  await step('Apply to selection puts the code block into the file', async () => {
+    await chatBlockButton(1, 'apply');
+    const text = await waitFor('the applied code in the editor', async () => {
+      const t = await editorText();
+      return t !== null && norm(t) === norm(EXPECT.applied) ? t : null;
+    }, 30_000);
+    log(`after Apply:\n${text}`);
+  });
+
+  await step('Copy puts the code on the clipboard', async () => {
+    await page.evaluate(() => navigator.clipboard.writeText('(nothing copied)'));
+    await chatBlockButton(1, 'copy');
+    const copied = await waitFor('the code on the clipboard', async () => {
+      const t = await page.evaluate(() => navigator.clipboard.readText());
+      return t !== '(nothing copied)' ? t : null;
+    }, 10_000);
+    if (copied !== EXPECT.copied) {
+      throw new Error(`copied ${JSON.stringify(copied)}`);
+    }
+  });
+
+  await step('a second turn continues the conversation', async () => {
+    await chatType([EXPECT.question2]);
+    const state = await chatAnswer(3, 'done');
+    if (state.turns.length !== 4 || !state.turns[3].text.includes(EXPECT.answer2Text)) {
+      throw new Error(`unexpected turns: ${JSON.stringify(state.turns.map((t) => t.text))}`);
+    }
+  });
+
+  await step('Stop ends a streaming answer', async () => {
+    await chatType([EXPECT.question3]);
+    await waitFor('the answer streaming, with Stop', async () => {
+      const s = await chatState();
+      return s?.turns[5]?.status === 'streaming' && s.turns[5].text.trim() !== '' && s.stopShown && !s.sendShown;
+    }, 30_000);
+    const frame = await chatFrame();
+    await frame.locator('#stop').click();
+    const state = await chatAnswer(5, 'cancelled');
+    log(`stopped: ${JSON.stringify(state.turns[5].note)}`);
+    if (!state.sendShown || state.stopShown) {
+      throw new Error('Send did not come back after Stop');
+    }
+  });
+
+  await step('New conversation empties the view; Open conversation… shows the kept one again', async () => {
+    await page.locator('.part.sidebar [aria-label^="New conversation"]').first().click();
+    await waitFor('an empty chat view', async () => (await chatState())?.turns.length === 0, 10_000);
+    await page.locator('.part.sidebar [aria-label^="Open conversation"]').first().click();
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: EXPECT.title });
+    await row.first().waitFor({ state: 'visible', timeout: 15_000 });
+    log(`kept: ${(await page.locator('.quick-input-list .monaco-list-row').allInnerTexts()).join(' | ').replace(/\s+/g, ' ')}`);
+    await row.first().click();
+    const state = await waitFor('the kept conversation in the view', async () => {
+      const s = await chatState();
+      return s?.turns.length === 4 ? s : null;
+    }, 15_000);
+    const texts = state.turns.map((t) => t.text);
+    if (texts[0] !== EXPECT.questionLines.join('\n') || !texts[1].includes(EXPECT.answerText) ||
+        texts[2] !== EXPECT.question2 || !texts[3].includes(EXPECT.answer2Text)) {
+      throw new Error(`the reopened conversation shows other turns: ${JSON.stringify(texts)}`);
+    }
+    if (!state.turns[1].buttons.includes('Apply to selection')) {
+      throw new Error(`a kept answer's code block cannot be applied: ${JSON.stringify(state.turns[1].buttons)}`);
+    }
+  });
+
+  await step('Ask lspilot about this, from the editor\'s context menu, asks in the view', async () => {
+    await selectLines(...EXPECT.askLines);
+    await page.locator(`${EDITOR} .view-lines .view-line`).nth(EXPECT.askLines[0] - 1).click({ button: 'right' });
+    // by keyboard (the menu's rows do not take a synthetic click): down to lspilot, into its submenu
+    const focused = async () =>
+      (await page.locator('.context-view .action-item.focused > .action-menu-item .action-label').allTextContents()).map((t) => t.trim());
+    await page.locator('.context-view .monaco-menu').first().waitFor({ state: 'visible', timeout: 10_000 });
+    for (let i = 0; i < 12 && !(await focused()).includes('lspilot'); i++) {
+      await page.keyboard.press('ArrowDown');
+    }
+    await page.keyboard.press('ArrowRight');
+    await waitFor('Ask lspilot about this focused in the submenu', async () => (await focused()).includes('Ask lspilot about this'), 5_000);
+    await page.keyboard.press('Enter');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(EXPECT.askQuestion);
+    await page.keyboard.press('Enter');
+    const state = await chatAnswer(5, 'done');
+    if (state.turns[4].text !== EXPECT.askQuestion || !state.turns[4].note.includes('calc.py:')) {
+      throw new Error(`the question is not shown with its context: ${JSON.stringify(state.turns[4])}`);
+    }
+    if (!state.turns[5].text.includes(EXPECT.askCode.trim())) {
+      throw new Error(`unexpected answer: ${JSON.stringify(state.turns[5].text)}`);
+    }
+  });
+
+  await step('Insert at cursor puts the block at the cursor; save', async () => {
+    await chatBlockButton(5, 'insert');
+    const text = await waitFor('the inserted code in the editor', async () => {
+      const t = await editorText();
+      return t !== null && norm(t) === norm(EXPECT.inserted) ? t : null;
+    }, 30_000);
+    log(`after Insert:\n${text}`);
+    await focusEditor();
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
   });
