@@ -32,6 +32,7 @@ async def test_a_second_turn_has_the_first_as_history(upstream, workspace):
                            range=editor.client.protocol._converter.unstructure(
                                range_of(SOURCE, SOURCE)))
         assert first["status"] == "done" and first["text"] == "It sums the items."
+        assert first["droppedTurns"] == 0
         conversation = first["conversation"]
         assert conversation.startswith("chat-")
         second = await chat(editor, "How would you shorten it?", conversation=conversation)
@@ -102,7 +103,7 @@ async def test_old_turns_are_dropped_to_fit_the_budget(upstream, workspace):
         conversation = (await chat(editor, "say a lot"))["conversation"]
         second = await editor.command("lspilot.chat", {"message": "and now?",
                                                        "conversation": conversation})
-        assert second["status"] == "done"
+        assert second["status"] == "done" and second["droppedTurns"] == 2
         assert [r for r, _ in sent(upstream.requests[1])] == ["system", "user"]
         reports = [p.message for reports in editor.client.progress_reports.values()
                    for p in reports if getattr(p, "message", None)]

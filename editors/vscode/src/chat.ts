@@ -28,8 +28,6 @@ interface Run {
   stopping: boolean;
   /** The message of its progress `end` (the outcome, with tokens and seconds). */
   endMessage?: string;
-  /** The latest progress report (a note such as earlier turns left out of the budget). */
-  report?: string;
 }
 
 /**
@@ -232,8 +230,6 @@ export class Chat implements vscode.Disposable {
     const listening = c.onProgress(WorkDoneProgress.type, run.token, (params) => {
       if (params.kind === 'end') {
         run.endMessage = params.message;
-      } else if (params.kind === 'report' && typeof params.message === 'string' && params.message.includes('contextBudgetChars')) {
-        run.report = params.message; // the budget note; the others only repeat the text's last line
       }
     });
     try {
@@ -288,8 +284,9 @@ export class Chat implements vscode.Disposable {
       if (usage !== undefined) {
         notes.push(usage);
       }
-      if (run.report !== undefined) {
-        notes.push(run.report);
+      const dropped = result.droppedTurns ?? 0;
+      if (dropped > 0) {
+        notes.push(`${dropped} earlier turn(s) left out of the model's history to fit lspilot.contextBudgetChars`);
       }
       turn.note = notes.join(' · ');
       this.view.changed(this.turns.indexOf(turn), true);

@@ -34,6 +34,8 @@ export interface ActionResult {
 /** What `lspilot.chat` answers: an action's answer, and the conversation the turn belongs to. */
 export interface ChatResult extends ActionResult {
   conversation?: string;
+  /** Earlier turns left out of the model's history to fit `contextBudgetChars` (a `done` answer). */
+  droppedTurns?: number;
 }
 
 /** What `lspilot.chatList` `{}` answers: the kept conversations, the most recently used first. */

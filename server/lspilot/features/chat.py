@@ -93,7 +93,7 @@ class ChatFeature(Feature):
         conversation.turns += [Turn("user", built.current, shown=message),
                                Turn("assistant", answer.text)]
         self.conversations.save(conversation)
-        return Outcome(text=answer.text)
+        return Outcome(text=answer.text, extra={"droppedTurns": built.dropped_turns})
 
     def _conversation(self, given: Any) -> Conversation:
         if given is None:
