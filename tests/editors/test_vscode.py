@@ -558,6 +558,7 @@ def test_vscode_untrusted_workspace_cannot_pick_the_host_or_programs(
                 "lspilot.pythonPath": str(evil),
                 "lspilot.apiKeyCommand": [str(evil)],
                 "lspilot.verifyTls": False,
+                "lspilot.model": "the-dearest-model",
             },
         )
         expect = {"original": ORIGINAL, "explainLines": [4, 3], "explainText": "The function adds."}
@@ -568,6 +569,7 @@ def test_vscode_untrusted_workspace_cannot_pick_the_host_or_programs(
         # The user's endpoint and key; the workspace's host got nothing, its program never ran
         # (the server started, read its settings and answered before the explanation ended).
         assert [r.headers.get("authorization") for r in upstream.requests] == ["Bearer user-key"]
+        assert upstream.requests[0].json["model"] == "fake-model"  # not the workspace's pick
         assert elsewhere.requests == []
         assert not marker.exists()
 

@@ -141,6 +141,8 @@ def test_settings_that_run_programs_or_pick_the_host_are_the_users_own() -> None
     assert restricted <= set(properties)
     # what is spent is the user's: an untrusted workspace could zero the prices and lift the cap
     assert {"lspilot.prices", "lspilot.maxSessionCost"} <= restricted
+    # nor pick the models the user's key pays for
+    assert {"lspilot.model", "lspilot.completionModel"} <= restricted
     # nor the program its tests run with, or running them unasked
     assert {"lspilot.runTests", "lspilot.testCommand"} <= restricted
     ts = SETTINGS_TS.read_text()

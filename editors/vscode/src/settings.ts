@@ -22,9 +22,12 @@ export const RESTRICTED_KEYS: readonly string[] = [
   'baseUrl',
   'verifyTls',
   'localModel',
-  // what spending is counted and capped: an untrusted workspace could lift a limit the user set
+  // what spending is counted and capped: an untrusted workspace could lift a limit the user set,
+  // or pick the dearest model the key of the user can buy
   'prices',
   'maxSessionCost',
+  'model',
+  'completionModel',
   // programs a workspace would have run: the command of the tests, and running it unasked
   'runTests',
   'testCommand',
