@@ -57,7 +57,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const chatCommands = new ChatCommands(serverProcess, chat, chatView);
   const status: StatusBar = new StatusBar(
     () => serverProcess.client,
-    () => tracker.running > 0 || inline.inFlight > 0 || chat.running > 0,
+    () => tracker.running > 0 || inline.waiting > 0 || chat.running > 0,
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);

@@ -32,12 +32,18 @@ const LSP_AUTOMATIC = 2;
  * asks the server nothing while on, unlike `lspilot.inlineCompletions` (the server's setting,
  * written in a settings file, which a workspace may set), which stays the lasting switch.
  */
+/**
+ * A completion in flight this long spins the status item: the user is waiting for ghost text (a
+ * slow or local model). Quicker ones, one per pause in typing, would only make it flicker.
+ */
+const SPIN_AFTER_MS = 500;
+
 export class InlineCompletions implements vscode.Disposable {
   private pausedNow = false;
-  private inFlightNow = 0;
+  private slowNow = 0;
   private readonly changed = new vscode.EventEmitter<void>();
   private readonly answered = new vscode.EventEmitter<void>();
-  /** Fires when the pause flips or a request starts or ends. */
+  /** Fires when the pause flips, or a request has been in flight SPIN_AFTER_MS, or it ends. */
   readonly onDidChange = this.changed.event;
   /** Fires when the server answered a request (its usage may have changed the session's cost). */
   readonly onDidAnswer = this.answered.event;
@@ -54,8 +60,9 @@ export class InlineCompletions implements vscode.Disposable {
     return this.pausedNow;
   }
 
-  get inFlight(): number {
-    return this.inFlightNow;
+  /** Requests in flight for SPIN_AFTER_MS or more. */
+  get waiting(): number {
+    return this.slowNow;
   }
 
   /** `on`, `paused (this window)` or `off (lspilot.inlineCompletions)`, for the status. */
@@ -132,8 +139,12 @@ export class InlineCompletions implements vscode.Disposable {
         ...(selected !== undefined ? { selectedCompletionInfo: { range: convert.asRange(selected.range), text: selected.text } } : {}),
       },
     };
-    this.inFlightNow += 1;
-    this.changed.fire();
+    let slow = false;
+    const timer = setTimeout(() => {
+      slow = true;
+      this.slowNow += 1;
+      this.changed.fire();
+    }, SPIN_AFTER_MS);
     try {
       const result = await c.sendRequest<InlineCompletionResult>(METHOD, params, token);
       this.answered.fire();
@@ -152,8 +163,11 @@ export class InlineCompletions implements vscode.Disposable {
       }
       return undefined;
     } finally {
-      this.inFlightNow -= 1;
-      this.changed.fire();
+      clearTimeout(timer);
+      if (slow) {
+        this.slowNow -= 1;
+        this.changed.fire();
+      }
     }
   }
 

@@ -23,7 +23,7 @@ export class StatusBar implements vscode.Disposable {
 
   constructor(
     private readonly client: () => LanguageClient | undefined,
-    /** True while an action or a completion of this window runs. */
+    /** True while an action or a chat answer of this window runs, or a completion keeps the user waiting. */
     private readonly busy: () => boolean,
     /** `on`, `paused …`, `off …`: the inline completions. */
     private readonly completions: () => { paused: boolean; describe: string },
