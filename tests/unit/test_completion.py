@@ -38,6 +38,20 @@ def test_no_suggestion_before_code_on_the_line(marked: str) -> None:
                           budget_chars=6000) is None
 
 
+def test_typing_leaves_the_start_of_the_prompt_as_it_was() -> None:
+    """A server's prompt cache reuses what did not change: the prefix must not slide."""
+    head = "".join(f"value_{i} = {i}\n" for i in range(2000))
+    starts = set()
+    for typed in range(0, 300, 7):
+        context = at(head + "total = " + "x" * typed + "|\n")
+        text = head + "total = " + "x" * typed
+        start = len(text) - len(context.prefix)
+        assert start == 0 or text[start - 1] == "\n"  # at a line start
+        assert 4500 - 1024 - 20 <= len(context.prefix) <= 4500  # the budget's 75%, less a step
+        starts.add(start)
+    assert len(starts) == 1
+
+
 def test_typing_leaves_the_suffix_as_it_was() -> None:
     before = at("x = 1\ny = |\nz = 3\n" + "w = 4\n" * 2000)
     after = at("x = 1\ny = 2|\nz = 3\n" + "w = 4\n" * 2000)

@@ -19,6 +19,11 @@ _CLOSING = re.compile(r"[\s)\]}>;,:'\"`]*")
 _OPENS_BLOCK = re.compile(r"(:|\{|\(|\[|=>|->|\bdo|\bthen|\bbegin)\s*(#.*|//.*)?$")
 # Of the budget, how much goes before the cursor: that is where the intent is.
 PREFIX_SHARE = 0.75
+# The text before the cursor starts on this grid (then at the next line start), not at a
+# fixed distance from the cursor: typing leaves the start of the prompt as it was, so a
+# server's prompt cache (llama.cpp's prefix match, OpenAI's cached input) reuses it
+# instead of evaluating, and billing, the whole window again at every key.
+WINDOW_STEP = 1024
 
 
 class Shape(enum.Enum):
@@ -54,12 +59,23 @@ def cursor_context(text: str, offset: int, *, language: str, path: str,
     # Fixed shares, not what the prefix leaves over: typing at the cursor must leave the
     # suffix as it was, or no cached suggestion would ever match again.
     before_budget = int(budget_chars * PREFIX_SHARE)
-    prefix = text[max(0, offset - before_budget):offset]
+    prefix = text[_window_start(text, offset, before_budget):offset]
     suffix = text[offset:offset + budget_chars - before_budget]
     shape, base = _shape(text, line_start, line_prefix, line_suffix)
     return CursorContext(prefix=prefix, suffix=suffix, line_prefix=line_prefix,
                          line_suffix=line_suffix, shape=shape, base_indent=base,
                          language=language, path=path)
+
+
+def _window_start(text: str, offset: int, before_budget: int) -> int:
+    """Where the prefix starts: at most ``before_budget`` before the cursor, on the
+    ``WINDOW_STEP`` grid, at a line start when one comes before the cursor."""
+    start = offset - before_budget
+    if start <= 0:
+        return 0
+    start = -(-start // WINDOW_STEP) * WINDOW_STEP
+    line_start = text.find("\n", start - 1, offset) + 1
+    return line_start if line_start > 0 else min(start, offset)
 
 
 def _line_end(text: str, offset: int) -> int:
