@@ -414,3 +414,47 @@ async def test_a_second_crash_in_a_row_is_reported_without_another_start(
         assert _llama_serving(cache_dir) is None  # not started a third time
         assert len([t for t in editor.client.progress_reports
                     if str(t).startswith("lspilot-local-")]) == starts
+
+
+def _posts(log: Path) -> int:
+    """Requests llama.cpp's server took (uvicorn logs each as it starts to answer)."""
+    return log.read_text(errors="replace").count('"POST /v1/completions') if log.exists() else 0
+
+
+async def _until(what: str, check: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_stale_completions_wait_in_lspilot_and_are_never_sent(upstream, workspace,
+                                                                    cache_dir):
+    """llama-cpp-python evaluates a prompt to its end even when its request was closed. A
+    request superseded while its prompt is evaluated holds the one completion slot until
+    its first token; requests made stale meanwhile are dropped without reaching llama.cpp."""
+    body = "".join(f"def step_{i}(value):\n    return value * {i} + {i % 7}\n\n\n"
+                   for i in range(60))
+    source = body + "result = step_3(2)\n"
+    lines = source.split("\n")
+    blanks = [i for i, line in enumerate(lines) if line == "" and lines[i - 1] == ""]
+    log = cache_dir / "lspilot" / "local" / "llama-server.log"
+    async with session(upstream, workspace,
+                       init_options={**LOCAL, "completionDebounceMs": 0},
+                       env={"XDG_CACHE_HOME": str(cache_dir)}) as editor:
+        uri = editor.open("steps.py", source)
+        # The first request starts llama.cpp.
+        await editor.complete(uri, types.Position(len(lines) - 1, 0))
+        before = _posts(log)
+        first = asyncio.ensure_future(editor.complete(uri, types.Position(blanks[5], 0)))
+        await _until("llama.cpp to take the first request", lambda: _posts(log) > before, 120)
+        # The cursor moves on while llama.cpp evaluates the first prompt (seconds): this
+        # request would be sent at once if the first one's slot were freed when it closed.
+        stale = asyncio.ensure_future(editor.complete(uri, types.Position(blanks[20], 0)))
+        await asyncio.sleep(0.5)
+        last = await asyncio.wait_for(
+            editor.complete(uri, types.Position(blanks[40], 0)), 180)
+        assert await first == [] and await stale == []  # superseded: answered empty
+        assert isinstance(last, list)
+        # Two reached llama.cpp after the start: the first and the last, never the stale one.
+        assert _posts(log) - before == 2, log.read_text(errors="replace")[-3000:]

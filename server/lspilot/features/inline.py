@@ -6,7 +6,8 @@ its upstream request is closed); a ``$/cancelRequest`` closes the upstream reque
 a newer request is waiting for the same answer. Answering without asking: a cache by the
 text around the cursor serves backspacing and retyping, and the rest of a suggestion the
 user is typing through; while the model is still producing what the user types, a new
-request waits for that answer instead of sending another.
+request waits for that answer instead of sending another. The local model gets one
+request at a time (see ``InlineFeature._stop``).
 
 Failures are quiet: an empty list, a line in the log and in ``lspilot.status``; a missing
 or refused key is shown once.
@@ -32,7 +33,7 @@ from lspilot.completion.context import CursorContext, Shape, cursor_context
 from lspilot.completion.neighbors import best_snippets
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
-from lspilot.jobs.job import Job, JobSpec, Outcome
+from lspilot.jobs.job import Job, JobSpec, Outcome, State
 from lspilot.llm.wire import ChatRequest, CompletionRequest
 from lspilot.local import model as local_model
 from lspilot.settings import LOCAL_BASE_URL, Settings
@@ -63,6 +64,8 @@ class Pending:
     job: Job | None = None
     partial: str = ""  # the answer so far
     waiters: int = 0
+    # Superseded, but its upstream request runs to its first text (the local model).
+    draining: bool = False
 
     @property
     def streaming(self) -> bool:
@@ -81,6 +84,7 @@ class InlineFeature(Feature):
         super().__init__(*args)
         self.cache = SuggestionCache()
         self.pending: dict[str, Pending] = {}
+        self._draining: set[Job] = set()
         self._shown: set[str] = set()
         self.last_error: dict[str, str] | None = None
 
@@ -115,11 +119,15 @@ class InlineFeature(Feature):
         pending = self.pending.pop(uri, None)
         if pending is not None:
             pending.close()
+        for job in [j for j in self._draining if j.spec.uri == uri]:
+            job.cancel()
         self.cache.forget(uri)
 
     async def shutdown(self) -> None:
         for pending in list(self.pending.values()):
             pending.close()
+        for job in list(self._draining):
+            job.cancel()
 
     # -- the engine ----------------------------------------------------------------------
     async def suggest(self, uri: str, position: types.Position, *,
@@ -172,8 +180,7 @@ class InlineFeature(Feature):
                 await asyncio.sleep(delay)  # cancelled by newer typing (Pending.close)
             suggestion = await self._ask(pending)
         except asyncio.CancelledError:
-            if pending.job is not None:
-                pending.job.cancel()
+            self._stop(pending)
         finally:
             if self.pending.get(pending.uri) is pending:
                 del self.pending[pending.uri]
@@ -200,17 +207,15 @@ class InlineFeature(Feature):
         async def body(job: Job) -> Outcome:
             def seen(text: str) -> None:
                 pending.partial = text
+                if pending.draining:
+                    job.cancel()  # llama.cpp is done with its prompt: nothing more to wait
             streamed = await job.stream(request, on_text=seen)
             return Outcome(text=streamed.text)
 
         job = services.start(spec, job_context, body)
         pending.job = job
         assert job.task is not None
-        try:
-            result = await asyncio.shield(job.task)
-        except asyncio.CancelledError:
-            job.cancel()
-            raise
+        result = await asyncio.shield(job.task)  # cancelled: _produce stops the job
         if result.status != "done":
             if result.status == "failed":
                 self._failed(result.error_type or "internal", result.error_message or "")
@@ -220,6 +225,26 @@ class InlineFeature(Feature):
         if suggestion is not None:
             self.cache.put(uri, context.prefix, context.suffix, suggestion)
         return suggestion
+
+    def _stop(self, pending: Pending) -> None:
+        """Stop the job of a request the user moved on from.
+
+        The local model is the exception while its prompt is being evaluated: llama-cpp-python
+        evaluates a prompt to its end even when its request is closed, and closing it would
+        free the lane (one slot there) for the next request, which would only wait behind it
+        inside llama.cpp. Kept to its first text, it holds the lane, and newer requests wait
+        in lspilot, where newer typing drops them without their ever being sent.
+        """
+        job = pending.job
+        if job is None:
+            return
+        local = self.services.store.settings_for(pending.uri).base_url == LOCAL_BASE_URL
+        if local and job.state is State.STREAMING and not pending.partial and job.task:
+            pending.draining = True
+            self._draining.add(job)
+            job.task.add_done_callback(lambda _: self._draining.discard(job))
+        else:
+            job.cancel()
 
     def _request(self, context: CursorContext, settings: Settings,
                  model: str) -> ChatRequest | CompletionRequest:

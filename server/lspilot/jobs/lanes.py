@@ -10,11 +10,18 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from lspilot.settings import Settings
+from lspilot.settings import LOCAL_BASE_URL, Settings
 
 Lane = Literal["actions", "completions"]
 # Completions: one in flight per document (a newer one supersedes), a few documents at once.
 COMPLETION_SLOTS = 4
+
+
+def completion_slots(settings: Settings) -> int:
+    """The bundled local model is one llama-cpp-python server that evaluates one prompt at a
+    time: a second request in flight only queues inside it, where lspilot can no longer
+    drop it when newer typing makes it stale."""
+    return 1 if settings.base_url == LOCAL_BASE_URL else COMPLETION_SLOTS
 
 
 class Limiter:
@@ -64,7 +71,7 @@ class Lanes:
     def __init__(self, settings: Settings) -> None:
         self._limiters: dict[Lane, Limiter] = {
             "actions": Limiter(settings.max_concurrent_requests),
-            "completions": Limiter(COMPLETION_SLOTS),
+            "completions": Limiter(completion_slots(settings)),
         }
 
     def __getitem__(self, lane: Lane) -> Limiter:
@@ -72,3 +79,4 @@ class Lanes:
 
     def settings_changed(self, settings: Settings) -> None:
         self._limiters["actions"].resize(settings.max_concurrent_requests)
+        self._limiters["completions"].resize(completion_slots(settings))
