@@ -27,6 +27,7 @@ from benchmarks.scenarios import (
     Config,
     Figure,
     Session,
+    concurrency,
     fmt,
     ms,
     refactor_answer,
@@ -43,10 +44,14 @@ PACED_FIRST = 0.3  # seconds to the first token
 PACED_GAP = 0.02  # seconds between chunks
 
 
+def _floor_env() -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def floor_session(config: Config, name: str) -> Session:
     return Session(config, name, command=[*config.floor_prefix, *FLOOR_COMMAND],
-                   env={"PYTHONPATH": os.pathsep.join(
-                       p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)})
+                   env=_floor_env())
 
 
 def paced_answer(chunks: int = PACED_CHUNKS) -> list[str]:
@@ -343,8 +348,21 @@ async def floor_inline(config: Config) -> list[Figure]:
     )]
 
 
+async def floor_concurrency(config: Config) -> list[Figure]:
+    """The concurrency benchmark (64 actions, 1,000 chunks each at 200/s) against the
+    floor server, with the same lag monitor in its loop: what the stack itself does under
+    that load."""
+    session = Session(config, "concurrency-floor", loop_monitor=True,
+                      monitor_args=["--floor"], env=_floor_env())
+    figures = await concurrency(config, session, key="floor_concurrency", who="floor: ")
+    for figure in figures:
+        figure.met = None  # the floor has no target; the figures are for comparison
+    return figures
+
+
 FLOOR_BENCHMARKS: dict[str, Callable[[Config], Awaitable[list[Figure]]]] = {
     "floor_instant": floor_instant,
     "floor_paced": floor_paced,
     "floor_inline": floor_inline,
+    "floor_concurrency": floor_concurrency,
 }

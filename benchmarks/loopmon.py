@@ -1,16 +1,21 @@
 """Run lspilot with an event-loop lag monitor inside it: ``python -m benchmarks.loopmon ARGS``.
 
+``--floor`` as the first argument runs the floor server (``benchmarks/floor_server.py``,
+which needs the repository on ``PYTHONPATH``) instead, with the same monitor.
+
 The server code is not touched: this wrapper patches ``asyncio.run`` so that the
 server's loop also runs a task that sleeps ``INTERVAL`` and records how late it woke
 (the time the loop was busy with something else). The lags, in seconds, are written as
-JSON to ``$LSPILOT_BENCH_LAG_FILE`` when the loop ends (and at exit). Nothing is ever
-written to stdout, which is the LSP channel.
+JSON to ``$LSPILOT_BENCH_LAG_FILE`` when the loop ends (and at exit), with the garbage
+collector's full (generation 2) collections and any other collection over 1 ms. Nothing
+is ever written to stdout, which is the LSP channel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import json
 import os
 import sys
@@ -21,7 +26,17 @@ from typing import Any
 INTERVAL = 0.005
 
 _lags: list[tuple[float, float]] = []  # (when, lag)
+_collections: list[tuple[float, int, float]] = []  # (when it began, generation, seconds)
 _written = False
+_gc_start = 0.0
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    global _gc_start
+    if phase == "start":
+        _gc_start = time.perf_counter()
+    elif info["generation"] == 2 or time.perf_counter() - _gc_start > 0.001:
+        _collections.append((_gc_start, info["generation"], time.perf_counter() - _gc_start))
 
 
 def _dump() -> None:
@@ -31,7 +46,7 @@ def _dump() -> None:
         return
     _written = True
     with open(path, "w") as handle:
-        json.dump({"interval": INTERVAL, "lags": _lags}, handle)
+        json.dump({"interval": INTERVAL, "lags": _lags, "gc": _collections}, handle)
 
 
 async def _monitor() -> None:
@@ -60,6 +75,12 @@ def _run(main: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
 def main() -> int:
     asyncio.run = _run  # type: ignore[assignment]
     atexit.register(_dump)
+    gc.callbacks.append(_gc_callback)
+    if sys.argv[1:2] == ["--floor"]:
+        from benchmarks.floor_server import main as floor_main
+
+        floor_main()
+        return 0
     from lspilot.cli import main as lspilot_main
 
     return lspilot_main(sys.argv[1:])

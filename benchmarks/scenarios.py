@@ -110,8 +110,9 @@ class Session:
 
     def __init__(self, config: Config, name: str, options: dict[str, Any] | None = None,
                  *, loop_monitor: bool = False, command: list[str] | None = None,
-                 env: dict[str, str] | None = None):
-        """``command`` replaces lspilot (prefix included), e.g. the floor server."""
+                 env: dict[str, str] | None = None, monitor_args: list[str] | None = None):
+        """``command`` replaces lspilot (prefix included), e.g. the floor server;
+        ``monitor_args`` are loopmon.py's (``["--floor"]``: the floor under the monitor)."""
         self.config = config
         self.name = name
         self.options = options or {}
@@ -120,14 +121,17 @@ class Session:
         self.root = self.tmp / "workspace"
         self.root.mkdir()
         env = {**clean_env(self.tmp / "cache"), **(env or {})}
-        prefix = config.server_prefix if command is None else []
+        floor = monitor_args is not None and "--floor" in monitor_args
+        prefix = config.floor_prefix if floor else config.server_prefix if command is None else []
         command = command or server_command()
         self.lag_file: Path | None = None
         if loop_monitor:  # the same server, with a lag monitor on its loop (loopmon.py)
-            command = [sys.executable, str(Path(__file__).with_name("loopmon.py"))]
+            command = [sys.executable, str(Path(__file__).with_name("loopmon.py")),
+                       *(monitor_args or [])]
             self.lag_file = self.tmp / "lags.json"
             env["LSPILOT_BENCH_LAG_FILE"] = str(self.lag_file)
         self.lags: list[tuple[float, float]] = []
+        self.collections: list[tuple[float, int, float]] = []  # loopmon's (when, gen, s)
         self.server = ServerProcess(
             [*prefix, *command], env, config.results_dir / f"server-{name}.log"
         )
@@ -157,7 +161,9 @@ class Session:
         try:
             await self.server.stop()
             if self.lag_file is not None and self.lag_file.exists():
-                self.lags = [tuple(x) for x in json.loads(self.lag_file.read_text())["lags"]]
+                monitored = json.loads(self.lag_file.read_text())
+                self.lags = [tuple(x) for x in monitored["lags"]]
+                self.collections = [tuple(x) for x in monitored.get("gc", [])]
         finally:
             await self.upstream.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -396,9 +402,11 @@ async def throughput(config: Config) -> list[Figure]:
     )]
 
 
-async def concurrency(config: Config) -> list[Figure]:
+async def concurrency(config: Config, session: Session | None = None,
+                      key: str = "concurrency", who: str = "") -> list[Figure]:
     """64 actions at once, each 1,000 chunks at 200 chunks/s; a probe request every
-    10 ms measures the server's responsiveness (a proxy for its event-loop lag)."""
+    10 ms measures the server's responsiveness (a proxy for its event-loop lag).
+    ``session`` replaces lspilot's (the floor server's, from floor.py)."""
     actions = config.n(64, 8)
     chunks = config.n(1000, 100)
     rate = 200.0
@@ -411,7 +419,7 @@ async def concurrency(config: Config) -> list[Figure]:
             now = time.perf_counter()
             client_lags.append((now, now - tick - 0.005))
 
-    session = Session(config, "concurrency", loop_monitor=True)
+    session = session or Session(config, "concurrency", loop_monitor=True)
     async with session:
         uris = [await session.open(f"file_{i}.py", small_source()) for i in range(actions)]
         idle = [await session.probe(uris[0]) for _ in range(config.n(200, 20))]
@@ -441,6 +449,8 @@ async def concurrency(config: Config) -> list[Figure]:
         cpu = session.server.cpu_seconds() - cpu0
         memory = session.server.memory()
     in_load = [lag for when, lag in session.lags if start <= when <= end]
+    gen2 = [seconds for when, gen, seconds in session.collections
+            if gen == 2 and start <= when <= end]
     before_load = [lag for when, lag in session.lags if start - 0.45 <= when < start]
     loop = summary(ms(in_load))
     loop_idle = summary(ms(before_load))
@@ -452,7 +462,7 @@ async def concurrency(config: Config) -> list[Figure]:
     peak_mb = memory["VmHWM"] / 1024
     ideal = chunks / rate
     return [
-        Figure("concurrency", f"concurrency: {actions} actions × {chunks:,} chunks at "
+        Figure(key, f"{who}concurrency: {actions} actions × {chunks:,} chunks at "
                f"{rate:.0f}/s", f"{complete}/{actions} complete; loop lag p99 "
                f"{fmt(loop.get('p99', math.nan))} (probe RTT p99 {fmt(lag['p99'])})",
                "all complete; loop lag p99 < 10 ms",
@@ -465,8 +475,11 @@ async def concurrency(config: Config) -> list[Figure]:
                 "lag_proxy_p99_minus_idle_p50_ms": lag["p99"] - base["p50"],
                 "wall_s": wall, "ideal_wall_s": ideal, "server_cpu_s": cpu,
                 "server_cpu_share": cpu / wall, "idle_cpu_share": idle_cpu / 0.5,
-                "chunks_per_cpu_second": actions * chunks / max(cpu, 1e-9)}),
-        Figure("memory_peak", f"memory: peak RSS with {actions} concurrent actions",
+                "chunks_per_cpu_second": actions * chunks / max(cpu, 1e-9),
+                "gc_full_collections": len(gen2),
+                "gc_full_collection_ms": summary(ms(gen2))}),
+        Figure(f"{key}_memory_peak" if who else "memory_peak",
+               f"{who}memory: peak RSS with {actions} concurrent actions",
                f"{peak_mb:.1f} MB", "< 120 MB", peak_mb < 120 if actions >= 64 else None,
                {"vm_hwm_kb": memory["VmHWM"], "sampled_peak_rss_kb": peak_rss,
                 "rss_before_load_kb": idle_rss["VmRSS"], "rss_after_kb": memory["VmRSS"]}),
