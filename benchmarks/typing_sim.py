@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.scenarios import Config, Figure, Session, fmt
-from benchmarks.upstream import _END, _HEAD, chunked, event
+from benchmarks.upstream import _END, _HEAD, LoopbackUpstream, chunked, event
 
 FIRST_TOKEN_S = 0.300  # the upstream's time to first token
 CHUNK_CHARS = 4  # a token's worth of text per content chunk
@@ -91,31 +91,13 @@ class Asked:
 
 
 @dataclass
-class TypingUpstream:
+class TypingUpstream(LoopbackUpstream):
     """Chat Completions on 127.0.0.1 that knows the text being typed."""
 
     head: str
     target: str
     seed: int = SEED
     asked: list[Asked] = field(default_factory=list)
-    _server: asyncio.Server | None = None
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
-
-    async def close(self) -> None:
-        for writer in list(self._writers):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
 
     def position(self, before: str) -> int | None:
         """How much of the target the text before the cursor holds (it may be cut)."""

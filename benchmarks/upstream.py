@@ -86,19 +86,18 @@ class Stamps:
 
 
 @dataclass
-class LoadUpstream:
-    default: Script | None = None
-    scripts: dict[int, Script] = field(default_factory=dict)
-    stamps: dict[int, Stamps] = field(default_factory=dict)
-    requests: int = 0
-    connections: int = 0
-    nodelay: bool | None = None  # TCP_NODELAY read back from the last connection's socket
-    _server: asyncio.Server | None = None
-    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
-    _pieces: dict[str, bytes] = field(default_factory=dict)
+class LoopbackUpstream:
+    """An upstream's server on 127.0.0.1 at a free port; ``_serve`` answers a connection
+    (and keeps its writer in ``_writers``, so ``close`` can end it)."""
+
+    _server: asyncio.Server | None = field(default=None, kw_only=True)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set, kw_only=True)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
@@ -113,6 +112,17 @@ class LoadUpstream:
             self._server.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+@dataclass
+class LoadUpstream(LoopbackUpstream):
+    default: Script | None = None
+    scripts: dict[int, Script] = field(default_factory=dict)
+    stamps: dict[int, Stamps] = field(default_factory=dict)
+    requests: int = 0
+    connections: int = 0
+    nodelay: bool | None = None  # TCP_NODELAY read back from the last connection's socket
+    _pieces: dict[str, bytes] = field(default_factory=dict)
 
     def _piece(self, content: str) -> bytes:
         piece = self._pieces.get(content)
