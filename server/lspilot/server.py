@@ -83,6 +83,10 @@ class LspilotServer(LanguageServer):
         self.services.store.on_problems(self._show_problems)
 
     # -- transport -----------------------------------------------------------------------
+    def start_tcp(self, host: str, port: int) -> None:
+        tune_gc()  # the same pauses as over stdio
+        super().start_tcp(host, port)
+
     def start_io(self, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
         """Serve LSP on stdin/stdout with lspilot's own forgiving frame reader."""
         tune_gc()

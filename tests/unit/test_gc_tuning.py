@@ -71,3 +71,19 @@ def test_start_io_tunes_the_collector_before_serving(
         os.close(read_end)
         os.close(write_end)
     assert events == ["tuned", "served"]
+
+
+def test_start_tcp_tunes_the_collector_before_serving(
+    restored_gc: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    events: list[str] = []
+    monkeypatch.setattr(server_module, "tune_gc", lambda: events.append("tuned"))
+
+    def fake_run(main: Coroutine[Any, Any, Any]) -> None:
+        events.append("served")
+        main.close()
+
+    monkeypatch.setattr(asyncio, "run", fake_run)
+    LspilotServer().start_tcp("127.0.0.1", 0)
+    assert events == ["tuned", "served"]
