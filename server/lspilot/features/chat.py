@@ -44,7 +44,7 @@ class ChatFeature(Feature):
         if params.command == RESET:
             return self.reset(raw if raw is not None else {})
         if params.command == LIST:
-            return self.list(raw if raw is not None else {})
+            return self.listing(raw if raw is not None else {})
         if not isinstance(raw, dict):
             raise CommandError(f"{params.command} takes one argument object.")
         if params.command == APPLY:
@@ -153,7 +153,7 @@ class ChatFeature(Feature):
         return found
 
     # -- list, reset and apply -------------------------------------------------------------
-    def list(self, raw: Any) -> dict[str, Any]:
+    def listing(self, raw: Any) -> dict[str, Any]:
         """``{}``: the kept conversations, newest first; ``{"conversation": id}``: its turns
         as the user saw them (a user turn's ``message`` is what they typed)."""
         if not isinstance(raw, dict):
