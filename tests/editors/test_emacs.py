@@ -190,11 +190,16 @@ def refused_refactor(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     source = make_workspace(tmp_path / "ws")
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.02))
-        result = run_emacs(tmp_path, upstream, refactor_spec(source, confirm="t", answer="n"))
+        # The README's request timeout: twice on a loaded CI machine this test's first
+        # executeCommand outlasted jsonrpc's 10 s default before lspilot had asked the
+        # upstream (it never did locally); the driver's own 50 s limit still catches a hang.
+        result = run_emacs(tmp_path, upstream, refactor_spec(source, confirm="t", answer="n",
+                                                             request_timeout=120))
         # Emacs has finished: the request, if any, came long ago. Say why when it did not.
         assert upstream.requests, (
             f"lspilot never asked the upstream: answer {result.get('answer')}, "
-            f"signalled {result.get('signalled')}, messages {result.get('messages', '')[-2000:]}")
+            f"signalled {result.get('signalled')}, messages {result.get('messages', '')[-2000:]}"
+            f", jsonrpc events {result.get('events', '')[-4000:]}")
     return source, result
 
 
