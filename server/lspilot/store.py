@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 # How long an action waits for the editor's first settings before running with what it has.
 SETTINGS_WAIT = 30.0
+# How long it waits for a reload once the editor has answered for its settings before: the
+# action then runs on those. Under load, eglot was seen answering a reload's
+# workspace/configuration too late for its own 10 s request timeout on the action.
+RELOAD_WAIT = 3.0
 
 Subscriber = Callable[[Settings], Awaitable[None] | None]
 Ask = Callable[[str, list[str]], Awaitable[str | None]]
@@ -76,6 +80,7 @@ class SettingsStore:
         # reload that ends first must not let actions run on the settings of a later one).
         self._reloads_pending = 0
         self._reload_lock = asyncio.Lock()  # one at a time, in the order they were asked
+        self._answered = False  # the editor has answered for its settings at least once
 
     # -- subscriptions -------------------------------------------------------------------
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -105,9 +110,16 @@ class SettingsStore:
         return any(section.get(key) is not None for key in keys)
 
     async def wait_until_ready(self) -> None:
+        if self.ready.is_set():
+            return
+        wait = RELOAD_WAIT if self._answered else SETTINGS_WAIT
         try:
-            await asyncio.wait_for(self.ready.wait(), SETTINGS_WAIT)
+            await asyncio.wait_for(self.ready.wait(), wait)
         except TimeoutError:
+            if self._answered:
+                log.warning("The editor has not answered for its changed settings in %g s; "
+                            "running on the settings it gave before.", wait)
+                return  # the reload still sets ready when it ends
             log.warning("No settings from the editor yet; running with what we have.")
             self.ready.set()
 
@@ -153,6 +165,7 @@ class SettingsStore:
         except Exception as exc:
             log.warning("Could not read the editor's lspilot settings: %s", exc)
             return
+        self._answered = True
         sections = [v if isinstance(v, Mapping) else None for v in values or []]
         self.workspace_settings = (sections[0] if sections else None) or {}
         # A folder the editor has nothing of its own for (null, or the same section) uses

@@ -50,6 +50,18 @@ class Editor(ScriptedEditor):
         self.apply_mode = "apply"
         self.release_edits = asyncio.Event()
         self.stream_event = asyncio.Event()
+        # workspace/configuration: answered from `client.set_configuration`; with
+        # `hold_configuration` set, only once that event is set (an editor slow to answer).
+        self.hold_configuration: asyncio.Event | None = None
+        self.configuration_asked = asyncio.Event()
+
+        @client.feature(types.WORKSPACE_CONFIGURATION)
+        async def configuration(params: types.ConfigurationParams) -> list[Any]:
+            self.configuration_asked.set()
+            if self.hold_configuration is not None:
+                await self.hold_configuration.wait()
+            return [client.get_configuration(section=item.section, scope_uri=item.scope_uri)
+                    for item in params.items]
         # The tests read pytest-lsp's records on the client: they are this editor's.
         client.progress_reports = self.progress_reports
         client.messages = self.messages
@@ -158,7 +170,8 @@ def _client_factory() -> LanguageClient:
     """pytest-lsp's client, without its handlers for what the scripted editor answers."""
     client = LanguageClient(converter_factory=default_converter)
     register_lsp_features(
-        client, {m: f for m, f in DEFAULT_CLIENT_FEATURES.items() if m not in METHODS}
+        client, {m: f for m, f in DEFAULT_CLIENT_FEATURES.items()
+                 if m not in METHODS and m != types.WORKSPACE_CONFIGURATION}  # Editor answers
     )
     return client
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from lsprotocol import types
 
 from tests.e2e.harness import API_KEY, capabilities, range_of, session
@@ -181,3 +183,26 @@ async def test_a_workspace_cannot_move_the_key_to_another_host_unasked(upstream,
         assert result["status"] == "done" and questions == []
     finally:
         await context.__aexit__(None, None, None)
+
+
+async def test_an_action_does_not_wait_long_for_a_reload_the_editor_is_slow_to_answer(
+        upstream, workspace):
+    # Under load eglot answered a reload's workspace/configuration after its own 10 s
+    # timeout on the action: the action runs on the settings it had after a short wait.
+    caps = capabilities(configuration=True)
+    async with session(upstream, workspace, caps=caps, configuration={"model": "first"}) as editor:
+        uri = editor.open("a.py", SOURCE)
+        assert (await model_of_next_request(editor, uri))["model"] == "first"
+        release = editor.hold_configuration = asyncio.Event()
+        editor.configuration_asked.clear()
+        editor.client.set_configuration({"model": "second"}, section="lspilot")
+        editor.client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=None))
+        await asyncio.wait_for(editor.configuration_asked.wait(), 5)
+        # Runs before the answer (well inside the 10 s lspilot gives the editor to answer),
+        # on the settings it had.
+        sent = await asyncio.wait_for(model_of_next_request(editor, uri), 8)
+        assert sent["model"] == "first" and not release.is_set()
+        release.set()
+        # Once the answer is read the reload ends, and the next action waits for it.
+        assert (await model_of_next_request(editor, uri))["model"] == "second"
