@@ -92,16 +92,28 @@ def _claim_stdout() -> BinaryIO:
 
 
 async def check(settings_json: str | None) -> int:
+    import attrs
+
+    from lspilot.keys import resolve_key_command
     from lspilot.llm.client import ChatClient
     from lspilot.llm.endpoint import Endpoint
     from lspilot.llm.errors import UpstreamError
     from lspilot.llm.wire import ChatMessage, ChatRequest
     from lspilot.local import LocalModelError, default_cache_dir
     from lspilot.local.manager import LocalModel
-    from lspilot.settings import LOCAL_BASE_URL, Layer, environment_layer, redacted, resolve
+    from lspilot.settings import (
+        LOCAL_BASE_URL,
+        ApiKey,
+        Layer,
+        environment_layer,
+        redacted,
+        resolve,
+    )
+    from lspilot.settings_file import settings_file_layer, settings_path
     from lspilot.usage import price_for
 
-    layers = [environment_layer(os.environ)]
+    file_layer, file_problems = settings_file_layer(os.environ)
+    layers = [environment_layer(os.environ), file_layer]
     if settings_json:
         try:
             values = json.loads(settings_json)
@@ -111,9 +123,17 @@ async def check(settings_json: str | None) -> int:
         layers.append(Layer("--settings", values if isinstance(values, dict) else {}))
     resolved = resolve(layers)
     print(json.dumps(redacted(resolved.settings), indent=2))
-    for problem in resolved.problems:
+    if file_layer.values:
+        print(f"settings file: {settings_path(os.environ)}")
+    for problem in [*file_problems, *resolved.problems]:
         print(f"warning: {problem}")
     settings = resolved.settings
+    if settings.api_key is None and settings.api_key_command:
+        key, refused = await resolve_key_command(settings.api_key_command)
+        if key is None:
+            print(f"lspilot check: {refused}")
+            return 1
+        settings = attrs.evolve(settings, api_key=ApiKey(key))
     price = price_for(settings.model, settings.prices)
     if price is None:
         print(f"price: unknown for {settings.model} (set prices to count cost)")

@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from lspilot.settings import KeyFormError, checked_key
+
 log = logging.getLogger(__name__)
 
 KEY_COMMAND_TIMEOUT = 15.0
@@ -36,4 +38,7 @@ async def resolve_key_command(argv: Sequence[str]) -> tuple[str | None, str | No
     key = out.decode(errors="replace").strip()
     if not key:
         return None, f"apiKeyCommand: {name!r} printed no key."
-    return key, None
+    try:
+        return checked_key(key), None
+    except KeyFormError as exc:
+        return None, f"apiKeyCommand: what {name!r} printed is not a key: {exc}."

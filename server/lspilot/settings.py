@@ -57,6 +57,29 @@ class ApiKey:
         return hash(self._value)
 
 
+class KeyFormError(ValueError):
+    """The key's form is wrong; the message says how, without the key."""
+
+
+def checked_key(value: Any) -> str:
+    """The key as it is sent: surrounding whitespace stripped (``$(cat key.txt)`` of a CRLF
+    file ends in ``\r``), and only printable ASCII, which every API key is. A key that is
+    not is refused by what is wrong, never shown: its escaped form would get past the
+    scrubber into messages."""
+    if not isinstance(value, str):
+        raise KeyFormError(f"expected a string, got {type(value).__name__}")
+    key = value.strip()
+    if not key:
+        raise KeyFormError("it is empty")
+    for character in key:
+        if not (" " < character <= "~"):
+            what = ("a control character" if character < " " or character == "\x7f"
+                    else "a space" if character.isspace() else "a non-ASCII character")
+            raise KeyFormError(f"it holds {what}; API keys are printable ASCII: copy the key "
+                             "again, without line breaks or quotes")
+    return key
+
+
 @define(frozen=True, kw_only=True)
 class ActionSetting:
     """One entry of the ``actions`` setting: a new action, or an override of a built-in."""
@@ -208,9 +231,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == dict[str, Price], _structure_prices)
     conv.register_structure_hook_func(lambda t: t == dict[str, tuple[str, ...]],
                                       _structure_commands)
-    conv.register_structure_hook(
-        ApiKey, lambda v, _: ApiKey(_strict(str, "a string")(v, None))
-    )
+    conv.register_structure_hook(ApiKey, lambda v, _: ApiKey(checked_key(v)))
     renames: dict[str, Any] = {
         f.name: cattrs.gen.override(rename=camel(f.name)) for f in attrs.fields(ActionSetting)
     }
@@ -355,16 +376,28 @@ _FIELD_TYPES: Mapping[str, Any] = {
 
 @define(frozen=True)
 class Layer:
-    """One source of settings: where it came from (for messages) and its raw values."""
+    """One source of settings: where it came from (for messages) and its raw values.
+
+    ``users_own``: the user's own setup (defaults, environment, the settings file,
+    ``initializationOptions``), as against a workspace's settings, which often come from
+    files inside the project and may only make lspilot stricter (lspilot.consent).
+    """
 
     source: str
     values: Mapping[str, Any]
+    users_own: bool = True
 
 
 @define(frozen=True)
 class Resolved:
     settings: Settings
     problems: tuple[str, ...]
+    # For each key a layer set (the value that stands), that layer: whose the value is.
+    origins: Mapping[str, Layer] = attrs.field(factory=dict)
+
+    def set_by_workspace(self, *keys: str) -> bool:
+        """Whether any of ``keys`` has its value from a workspace's settings."""
+        return any(key in self.origins and not self.origins[key].users_own for key in keys)
 
 
 def environment_layer(environ: Mapping[str, str]) -> Layer:
@@ -385,6 +418,8 @@ def parse_value(key: str, value: Any) -> Any:
         raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
     except cattrs.IterableValidationError as exc:
         raise ValueError("; ".join(cattrs.transform_error(exc, path=key))) from None
+    except KeyFormError:
+        raise
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         if key == "apiKey":  # never echo what may be a secret
             raise ValueError(f"expected a string, got {type(value).__name__}") from None
@@ -396,10 +431,15 @@ def parse_value(key: str, value: Any) -> Any:
     return parsed
 
 
-def resolve(layers: Sequence[Layer], previous: Settings | None = None) -> Resolved:
-    """Merge the layers over the defaults; refuse bad keys, keeping their previous value."""
-    previous = previous or Settings()
+def resolve(layers: Sequence[Layer], previous: Settings | Resolved | None = None) -> Resolved:
+    """Merge the layers over the defaults; refuse bad keys, keeping the value a lower layer
+    gave, else the previous one (with where it came from, when ``previous`` says)."""
+    if isinstance(previous, Resolved):
+        previous_settings, previous_origins = previous.settings, previous.origins
+    else:
+        previous_settings, previous_origins = previous or Settings(), {}
     merged: dict[str, Any] = {}
+    origins: dict[str, Layer] = {}
     problems: list[str] = []
     for layer in layers:
         for key, raw in layer.values.items():
@@ -411,16 +451,21 @@ def resolve(layers: Sequence[Layer], previous: Settings | None = None) -> Resolv
                 continue
             try:
                 merged[key] = parse_value(key, raw)
+                origins[key] = layer
             except ValueError as exc:
-                kept = getattr(previous, snake(key))
-                shown = "unset" if kept is None else repr(kept)
+                if key not in merged:
+                    merged[key] = getattr(previous_settings, snake(key))
+                    if key in previous_origins:
+                        origins[key] = previous_origins[key]
+                kept = merged[key]
+                shown = "unset" if kept is None else "the key set before" if key == "apiKey" \
+                    else repr(kept)
                 problems.append(
                     f"Setting '{key}' (from {layer.source}) refused: {exc}. "
                     f"Keeping {shown}."
                 )
-                merged[key] = kept
     settings = attrs.evolve(Settings(), **{snake(k): v for k, v in merged.items()})
-    return Resolved(settings, tuple(problems))
+    return Resolved(settings, tuple(problems), origins)
 
 
 def _did_you_mean(key: str) -> str:

@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+from attrs import define
 
-from lspilot import logs
-from lspilot.key_hosts import AllowedHosts, Redirect, redirect
+from lspilot import consent, logs
+from lspilot.consent import Ask
+from lspilot.key_hosts import Redirect, redirect
 from lspilot.keys import resolve_key_command
 from lspilot.settings import (
     LOCAL_BASE_URL,
     ApiKey,
     Layer,
+    Resolved,
     Settings,
     environment_layer,
     resolve,
     unwrap_section,
 )
+from lspilot.settings_file import settings_file_layer
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +44,8 @@ SETTINGS_WAIT = 30.0
 RELOAD_WAIT = 3.0
 
 Subscriber = Callable[[Settings], Awaitable[None] | None]
-Ask = Callable[[str, list[str]], Awaitable[str | None]]
+# What a workspace's apiKeyCommand is remembered under once the user let it run.
+KEY_COMMAND = "apiKeyCommand"
 
 
 class SettingsSource(Protocol):
@@ -57,6 +63,7 @@ class SettingsSource(Protocol):
 class SettingsStore:
     def __init__(self, environ: Mapping[str, str], cache_dir: Path) -> None:
         self.environment = environment_layer(environ)
+        self.settings_file, self._file_problems = settings_file_layer(environ)
         self.init_options: Mapping[str, Any] = {}
         self.workspace_settings: Mapping[str, Any] = {}
         # The `lspilot` section per workspace folder (asked with the folder as scopeUri),
@@ -64,11 +71,15 @@ class SettingsStore:
         # own .vscode/settings.json.
         self.folder_sections: dict[str, Mapping[str, Any]] = {}
         self.folder_settings: dict[str, Settings] = {}
-        # Where the workspace settings move a key set elsewhere (lspilot.key_hosts), by
-        # folder ("" for the unscoped settings).
-        self.redirects: dict[str, Redirect | None] = {}
-        self.allowed_hosts = AllowedHosts(cache_dir / "allowed-key-hosts.json")
-        self._declined_hosts: set[str] = set()
+        # Per folder ("" for the unscoped settings): the settings, where each came from,
+        # the key that is sent and whether the workspace moves it (lspilot.key_hosts).
+        self._scopes: dict[str, Scope] = {
+            "": Scope(Settings(), Resolved(Settings(), ()), users_key=False)}
+        # Origins the user let receive a key set for another; commands a workspace chose
+        # that the user let run.
+        self.allowed_hosts = consent.Remembered(cache_dir / "allowed-key-hosts.json")
+        self.remembered = consent.Remembered(cache_dir / "allowed-commands.json")
+        self._declined: set[str] = set()  # this session: not asked again
         self._asking = asyncio.Lock()
         self.settings = Settings()
         self._subscribers: list[Subscriber] = []
@@ -104,10 +115,9 @@ class SettingsStore:
         return self.folder_settings[folder] if folder else self.settings
 
     def set_by_workspace(self, uri: str | None, keys: tuple[str, ...]) -> bool:
-        """Whether the workspace settings (not the user's own) set any of ``keys``."""
-        folder = self.folder_of(uri) if uri else ""
-        section = self.folder_sections.get(folder, self.workspace_settings)
-        return any(section.get(key) is not None for key in keys)
+        """Whether any of ``keys`` has its value for ``uri`` from a workspace's settings
+        (not the user's own), refused values not counting."""
+        return self._scope(uri).resolved.set_by_workspace(*keys)
 
     async def wait_until_ready(self) -> None:
         if self.ready.is_set():
@@ -176,35 +186,30 @@ class SettingsStore:
         }
 
     async def _reload(self) -> None:
-        layers = [self.environment, Layer("initializationOptions", self.init_options),
-                  Layer("workspace settings", self.workspace_settings)]
-        resolved = resolve(layers, previous=self.settings)
-        settings = resolved.settings
-        problems = list(resolved.problems)
-        if settings.api_key is None and settings.api_key_command:
-            key, problem = await resolve_key_command(settings.api_key_command)
-            if problem:
-                problems.append(problem)
-            settings = settings if key is None else _with_key(settings, key)
-        if settings.api_key is not None:
-            logs.register_secret(settings.api_key.reveal())
+        user_layers = [self.environment, self.settings_file,
+                       Layer("initializationOptions", self.init_options)]
+        sections = {"": Layer("workspace settings", self.workspace_settings, users_own=False)}
+        sections.update({
+            folder: Layer(f"workspace settings of {folder}", section, users_own=False)
+            for folder, section in self.folder_sections.items()})
+        problems = list(self._file_problems)
+        user_base_url = resolve(user_layers).settings.base_url
+        keys_read: dict[tuple[str, ...], str | None] = {}  # each command runs once a reload
+        scopes: dict[str, Scope] = {}
+        for folder, section in sections.items():
+            previous = self._scopes.get(folder) or self._scopes.get("")
+            resolved = resolve([*user_layers, section],
+                               previous=previous.resolved if previous else None)
+            problems.extend(p for p in resolved.problems if p not in problems)
+            scopes[folder] = await self._keyed(resolved, user_base_url, keys_read, problems)
+        self._scopes = scopes
+        settings = scopes[""].settings
         if not settings.verify_tls:
             log.warning("TLS certificate checks are off (verifyTls: false): "
                         "only use this with a server you trust on your own network.")
         self.settings = settings
-        user_base_url = resolve(layers[:2]).settings.base_url
-        self.redirects = {"": _redirect(user_base_url, settings, self.workspace_settings)}
-        self.folder_settings = {}
-        for folder, section in self.folder_sections.items():
-            scoped = resolve([*layers[:2], Layer(f"workspace settings of {folder}", section)],
-                             previous=settings)
-            problems.extend(p for p in scoped.problems if p not in problems)
-            folder_settings = scoped.settings
-            if folder_settings.api_key is None and (
-                    folder_settings.api_key_command == settings.api_key_command):
-                folder_settings = attrs.evolve(folder_settings, api_key=settings.api_key)
-            self.folder_settings[folder] = folder_settings
-            self.redirects[folder] = _redirect(user_base_url, folder_settings, section)
+        self.folder_settings = {folder: scope.settings for folder, scope in scopes.items()
+                                if folder}
         for subscriber in self._subscribers:
             done = subscriber(settings)
             if done is not None:
@@ -215,62 +220,147 @@ class SettingsStore:
             for listener in self._problem_listeners:
                 listener(problems)
 
+    async def _keyed(self, resolved: Resolved, user_base_url: str,
+                     keys_read: dict[tuple[str, ...], str | None],
+                     problems: list[str]) -> Scope:
+        """One scope's settings with the key that will be sent, and where it came from."""
+        settings = resolved.settings
+        command = settings.api_key_command
+        if settings.api_key is not None:
+            users_key = resolved.origins["apiKey"].users_own
+            scope = Scope(settings, resolved, users_key=users_key)
+        elif command:
+            users_key = resolved.origins["apiKeyCommand"].users_own
+            scope = Scope(settings, resolved, users_key=users_key, key_command=command)
+            if users_key or self.remembered.allows(consent.command_entry(KEY_COMMAND, command)):
+                if command not in keys_read:
+                    key, problem = await resolve_key_command(command)
+                    keys_read[command] = key
+                    if problem:
+                        problems.append(problem)
+                key = keys_read[command]
+                if key is not None:
+                    scope = attrs.evolve(scope, settings=_with_key(settings, key))
+            else:
+                scope = attrs.evolve(scope, command_pending=True)
+        else:
+            return Scope(settings, resolved, users_key=False)
+        if scope.settings.api_key is not None:
+            logs.register_secret(scope.settings.api_key.reveal())
+        if scope.settings.base_url != LOCAL_BASE_URL:  # llama.cpp gets a dummy key
+            moved = redirect(user_base_url, scope.settings.base_url, users_key=scope.users_key)
+            scope = attrs.evolve(scope, redirect=moved)
+        return scope
+
     # -- the key -------------------------------------------------------------------------
-    async def refresh_key(self) -> str | None:
-        """Ask apiKeyCommand for the key again; keep it when it gives one."""
-        command = self.settings.api_key_command
-        if not command:
+    def _scope(self, uri: str | None) -> Scope:
+        folder = self.folder_of(uri) if uri else ""
+        return self._scopes.get(folder) or self._scopes[""]
+
+    def key_refresher(self, uri: str | None) -> Callable[[], Awaitable[str | None]] | None:
+        """Reads the key again after a 401, when the key sent for ``uri`` came from
+        ``apiKeyCommand`` (and only then: a command that is not the key's source, such as a
+        workspace's beside a key from the environment, never runs)."""
+        scope = self._scope(uri)
+        command = scope.key_command
+        if command is None or scope.command_pending or scope.settings.api_key is None:
             return None
-        key, problem = await resolve_key_command(command)
-        if key is None:
-            log.warning("%s", problem)
-            return None
+
+        async def refresh() -> str | None:
+            key, problem = await resolve_key_command(command)
+            if key is None:
+                log.warning("%s", problem)
+                return None
+            self._set_command_key(command, key)
+            return key
+
+        return refresh
+
+    def _set_command_key(self, command: tuple[str, ...], key: str) -> None:
+        """Every scope whose key comes from ``command`` gets ``key``."""
         logs.register_secret(key)
-        self.settings = _with_key(self.settings, key)
-        # Folders that take their key from the same command get the new one too.
-        self.folder_settings = {
-            folder: _with_key(folder_settings, key)
-            if folder_settings.api_key_command == command else folder_settings
-            for folder, folder_settings in self.folder_settings.items()
-        }
-        return key
+        for folder, scope in list(self._scopes.items()):
+            if scope.key_command == command:
+                self._scopes[folder] = attrs.evolve(
+                    scope, settings=_with_key(scope.settings, key), command_pending=False)
+        self.settings = self._scopes[""].settings
+        self.folder_settings = {folder: scope.settings
+                                for folder, scope in self._scopes.items() if folder}
 
     async def key_refusal(self, uri: str | None, ask: Ask | None) -> str | None:
         """None when the key may go where the settings for ``uri`` send it, else why not.
 
-        The first time a workspace moves the key to another host, the user is asked
-        (``ask`` None: not asked now, and not taken as a no).
+        The first time a workspace moves the key to another origin, or wants its own
+        ``apiKeyCommand`` run, the user is asked (``ask`` None: not asked now, and not
+        taken as a no).
         """
-        moved = self.redirects.get(self.folder_of(uri) if uri else "")
-        if moved is None or self.allowed_hosts.allows(moved.to_host):
+        scope = self._scope(uri)
+        if scope.command_pending and scope.key_command is not None:
+            refused = await self._run_workspace_key_command(scope.key_command, ask)
+            if refused is not None:
+                return refused
+            scope = self._scope(uri)
+        moved = scope.redirect
+        if moved is None or self.allowed_hosts.allows(moved.to_origin):
             return None
         async with self._asking:  # one question at a time, however many actions wait
-            if self.allowed_hosts.allows(moved.to_host):
+            question = consent.Question(
+                f"lspilot: the workspace settings set baseUrl to {moved.to_origin}, but your "
+                f"API key was set for {moved.from_origin}. Send your key to "
+                f"{moved.to_origin}?", allow=f"Send it to {moved.to_origin}",
+                deny="Don't send")
+            asked = ask if moved.to_origin not in self._declined else None
+            if await consent.decide("ask", question, asked, remembered=self.allowed_hosts,
+                                    entry=moved.to_origin):
+                self.allowed_hosts.allow(moved.to_origin)
                 return None
-            if ask is not None and moved.to_host not in self._declined_hosts:
-                send = f"Send it to {moved.to_host}"
-                answer = await ask(
-                    f"lspilot: the workspace settings set baseUrl to {moved.to_host}, but your "
-                    f"API key was set for {moved.from_host}. Send your key to "
-                    f"{moved.to_host}?", [send, "Don't send"])
-                if answer == send:
-                    self.allowed_hosts.allow(moved.to_host)
-                    return None
-                self._declined_hosts.add(moved.to_host)
-        return (f"Your API key was not sent to {moved.to_host}: the workspace settings chose "
-                f"that host, and the key was set for {moved.from_host}. Allow it when lspilot "
+            if ask is not None:
+                self._declined.add(moved.to_origin)
+        return (f"Your API key was not sent to {moved.to_origin}: the workspace settings chose "
+                f"it, and the key was set for {moved.from_origin}. Allow it when lspilot "
                 "asks (restart lspilot to be asked again), or set baseUrl where the key is "
-                "set (the environment or initializationOptions).")
+                "set (the environment, the settings file or initializationOptions).")
+
+    async def _run_workspace_key_command(self, command: tuple[str, ...],
+                                         ask: Ask | None) -> str | None:
+        """Run a workspace's own ``apiKeyCommand`` once the user allowed that exact command."""
+        shown = shlex.join(command)
+        async with self._asking:
+            if not any(s.command_pending and s.key_command == command
+                       for s in self._scopes.values()):
+                return None  # allowed and read while this one waited
+            question = consent.Question(
+                f"lspilot: the workspace settings want to run `{shown}` to read an API key. "
+                "Run it? (It runs as you, now and after a refused key.)",
+                allow="Run it", deny="Don't run")
+            entry = consent.command_entry(KEY_COMMAND, command)
+            asked = ask if entry not in self._declined else None
+            if not await consent.decide("ask", question, asked):
+                if ask is not None:
+                    self._declined.add(entry)
+                return (f"The workspace's apiKeyCommand `{shown}` was not run, so no key was "
+                        "sent. Allow it when lspilot asks (restart lspilot to be asked "
+                        "again), or set apiKey or apiKeyCommand in your own settings.")
+            self.remembered.allow(entry)
+            key, problem = await resolve_key_command(command)
+            if key is None:
+                return problem
+            self._set_command_key(command, key)
+            return None
 
 
-def _redirect(user_base_url: str, settings: Settings,
-              section: Mapping[str, Any]) -> Redirect | None:
-    """Whether the workspace section moves a key set by the user's layers to another host."""
-    from_workspace = any(section.get(k) is not None for k in ("apiKey", "apiKeyCommand"))
-    if settings.base_url == LOCAL_BASE_URL:
-        return None  # lspilot's own llama.cpp gets a dummy key, never the user's
-    return redirect(user_base_url, settings.base_url, from_workspace,
-                    settings.api_key is not None or bool(settings.api_key_command))
+@define(frozen=True)
+class Scope:
+    """The settings for one workspace folder (or the unscoped ones) and their key."""
+
+    settings: Settings
+    resolved: Resolved
+    # The key that is sent came from the user's own layers (not a workspace's).
+    users_key: bool
+    key_command: tuple[str, ...] | None = None  # the key is this command's output
+    # A workspace's apiKeyCommand the user has not allowed yet: asked before it runs.
+    command_pending: bool = False
+    redirect: Redirect | None = None
 
 
 def _with_key(settings: Settings, key: str) -> Settings:

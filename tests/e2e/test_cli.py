@@ -19,6 +19,7 @@ KEY = "sk-cli-secret-value"
 
 def run_lspilot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("LSPILOT_", "OPENAI_"))}
+    base["XDG_CONFIG_HOME"] = "/nonexistent"  # not the developer's own settings file
     return subprocess.run(
         [sys.executable, "-m", "lspilot", *args], capture_output=True, text=True,
         env={**base, **(env or {})}, timeout=60, stdin=subprocess.DEVNULL,

@@ -101,17 +101,17 @@ class Services:
 
         ``quiet``: never ask the user (inline completions must not pop up questions).
         """
-        settings = self.store.settings_for(uri)
         refused = await self.store.key_refusal(uri, None if quiet else self.editor.ask)
         if refused is not None:
             raise KeyNotSent(refused)
+        settings = self.store.settings_for(uri)  # after: an allowed key command set the key
         local = settings.base_url == LOCAL_BASE_URL
         if local:
             settings = await self.local.endpoint_settings(settings, self.editor)
         return JobContext(
             editor=self.editor, client=self.client, settings=settings, lanes=self.lanes,
             meter=self.meter,
-            refresh_key=self.store.refresh_key if self.store.settings.api_key_command else None,
+            refresh_key=self.store.key_refresher(uri),
             upstream_lost=self.local.lost() if local else None,
         )
 

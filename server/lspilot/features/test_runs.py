@@ -1,9 +1,10 @@
 """Tests that run: after Write tests, run the new tests, repair them, say what passed.
 
-Model-written code runs only when the user said so: ``runTests`` ``ask`` (the default)
-asks each time, with the exact command, until the user answers "Always in this
-workspace"; ``always`` is taken only from the user's own settings (a workspace's settings
-that ask for it, or that choose the command, are asked about all the same). Only the tests
+Model-written code runs only when the user said so (lspilot.consent): ``runTests`` ``ask``
+(the default) asks each time, with the exact command, until the user answers "Always in
+this workspace" for that command; ``always`` is taken only from the user's own settings (a
+workspace's settings that ask for it, or that choose the command, are asked about all the
+same, and "Always" approves the command shown, not another one chosen later). Only the tests
 lspilot wrote are ever replaced by a repair, never the user's.
 """
 
@@ -16,13 +17,13 @@ from typing import Any
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
+from lspilot import consent
 from lspilot.actions import selection
 from lspilot.actions.appliers import WriteTestFile
 from lspilot.actions.registry import Action
 from lspilot.actions.results import EditTarget, WrittenTests, replacement_edit, test_code
 from lspilot.features.base import Services
 from lspilot.jobs.job import Job
-from lspilot.key_hosts import AllowedHosts
 from lspilot.llm.wire import ChatRequest
 from lspilot.testing import commands, report, runner
 from lspilot.testing.repair import repair_messages
@@ -32,12 +33,14 @@ RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
 # pytest's exit codes for "did not get to run the tests": interrupted (a collection
 # error), usage error, no tests collected.
 PYTEST_NOT_LOADED = (2, 4, 5)
+_RUN_TESTS_POLICY: dict[str, consent.Policy] = {"always": "auto", "ask": "ask",
+                                                "never": "never"}
 
 
 class TestRuns:
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.always = AllowedHosts(services.cache_dir / "run-tests-always.json")
+        self.always = consent.Remembered(services.cache_dir / "run-tests-always.json")
 
     async def after_writing(self, job: Job, applier: WriteTestFile, action: Action,
                             code_under_test: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -55,7 +58,7 @@ class TestRuns:
                           "the tests")
         test_path = applier.test.path
         argv = commands.expand(template, root, test_path)
-        if not await self._may_run(document.uri, root, argv):
+        if not await self._may_run(document.uri, root, template, argv):
             return None, None
         job.resume()
         environment = runner.clean_environment(os.environ, self._secrets())
@@ -95,23 +98,22 @@ class TestRuns:
             f"{action.title}: {words}")
         return tests, words
 
-    async def _may_run(self, uri: str, root: Path, argv: list[str]) -> bool:
+    async def _may_run(self, uri: str, root: Path, template: tuple[str, ...],
+                       argv: list[str]) -> bool:
+        """Asked with the exact command; "Always" remembers this command (its template,
+        before ``{file}`` is filled in) in this folder, nothing wider."""
         settings = self.services.store.settings_for(uri)
-        if settings.run_tests == "never":
-            return False
-        folder = from_fs_path(str(root)) or str(root)
-        if self.always.allows(folder):
-            return True
+        policy = _RUN_TESTS_POLICY[settings.run_tests]
         chosen_by_workspace = self.services.store.set_by_workspace(uri, ("runTests",
                                                                          "testCommand"))
-        if settings.run_tests == "always" and not chosen_by_workspace:
-            return True
-        answer = await self.services.editor.ask(
+        folder = from_fs_path(str(root)) or str(root)
+        question = consent.Question(
             f"lspilot: run the new tests with `{commands.shown(argv)}`? This runs code the "
-            "model wrote on your machine.", [RUN, ALWAYS, NOT_NOW])
-        if answer == ALWAYS:
-            self.always.allow(folder)
-        return answer in (RUN, ALWAYS)
+            "model wrote on your machine.", allow=RUN, always=ALWAYS, deny=NOT_NOW)
+        return await consent.decide(
+            consent.effective_policy(policy, chosen_by_workspace), question,
+            self.services.editor.ask, remembered=self.always,
+            entry=consent.command_entry(folder, template))
 
     async def _repair(self, job: Job, applier: WriteTestFile, action: Action,
                       written: WrittenTests, code_under_test: str, command: str,
