@@ -30,6 +30,14 @@ APPLY_MODES = ("show", "replace", "testFile")
 EXPLAIN_SHOW = ("auto", "document", "message", "none")
 COMPLETION_STYLES = ("auto", "chat", "fim")
 RUN_TESTS = ("ask", "always", "never")
+# Agent mode: how each kind of tool call is approved, least strict first.
+APPROVALS = ("auto", "ask", "never")
+TOOL_KINDS = ("read", "edit", "run", "mcp")
+DEFAULT_APPROVAL: Mapping[str, str] = {"read": "auto", "edit": "ask", "run": "ask",
+                                       "mcp": "ask"}
+# Files that never reach the model by any path (surface.md); every layer may only add.
+DEFAULT_CONTEXT_EXCLUDE = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*",
+                           ".netrc", ".npmrc", ".pypirc", "**/secrets/**")
 
 ApplyMode = Literal["show", "replace", "testFile"]
 
@@ -143,6 +151,12 @@ class Settings:
     test_command: dict[str, tuple[str, ...]] = field(factory=dict)  # over the built-ins
     test_repair_rounds: int = 2
     test_timeout: float = 120.0
+    # Agent mode (lspilot.agent): approvals per tool kind, limits per turn, and what never
+    # reaches the model.
+    agent_approval: dict[str, str] = field(factory=lambda: dict(DEFAULT_APPROVAL))
+    agent_max_steps: int = 25
+    agent_max_cost: float | None = None
+    context_exclude: tuple[str, ...] = DEFAULT_CONTEXT_EXCLUDE
 
 
 def camel(name: str) -> str:
@@ -221,8 +235,22 @@ def _structure_commands(value: Any, _: Any) -> dict[str, tuple[str, ...]]:
     return {str(language): _structure_strings(argv, None) for language, argv in value.items()}
 
 
+def _structure_approval(value: Any, _: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object such as {{\"edit\": \"auto\"}}, got "
+                         f"{_describe(value)}")
+    for kind, approval in value.items():
+        if kind not in TOOL_KINDS:
+            raise ValueError(f"{kind!r} is not a kind of tool: use {', '.join(TOOL_KINDS)}")
+        if approval not in APPROVALS:
+            raise ValueError(f"{kind}: must be one of {', '.join(APPROVALS)}, got "
+                             f"{_describe(approval)}")
+    return {**DEFAULT_APPROVAL, **value}
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_approval)
     conv.register_structure_hook(bool, _strict(bool, "true or false"))
     conv.register_structure_hook(int, _strict(int, "a whole number"))
     conv.register_structure_hook(float, _strict(float, "a number"))
@@ -367,6 +395,30 @@ _CHECKS: Mapping[str, Callable[[Any], str | None]] = {
     "testCommand": _check_test_commands,
     "testRepairRounds": _range(0, 5),
     "testTimeout": _range(1, 3600),
+    "agentMaxSteps": _range(1, 200),
+    "agentMaxCost": _range(0, None),
+}
+
+
+def _stricter_approval(lower: dict[str, str], given: dict[str, str],
+                       users_own: bool) -> dict[str, str]:
+    """The user's own layers set approvals; a workspace's may only make each stricter."""
+    if users_own:
+        return given
+    return {kind: max(lower[kind], given[kind], key=APPROVALS.index) for kind in lower}
+
+
+def _more_excluded(lower: tuple[str, ...], given: tuple[str, ...],
+                   users_own: bool) -> tuple[str, ...]:
+    """Every layer adds globs; none removes one (the defaults included)."""
+    return lower + tuple(glob for glob in given if glob not in lower)
+
+
+# Keys whose layers combine instead of the higher one replacing the lower: (what lower
+# layers gave, what this one gives, whether it is the user's own) -> the value.
+_COMBINE: Mapping[str, Callable[[Any, Any, bool], Any]] = {
+    "agentApproval": _stricter_approval,
+    "contextExclude": _more_excluded,
 }
 
 _FIELD_TYPES: Mapping[str, Any] = {
@@ -450,7 +502,12 @@ def resolve(layers: Sequence[Layer], previous: Settings | Resolved | None = None
                 problems.append(f"Unknown setting '{key}' (from {layer.source}){hint}; ignored.")
                 continue
             try:
-                merged[key] = parse_value(key, raw)
+                value = parse_value(key, raw)
+                combine = _COMBINE.get(key)
+                if combine is not None:
+                    lower = merged.get(key, getattr(Settings(), snake(key)))
+                    value = combine(lower, value, layer.users_own)
+                merged[key] = value
                 origins[key] = layer
             except ValueError as exc:
                 if key not in merged:
@@ -490,6 +547,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
                  if getattr(act, a.name) is not None}
                 for act in value
             ]
+        elif f.name == "agent_approval":
+            value = dict(value)
         elif f.name == "test_command":
             value = {language: list(argv) for language, argv in value.items()}
         elif f.name == "prices":

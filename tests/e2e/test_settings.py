@@ -144,7 +144,7 @@ async def _session_answering(upstream, workspace, answer, questions):
 
 
 async def test_a_workspace_cannot_move_the_key_to_another_host_unasked(upstream, workspace):
-    host = upstream.base_url.split("//")[1].split("/")[0]
+    host = "http://" + upstream.base_url.split("//")[1].split("/")[0]  # the origin
     questions: list[str] = []
     context, editor = await _session_answering(upstream, workspace, "Don't", questions)
     try:
