@@ -116,6 +116,10 @@ class Editor:
     def stream(self, notice: StreamNotice) -> None:
         self._server.protocol.notify(STREAM_NOTIFICATION, notice.to_json())
 
+    def notify(self, method: str, params: dict[str, Any]) -> None:
+        """One of lspilot's own notifications (``lspilot/toolCall``)."""
+        self._server.protocol.notify(method, params)
+
     def show_message(self, kind: types.MessageType, message: str) -> None:
         self._server.window_show_message(types.ShowMessageParams(type=kind, message=message))
 

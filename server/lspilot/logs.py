@@ -28,6 +28,11 @@ def register_secret(secret: str | None) -> None:
         _SECRETS.add(secret)
 
 
+def secrets() -> list[str]:
+    """The secrets registered so far (keys), for what must keep them out (environments)."""
+    return sorted(_SECRETS)
+
+
 def scrub(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:

@@ -21,15 +21,37 @@ MAX_CONVERSATIONS = 50
 
 @define
 class Turn:
-    role: str  # user | assistant
+    role: str  # user | assistant | tool (agent mode)
     content: str  # what the model saw: a user's message with the code it was about
     shown: str = ""  # what the user typed, shown when the conversation is reopened
+    # Agent mode: an assistant turn's tool calls ({"id", "name", "arguments"}), and the
+    # call a tool turn answers.
+    tool_calls: list[dict[str, str]] = field(factory=list)
+    tool_call_id: str = ""
 
-    def to_json(self) -> dict[str, str]:
-        data = {"role": self.role, "content": self.content}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.shown:
             data["shown"] = self.shown
+        if self.tool_calls:
+            data["toolCalls"] = self.tool_calls
+        if self.tool_call_id:
+            data["toolCallId"] = self.tool_call_id
         return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Turn | None:
+        if not isinstance(data, dict) or data.get("role") not in ("user", "assistant", "tool") \
+                or not isinstance(data.get("content"), str):
+            return None
+        calls = data.get("toolCalls")
+        tool_calls = [c for c in calls if isinstance(c, dict) and all(
+            isinstance(c.get(k), str) for k in ("id", "name", "arguments"))] if isinstance(
+            calls, list) else []
+        call_id = data.get("toolCallId")
+        shown = data.get("shown")
+        return cls(data["role"], data["content"], shown if isinstance(shown, str) else "",
+                   tool_calls, call_id if isinstance(call_id, str) else "")
 
 
 @define
@@ -53,11 +75,8 @@ class Conversation:
     def from_json(cls, data: Any) -> Conversation | None:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             return None
-        turns = [Turn(t["role"], t["content"], t["shown"] if isinstance(t.get("shown"), str)
-                      else "")
-                 for t in data.get("turns", [])
-                 if isinstance(t, dict) and t.get("role") in ("user", "assistant")
-                 and isinstance(t.get("content"), str)]
+        turns = [turn for turn in (Turn.from_json(t) for t in data.get("turns", []))
+                 if turn is not None]
         updated = data.get("updated")
         return cls(data["id"], turns, float(updated) if isinstance(updated, int | float)
                    else 0.0)

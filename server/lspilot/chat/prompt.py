@@ -50,6 +50,9 @@ def build(message: str, history: list[Turn], contexts: list[Context],
     current = "\n\n".join(parts)
     room = budget_chars - len(SYSTEM) - len(current)
     kept: list[Turn] = []
+    # An agent turn's tool calls and results mean nothing without tools: ask mode keeps the
+    # words of the exchange.
+    history = [t for t in history if t.role in ("user", "assistant") and t.content]
     for turn in reversed(history):
         if len(turn.content) > room:
             break

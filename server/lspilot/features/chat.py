@@ -23,6 +23,7 @@ from lspilot.chat import prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.commands import CommandError
 from lspilot.errors import LspilotError
+from lspilot.features.agent import AgentTurns
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest
@@ -38,6 +39,7 @@ class ChatFeature(Feature):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.conversations = ConversationStore(self.services.cache_dir / "chats")
+        self.agent = AgentTurns(self.services, self.conversations)
 
     async def execute(self, params: types.ExecuteCommandParams) -> Any:
         raw = params.arguments[0] if params.arguments else None
@@ -59,6 +61,9 @@ class ChatFeature(Feature):
         if not isinstance(message, str) or not message.strip():
             raise CommandError(f"{CHAT}: 'message' must be the user's message, a non-empty "
                                "string.")
+        mode = raw.get("mode", "ask")
+        if mode not in ("ask", "agent"):
+            raise CommandError(f"{CHAT}: 'mode' must be \"ask\" or \"agent\", not {mode!r}.")
         conversation = self._conversation(raw.get("conversation"))
         uri = _optional_str(raw, "uri")
         range_ = self._range(raw.get("range"), uri)
@@ -73,6 +78,9 @@ class ChatFeature(Feature):
                        extra={"conversation": conversation.id})
 
         async def body(job: Job) -> Outcome:
+            if mode == "agent":
+                return await self.agent.answer(job, conversation, message, uri, range_,
+                                               self._files(message, uri))
             return await self._answer(job, conversation, message, uri, range_)
 
         return (await services.run(spec, context, body)).to_json()
@@ -163,7 +171,8 @@ class ChatFeature(Feature):
             conversation = self._conversation(raw.get("conversation"))
             return {"conversation": conversation.id, "title": conversation.title,
                     "turns": [{"role": t.role, "text": t.shown or t.content}
-                              for t in conversation.turns]}
+                              for t in conversation.turns
+                              if t.role in ("user", "assistant") and t.content}]}
         return {"conversations": [
             {"conversation": c.id, "title": c.title, "updated": c.updated,
              "turns": len(c.turns)} for c in self.conversations.all()]}
