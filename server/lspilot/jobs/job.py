@@ -34,7 +34,7 @@ from lspilot.jobs.lanes import Lane, Lanes
 from lspilot.llm import errors
 from lspilot.llm.client import ChatClient, ChatStream
 from lspilot.llm.endpoint import Endpoint
-from lspilot.llm.wire import ChatRequest, CompletionRequest
+from lspilot.llm.wire import ChatRequest, CompletionRequest, ToolCall
 from lspilot.lost import until_lost
 from lspilot.progress import Coalescer
 from lspilot.settings import Settings
@@ -122,6 +122,7 @@ class Streamed:
     text: str
     usage: Priced
     finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()  # assembled whole, each with an id
 
 
 Body = Callable[["Job"], Awaitable[Outcome]]
@@ -222,7 +223,7 @@ class Job:
             limiter.release()
         text = stream.text
         return Streamed(text=text, usage=self._count(request, stream, text),
-                        finish_reason=stream.finish_reason)
+                        finish_reason=stream.finish_reason, tool_calls=stream.tool_calls)
 
     # -- the lifecycle -------------------------------------------------------------------
     async def _execute(self, body: Body) -> JobResult:
@@ -320,8 +321,10 @@ class Job:
         if reported is not None and (reported.prompt_tokens or reported.completion_tokens):
             used = Usage(reported.prompt_tokens, reported.completion_tokens)
         else:
+            calls = stream.tool_calls if stream is not None else ()
+            answer = text + "".join(call.name + call.arguments for call in calls)
             used = Usage(pricing.estimate_prompt(_prompt_pieces(request)),
-                         pricing.estimate_tokens(text), estimated=True)
+                         pricing.estimate_tokens(answer), estimated=True)
         prices = self.settings.prices
         priced = Priced(used, pricing.cost_of(used, pricing.price_for(request.model, prices)))
         self.context.meter.record(request.model, priced)
@@ -358,4 +361,10 @@ class Job:
 def _prompt_pieces(request: ModelRequest) -> list[str]:
     if isinstance(request, CompletionRequest):
         return [request.prompt, request.suffix or ""]
-    return [message.content for message in request.messages]
+    pieces = [message.content or "" for message in request.messages]
+    # The tools and earlier calls are prompt too: the model reads them all.
+    pieces.extend(f"{call.name} {call.arguments}"
+                  for message in request.messages for call in message.tool_calls)
+    pieces.extend(f"{tool.name} {tool.description} {tool.parameters}"
+                  for tool in request.tools or ())
+    return pieces

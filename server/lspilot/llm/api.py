@@ -15,6 +15,7 @@ from attrs import define
 from lspilot.llm.endpoint import CHAT_PATH, COMPLETIONS_PATH
 from lspilot.llm.wire import (
     TextCompletion,
+    ToolCallChunk,
     Usage,
     parse_chunk,
     parse_completion,
@@ -32,6 +33,7 @@ class Piece:
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallChunk, ...] = ()
 
 
 @define(frozen=True)
@@ -52,8 +54,8 @@ def _fast_delta(payload: dict[str, Any]) -> tuple[str, str | None] | None:
     """The usual chunk's text and finish reason, read straight from the dict.
 
     Almost every chunk has this one shape; structuring it with cattrs costs fifteen
-    times more (see benchmarks/README.md). Anything else (usage, errors, odd types)
-    returns None and goes through the typed path.
+    times more (see benchmarks/README.md). Anything else (usage, errors, odd types,
+    pieces of tool calls) returns None and goes through the typed path.
     """
     if "usage" in payload or "error" in payload:
         return None
@@ -64,7 +66,12 @@ def _fast_delta(payload: dict[str, Any]) -> tuple[str, str | None] | None:
     if type(choice) is not dict:
         return None
     delta = choice.get("delta")
-    content = delta.get("content") if type(delta) is dict else None
+    if type(delta) is dict:
+        content = delta.get("content")
+        if delta.get("tool_calls"):
+            return None
+    else:
+        content = None
     finish_reason = choice.get("finish_reason")
     if (content is not None and type(content) is not str) or (
         finish_reason is not None and type(finish_reason) is not str
@@ -97,7 +104,8 @@ def _chat_chunk(payload: Any) -> Piece:
     if not chunk.choices:
         return Piece("", None, chunk.usage)
     choice = chunk.choices[0]
-    return Piece(choice.delta.content or "", choice.finish_reason, chunk.usage)
+    return Piece(choice.delta.content or "", choice.finish_reason, chunk.usage,
+                 choice.delta.tool_calls or ())
 
 
 def _chat_answer(data: Any) -> Piece | None:
@@ -105,7 +113,12 @@ def _chat_answer(data: Any) -> Piece | None:
     if not completion.choices:
         return None
     choice = completion.choices[0]
-    return Piece(choice.message.content or "", choice.finish_reason, completion.usage)
+    message = choice.message
+    # A whole answer lists its calls in order; some servers leave out their index.
+    calls = tuple(
+        ToolCallChunk(n, call.id, call.function) for n, call in enumerate(message.tool_calls or ())
+    )
+    return Piece(message.content or "", choice.finish_reason, completion.usage, calls)
 
 
 def _text_chunk(payload: Any) -> Piece:

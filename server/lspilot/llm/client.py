@@ -2,19 +2,34 @@
 
 ``ChatClient.stream(request, endpoint)`` (chat) and ``stream_completion(request,
 endpoint)`` (fill-in-the-middle) give a :class:`TextStream`: iterate it once for the text
-as it arrives; afterwards it holds the finish reason and usage. ``complete`` is the
-same stream, not streamed, read to its end.
+as it arrives (or ``stream.events()`` for typed events); afterwards it holds the tool
+calls, the finish reason and usage. ``complete`` is the same stream, not streamed, read
+to its end.
+
+Tools: a :class:`ChatRequest` with ``tools`` (and ``tool_choice``,
+``parallel_tool_calls``); its ``tool_format`` says how they reach the model: natively,
+or in the prompt for servers without tool calling (``prompt_tools``). Either way the
+same events come out and ``stream.tool_calls`` holds the calls::
+
+    async with client.stream(request, endpoint) as stream:
+        async for event in stream.events():
+            ...  # TextDelta, ToolCallDelta, Finish
+    calls = stream.tool_calls  # then: ChatMessage("assistant", stream.text or None,
+                               # tool_calls=calls), and one ChatMessage("tool", result,
+                               # tool_call_id=call.id) per call
 
 The pieces, one job each: ``endpoint`` (where), ``wire`` (the JSON), ``api`` (reading
 each API's answers), ``transport`` (httpx, sending one request), ``failures`` (typed
-errors), ``retry`` (the policy), ``stream`` (the single-use stream, the one retry loop).
+errors), ``retry`` (the policy), ``stream`` (the single-use stream, the one retry loop),
+``events`` and ``toolcalls`` (what a stream hands on; assembling calls),
+``prompt_tools`` (the prompt tool format).
 """
 
 from __future__ import annotations
 
 import attrs
 
-from lspilot.llm import api
+from lspilot.llm import api, prompt_tools
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.retry import MAX_RETRY_AFTER, RetryCallback
 from lspilot.llm.stream import ChatStream, TextStream
@@ -58,8 +73,7 @@ class ChatClient:
     ) -> TextStream:
         """``POST {baseUrl}/chat/completions``, streamed."""
         request = self._transport.with_usage(request, endpoint.base_url)
-        return TextStream(self._transport, api.CHAT, attrs.evolve(request, stream=True),
-                          endpoint, on_retry)
+        return self._chat(attrs.evolve(request, stream=True), endpoint, on_retry)
 
     def stream_completion(
         self,
@@ -75,7 +89,15 @@ class ChatClient:
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> tuple[str, Usage | None]:
         """One answer without streaming (used by `lspilot check`)."""
         request = attrs.evolve(request, stream=False, stream_options=None)
-        async with TextStream(self._transport, api.CHAT, request, endpoint, None) as answer:
+        async with self._chat(request, endpoint, None) as answer:
             async for _ in answer:
                 pass
         return answer.text, answer.usage
+
+    def _chat(
+        self, request: ChatRequest, endpoint: Endpoint, on_retry: RetryCallback | None
+    ) -> TextStream:
+        if request.tool_format == "prompt":
+            return TextStream(self._transport, api.CHAT, prompt_tools.prepare(request),
+                              endpoint, on_retry, prompt_tools.ToolCallParser())
+        return TextStream(self._transport, api.CHAT, request, endpoint, on_retry)

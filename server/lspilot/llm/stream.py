@@ -1,13 +1,19 @@
-"""The text of one streamed answer: single use, closable, retried before its first text.
+"""One streamed answer: single use, closable, retried before its first text.
 
 ``async for delta in stream`` sends the request and hands on the text as it arrives;
-afterwards ``text``, ``finish_reason`` and ``usage`` hold the whole answer. A stream is
-used once: iterating it again raises instead of asking the model a second time.
-``await stream.aclose()`` (or leaving ``async with``) drops the connection, so the
-upstream stops generating.
+``async for event in stream.events()`` hands on typed events instead (text, pieces of
+tool calls, then one ``Finish``: see ``llm/events.py``). Afterwards ``text``,
+``tool_calls`` (assembled whole, ``llm/toolcalls.py``), ``finish_reason`` and ``usage``
+hold the whole answer, whichever way it was read. A stream is used once: iterating it
+again raises instead of asking the model a second time. ``await stream.aclose()`` (or
+leaving ``async with``) drops the connection, so the upstream stops generating.
 
-Retries happen only before the first text is handed on, so a caller never sees text
-twice; this is the only retry loop, for every API.
+Retries happen only before the first text or tool call is handed on, so a caller never
+sees either twice; this is the only retry loop, for every API.
+
+With the prompt tool format (``llm/prompt_tools.py``) the answer's text is read for
+``<tool_call>`` tags: the calls come out as the same events, and ``text`` is the answer
+without them.
 """
 
 from __future__ import annotations
@@ -24,18 +30,29 @@ from typing import Any, NoReturn
 import httpx
 
 from lspilot.llm import errors, failures, retry
-from lspilot.llm.api import Api
+from lspilot.llm.api import Api, Piece
 from lspilot.llm.endpoint import Endpoint
+from lspilot.llm.events import Finish, StreamEvent, TextDelta
+from lspilot.llm.prompt_tools import ToolCallParser
 from lspilot.llm.retry import RetryCallback
 from lspilot.llm.sse import Event, SSEDecoder
+from lspilot.llm.toolcalls import ToolCallAssembler, finish_reason
 from lspilot.llm.transport import Transport, read_limited
-from lspilot.llm.wire import ChatRequest, CompletionRequest, Usage, parse_error
+from lspilot.llm.wire import (
+    ChatRequest,
+    CompletionRequest,
+    ToolCall,
+    ToolCallChunk,
+    Usage,
+    parse_error,
+)
 
 log = logging.getLogger(__name__)
 
 
 class TextStream:
-    """The text of one streamed answer; ``finish_reason`` and ``usage`` once it is over."""
+    """One streamed answer: its text (or typed events) as it arrives; ``tool_calls``,
+    ``finish_reason`` and ``usage`` once it is over."""
 
     def __init__(
         self,
@@ -44,6 +61,7 @@ class TextStream:
         request: ChatRequest | CompletionRequest,
         endpoint: Endpoint,
         on_retry: RetryCallback | None,
+        tool_parser: ToolCallParser | None = None,
     ) -> None:
         self._transport = transport
         self._api = api
@@ -64,10 +82,24 @@ class TextStream:
         # consumer does, so an abandoned iteration is finalized (and its connection
         # closed) as soon as the consumer lets go, not by a later cycle collection.
         self._response: httpx.Response | None = None
+        self._tools = ToolCallAssembler()
+        # events() only: what a read brought before its last text, in order (text, tool
+        # calls); None when only text is wanted, so the text path never builds events.
+        self._held: list[StreamEvent] | None = None
+        self._tool_piece: Piece | None = None  # a chunk with tool calls, for _take
+        # The prompt tool format: reads the calls out of the text; the rest is shown.
+        self._parser = tool_parser
+        self._shown: list[str] = []
 
     @property
     def text(self) -> str:
-        return "".join(self.text_parts)
+        """The answer's text so far (without ``<tool_call>`` tags in the prompt format)."""
+        return "".join(self.text_parts if self._parser is None else self._shown)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls, assembled (whole once the stream is over), each with an id."""
+        return self._tools.calls()
 
     @property
     def closed(self) -> bool:
@@ -85,13 +117,40 @@ class TextStream:
 
     # -- iterating, once -----------------------------------------------------------------
     def __aiter__(self) -> AsyncIterator[str]:
+        """The text only (tool calls are still assembled: see ``tool_calls``)."""
+        self._begin()
+        return self._deltas()
+
+    def events(self) -> AsyncIterator[StreamEvent]:
+        """Typed events in the answer's order: ``TextDelta``, ``ToolCallDelta``, and
+        one ``Finish`` last (not after a close or an error)."""
+        self._begin()
+        self._held = []
+        return self._typed(self._deltas())
+
+    def _begin(self) -> None:
         if self._started or self._closed:
             raise RuntimeError(
                 "This text stream was already iterated or closed; a stream sends its "
                 "request once: ask the client for a new stream to ask again."
             )
         self._started = True
-        return self._deltas()
+
+    async def _typed(self, deltas: AsyncGenerator[str, None]) -> AsyncGenerator[StreamEvent, None]:
+        held = self._held
+        assert held is not None
+        try:
+            async for text in deltas:
+                if held:
+                    for event in held:
+                        yield event
+                    held.clear()
+                if text:
+                    yield TextDelta(text)
+            if not self._closed_now():
+                yield Finish(self.finish_reason, self.usage)
+        finally:
+            await deltas.aclose()  # an abandoned iteration drops the connection now
 
     async def _deltas(self) -> AsyncGenerator[str, None]:
         """The one retry loop: each attempt sends the request and reads its answer."""
@@ -117,7 +176,15 @@ class TextStream:
                         else self._whole_answer(response)
                     )
                     async for delta in deltas:
+                        if self._parser is not None:
+                            delta = self._parse(delta)
+                            if not delta and not self._held:
+                                continue
                         yield delta
+                    if not self._closed_now():
+                        tail = self._answer_over()
+                        if tail or self._held:
+                            yield tail
                 finally:
                     self._response = None
                     # Closing mid-stream (a cancel) drops the connection: the upstream stops.
@@ -130,7 +197,7 @@ class TextStream:
 
     async def _wait_to_retry(self, error: errors.UpstreamError) -> None:
         """Wait before the next attempt, or raise: the error, or a copy saying why."""
-        if self.text_parts:  # handed on already: retrying could send text twice
+        if self.text_parts or self._tools:  # handed on already: retrying could send it twice
             raise error
         decision = retry.decide(error, self._attempt, self._endpoint)
         if isinstance(decision, retry.GiveUp):
@@ -193,12 +260,16 @@ class TextStream:
             ) from exc
         if piece is None:
             raise errors.InvalidResponse("The upstream answered without any choices.")
-        self._check_size(len(piece.text))
         self.finish_reason = piece.finish_reason or "stop"
         self.usage = piece.usage
+        calls = self._tools.feed(piece.tool_calls) if piece.tool_calls else []
+        self._check_size(len(piece.text) + self._tools.chars)
         if piece.text:
             self.text_parts.append(piece.text)
             yield piece.text
+        if calls and self._held is not None:
+            self._held.extend(calls)  # after the text, as the message has it
+            yield ""
 
     async def _events(self, response: httpx.Response) -> AsyncGenerator[str, None]:
         """The text of the events, one piece per network read (not per event: a read
@@ -226,7 +297,7 @@ class TextStream:
                     continue
                 last_event = now
                 text, done, error = self._take(events)
-                if text:
+                if text or self._held:
                     yield text
                 if error is not None:
                     raise error
@@ -234,7 +305,7 @@ class TextStream:
                     await _finish_body(reads)
                     return
             text, done, error = self._take(decoder.close())
-            if text:
+            if text or self._held:
                 yield text
             if error is not None:
                 raise error
@@ -273,11 +344,61 @@ class TextStream:
                     self._check_size(self._size)
                     self.text_parts.append(delta)
                     pieces.append(delta)
+                elif delta is None:
+                    self._take_tool_calls(pieces)
         except errors.UpstreamError as error:
             return "".join(pieces), False, error
         return "".join(pieces), False, None
 
-    def _handle(self, event_name: str, data: str) -> str:
+    def _take_tool_calls(self, pieces: list[str]) -> None:
+        """The chunk ``_handle`` kept: its text, then its pieces of tool calls."""
+        piece = self._tool_piece
+        assert piece is not None
+        self._tool_piece = None
+        if piece.text:
+            self.text_parts.append(piece.text)
+            pieces.append(piece.text)
+        chars = self._tools.chars
+        calls = self._tools.feed(piece.tool_calls)
+        self._size += len(piece.text) + self._tools.chars - chars
+        self._check_size(self._size)
+        if self._held is not None:
+            if pieces:  # the text before the calls goes first
+                self._held.append(TextDelta("".join(pieces)))
+                pieces.clear()
+            self._held.extend(calls)
+
+    def _parse(self, raw: str) -> str:
+        """The prompt tool format: the text to show of ``raw``; calls go to the assembler."""
+        parser = self._parser
+        assert parser is not None
+        return self._parsed(parser.feed(raw) if raw else [])
+
+    def _parsed(self, parts: list[str | ToolCallChunk]) -> str:
+        shown: list[str] = []
+        held = self._held
+        for part in parts:
+            if isinstance(part, str):
+                shown.append(part)
+                self._shown.append(part)
+                continue
+            calls = self._tools.feed((part,))
+            if held is not None:
+                if shown:
+                    held.append(TextDelta("".join(shown)))
+                    shown.clear()
+                held.extend(calls)
+        return "".join(shown)
+
+    def _answer_over(self) -> str:
+        """The answer came whole: the text the prompt format still held back, and the
+        finish reason said the same way for every server."""
+        tail = self._parsed(self._parser.close()) if self._parser is not None else ""
+        self.finish_reason = finish_reason(self.finish_reason, bool(self._tools))
+        return tail
+
+    def _handle(self, event_name: str, data: str) -> str | None:
+        """One event's text; None for a chunk with tool calls (kept for ``_take``)."""
         try:
             payload = json.loads(data)
         except ValueError:
@@ -310,6 +431,9 @@ class TextStream:
             self.usage = piece.usage
         if piece.finish_reason:
             self.finish_reason = piece.finish_reason
+        if piece.tool_calls:
+            self._tool_piece = piece
+            return None
         return piece.text
 
     def _raise_error_event(self, payload: dict[str, Any]) -> NoReturn:
