@@ -73,7 +73,7 @@ class LspHost:
         if document is None:
             # Not open: the editor may keep it in an unsaved buffer, so the disk gets the
             # same text now (what runs must see it).
-            path.write_text(expected[:start] + new + expected[end:], encoding="utf-8")
+            _write(path, expected[:start] + new + expected[end:])
         self.changed.add(path)
 
     async def create_file(self, path: Path, content: str) -> None:
@@ -92,9 +92,7 @@ class LspHost:
             if not reply.applied:
                 raise ToolError("The editor did not create the file"
                                 f"{': ' + reply.failure_reason if reply.failure_reason else ''}.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists() or not path.read_text(encoding="utf-8", errors="replace"):
-            path.write_text(content, encoding="utf-8")
+        _write(path, content, only_if_empty=True)
         self.changed.add(path)
 
     def _sync_to_disk(self) -> None:
@@ -153,6 +151,14 @@ class LspHost:
         found = report.counts(run.output, run.exit_code)
         return TestsRun(commands.shown(argv), found.passed, found.failed, run.exit_code,
                         report.trimmed(logs.scrub(run.output)), run.timed_out)
+
+
+def _write(path: Path, text: str, *, only_if_empty: bool = False) -> None:
+    """Write what the editor was given to disk too (small files; quick)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if only_if_empty and path.exists() and path.stat().st_size:
+        return  # the editor created it with the content already
+    path.write_text(text, encoding="utf-8")
 
 
 def _encoding(services: Services) -> str:

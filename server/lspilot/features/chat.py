@@ -172,7 +172,7 @@ class ChatFeature(Feature):
             return {"conversation": conversation.id, "title": conversation.title,
                     "turns": [{"role": t.role, "text": t.shown or t.content}
                               for t in conversation.turns
-                              if t.role in ("user", "assistant") and t.content}]}
+                              if t.role in ("user", "assistant") and t.content]}
         return {"conversations": [
             {"conversation": c.id, "title": c.title, "updated": c.updated,
              "turns": len(c.turns)} for c in self.conversations.all()]}
