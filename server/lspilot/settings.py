@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -103,6 +104,24 @@ class ActionSetting:
     stop: tuple[str, ...] | None = None
 
 
+@define(frozen=True, kw_only=True)
+class McpServerSetting:
+    """One entry of ``mcpServers``: a stdio server (``command``, ``args``, ``env``) or a
+    streamable-HTTP one (``url``, ``headers``), the shape other editors use."""
+
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(factory=dict)
+    url: str | None = None
+    headers: dict[str, str] = field(factory=dict)
+    # Named by the user's own settings (not a workspace's): started without a question.
+    users_own: bool = True
+
+    def shown(self) -> str:
+        """The full command line (or URL), as the user is asked about it."""
+        return self.url or shlex.join([self.command or "", *self.args])
+
+
 @define(frozen=True)
 class Price:
     """What a model costs, in US dollars per million tokens."""
@@ -157,6 +176,8 @@ class Settings:
     agent_max_steps: int = 25
     agent_max_cost: float | None = None
     context_exclude: tuple[str, ...] = DEFAULT_CONTEXT_EXCLUDE
+    # MCP servers whose tools agent mode offers (lspilot.mcp), by name.
+    mcp_servers: dict[str, McpServerSetting] = field(factory=dict)
 
 
 def camel(name: str) -> str:
@@ -248,8 +269,49 @@ def _structure_approval(value: Any, _: Any) -> dict[str, str]:
     return {**DEFAULT_APPROVAL, **value}
 
 
+_MCP_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{what} must be an object of strings, got {_describe(value)}")
+    return dict(value)
+
+
+def _structure_mcp_servers(value: Any, _: Any) -> dict[str, McpServerSetting]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object of server names, got {_describe(value)}")
+    servers = {}
+    for name, entry in value.items():
+        if not _MCP_NAME.fullmatch(str(name)):
+            raise ValueError(f"{name!r}: a server name is 1 to 40 letters, digits, - or _")
+        if not isinstance(entry, dict):
+            raise ValueError(f"{name}: expected {{\"command\", \"args\"?, \"env\"?}} or "
+                             f"{{\"url\", \"headers\"?}}, got {_describe(entry)}")
+        unknown = set(entry) - {"command", "args", "env", "url", "headers", "type"}
+        if unknown:
+            raise ValueError(f"{name}: unknown {', '.join(sorted(unknown))}")
+        command, url = entry.get("command"), entry.get("url")
+        if (command is None) == (url is None):
+            raise ValueError(f"{name}: give either command (a stdio server) or url (a "
+                             "streamable-HTTP server)")
+        if command is not None and (not isinstance(command, str) or not command.strip()):
+            raise ValueError(f"{name}.command must name a program")
+        if url is not None and (not isinstance(url, str) or urlsplit(url).scheme not in (
+                "http", "https")):
+            raise ValueError(f"{name}.url must be an http:// or https:// URL")
+        servers[str(name)] = McpServerSetting(
+            command=command, args=_structure_strings(entry.get("args", []), None),
+            env=_string_map(entry.get("env", {}), f"{name}.env"), url=url,
+            headers=_string_map(entry.get("headers", {}), f"{name}.headers"))
+    return servers
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
+    conv.register_structure_hook_func(lambda t: t == dict[str, McpServerSetting],
+                                      _structure_mcp_servers)
     conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_approval)
     conv.register_structure_hook(bool, _strict(bool, "true or false"))
     conv.register_structure_hook(int, _strict(int, "a whole number"))
@@ -414,11 +476,23 @@ def _more_excluded(lower: tuple[str, ...], given: tuple[str, ...],
     return lower + tuple(glob for glob in given if glob not in lower)
 
 
+def _added_servers(lower: dict[str, McpServerSetting], given: dict[str, McpServerSetting],
+                   users_own: bool) -> dict[str, McpServerSetting]:
+    """The user's layers define servers; a workspace's may add servers of its own (asked
+    about before they start), never change one the user defined."""
+    if users_own:
+        return {**lower, **given}
+    added = {name: attrs.evolve(server, users_own=False) for name, server in given.items()
+             if name not in lower}
+    return {**lower, **added}
+
+
 # Keys whose layers combine instead of the higher one replacing the lower: (what lower
 # layers gave, what this one gives, whether it is the user's own) -> the value.
 _COMBINE: Mapping[str, Callable[[Any, Any, bool], Any]] = {
     "agentApproval": _stricter_approval,
     "contextExclude": _more_excluded,
+    "mcpServers": _added_servers,
 }
 
 _FIELD_TYPES: Mapping[str, Any] = {
@@ -549,6 +623,12 @@ def redacted(settings: Settings) -> dict[str, Any]:
             ]
         elif f.name == "agent_approval":
             value = dict(value)
+        elif f.name == "mcp_servers":
+            value = {name: {k: v for k, v in (
+                ("command", server.command), ("args", list(server.args)),
+                ("env", {k: "***" for k in server.env}), ("url", server.url),
+                ("headers", {k: "***" for k in server.headers})) if v}
+                for name, server in value.items()}
         elif f.name == "test_command":
             value = {language: list(argv) for language, argv in value.items()}
         elif f.name == "prices":

@@ -145,6 +145,8 @@ def test_settings_that_run_programs_or_pick_the_host_are_the_users_own() -> None
     assert {"lspilot.model", "lspilot.completionModel"} <= restricted
     # nor the program its tests run with, or running them unasked
     assert {"lspilot.runTests", "lspilot.testCommand"} <= restricted
+    # nor the MCP servers that start (the server asks too; trust skips the question)
+    assert "lspilot.mcpServers" in restricted
     ts = SETTINGS_TS.read_text()
     match = re.search(r"RESTRICTED_KEYS[^=]*=\s*\[([^\]]*)\]", ts)
     assert match, "RESTRICTED_KEYS not found in settings.ts"

@@ -22,6 +22,7 @@ export const RESTRICTED_KEYS: readonly string[] = [
   'baseUrl',
   'verifyTls',
   'localModel',
+  'mcpServers',
   // what spending is counted and capped: an untrusted workspace could lift a limit the user set,
   // or pick the dearest model the key of the user can buy
   'prices',

@@ -10,7 +10,7 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from attrs import define
 
@@ -72,10 +72,10 @@ class Result:
 
 
 class Tool:
-    name: ClassVar[str]
-    kind: ClassVar[str]  # read | edit | run | mcp: what agentApproval says about it
-    description: ClassVar[str]
-    parameters: ClassVar[Mapping[str, Any]]
+    name: str
+    kind: str  # read | edit | run | mcp: what agentApproval says about it
+    description: str
+    parameters: Mapping[str, Any]
 
     def label(self, args: Mapping[str, Any]) -> str:
         """What the progress says while it runs: "Reading src/util.py…"."""
@@ -133,6 +133,12 @@ def _fits(value: Any, schema: Mapping[str, Any]) -> bool:
         return isinstance(value, str)
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "object":
+        return isinstance(value, dict)
     if kind == "array":
         items = schema.get("items", {})
         return isinstance(value, list) and all(_fits(v, items) for v in value)

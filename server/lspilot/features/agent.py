@@ -14,7 +14,8 @@ from lspilot.actions import selection
 from lspilot.agent import prompt
 from lspilot.agent.files import ToolError
 from lspilot.agent.loop import Approvals, Step, TurnSetup, run_turn
-from lspilot.agent.tools import BUILTIN_TOOLS
+from lspilot.agent.mcp_tools import mcp_tools
+from lspilot.agent.tools import BUILTIN_TOOLS, Tool
 from lspilot.chat import prompt as chat_prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.features.agent_host import LspHost
@@ -38,8 +39,12 @@ class AgentTurns:
                      files: list[chat_prompt.Context]) -> Outcome:
         settings = job.settings
         host = LspHost(self.services, settings, uri)
-        tools = [t for t in BUILTIN_TOOLS
+        tools: list[Tool] = [t for t in BUILTIN_TOOLS
                  if not (t.name == "run_command" and settings.agent_approval["run"] == "never")]
+        if settings.mcp_servers and settings.agent_approval["mcp"] != "never":
+            job.report("Starting MCP servers…")
+            servers = await self.services.mcp.ready(self.services.editor.ask, self._warn)
+            tools += mcp_tools(servers)
         system = prompt.system_prompt(*self._tree(host), self._context(host, uri, range_))
         parts = [message, *(f"{c.label}:\n```\n{c.text.rstrip()}\n```" for c in files)]
         current = "\n\n".join(parts)
@@ -78,6 +83,9 @@ class AgentTurns:
                        extra={"steps": [s.to_json() for s in outcome.steps],
                               "stopReason": outcome.stop_reason,
                               "droppedTurns": dropped})
+
+    def _warn(self, message: str) -> None:
+        self.services.editor.show_message(types.MessageType.Warning, message)
 
     def _tree(self, host: LspHost) -> tuple[list[str], int]:
         names: list[str] = []

@@ -31,6 +31,7 @@ from lspilot.jobs.lanes import Lanes
 from lspilot.llm import errors
 from lspilot.llm.client import ChatClient
 from lspilot.local.manager import LocalModel
+from lspilot.mcp_client import McpServers
 from lspilot.settings import LOCAL_BASE_URL, Settings
 from lspilot.store import SettingsStore
 from lspilot.usage import Meter
@@ -79,6 +80,8 @@ class Services:
         self.meter = Meter()
         self.jobs: dict[types.ProgressToken, Job] = {}
         self.upstream = UpstreamHealth()
+        # The user's MCP servers, started when an agent turn first needs them.
+        self.mcp = McpServers(self.store.remembered)
         # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
         self.local = LocalModel(cache_dir)
         self.store.subscribe(self._settings_changed)
@@ -95,6 +98,7 @@ class Services:
     async def _settings_changed(self, settings: Settings) -> None:
         await self.client.set_verify_tls(settings.verify_tls)
         self.lanes.settings_changed(settings)
+        self.mcp.configure(settings.mcp_servers)
 
     async def job_context(self, uri: str | None, *, quiet: bool = False) -> JobContext:
         """What a job for ``uri`` needs; raises when the model cannot be reached at all.
@@ -164,6 +168,7 @@ class Services:
             await asyncio.wait(tasks, timeout=2)
         await self.client.aclose()
         await self.local.aclose()
+        await self.mcp.aclose()
 
 
 class Feature:

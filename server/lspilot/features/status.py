@@ -59,4 +59,5 @@ class StatusFeature(Feature):
             ],
             "session": self.services.meter.to_json(),
             "upstream": self.services.upstream.to_json(),
+            "mcpServers": self.services.mcp.status(),
         }
