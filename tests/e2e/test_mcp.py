@@ -225,3 +225,49 @@ async def test_servers_die_with_lspilot_even_on_kill_9(upstream, workspace):
         assert processes_marked(mark) == []
     finally:
         await editor.client.stop()
+
+
+# Express listens on every interface; the tests' servers listen on 127.0.0.1 only.
+LOOPBACK_ONLY = """
+const net = require("net");
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (port, ...rest) {
+  if (typeof port === "number" || typeof port === "string") {
+    const callback = rest.find((a) => typeof a === "function");
+    return listen.call(this, Number(port), "127.0.0.1", callback);
+  }
+  return listen.call(this, port, ...rest);
+};
+"""
+
+
+async def test_server_everything_over_streamable_http(upstream, workspace, everything_server):
+    import asyncio
+    import socket
+
+    node = shutil.which("node")
+    assert node is not None
+    preload = workspace.parent / "loopback_only.cjs"
+    preload.write_text(LOOPBACK_ONLY)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        node, "--require", str(preload), str(everything_server), "streamableHttp",
+        env={"PATH": os.environ.get("PATH", ""), "PORT": str(port)},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        while b"listening on port" not in await asyncio.wait_for(process.stderr.readline(), 30):
+            pass
+        upstream.enqueue(tool_reply(("mcp__web__echo", {"message": "over http"})),
+                         Reply.stream(["echoed"]))
+        servers = {"web": {"url": f"http://127.0.0.1:{port}/mcp"}}
+        async with session(upstream, workspace, init_options={
+                "agentApproval": {"mcp": "auto"}, "mcpServers": servers}) as editor:
+            result = await Agent(editor).chat("echo over http")
+            assert result["steps"][0]["status"] == "done", result
+            assert "over http" in sent_messages(upstream, 1)[-1]["content"]
+    finally:
+        process.kill()
+        await process.wait()

@@ -148,8 +148,9 @@ def _fits(value: Any, schema: Mapping[str, Any]) -> bool:
 def _type_name(schema: Mapping[str, Any]) -> str:
     kind = schema.get("type")
     if kind == "array":
-        return f"a list of {_type_name(schema.get('items', {}))}s"
-    return {"string": "a string", "integer": "a whole number"}.get(str(kind), str(kind))
+        return f"a list of {schema.get('items', {}).get('type', 'value')}s"
+    return {"string": "a string", "integer": "a whole number", "number": "a number",
+            "boolean": "true or false", "object": "an object"}.get(str(kind), str(kind))
 
 
 def bounded(text: str, limit: int = MAX_RESULT_CHARS, note: str = "") -> str:
