@@ -29,6 +29,7 @@ from lspilot.features.actions import ActionsFeature
 from lspilot.features.base import Feature, Services
 from lspilot.features.chat import ChatFeature
 from lspilot.features.inline import InlineFeature
+from lspilot.features.next_edits import NextEditsFeature
 from lspilot.features.status import StatusFeature
 from lspilot.transport import MessagePump, serve
 
@@ -40,8 +41,8 @@ log = logging.getLogger(__name__)
 # full collection came during the benchmark. Cost: ~0.3 MB more RSS (garbage waits longer).
 GC_YOUNG_THRESHOLD = 2_000
 
-FEATURES: tuple[type[Feature], ...] = (ActionsFeature, InlineFeature, ChatFeature,
-                                         StatusFeature)
+FEATURES: tuple[type[Feature], ...] = (ActionsFeature, InlineFeature, NextEditsFeature,
+                                         ChatFeature, StatusFeature)
 ALL_COMMANDS: tuple[str, ...] = tuple(c for feature in FEATURES for c in feature.commands)
 
 
@@ -60,6 +61,15 @@ class LspilotProtocol(LanguageServerProtocol):
         self, params: types.ExecuteCommandParams
     ) -> Any:
         return await self._server.execute_command(params)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(
+        self, params: types.InitializeParams
+    ) -> Generator[Any, Any, types.InitializeResult]:
+        result: types.InitializeResult = yield from super().lsp_initialize(params)
+        # Methods outside LSP that clients look for by name (docs/protocol.md).
+        result.capabilities.experimental = {"copilotInlineEdit": True}
+        return result
 
     @lsp_method(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     def lsp_workspace__did_change_workspace_folders(
@@ -206,7 +216,9 @@ def create_server() -> LspilotServer:
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: LspilotServer, params: types.DidOpenTextDocumentParams) -> None:
-        """Documents are kept by pygls; nothing more to do."""
+        """pygls keeps the document; the features hear of it."""
+        for feature in ls.features:
+            feature.document_opened(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: LspilotServer, params: types.DidChangeTextDocumentParams) -> None:

@@ -162,6 +162,8 @@ class Settings:
     completion_debounce_ms: int = 100
     completion_max_tokens: int = 128
     completion_items: bool = False
+    # Next edit suggestions (textDocument/copilotInlineEdit).
+    next_edit_suggestions: bool = True
     # Usage and cost: prices merged over the built-in table (lspilot.usage).
     prices: dict[str, Price] = field(factory=dict)
     max_session_cost: float | None = None

@@ -129,10 +129,14 @@ class Meter:
 
     total: Totals = field(factory=Totals)
     by_model: dict[str, Totals] = field(factory=dict)
+    # By what asked: explain, refactor, chat, inlineCompletion, nextEdit, …
+    by_action: dict[str, Totals] = field(factory=dict)
 
-    def record(self, model: str, priced: Priced) -> None:
+    def record(self, model: str, priced: Priced, action: str | None = None) -> None:
         self.total.add(priced)
         self.by_model.setdefault(model, Totals()).add(priced)
+        if action is not None:
+            self.by_action.setdefault(action, Totals()).add(priced)
 
     def over(self, limit: float | None) -> bool:
         return limit is not None and (self.total.cost or 0.0) > limit
@@ -140,4 +144,6 @@ class Meter:
     def to_json(self) -> dict[str, Any]:
         out = self.total.to_json()
         out["models"] = {model: totals.to_json() for model, totals in self.by_model.items()}
+        out["actions"] = {action: totals.to_json()
+                          for action, totals in self.by_action.items()}
         return out

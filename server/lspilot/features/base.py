@@ -190,6 +190,9 @@ class Feature:
     async def initialized(self) -> None:
         """The editor is ready and the settings are read."""
 
+    def document_opened(self, uri: str) -> None:
+        """The editor opened the document (pygls holds its text)."""
+
     def document_changed(self, uri: str) -> None:
         """The document changed (after pygls applied the change)."""
 

@@ -327,7 +327,7 @@ class Job:
                          pricing.estimate_tokens(answer), estimated=True)
         prices = self.settings.prices
         priced = Priced(used, pricing.cost_of(used, pricing.price_for(request.model, prices)))
-        self.context.meter.record(request.model, priced)
+        self.context.meter.record(request.model, priced, self.spec.action)
         if self.usage is None:
             self.usage = priced
         else:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from lspilot.settings import LOCAL_BASE_URL, Settings
 
-Lane = Literal["actions", "completions"]
+Lane = Literal["actions", "completions", "nextEdits"]
 # Completions: one in flight per document (a newer one supersedes), a few documents at once.
 COMPLETION_SLOTS = 4
 
@@ -72,6 +72,9 @@ class Lanes:
         self._limiters: dict[Lane, Limiter] = {
             "actions": Limiter(settings.max_concurrent_requests),
             "completions": Limiter(completion_slots(settings)),
+            # Next edit suggestions: one per document, a newer one superseding; their own
+            # lane, so ghost text never waits behind them (nor they behind ghost text).
+            "nextEdits": Limiter(completion_slots(settings)),
         }
 
     def __getitem__(self, lane: Lane) -> Limiter:
@@ -80,3 +83,4 @@ class Lanes:
     def settings_changed(self, settings: Settings) -> None:
         self._limiters["actions"].resize(settings.max_concurrent_requests)
         self._limiters["completions"].resize(completion_slots(settings))
+        self._limiters["nextEdits"].resize(completion_slots(settings))

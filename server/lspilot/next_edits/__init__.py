@@ -1,0 +1,1 @@
+"""Next edit suggestions: from the user's recent edits, the edit they will make next."""
