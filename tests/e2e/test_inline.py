@@ -315,3 +315,18 @@ async def test_an_answer_for_a_version_since_changed_is_not_given(upstream, work
                       "")
         assert await editor.complete(uri, AFTER_PAREN) == ["1, 2"]
         assert len(upstream.requests) == 1
+
+
+async def test_typing_mid_line_what_the_model_is_writing_waits_for_it(upstream, workspace):
+    # Within a line the stream's text so far is compared as a line, not as a block whose
+    # body would start on the next line.
+    upstream.enqueue(Reply.stream(["1", ", 2"], delay=0.3))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", CALL)
+        first = asyncio.ensure_future(editor.complete(uri, AFTER_PAREN))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        await asyncio.sleep(0.45)  # "1" has arrived; the rest has not
+        end = editor.type_at(uri, AFTER_PAREN, "1")
+        assert await editor.complete(uri, end) == [", 2"]
+        assert await first == []
+        assert len(upstream.requests) == 1

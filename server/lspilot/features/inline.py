@@ -413,7 +413,9 @@ def _follows(pending: Pending, context: CursorContext) -> bool:
     typed = typed_since(pending.context.prefix[-KEY_CHARS:], context.prefix[-KEY_CHARS:])
     if not typed:
         return False
-    so_far = clean(pending.partial, attrs.evolve(pending.context, shape=Shape.BLOCK)) or ""
+    # Cleaned as its answer will be: for a block, the line break and indent it supplies at
+    # the end of the opening line; within a line, the line.
+    so_far = clean(pending.partial, pending.context) or ""
     return so_far.startswith(typed) or typed.startswith(so_far)
 
 
