@@ -13,6 +13,10 @@ either the actual rest of the line (typing through it is exercised) or a wrong g
 50/50 by a seeded draw per position. Usage is realistic (prompt chars / 4, text chars / 4),
 so ``lspilot.status``'s session cost is what the model would charge.
 
+``typing_tail`` is the same typing against an upstream whose time to first token is
+long-tailed (p50 400 ms, p95 2 s, p99 5 s; a seeded draw per request): does one stalled
+request hold up the ghost text of the keys after it?
+
 ``typing_local`` runs a shorter typing against the bundled local model (``baseUrl:
 local``, fill-in-the-middle through llama.cpp): keystroke → ghost text and tokens/s.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import random
@@ -47,6 +52,9 @@ LOCAL_PAUSE_EVERY = 10
 LOCAL_IDLE_KEYS = 2
 LOCAL_IDLE_PAUSE_S = 25.0
 SEED = 14
+# The long-tailed time to first token: (quantile, seconds), log-linear in between.
+TAIL_KNOTS = ((0.0, 0.15), (0.5, 0.4), (0.95, 2.0), (0.99, 5.0), (1.0, 6.0))
+TAIL_SEED = 21
 PRICE_IN, PRICE_OUT = 0.15, 0.90  # gpt-5-4-mini, $ per 1M tokens (lspilot's built-in)
 MODEL = "gpt-5-4-mini"
 CURSOR = "<CURSOR>"
@@ -72,6 +80,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def tail_first_token(rng: random.Random) -> float:
+    """A time to first token from ``TAIL_KNOTS`` (p50 400 ms, p95 2 s, p99 5 s)."""
+    u = rng.random()
+    for (q0, t0), (q1, t1) in itertools.pairwise(TAIL_KNOTS):
+        if u <= q1:
+            return float(t0 * (t1 / t0) ** ((u - q0) / (q1 - q0)))
+    return TAIL_KNOTS[-1][1]
+
+
 def fms(value: float | None) -> str:
     return "n/a" if value is None else fmt(value)
 
@@ -87,6 +104,7 @@ class Asked:
     done: float | None = None
     closed_early: bool = False
     closed_at: float | None = None  # when the client's close was seen
+    first_token_s: float = FIRST_TOKEN_S  # this answer's time to first token
     prompt_tokens: int = 0  # prompt chars / 4, as the usage the upstream reports
 
 
@@ -98,6 +116,8 @@ class TypingUpstream(LoopbackUpstream):
     target: str
     seed: int = SEED
     asked: list[Asked] = field(default_factory=list)
+    # Set: each request's time to first token is drawn from TAIL_KNOTS with it.
+    tail: random.Random | None = None
 
     def position(self, before: str) -> int | None:
         """How much of the target the text before the cursor holds (it may be cut)."""
@@ -138,6 +158,8 @@ class TypingUpstream(LoopbackUpstream):
                 text, correct = self.answer(k)
                 prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
                 asked = Asked(received, k, correct, text, prompt_tokens=max(1, prompt_chars // 4))
+                if self.tail is not None:
+                    asked.first_token_s = tail_first_token(self.tail)
                 self.asked.append(asked)
                 if not await self._stream(reader, writer, asked, prompt_chars):
                     return
@@ -157,7 +179,7 @@ class TypingUpstream(LoopbackUpstream):
             await writer.drain()
             chunks = [asked.answer[i:i + CHUNK_CHARS]
                       for i in range(0, len(asked.answer), CHUNK_CHARS)]
-            start = time.perf_counter() + FIRST_TOKEN_S
+            start = time.perf_counter() + asked.first_token_s
             for i, piece in enumerate(chunks):
                 delay = start + i / CHUNKS_PER_S - time.perf_counter()
                 if delay > 0:
@@ -323,6 +345,16 @@ def analyse(typed: Typed, asked: list[Asked], target: str) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     for k in keys:
         outcomes[k.outcome] = outcomes.get(k.outcome, 0) + 1
+    firsts = [a.first_token_s * 1000 for a in asked]
+    # From each key to the next ghost text on screen, whichever key it answered: how long
+    # the user goes without a suggestion after typing (None: none came before the end).
+    waits: list[float] = []
+    upcoming: float | None = None
+    for k in reversed(keys):
+        if k.outcome == "shown" and k.answered is not None:
+            upcoming = k.answered
+        if upcoming is not None:
+            waits.append((upcoming - k.sent) * 1000)
     return {
         "keystrokes": len(keys),
         "upstream_requests": len(asked),
@@ -336,13 +368,19 @@ def analyse(typed: Typed, asked: list[Asked], target: str) -> dict[str, Any]:
         "requests_per_pause_max": max(per_pause) if per_pause else None,
         "pauses_with_more_than_one": sum(n > 1 for n in per_pause),
         "requests_while_typing": len(asked) - len(in_pause),
+        "first_token_values_ms": [round(f, 1) for f in firsts],
         "suggestions_shown": len(shown),
         "shown_correct": len(correct_shown),
         "latency_ms": {"n": len(latency), "p50": percentile(latency, 0.5),
-                       "p90": percentile(latency, 0.9),
+                       "p90": percentile(latency, 0.9), "p99": percentile(latency, 0.99),
                        "min": min(latency, default=None), "max": max(latency, default=None)},
         "latency_own_request_ms": {"n": len(own), "p50": percentile(own, 0.5),
                                    "p90": percentile(own, 0.9)},
+        "next_ghost_ms": {"n": len(waits), "p50": percentile(waits, 0.5),
+                          "p90": percentile(waits, 0.9), "p99": percentile(waits, 0.99),
+                          "max": max(waits, default=None)},
+        "next_ghost_values_ms": [round(w, 1) for w in reversed(waits)],
+        "latency_values_ms": [round(v, 1) for v in latency],
         "shown_from_cache": len(cache),
         "shown_after_waiting_on_request_in_flight": len(waited),
         "typed_through_keys": len(through),
@@ -376,9 +414,11 @@ def _cost(status: dict[str, Any]) -> dict[str, Any]:
 
 
 async def one_run(config: Config, name: str, count: int, debounce_ms: int | None,
-                  cancel_first: bool = True) -> dict[str, Any]:
+                  cancel_first: bool = True, tail_seed: int | None = None,
+                  settle_s: float = 1.5) -> dict[str, Any]:
     head, target, tail = sample()
-    upstream = TypingUpstream(head, target)
+    upstream = TypingUpstream(head, target,
+                              tail=None if tail_seed is None else random.Random(tail_seed))
     await upstream.start()
     # The Session's own load upstream stays idle: lspilot is pointed at this one.
     options: dict[str, Any] = {"model": MODEL, "baseUrl": upstream.base_url}
@@ -389,7 +429,7 @@ async def one_run(config: Config, name: str, count: int, debounce_ms: int | None
             uri = await session.open("textwrap.py", head + "\n" + tail)
             await session.probe(uri)
             typed = await type_text(session, uri, head.count("\n"), target, count,
-                                    cancel_first=cancel_first)
+                                    cancel_first=cancel_first, settle_s=settle_s)
             status, _, _ = await session.server.request("workspace/executeCommand", {
                 "command": "lspilot.status", "arguments": []})
     finally:
@@ -536,5 +576,48 @@ async def typing_local(config: Config) -> list[Figure]:
         f"(start) {warm_s:.1f} s", "(informational)", None, result)]
 
 
-TYPING_BENCHMARKS = {"typing": typing}
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    return {"n": len(values), "p50": percentile(values, 0.5), "p90": percentile(values, 0.9),
+            "p99": percentile(values, 0.99), "max": max(values, default=None)}
+
+
+def describe_tail(r: dict[str, Any]) -> str:
+    lat, wait, drawn = r["latency_ms"], r["next_ghost_ms"], r["first_token_ms"]
+    return (f"{r['keystrokes']} keys in {r['runs']} runs, {r['upstream_requests']} upstream "
+            f"requests ({r['closed_early']} closed early; their first token p50 "
+            f"{fms(drawn['p50'])}, p99 {fms(drawn['p99'])}, max {fms(drawn['max'])}), "
+            f"{r['suggestions_shown']} shown; key → its ghost text p50 {fms(lat['p50'])}, "
+            f"p90 {fms(lat['p90'])}, p99 {fms(lat['p99'])}; key → next ghost text (any key's) "
+            f"p50 {fms(wait['p50'])}, p90 {fms(wait['p90'])}, p99 {fms(wait['p99'])}")
+
+
+async def typing_tail(config: Config) -> list[Figure]:
+    """The typing benchmark's typing, ``runs`` times (one seed each: the tail needs many
+    requests to show), against the long-tailed upstream."""
+    runs = []
+    for i in range(config.n(4, 1)):
+        runs.append(await one_run(config, f"typing-tail-{i}", config.n(200, 30), None,
+                                  tail_seed=TAIL_SEED + i,
+                                  settle_s=config.n(TAIL_KNOTS[-1][1] + 1, 1.5)))
+    firsts = [f for r in runs for f in r["first_token_values_ms"]]
+    total: dict[str, Any] = {
+        "runs": len(runs),
+        **{k: sum(r[k] for r in runs) for k in ("keystrokes", "upstream_requests",
+                                                   "closed_early", "suggestions_shown",
+                                                   "shown_correct")},
+        "latency_ms": _quantiles([v for r in runs for v in r["latency_values_ms"]]),
+        "next_ghost_ms": _quantiles([v for r in runs for v in r["next_ghost_values_ms"]]),
+        "first_token_ms": _quantiles(firsts),
+    }
+    limit = 5000 + 100  # the upstream's own p99 plus the default completionDebounceMs
+    p99 = total["next_ghost_ms"]["p99"]
+    return [Figure(
+        "typing_tail", "typing: 8 keys/s, upstream first token long-tailed (p50 400 ms, "
+        "p95 2 s, p99 5 s)", describe_tail(total),
+        f"key → next ghost text p99 ≤ {limit / 1000:g} s (the upstream's p99 + the debounce)",
+        p99 is not None and p99 <= limit,
+        {**total, "runs_data": runs, "knots": TAIL_KNOTS, "seed": TAIL_SEED})]
+
+
+TYPING_BENCHMARKS = {"typing": typing, "typing_tail": typing_tail}
 LOCAL_BENCHMARKS = {"typing_local": typing_local}

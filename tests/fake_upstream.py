@@ -34,6 +34,10 @@ class Reply:
     # the connection open until the client goes away.
     stop_after: int | None = None
     stop_how: str = "cut"
+    # After the first piece (a stream's role chunk), wait this long, or until ``gate`` is
+    # set, before the rest: a model that has not produced its first token yet.
+    stall: float = 0.0
+    gate: threading.Event | None = None
     # The answer as plain text, used when a non-streaming request gets a stream reply.
     text: str = ""
     usage: dict[str, int] | None = None
@@ -57,11 +61,15 @@ class Reply:
         headers: dict[str, str] | None = None,
         line_end: str = "\n",
         split_bytes: int | None = None,
+        stall: float = 0.0,
+        gate: threading.Event | None = None,
     ) -> Reply:
         """An SSE chat-completion stream whose deltas are ``chunks``.
 
         ``cut_after``/``hang_after`` count SSE events (the role chunk included).
         ``split_bytes`` re-splits the whole body into pieces of that many bytes.
+        ``stall`` seconds (or until ``gate`` is set) pass between the role chunk and the
+        first content: the time to first token.
         """
         chunks = list(chunks)
         text = "".join(chunks)
@@ -111,6 +119,8 @@ class Reply:
             text=text,
             usage=usage,
             finish_reason=finish_reason,
+            stall=stall,
+            gate=gate,
         )
 
     @classmethod
@@ -384,6 +394,8 @@ class FakeUpstream:
                     return False
                 if reply.delay and index:
                     await asyncio.sleep(reply.delay)
+                if index == 1 and (reply.stall or reply.gate is not None):
+                    await _stall(reply, watcher)
                 if watcher.done():
                     return False
                 writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
@@ -405,6 +417,21 @@ class FakeUpstream:
             pass
         recorded.client_closed_at = time.monotonic()
         recorded.client_closed.set()
+
+
+async def _stall(reply: Reply, watcher: asyncio.Future[None]) -> None:
+    """Hold the stream for ``reply.stall`` seconds or until its gate opens; a client that
+    closes the connection meanwhile ends the wait."""
+    deadline = time.monotonic() + reply.stall if reply.stall else None
+    while not watcher.done():
+        if reply.gate is not None and reply.gate.is_set():
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return
+        if reply.gate is not None:  # a threading.Event: looked at every 10 ms
+            left = 0.01 if left is None else min(0.01, left)
+        await asyncio.wait([watcher], timeout=left)
 
 
 def _as_completion(reply: Reply) -> Reply:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 
 from lsprotocol import types
 
@@ -17,6 +18,7 @@ CALL = "total = add()\n"  # the cursor goes between the parentheses
 AFTER_PAREN = types.Position(0, len("total = add("))
 FUNCTION = "def add(a, b):\n\n\nprint(add(1, 2))\n"
 QUICK = {"completionDebounceMs": 0}
+STALL = 5.0  # seconds an upstream takes to its first token in the stall tests
 
 
 def completion_chunks(*texts: str) -> Reply:
@@ -109,7 +111,7 @@ async def test_typing_what_the_model_is_writing_waits_for_it(upstream, workspace
         await asyncio.sleep(0.45)  # "return" has arrived; the rest has not
         end = editor.type_at(uri, cursor, "ret")
         assert await editor.complete(uri, end) == ["urn a + b"]
-        assert await first == ["return a + b"]
+        assert await first == []  # superseded: never the item for the version before "ret"
         assert len(upstream.requests) == 1
 
 
@@ -249,3 +251,82 @@ async def test_a_request_closed_before_its_first_token_still_counts_its_prompt(
         assert status["session"]["requests"] == 1
         assert status["session"]["promptTokens"] > 100  # the prompt, estimated
         assert status["session"]["completionTokens"] == 0
+
+
+async def test_a_stalled_request_is_closed_and_asked_afresh_after_a_cancel(upstream, workspace):
+    # The model has sent nothing for the first key; the user types on, and the editor
+    # cancels that request and asks again (as VS Code does). The new request may join the
+    # stalled stream only while it is expected to answer soon, not for the whole stall.
+    upstream.enqueue(Reply.stream(["return a + b"], stall=STALL), Reply.stream(["eturn a + b"]))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", FUNCTION)
+        cursor = types.Position(1, 4)
+        editor.type_at(uri, types.Position(1, 0), "    ")
+        first = asyncio.ensure_future(editor.complete(uri, cursor, msg_id="key-1"))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        editor.client.cancel_request(types.CancelParams(id="key-1"))
+        end = editor.type_at(uri, cursor, "r")
+        second = asyncio.ensure_future(editor.complete(uri, end))
+        # The fresh request reaches the upstream before the stall would have ended ...
+        stalled, fresh = await asyncio.to_thread(upstream.wait_for_requests, 2, STALL - 1)
+        assert fresh.received_at < stalled.received_at + STALL
+        assert "    r<CURSOR>" in fresh.json["messages"][-1]["content"]
+        # ... and the stalled one is closed, not left to run on.
+        assert await asyncio.to_thread(stalled.client_closed.wait, 2)
+        assert await second == ["eturn a + b"]
+        with contextlib.suppress(Exception):
+            await first
+
+
+async def test_a_superseded_request_answers_empty_at_once_not_the_stale_item(
+        upstream, workspace):
+    # The same typing without the editor's cancel: the first request is superseded by the
+    # second, so it answers empty at once, never its item for the version before "r".
+    upstream.enqueue(Reply.stream(["return a + b"], stall=STALL), Reply.stream(["eturn a + b"]))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", FUNCTION)
+        cursor = types.Position(1, 4)
+        editor.type_at(uri, types.Position(1, 0), "    ")
+        first = asyncio.ensure_future(editor.complete(uri, cursor))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        end = editor.type_at(uri, cursor, "r")
+        second = asyncio.ensure_future(editor.complete(uri, end))
+        assert await first == []
+        stalled, _ = await asyncio.to_thread(upstream.wait_for_requests, 2, STALL - 1)
+        assert await asyncio.to_thread(stalled.client_closed.wait, 2)
+        assert await second == ["eturn a + b"]
+
+
+async def test_an_answer_for_a_version_since_changed_is_not_given(upstream, workspace):
+    # No newer request came, but the document changed while the model was answering: the
+    # item would be for text that is no longer there.
+    gate = threading.Event()
+    upstream.enqueue(Reply.stream(["1, 2"], gate=gate))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", CALL)
+        first = asyncio.ensure_future(editor.complete(uri, AFTER_PAREN))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        editor.type_at(uri, AFTER_PAREN, "1")
+        await editor.command("lspilot.status")  # answered after the change was read
+        gate.set()
+        assert await first == []
+        # The answer is still kept for the place it was made: backspacing shows it.
+        editor.change(uri, types.Range(AFTER_PAREN, types.Position(0, AFTER_PAREN.character + 1)),
+                      "")
+        assert await editor.complete(uri, AFTER_PAREN) == ["1, 2"]
+        assert len(upstream.requests) == 1
+
+
+async def test_typing_mid_line_what_the_model_is_writing_waits_for_it(upstream, workspace):
+    # Within a line the stream's text so far is compared as a line, not as a block whose
+    # body would start on the next line.
+    upstream.enqueue(Reply.stream(["1", ", 2"], delay=0.3))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        uri = editor.open("calc.py", CALL)
+        first = asyncio.ensure_future(editor.complete(uri, AFTER_PAREN))
+        await asyncio.to_thread(upstream.wait_for_requests, 1)
+        await asyncio.sleep(0.45)  # "1" has arrived; the rest has not
+        end = editor.type_at(uri, AFTER_PAREN, "1")
+        assert await editor.complete(uri, end) == [", 2"]
+        assert await first == []
+        assert len(upstream.requests) == 1

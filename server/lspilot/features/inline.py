@@ -6,8 +6,13 @@ its upstream request is closed); a ``$/cancelRequest`` closes the upstream reque
 a newer request is waiting for the same answer. Answering without asking: a cache by the
 text around the cursor serves backspacing and retyping, and the rest of a suggestion the
 user is typing through; while the model is still producing what the user types, a new
-request waits for that answer instead of sending another. The local model gets one
-request at a time (see ``InlineFeature._stop``).
+request waits for that answer instead of sending another, but one that has produced
+nothing yet only while it is expected to answer soon (``first_text``): a stalled stream is
+closed and asked afresh. The local model gets one request at a time (see
+``InlineFeature._stop``), and a stall there is waited out: llama.cpp cannot drop it.
+
+Never stale: a request answers nothing once a newer one for its document has come or the
+document has changed since it was made; what it got is kept in the cache for its place.
 
 Failures are quiet: an empty list, a line in the log and in ``lspilot.status``; a missing
 or refused key is shown once.
@@ -16,7 +21,9 @@ or refused key is shown once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,7 @@ from lspilot.completion import prompt
 from lspilot.completion.cache import KEY_CHARS, SuggestionCache, typed_since
 from lspilot.completion.clean import clean
 from lspilot.completion.context import CursorContext, Shape, cursor_context
+from lspilot.completion.first_text import FirstTextTimes
 from lspilot.completion.neighbors import best_snippets
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
@@ -64,6 +72,10 @@ class Pending:
     job: Job | None = None
     partial: str = ""  # the answer so far
     waiters: int = 0
+    sent_at: float | None = None  # loop time its upstream request was started
+    # Resolved (and replaced) each time more text arrives: what joined requests wait on.
+    news: asyncio.Future[None] = attrs.field(
+        factory=lambda: asyncio.get_running_loop().create_future())
     # Superseded, but its upstream request runs to its first text (the local model).
     draining: bool = False
 
@@ -78,12 +90,29 @@ class Pending:
         if not self.result.done():
             self.result.set_result(None)
 
+    def text_arrived(self, text: str) -> None:
+        self.partial = text
+        if not self.news.done():
+            self.news.set_result(None)
+        self.news = asyncio.get_running_loop().create_future()
+
+
+@define(eq=False)
+class Turn:
+    """One editor request: the document version it was made for, and whether a newer
+    request for the same document has come since."""
+
+    version: int | None
+    superseded: asyncio.Future[None]
+
 
 class InlineFeature(Feature):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.cache = SuggestionCache()
         self.pending: dict[str, Pending] = {}
+        self.turns: dict[str, Turn] = {}
+        self.first_text = FirstTextTimes()
         self._draining: set[Job] = set()
         self._shown: set[str] = set()
         self.last_error: dict[str, str] | None = None
@@ -139,29 +168,95 @@ class InlineFeature(Feature):
         context = self._context(uri, position)
         if context is None:
             return None
+        turn = self._turn(uri)
+        try:
+            suggestion = await self._suggest(uri, turn, context, settings, automatic)
+        finally:
+            if self.turns.get(uri) is turn:
+                del self.turns[uri]
+        if turn.superseded.done() or self._version(uri) != turn.version:
+            return None  # for text that is no longer there (it stays in the cache)
+        return suggestion
+
+    def _turn(self, uri: str) -> Turn:
+        """This request's turn; the older request for the document answers empty at once."""
+        older = self.turns.get(uri)
+        if older is not None and not older.superseded.done():
+            older.superseded.set_result(None)
+        turn = Turn(version=self._version(uri),
+                    superseded=asyncio.get_running_loop().create_future())
+        self.turns[uri] = turn
+        return turn
+
+    def _version(self, uri: str) -> int | None:
+        document = self.services.workspace.text_documents.get(uri)
+        return None if document is None else document.version
+
+    async def _suggest(self, uri: str, turn: Turn, context: CursorContext,
+                       settings: Settings, automatic: bool) -> str | None:
         cached = self.cache.get(uri, context.prefix, context.suffix)
         if cached is not None:
             return cached
+        loop = asyncio.get_running_loop()
+        delay = settings.completion_debounce_ms / 1000 if automatic else 0.0
         pending = self.pending.get(uri)
         if pending is not None and pending.streaming and _follows(pending, context):
-            await self._wait(pending)
-            cached = self.cache.get(uri, context.prefix, context.suffix)
-            if cached is not None:
-                return cached
+            joined = loop.time()
+            answered = await self._join(pending, context, turn)
+            if turn.superseded.done():
+                return None
+            if answered:
+                cached = self.cache.get(uri, context.prefix, context.suffix)
+                if cached is not None:
+                    return cached
+            delay = max(0.0, delay - (loop.time() - joined))  # the wait was its debounce
             pending = self.pending.get(uri)
         if pending is not None:
-            pending.close()  # superseded: the user moved on
-        pending = Pending(uri=uri, context=context,
-                          result=asyncio.get_running_loop().create_future())
+            pending.close()  # superseded: the user moved on, or it stalled
+        pending = Pending(uri=uri, context=context, result=loop.create_future())
         self.pending[uri] = pending
-        delay = settings.completion_debounce_ms / 1000 if automatic else 0.0
-        pending.task = asyncio.get_running_loop().create_task(self._produce(pending, delay))
-        return await self._wait(pending)
+        pending.task = loop.create_task(self._produce(pending, delay))
+        return await self._wait(pending, turn)
 
-    async def _wait(self, pending: Pending) -> str | None:
+    async def _wait(self, pending: Pending, turn: Turn) -> str | None:
+        """The request's answer, or None at once when a newer request supersedes it."""
+        with self._waiting(pending):
+            either: list[asyncio.Future[Any]] = [pending.result, turn.superseded]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if turn.superseded.done() or not pending.result.done():
+            return None
+        return pending.result.result()
+
+    async def _join(self, pending: Pending, context: CursorContext, turn: Turn) -> bool:
+        """Wait for the request in flight while it produces what the user has typed; True
+        when it answered. One that has produced nothing is waited for only while it is
+        expected to answer soon (``FirstTextTimes.patience``), except on the local model,
+        where a fresh request would only queue behind it inside llama.cpp."""
+        loop = asyncio.get_running_loop()
+        local = self.services.store.settings_for(pending.uri).base_url == LOCAL_BASE_URL
+        patience = self.first_text.patience(self._upstream(pending.uri))
+        with self._waiting(pending):
+            while not pending.result.done() and not turn.superseded.done():
+                if not _follows(pending, context):
+                    return False
+                timeout = None
+                if not pending.partial and not local and pending.sent_at is not None:
+                    timeout = pending.sent_at + patience - loop.time()
+                    if timeout <= 0:
+                        log.debug("Inline completion: nothing after %.1f s; asking afresh",
+                                  loop.time() - pending.sent_at)
+                        return False
+                events: list[asyncio.Future[Any]] = [pending.result, pending.news,
+                                                     turn.superseded]
+                await asyncio.wait(events, timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        return pending.result.done()
+
+    @contextlib.contextmanager
+    def _waiting(self, pending: Pending) -> Iterator[None]:
         pending.waiters += 1
         try:
-            return await asyncio.shield(pending.result)
+            yield
         except asyncio.CancelledError:
             # The editor cancelled this request. Editors cancel the previous request as the
             # next key is typed, just before asking again: the request in flight stays a
@@ -172,6 +267,11 @@ class InlineFeature(Feature):
             raise
         finally:
             pending.waiters -= 1
+
+    def _upstream(self, uri: str) -> str:
+        """Where completions for ``uri`` go: first-text times are kept per upstream."""
+        settings = self.services.store.settings_for(uri)
+        return f"{settings.base_url} {settings.completion_model or settings.model}"
 
     async def _produce(self, pending: Pending, delay: float) -> None:
         suggestion = None
@@ -204,14 +304,20 @@ class InlineFeature(Feature):
         spec = JobSpec(title="lspilot: Complete", command=types.TEXT_DOCUMENT_INLINE_COMPLETION,
                        action="inlineCompletion", uri=uri, lane="completions", visible=False)
 
+        upstream = self._upstream(uri)
+        loop = asyncio.get_running_loop()
+
         async def body(job: Job) -> Outcome:
             def seen(text: str) -> None:
-                pending.partial = text
+                if not pending.partial and text and pending.sent_at is not None:
+                    self.first_text.add(upstream, loop.time() - pending.sent_at)
+                pending.text_arrived(text)
                 if pending.draining:
                     job.cancel()  # llama.cpp is done with its prompt: nothing more to wait
             streamed = await job.stream(request, on_text=seen)
             return Outcome(text=streamed.text)
 
+        pending.sent_at = loop.time()  # with the job: joining requests measure from here
         job = services.start(spec, job_context, body)
         pending.job = job
         assert job.task is not None
@@ -307,7 +413,9 @@ def _follows(pending: Pending, context: CursorContext) -> bool:
     typed = typed_since(pending.context.prefix[-KEY_CHARS:], context.prefix[-KEY_CHARS:])
     if not typed:
         return False
-    so_far = clean(pending.partial, attrs.evolve(pending.context, shape=Shape.BLOCK)) or ""
+    # Cleaned as its answer will be: for a block, the line break and indent it supplies at
+    # the end of the opening line; within a line, the line.
+    so_far = clean(pending.partial, pending.context) or ""
     return so_far.startswith(typed) or typed.startswith(so_far)
 
 
