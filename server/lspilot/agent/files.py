@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pathspec
 
+from lspilot import exclusion
+
 # Folders never walked: version control, caches, and what .gitignore usually names.
 SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv",
                           "venv", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".tox"})
@@ -28,7 +30,7 @@ class WorkspaceFiles:
         if not folders:
             raise ToolError("There is no workspace folder: open a folder in the editor.")
         self.folders = [Path(os.path.realpath(f)) for f in folders]
-        self.exclude = pathspec.GitIgnoreSpec.from_lines(exclude)
+        self.exclude = tuple(exclude)
         self._open_text = open_text
 
     @property
@@ -64,11 +66,9 @@ class WorkspaceFiles:
         return text if folder == self.root else f"{folder.name}/{text}"
 
     def excluded(self, real: Path) -> bool:
-        folder = self.folder_of(real)
-        if folder is None:
+        if self.folder_of(real) is None:
             return True
-        relative = real.relative_to(folder).as_posix() if real != folder else "."
-        return self.exclude.match_file(relative)
+        return exclusion.excluded(real, self.folders, self.exclude)
 
     # -- reading --------------------------------------------------------------------------
     def read(self, real: Path, shown: str) -> str:

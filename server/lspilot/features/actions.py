@@ -15,6 +15,7 @@ from lspilot.actions import selection
 from lspilot.actions.appliers import WriteTestFile, applier_for
 from lspilot.actions.prompts import build_messages
 from lspilot.actions.registry import BUILTIN_COMMANDS, RUN_COMMAND, Action, build_registry
+from lspilot.actions.results import ActionFailed
 from lspilot.commands import CommandError, RunArguments, parse_run_arguments
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
@@ -56,6 +57,9 @@ class ActionsFeature(Feature):
         args = parse_run_arguments(params.command, params.arguments, services.converter)
         action = self._action_for(params.command, args)
         self._check_document(args.uri, args.range)
+        refused = services.excluded(args.uri)
+        if refused is not None:
+            return JobResult.failed(ActionFailed("excluded", refused)).to_json()
         try:
             context = await services.job_context(args.uri)
         except LspilotError as exc:

@@ -21,8 +21,10 @@ import cattrs
 from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
 from pygls.workspace import Workspace
 
+from lspilot import exclusion
 from lspilot.commands import CommandError
 from lspilot.editor import Editor
 from lspilot.errors import LspilotError
@@ -99,6 +101,16 @@ class Services:
         await self.client.set_verify_tls(settings.verify_tls)
         self.lanes.settings_changed(settings)
         self.mcp.configure(settings.mcp_servers)
+
+    def excluded(self, uri: str) -> str | None:
+        """Why the document ``uri`` must not reach the model (contextExclude), or None."""
+        path = to_fs_path(uri)
+        if not path:
+            return None
+        folders = [Path(to_fs_path(f.uri) or "") for f in self.workspace.folders.values()]
+        if exclusion.excluded(Path(path), folders, self.store.settings_for(uri).context_exclude):
+            return exclusion.reason(Path(path).name)
+        return None
 
     async def job_context(self, uri: str | None, *, quiet: bool = False) -> JobContext:
         """What a job for ``uri`` needs; raises when the model cannot be reached at all.

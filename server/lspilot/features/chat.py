@@ -130,6 +130,9 @@ class ChatFeature(Feature):
                           range_: types.Range | None) -> list[prompt.Context]:
         if uri is None:
             return []
+        refused = self.services.excluded(uri)
+        if refused is not None:
+            return [prompt.Context("(the open document)", "", refused)]
         document = self.services.workspace.get_text_document(uri)
         name = Path(document.path).name
         language = selection.language_of(document)

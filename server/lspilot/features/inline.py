@@ -163,7 +163,7 @@ class InlineFeature(Feature):
                       automatic: bool) -> str | None:
         store = self.services.store
         settings = store.settings_for(uri)
-        if not settings.inline_completions:
+        if not settings.inline_completions or self.services.excluded(uri) is not None:
             return None
         context = self._context(uri, position)
         if context is None:
@@ -393,7 +393,8 @@ class InlineFeature(Feature):
     def _neighbours(self, context: CursorContext) -> list[tuple[str, str]]:
         documents = self.services.workspace.text_documents.values()
         return [(Path(d.path).name, d.source) for d in documents
-                if Path(d.path).name != context.path and d.language_id == context.language]
+                if Path(d.path).name != context.path and d.language_id == context.language
+                and self.services.excluded(d.uri) is None]
 
     def _failed(self, kind: str, message: str) -> None:
         self.last_error = {"type": kind, "message": message}

@@ -110,7 +110,8 @@ class NextEditsFeature(Feature):
         settings = self.services.store.settings_for(uri)
         document = self.services.workspace.text_documents.get(uri)
         history = self.histories.get(uri)
-        if not settings.next_edit_suggestions or document is None or history is None:
+        if not settings.next_edit_suggestions or document is None or history is None \
+                or self.services.excluded(uri) is not None:
             return []
         if version is not None and version != document.version:
             return []  # the editor asks about a text lspilot no longer has
