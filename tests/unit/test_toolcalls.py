@@ -17,7 +17,6 @@ from lspilot.llm.toolcalls import ToolCallAssembler, finish_reason
 from lspilot.llm.wire import (
     ChatMessage,
     ChatRequest,
-    FunctionChunk,
     ToolCall,
     ToolCallChunk,
     ToolSpec,
@@ -31,7 +30,7 @@ OTHER = '{"pattern": "def main", "glob": "*.py"}'
 
 def piece(index: int | None = None, id: str | None = None, name: str | None = None,
           arguments: str | None = None) -> ToolCallChunk:
-    return ToolCallChunk(index, id, FunctionChunk(name, arguments))
+    return ToolCallChunk(index, id, name, arguments)
 
 
 def split(text: str, cuts: list[int]) -> list[str]:

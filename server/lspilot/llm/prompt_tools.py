@@ -23,7 +23,6 @@ import attrs
 from lspilot.llm.wire import (
     ChatMessage,
     ChatRequest,
-    FunctionChunk,
     ToolCall,
     ToolCallChunk,
     ToolSpec,
@@ -139,7 +138,7 @@ def read_call(text: str, index: int) -> ToolCallChunk:
                 name = json.loads(f'"{found.group(1)}"')
             except ValueError:
                 name = found.group(1)
-    return ToolCallChunk(index, f"call_{index}", FunctionChunk(name, arguments))
+    return ToolCallChunk(index, f"call_{index}", name, arguments)
 
 
 class ToolCallParser:
