@@ -302,3 +302,16 @@ async def test_the_prompt_format_on_a_whole_answer(
     text, _ = await client.complete(request(tools=(TOOL,), tool_format="prompt"),
                                     endpoint(upstream))
     assert text == "Reading it.\n"
+
+
+async def test_whole_asks_for_one_piece_and_gives_the_calls(
+    upstream: FakeUpstream, client: ChatClient
+) -> None:
+    upstream.enqueue(Reply.deltas(tool_call_deltas("f", '{"a": 1}', id="k", pieces=3),
+                                  finish_reason="tool_calls"))
+    stream = client.whole(request(tools=(TOOL,)), endpoint(upstream))
+    events = await events_of(stream)
+    assert upstream.requests[0].json["stream"] is False
+    assert "stream_options" not in upstream.requests[0].json
+    assert events == [ToolCallDelta(0, "k", "f", '{"a": 1}'),
+                      Finish("tool_calls", Usage(11, 4, 15))]
