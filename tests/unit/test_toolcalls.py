@@ -273,3 +273,52 @@ def test_a_fenced_call_and_parameters_instead_of_arguments() -> None:
     _, calls = parse(['<tool_call>```json\n{"name": "f", "parameters": {"a": 1}}\n```'
                       "</tool_call>"])
     assert calls == [piece(0, "call_0", "f", '{"a": 1}')]
+
+
+# -- calls written without the tags (small models) ------------------------------------------
+NAMES = ("read_file", "search")
+FENCED = ('```json\n{\n  "name": "read_file",\n  "arguments": {\n    "path": "src/util.py"\n'
+          "  }\n}\n```\nI will read it.")
+
+
+def parse_bare(parts: list[str]) -> tuple[str, list[ToolCallChunk]]:
+    parser = ToolCallParser(NAMES)
+    out: list[Any] = []
+    for part in parts:
+        out += parser.feed(part)
+    out += parser.close()
+    return ("".join(p for p in out if isinstance(p, str)),
+            [p for p in out if isinstance(p, ToolCallChunk)])
+
+
+@given(st.lists(st.integers(0, len(FENCED)), max_size=30))
+def test_a_fenced_call_without_tags_at_any_split(cuts: list[int]) -> None:
+    text, calls = parse_bare(split(FENCED, cuts))
+    assert calls == [piece(0, "call_0", "read_file", '{"path": "src/util.py"}')]
+    assert text == "I will read it."
+
+
+@given(st.lists(st.integers(0, 80), max_size=20))
+def test_a_bare_object_call_at_any_split(cuts: list[int]) -> None:
+    answer = '  {"name": "search", "arguments": {"pattern": "TODO"}}'
+    text, calls = parse_bare(split(answer, cuts))
+    assert calls == [piece(0, "call_0", "search", '{"pattern": "TODO"}')] and text == ""
+
+
+@settings(max_examples=50)
+@given(st.sampled_from([
+    '```json\n{"name": "README.md", "arguments": {}}\n```',  # not an offered tool
+    '```json\n{"name": "search"}\n```',  # no arguments: just JSON about a tool
+    "```python\nprint(1)\n```",
+    '{"a": 1} is an object',
+    "{not json",
+    "`x` is code",
+    "Plain words.",
+    'Say {"name": "search", "arguments": {}} later: only the start counts',
+]), st.lists(st.integers(0, 80), max_size=10))
+def test_anything_else_is_text_unchanged(answer: str, cuts: list[int]) -> None:
+    assert parse_bare(split(answer, cuts)) == (answer, [])
+
+
+def test_without_tool_names_a_fenced_call_is_text() -> None:
+    assert parse([FENCED]) == (FENCED, [])

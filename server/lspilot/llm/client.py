@@ -108,6 +108,7 @@ class ChatClient:
         self, request: ChatRequest, endpoint: Endpoint, on_retry: RetryCallback | None
     ) -> TextStream:
         if request.tool_format == "prompt":
+            names = [tool.name for tool in request.tools or ()]
             return TextStream(self._transport, api.CHAT, prompt_tools.prepare(request),
-                              endpoint, on_retry, prompt_tools.ToolCallParser())
+                              endpoint, on_retry, prompt_tools.ToolCallParser(names))
         return TextStream(self._transport, api.CHAT, request, endpoint, on_retry)
