@@ -24,13 +24,15 @@ from benchmarks.agent import AGENT_BENCHMARKS
 from benchmarks.floor import FLOOR_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
 from benchmarks.scenarios import Config, Figure
+from benchmarks.toolcalls import TOOLCALL_BENCHMARKS
+from benchmarks.toolcalls_local import LOCAL_TOOL_BENCHMARKS
 from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
 BENCHMARKS = {**LSPILOT_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS,
-              **AGENT_BENCHMARKS}
+              **AGENT_BENCHMARKS, **TOOLCALL_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
 # list nor in --smoke.
-EXTRA = {**LOCAL_BENCHMARKS}
+EXTRA = {**LOCAL_BENCHMARKS, **LOCAL_TOOL_BENCHMARKS}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -5,6 +5,9 @@ loop, so sync tests, pytest-lsp tests and editor tests can all use it. Each requ
 takes the next queued :class:`Reply` (or ``default``) and is recorded, so tests can
 assert what lspilot sent. Faults are scripted too: status codes and headers, delays,
 cutting the connection mid-stream, going silent, raw bytes.
+
+Tool calls: :meth:`Reply.deltas` streams any deltas (``tool_call_deltas`` makes a call's,
+its arguments split into pieces); :meth:`Reply.tool_answer` answers one whole message.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class Reply:
     finish_reason: str | None = "stop"
     # Raw bytes replace the whole HTTP response (status line included).
     raw: bytes | None = None
+    # The calls of the answer, used when a non-streaming request gets a stream reply.
+    tool_calls: list[dict[str, Any]] | None = None
 
     @classmethod
     def stream(
@@ -71,13 +76,43 @@ class Reply:
         ``stall`` seconds (or until ``gate`` is set) pass between the role chunk and the
         first content: the time to first token.
         """
-        chunks = list(chunks)
+        return cls.deltas(
+            [{"content": chunk} for chunk in chunks], delay=delay,
+            finish_reason=finish_reason, usage=usage, role_chunk=role_chunk, done=done,
+            cut_after=cut_after, hang_after=hang_after, status=status, headers=headers,
+            line_end=line_end, split_bytes=split_bytes, stall=stall, gate=gate,
+        )
+
+    @classmethod
+    def deltas(
+        cls,
+        deltas: Iterable[dict[str, Any]],
+        *,
+        delay: float = 0.0,
+        finish_reason: str | None = "stop",
+        usage: dict[str, int] | bool | None = True,
+        role_chunk: bool = True,
+        done: bool = True,
+        cut_after: int | None = None,
+        hang_after: int | None = None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        line_end: str = "\n",
+        split_bytes: int | None = None,
+        stall: float = 0.0,
+        gate: threading.Event | None = None,
+    ) -> Reply:
+        """An SSE chat-completion stream, one chunk per delta as given (``{"content"}``,
+        ``{"tool_calls": [...]}``, both); otherwise as :meth:`stream`."""
+        deltas = list(deltas)
+        chunks = [d["content"] for d in deltas if d.get("content")]
         text = "".join(chunks)
+        calls = _whole_calls(deltas)
         if usage is True:
             usage = {
                 "prompt_tokens": 11,
-                "completion_tokens": max(1, len(chunks)),
-                "total_tokens": 11 + max(1, len(chunks)),
+                "completion_tokens": max(1, len(deltas)),
+                "total_tokens": 11 + max(1, len(deltas)),
             }
         elif usage is False:
             usage = None
@@ -85,10 +120,9 @@ class Reply:
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": "fake"}
         if role_chunk:
             events.append({**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-        for chunk in chunks:
+        for delta in deltas:
             events.append(
-                {**base, "choices": [{"index": 0, "delta": {"content": chunk},
-                                      "finish_reason": None}]}
+                {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             )
         if finish_reason is not None:
             events.append(
@@ -121,7 +155,20 @@ class Reply:
             finish_reason=finish_reason,
             stall=stall,
             gate=gate,
+            tool_calls=calls or None,
         )
+
+    @classmethod
+    def tool_answer(
+        cls, calls: Iterable[tuple[str, str, str]], *, content: str | None = None,
+        finish_reason: str | None = "tool_calls", usage: dict[str, int] | None = None,
+    ) -> Reply:
+        """A whole (not streamed) answer whose message calls tools: ``(id, name,
+        arguments)`` each."""
+        return _as_completion(cls(
+            text=content or "", usage=usage, finish_reason=finish_reason,
+            tool_calls=[{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                        for i, n, a in calls]))
 
     @classmethod
     def completion_stream(
@@ -371,7 +418,8 @@ class FakeUpstream:
             await writer.drain()
             return False
         wants_stream = bool((recorded.json or {}).get("stream")) if recorded.body else False
-        if reply.streaming and not wants_stream and reply.status == 200 and reply.text:
+        if (reply.streaming and not wants_stream and reply.status == 200
+                and (reply.text or reply.tool_calls)):
             reply = _as_completion(reply)
         status_line = f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}\r\n"
         headers = dict(reply.headers)
@@ -442,14 +490,66 @@ def _as_completion(reply: Reply) -> Reply:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": reply.text},
+                "message": {"role": "assistant", "content": reply.text or None},
                 "finish_reason": reply.finish_reason,
             }
         ],
     }
+    if reply.tool_calls:
+        body["choices"][0]["message"]["tool_calls"] = reply.tool_calls
+    else:
+        body["choices"][0]["message"]["content"] = reply.text
     if reply.usage is not None:
         body["usage"] = reply.usage
     return Reply.json(body)
+
+
+def tool_call_deltas(
+    name: str,
+    arguments: str,
+    *,
+    index: int | None = 0,
+    id: str | None = "call_fake0",
+    pieces: int = 1,
+    later_index: bool = True,
+    later_id: bool = False,
+) -> list[dict[str, Any]]:
+    """The deltas of one streamed call, as OpenAI sends them: the first with ``id``,
+    ``type`` and ``name`` (and no arguments), then ``arguments`` in ``pieces`` pieces.
+    ``later_index``/``later_id``: whether the later deltas repeat them (servers differ);
+    ``index``/``id`` None leaves them out of every delta."""
+    size = max(1, -(-len(arguments) // max(1, pieces)))
+    parts = [arguments[i : i + size] for i in range(0, len(arguments), size)] or [""]
+    first: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": ""}}
+    if index is not None:
+        first["index"] = index
+    if id is not None:
+        first["id"] = id
+    out = [{"tool_calls": [first]}]
+    for part in parts:
+        call: dict[str, Any] = {"function": {"arguments": part}}
+        if later_index and index is not None:
+            call["index"] = index
+        if later_id and id is not None:
+            call["id"] = id
+        out.append({"tool_calls": [call]})
+    return out
+
+
+def _whole_calls(deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls a list of deltas makes, by the book (index, else the last call)."""
+    calls: dict[int, dict[str, Any]] = {}
+    last = -1
+    for delta in deltas:
+        for piece in delta.get("tool_calls") or ():
+            last = piece.get("index", last if last >= 0 else 0)
+            call = calls.setdefault(last, {"id": piece.get("id"), "type": "function",
+                                           "function": {"name": "", "arguments": ""}})
+            call["id"] = call["id"] or piece.get("id")
+            function = piece.get("function") or {}
+            call["function"]["name"] += function.get("name") or ""
+            call["function"]["arguments"] += function.get("arguments") or ""
+    return [calls[i] for i in sorted(calls)]
 
 
 _REASONS = {

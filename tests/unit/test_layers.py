@@ -81,3 +81,14 @@ def test_the_layers_are_as_described() -> None:
     assert layer("lspilot.features.inline") == "features"
     assert layer("lspilot.jobs.job") == "core" and layer("lspilot.llm.client") == "core"
     assert layer("lspilot.settings") == "data"
+
+
+@pytest.mark.parametrize("module", ["lspilot.llm.events", "lspilot.llm.toolcalls",
+                                    "lspilot.llm.prompt_tools"])
+def test_the_tool_call_modules_are_pure(module: str) -> None:
+    # Assembly and the prompt format are pure functions of data: the agent and the tests
+    # use them without a stream, a network or settings.
+    path = dict(modules())[module]
+    known = {m for m, _ in modules()}
+    found = {_real(n, known) for n in imports(path, module)}
+    assert found <= {"lspilot", "lspilot.llm", "lspilot.llm.wire", "lspilot.llm.events"}, found

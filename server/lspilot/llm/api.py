@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from attrs import define
 
 from lspilot.llm.endpoint import CHAT_PATH, COMPLETIONS_PATH
@@ -99,7 +100,48 @@ def _fast_text(payload: dict[str, Any]) -> tuple[str, str | None] | None:
     return text or "", finish_reason
 
 
+def _fast_tool_chunk(payload: dict[str, Any]) -> Piece | None:
+    """A chunk with pieces of tool calls in the usual shape, read straight from the dict
+    (cattrs costs a third of such a chunk's time); None for anything else."""
+    if "usage" in payload or "error" in payload:
+        return None
+    choices = payload.get("choices")
+    if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
+        return None
+    choice = choices[0]
+    delta = choice.get("delta")
+    if type(delta) is not dict:
+        return None
+    content = delta.get("content")
+    finish_reason = choice.get("finish_reason")
+    calls = delta.get("tool_calls")
+    if (type(calls) is not list or (content is not None and type(content) is not str)
+            or (finish_reason is not None and type(finish_reason) is not str)):
+        return None
+    pieces = []
+    for call in calls:
+        if type(call) is not dict:
+            return None
+        index, ident, function = call.get("index"), call.get("id"), call.get("function")
+        if function is None:
+            function = {}
+        elif type(function) is not dict:
+            return None
+        name, arguments = function.get("name"), function.get("arguments")
+        if ((index is not None and type(index) is not int)
+                or (ident is not None and type(ident) is not str)
+                or (name is not None and type(name) is not str)
+                or (arguments is not None and type(arguments) is not str)):
+            return None
+        pieces.append(ToolCallChunk(index, ident or None, name, arguments))
+    return Piece(content or "", finish_reason, None, tuple(pieces))
+
+
 def _chat_chunk(payload: Any) -> Piece:
+    if type(payload) is dict:
+        fast = _fast_tool_chunk(payload)
+        if fast is not None:
+            return fast
     chunk = parse_chunk(payload)
     if not chunk.choices:
         return Piece("", None, chunk.usage)
@@ -116,7 +158,7 @@ def _chat_answer(data: Any) -> Piece | None:
     message = choice.message
     # A whole answer lists its calls in order; some servers leave out their index.
     calls = tuple(
-        ToolCallChunk(n, call.id, call.function) for n, call in enumerate(message.tool_calls or ())
+        attrs.evolve(call, index=n) for n, call in enumerate(message.tool_calls or ())
     )
     return Piece(message.content or "", choice.finish_reason, completion.usage, calls)
 

@@ -86,10 +86,20 @@ class ChatClient:
         return TextStream(self._transport, api.COMPLETIONS, attrs.evolve(request, stream=True),
                           endpoint, on_retry)
 
+    def whole(
+        self,
+        request: ChatRequest,
+        endpoint: Endpoint,
+        on_retry: RetryCallback | None = None,
+    ) -> TextStream:
+        """The same stream, asking for the answer in one piece (``stream: false``): for
+        servers whose tool calls work only so (llama-cpp-python's function calling)."""
+        request = attrs.evolve(request, stream=False, stream_options=None)
+        return self._chat(request, endpoint, on_retry)
+
     async def complete(self, request: ChatRequest, endpoint: Endpoint) -> tuple[str, Usage | None]:
         """One answer without streaming (used by `lspilot check`)."""
-        request = attrs.evolve(request, stream=False, stream_options=None)
-        async with self._chat(request, endpoint, None) as answer:
+        async with self.whole(request, endpoint) as answer:
             async for _ in answer:
                 pass
         return answer.text, answer.usage
@@ -98,6 +108,7 @@ class ChatClient:
         self, request: ChatRequest, endpoint: Endpoint, on_retry: RetryCallback | None
     ) -> TextStream:
         if request.tool_format == "prompt":
+            names = [tool.name for tool in request.tools or ()]
             return TextStream(self._transport, api.CHAT, prompt_tools.prepare(request),
-                              endpoint, on_retry, prompt_tools.ToolCallParser())
+                              endpoint, on_retry, prompt_tools.ToolCallParser(names))
         return TextStream(self._transport, api.CHAT, request, endpoint, on_retry)

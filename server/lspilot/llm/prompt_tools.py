@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import attrs
 
 from lspilot.llm.wire import (
     ChatMessage,
     ChatRequest,
-    FunctionChunk,
     ToolCall,
     ToolCallChunk,
     ToolSpec,
@@ -34,6 +33,7 @@ CLOSE = "</tool_call>"
 
 _NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_OBJECT_START = re.compile(r'\{\s*("|\}|$)')
 
 
 # -- the request -------------------------------------------------------------------------
@@ -139,26 +139,97 @@ def read_call(text: str, index: int) -> ToolCallChunk:
                 name = json.loads(f'"{found.group(1)}"')
             except ValueError:
                 name = found.group(1)
-    return ToolCallChunk(index, f"call_{index}", FunctionChunk(name, arguments))
+    return ToolCallChunk(index, f"call_{index}", name, arguments)
+
+
+# How much of an answer's start is held back while it may still be a bare call.
+_HEAD_LIMIT = 16_000
+
+
+def bare_call(text: str, tool_names: Collection[str]) -> tuple[str, str] | bool:
+    """Whether ``text`` starts with a call written without the tags: a JSON object (bare
+    or in a ```json fence) naming an offered tool, with its arguments, as small models
+    (the bundled Qwen2.5-Coder 0.5B) answer. ``(call text, the rest)`` when it does,
+    True while it still may (the object or fence is not complete), False when not."""
+    body = text.lstrip()
+    if not body:
+        return True
+    if len(text) > _HEAD_LIMIT:
+        return False
+    if body.startswith("{"):
+        if not _OBJECT_START.match(body):
+            return False  # a brace, but not a JSON object's start
+        try:
+            _, end = json.JSONDecoder().raw_decode(body)
+        except ValueError:
+            return True  # incomplete, or never JSON: close() decides
+        inner, rest = body[:end], body[end:]
+    elif body.startswith("```"):
+        line_end = body.find("\n")
+        if line_end < 0:
+            return len(body) < 12
+        if body[3:line_end].strip().lower() not in ("", "json"):
+            return False
+        content = body[line_end + 1:]
+        if content.lstrip() and not content.lstrip().startswith("{"):
+            return False
+        close = content.find("```")
+        if close < 0:
+            return True
+        inner, rest = content[:close], content[close + 3:]
+    else:
+        return "```".startswith(body)
+    try:
+        data = json.loads(inner)
+    except ValueError:
+        return False
+    if (not isinstance(data, dict) or data.get("name") not in tool_names
+            or not ("arguments" in data or "parameters" in data)):
+        return False
+    return inner, rest
 
 
 class ToolCallParser:
     """Reads ``<tool_call>`` blocks out of text arriving in pieces, split anywhere.
 
     ``feed`` and ``close`` return, in order, the text to show and each call once its
-    closing tag came (or the answer ended inside it).
+    closing tag came (or the answer ended inside it). Given the offered tools' names, it
+    also takes an answer that starts with a call without the tags (see
+    :func:`bare_call`), holding that start back until it is sure.
     """
 
-    __slots__ = ("_after_call", "_calls", "_inside", "_pending", "_searched")
+    __slots__ = ("_after_call", "_calls", "_head", "_inside", "_pending", "_searched",
+                 "_tool_names")
 
-    def __init__(self) -> None:
+    def __init__(self, tool_names: Collection[str] = ()) -> None:
         self._pending = ""  # text held back (a possible tag start), or a call's text
         self._inside = False
         self._searched = 0  # where the closing tag may start, inside a call
         self._after_call = False  # whitespace right after a call is not shown
         self._calls = 0
+        self._tool_names = frozenset(tool_names)
+        # The answer's start while it may be a bare call; None once decided.
+        self._head: str | None = "" if tool_names else None
 
     def feed(self, text: str) -> list[str | ToolCallChunk]:
+        if self._head is not None:
+            return self._feed_head(text)
+        return self._feed(text)
+
+    def _feed_head(self, text: str) -> list[str | ToolCallChunk]:
+        before = self._head or ""
+        head = self._head = before + text
+        if before.strip() and "}" not in text and "`" not in text:
+            return []  # nothing that could end the object or the fence: still undecided
+        found = bare_call(head, self._tool_names)
+        if found is True:
+            return []
+        self._head = None
+        if found is False:
+            return self._feed(head)
+        return [self._call(found[0]), *self._feed(found[1])]
+
+    def _feed(self, text: str) -> list[str | ToolCallChunk]:
         if not self._inside and not self._pending and "<" not in text:
             shown = self._shown(text)  # the usual piece: plain text
             return [shown] if shown else []
@@ -190,6 +261,13 @@ class ToolCallParser:
     def close(self) -> list[str | ToolCallChunk]:
         """The answer is over: a held-back tag start was text after all; a call without
         its closing tag (the model stopped) still counts."""
+        if self._head is not None:
+            head, self._head = self._head, None
+            # A fence the model never closed may still hold a whole call.
+            found = bare_call(head + "\n```", self._tool_names)
+            if isinstance(found, tuple) and head.lstrip().startswith("```"):
+                return [self._call(found[0])]
+            return [*self._feed(head), *self.close()]
         out: list[str | ToolCallChunk] = []
         pending, self._pending = self._pending, ""
         if self._inside:

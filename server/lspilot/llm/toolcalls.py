@@ -53,13 +53,13 @@ class ToolCallAssembler:
         for chunk in chunks:
             position = self._position(chunk)
             call = self._calls[position]
-            name = chunk.function.name
+            name = chunk.name
             if name and name != call.name:
                 # Normally sent once; a server that streams the name in pieces adds to it.
                 call.name = name if not call.name else call.name + name
             else:
                 name = None
-            arguments = chunk.function.arguments or ""
+            arguments = chunk.arguments or ""
             if arguments:
                 call.arguments.append(arguments)
             self.chars += len(arguments) + len(name or "")

@@ -114,20 +114,16 @@ class Usage:
 
 
 @define(frozen=True, slots=True)
-class FunctionChunk:
-    name: str | None = None
-    arguments: str | None = None
-
-
-@define(frozen=True, slots=True)
 class ToolCallChunk:
     """A piece of a tool call as a stream sends it (or a whole call, not streamed): the
     first piece of a call usually has ``id`` and ``name``, later ones a bit of
-    ``arguments``; servers differ in what they leave out."""
+    ``arguments``; servers differ in what they leave out. On the wire ``name`` and
+    ``arguments`` are inside ``function``."""
 
     index: int | None = None
     id: str | None = None
-    function: FunctionChunk = field(factory=FunctionChunk)
+    name: str | None = None
+    arguments: str | None = None
 
 
 @define(frozen=True)
@@ -213,24 +209,21 @@ def _optional_str(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else str(value)
 
 
-def _structure_function(value: Any, _: Any) -> FunctionChunk:
-    if not isinstance(value, dict):
-        return FunctionChunk()
-    arguments = value.get("arguments")
-    if arguments is not None and not isinstance(arguments, str):
-        # Some servers send the arguments as a JSON object rather than its text.
-        arguments = json.dumps(arguments, ensure_ascii=False)
-    return FunctionChunk(_optional_str(value.get("name")), arguments)
-
-
 def _structure_tool_call_chunk(value: Any, _: Any) -> ToolCallChunk:
     if not isinstance(value, dict):
         raise TypeError(f"a tool call is an object, not {value!r}")
     index = value.get("index")
     if not isinstance(index, int) or isinstance(index, bool):
         index = int(index) if isinstance(index, str) and index.isdigit() else None
+    function = value.get("function")
+    if not isinstance(function, dict):
+        function = {}
+    arguments = function.get("arguments")
+    if arguments is not None and not isinstance(arguments, str):
+        # Some servers send the arguments as a JSON object rather than its text.
+        arguments = json.dumps(arguments, ensure_ascii=False)
     return ToolCallChunk(index, _optional_str(value.get("id")) or None,
-                         _structure_function(value.get("function"), None))
+                         _optional_str(function.get("name")), arguments)
 
 
 def _tool_json(tool: ToolSpec) -> dict[str, Any]:
@@ -276,7 +269,6 @@ def _make_converter() -> cattrs.Converter:
         if isinstance(v, dict)
         else Usage(),
     )
-    conv.register_structure_hook(FunctionChunk, _structure_function)
     conv.register_structure_hook(ToolCallChunk, _structure_tool_call_chunk)
     conv.register_unstructure_hook(ChatMessage, _message_json)
     conv.register_unstructure_hook(ToolSpec, _tool_json)
