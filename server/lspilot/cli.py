@@ -94,6 +94,7 @@ def _claim_stdout() -> BinaryIO:
 async def check(settings_json: str | None) -> int:
     import attrs
 
+    from lspilot.backends import backend_for
     from lspilot.keys import resolve_key_command
     from lspilot.llm.client import ChatClient
     from lspilot.llm.endpoint import Endpoint
@@ -102,7 +103,6 @@ async def check(settings_json: str | None) -> int:
     from lspilot.local import LocalModelError, default_cache_dir
     from lspilot.local.manager import LocalModel
     from lspilot.settings import (
-        LOCAL_BASE_URL,
         ApiKey,
         Layer,
         environment_layer,
@@ -141,7 +141,7 @@ async def check(settings_json: str | None) -> int:
         print(f"price: {settings.model}: ${price.input:g} per 1M tokens in, "
               f"${price.output:g} per 1M out")
     local = None
-    if settings.base_url == LOCAL_BASE_URL:
+    if backend_for(settings).local:
         local = LocalModel(default_cache_dir())
         try:
             settings = await local.endpoint_settings(settings, None)

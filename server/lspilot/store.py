@@ -19,11 +19,11 @@ import attrs
 from attrs import define
 
 from lspilot import consent, logs
+from lspilot.backends import backend_for
 from lspilot.consent import Ask
 from lspilot.key_hosts import Redirect, redirect
 from lspilot.keys import resolve_key_command
 from lspilot.settings import (
-    LOCAL_BASE_URL,
     ApiKey,
     Layer,
     Resolved,
@@ -247,7 +247,7 @@ class SettingsStore:
             return Scope(settings, resolved, users_key=False)
         if scope.settings.api_key is not None:
             logs.register_secret(scope.settings.api_key.reveal())
-        if scope.settings.base_url != LOCAL_BASE_URL:  # llama.cpp gets a dummy key
+        if not backend_for(scope.settings).local:  # llama.cpp gets a dummy key
             moved = redirect(user_base_url, scope.settings.base_url, users_key=scope.users_key)
             scope = attrs.evolve(scope, redirect=moved)
         return scope

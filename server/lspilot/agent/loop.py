@@ -97,13 +97,14 @@ async def run_turn(job: Job, messages: Sequence[ChatMessage], setup: TurnSetup) 
                                "limit (maxSessionCost) was reached")
         if answer.text:
             texts.append(answer.text)
-        reply = ChatMessage("assistant", answer.text or None, tool_calls=answer.tool_calls)
+        calls = _unique_ids(answer.tool_calls, history)
+        reply = ChatMessage("assistant", answer.text or None, tool_calls=calls)
         history.append(reply)
         added.append(reply)
-        if not answer.tool_calls:
+        if not calls:
             return TurnOutcome(text="".join(texts), steps=steps, messages=added,
                                stop_reason="end_turn")
-        for call in answer.tool_calls:
+        for call in calls:
             step = await _run_call(call, tools, setup, job)
             steps.append(step)
             result = ChatMessage("tool", _result_text(step), tool_call_id=call.id)
@@ -195,6 +196,22 @@ def _parsed(arguments: str) -> Any:
     except ValueError:
         raise ToolError(f"The arguments are not JSON: {arguments[:200]!r}. Send them as one "
                         "JSON object.") from None
+
+
+def _unique_ids(calls: tuple[ToolCall, ...],
+                history: Sequence[ChatMessage]) -> tuple[ToolCall, ...]:
+    """Calls whose ids are unique in the conversation: servers without ids of their own
+    number calls from call_0 again in every answer, and a result must name one call."""
+    used = {c.id for m in history for c in m.tool_calls}
+    unique = []
+    for call in calls:
+        ident, n = call.id, 1
+        while ident in used:
+            n += 1
+            ident = f"{call.id}_{n}"
+        used.add(ident)
+        unique.append(ToolCall(ident, call.name, call.arguments) if ident != call.id else call)
+    return tuple(unique)
 
 
 def _limit_note(setting: str, setup: TurnSetup) -> str:

@@ -16,6 +16,7 @@ from lspilot.agent.files import ToolError
 from lspilot.agent.loop import Approvals, Step, TurnSetup, run_turn
 from lspilot.agent.mcp_tools import mcp_tools
 from lspilot.agent.tools import BUILTIN_TOOLS, Tool
+from lspilot.backends import backend_for
 from lspilot.chat import prompt as chat_prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.features.agent_host import LspHost
@@ -38,6 +39,7 @@ class AgentTurns:
                      uri: str | None, range_: types.Range | None,
                      files: list[chat_prompt.Context]) -> Outcome:
         settings = job.settings
+        backend = backend_for(self.services.store.settings_for(uri))
         host = LspHost(self.services, settings, uri)
         tools: list[Tool] = [t for t in BUILTIN_TOOLS
                  if not (t.name == "run_command" and settings.agent_approval["run"] == "never")]
@@ -59,6 +61,7 @@ class AgentTurns:
             return ChatRequest(model=settings.model,
                                messages=(ChatMessage("system", system), *messages),
                                tools=specs, tool_choice="auto",
+                               tool_format=backend.tool_format,
                                temperature=settings.temperature, top_p=settings.top_p,
                                max_tokens=settings.max_tokens, stop=settings.stop)
 

@@ -25,6 +25,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import Workspace
 
 from lspilot import exclusion
+from lspilot.backends import backend_for
 from lspilot.commands import CommandError
 from lspilot.editor import Editor
 from lspilot.errors import LspilotError
@@ -34,7 +35,7 @@ from lspilot.llm import errors
 from lspilot.llm.client import ChatClient
 from lspilot.local.manager import LocalModel
 from lspilot.mcp_client import McpServers
-from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.settings import Settings
 from lspilot.store import SettingsStore
 from lspilot.usage import Meter
 
@@ -121,7 +122,7 @@ class Services:
         if refused is not None:
             raise KeyNotSent(refused)
         settings = self.store.settings_for(uri)  # after: an allowed key command set the key
-        local = settings.base_url == LOCAL_BASE_URL
+        local = backend_for(settings).local
         if local:
             settings = await self.local.endpoint_settings(settings, self.editor)
         return JobContext(
@@ -169,7 +170,7 @@ class Services:
     def start_local_model(self) -> None:
         """Start llama.cpp before the first request, when the settings want it."""
         settings = self.store.settings
-        if settings.base_url == LOCAL_BASE_URL:
+        if backend_for(settings).local:
             self.local.warm_up(settings, self.editor)
 
     async def shutdown(self) -> None:

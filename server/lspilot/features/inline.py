@@ -33,6 +33,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from lspilot.actions.selection import encoding_of
+from lspilot.backends import backend_for
 from lspilot.completion import prompt
 from lspilot.completion.cache import KEY_CHARS, SuggestionCache, typed_since
 from lspilot.completion.clean import clean
@@ -43,8 +44,7 @@ from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobSpec, Outcome, State
 from lspilot.llm.wire import ChatRequest, CompletionRequest
-from lspilot.local import model as local_model
-from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.settings import Settings
 from lspilot.text import offset_at
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class InlineFeature(Feature):
         expected to answer soon (``FirstTextTimes.patience``), except on the local model,
         where a fresh request would only queue behind it inside llama.cpp."""
         loop = asyncio.get_running_loop()
-        local = self.services.store.settings_for(pending.uri).base_url == LOCAL_BASE_URL
+        local = backend_for(self.services.store.settings_for(pending.uri)).local
         patience = self.first_text.patience(self._upstream(pending.uri))
         with self._waiting(pending):
             while not pending.result.done() and not turn.superseded.done():
@@ -344,7 +344,7 @@ class InlineFeature(Feature):
         job = pending.job
         if job is None:
             return
-        local = self.services.store.settings_for(pending.uri).base_url == LOCAL_BASE_URL
+        local = backend_for(self.services.store.settings_for(pending.uri)).local
         if local and job.state is State.STREAMING and not pending.partial and job.task:
             pending.draining = True
             self._draining.add(job)
@@ -359,15 +359,13 @@ class InlineFeature(Feature):
             max_tokens = min(max_tokens, prompt.LINE_MAX_TOKENS)
         snippets = best_snippets(context.prefix[-AROUND_CURSOR_CHARS:],
                                  self._neighbours(context), int(BUDGET_CHARS * NEIGHBOR_SHARE))
-        local = settings.base_url == LOCAL_BASE_URL
+        backend = backend_for(settings)
+        local = backend.local
         style = settings.completion_style
         if style == "auto":
-            style = "fim" if local else "chat"
+            style = backend.auto_completion_style
         if style == "fim":
-            tokens = None
-            if local:
-                bundled = local_model.bundled(settings.local_model)
-                tokens = bundled.fim_tokens if bundled is not None else None
+            tokens = backend.fim_tokens
             text, suffix = prompt.fim_prompt(context, snippets, tokens)
             if local and tokens is None:
                 # llama.cpp appends a `suffix` to its output instead of infilling: for a

@@ -8,10 +8,9 @@ from typing import Any
 from lsprotocol import types
 
 from lspilot import __version__
+from lspilot.backends import backend_for
 from lspilot.commands import CommandError
 from lspilot.features.base import Feature
-from lspilot.local.manager import local_model_name
-from lspilot.settings import LOCAL_BASE_URL
 
 CANCEL_COMMAND = "lspilot.cancel"
 STATUS_COMMAND = "lspilot.status"
@@ -43,10 +42,9 @@ class StatusFeature(Feature):
     def status(self) -> dict[str, Any]:
         """The effective settings in brief (never the key), the running jobs, the session."""
         settings = self.services.store.settings
-        model = settings.model
-        completion_model = settings.completion_model or settings.model
-        if settings.base_url == LOCAL_BASE_URL:
-            model = completion_model = local_model_name(settings.local_model)
+        backend = backend_for(settings)
+        model = backend.model_name(settings)
+        completion_model = backend.completion_model_name(settings)
         return {
             "version": __version__,
             "model": model,

@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.backends import backend_for
+from lspilot.settings import Settings
 
 Lane = Literal["actions", "completions", "nextEdits"]
-# Completions: one in flight per document (a newer one supersedes), a few documents at once.
-COMPLETION_SLOTS = 4
 
 
 def completion_slots(settings: Settings) -> int:
-    """The bundled local model is one llama-cpp-python server that evaluates one prompt at a
-    time: a second request in flight only queues inside it, where lspilot can no longer
-    drop it when newer typing makes it stale."""
-    return 1 if settings.base_url == LOCAL_BASE_URL else COMPLETION_SLOTS
+    """Completions: one in flight per document (a newer one supersedes), as many documents
+    at once as the backend takes."""
+    return backend_for(settings).completion_slots
 
 
 class Limiter:
