@@ -22,13 +22,12 @@ vim.notify = function(msg, level)
   table.insert(result.notifications, { msg = tostring(msg), level = level or vim.log.levels.INFO })
 end
 
--- The server's questions (window/showMessageRequest: "run the new tests?") end up in
--- vim.fn.inputlist, which would wait for a key forever here: answer with the last choice
--- ("Not now") unless spec.answer names another, and keep what was asked.
+-- The plugin asks the server's questions with vim.ui.select (stubbed below); nothing
+-- may fall back to vim.fn.inputlist, which would wait for a key forever here.
 result.questions = {}
 vim.fn.inputlist = function(items)
   table.insert(result.questions, items)
-  return spec.answer or (#items - 1)
+  return 0
 end
 
 local function record_event(name)
@@ -71,6 +70,16 @@ vim.ui.select = function(items, opts, on_choice)
   end
   local entry = { prompt = opts.prompt, kind = opts.kind, titles = titles }
   table.insert(result.selects, entry)
+  if spec.scenario ~= "agent" then
+    -- Other scenarios meet "run the new tests?": answered with the last choice
+    -- ("Not now") unless spec.answer names another (1-based), a moment later.
+    local index = spec.answer or #items
+    entry.answered = items[index] and items[index].title or vim.NIL
+    vim.schedule(function()
+      on_choice(items[index], index)
+    end)
+    return
+  end
   pending_select = { items = items, on_choice = on_choice, entry = entry }
 end
 

@@ -391,6 +391,10 @@ def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir
     written = test_file.read_text(encoding="utf-8")
     assert "from calc import add" in written
     assert "def test_add():\n    assert add(2, 3) == 5\n" in written
+    # "Run the new tests?" came up in vim.ui.select (answered "Not now"), not inputlist.
+    assert [q["titles"] for q in result["selects"]] == [["Run", "Always in this workspace",
+                                                        "Not now"]]
+    assert result["questions"] == []
     # The source file itself is untouched.
     assert result["source_after"] == ORIGINAL_LINES
     assert "def add(a, b):" in user_prompt(requests[0])
@@ -1281,13 +1285,13 @@ def test_agent_reads_then_edits_with_approval_through_vim_ui_select(
     assert {t["function"]["name"] for t in requests[0].json["tools"]} >= {"read_file", "edit_file"}
     # The read ran unasked; the edit was asked about once, through vim.ui.select, with the
     # server's three answers; the chat showed the whole question, diff and all, meanwhile.
-    assert len(result["selects"]) == 1, result["selects"]
+    assert len(result["selects"]) == 1 and result["questions"] == [], result["selects"]
     asked = result["selects"][0]
     assert asked["titles"] == APPROVAL_TITLES and asked["answered"] == "Allow"
     assert "wants to edit calc.py" in asked["prompt"] and "\n" not in asked["prompt"]
     shown = "\n".join(asked["chat"])
     assert "```diff" in shown and "-    result = a + b" in shown and "+    return a + b" in shown
-    assert "✓ read_file calc.py (done)" in shown, (result["chat"], events(result, "toolCall"))
+    assert "✓ read_file calc.py (done)" in shown
     assert "edit_file calc.py (running…)" in shown
     # Each step went through lspilot/toolCall, running then done.
     steps = [(e["tool"], e["status"]) for e in events(result, "toolCall")]

@@ -3,10 +3,10 @@
 -- lspilot's client answers them with vim.ui.select, never with a blocking inputlist of
 -- its own, and answers when the user has chosen, however long a picker stays open:
 --
--- * Neovim 0.10+ runs server-request handlers in a coroutine: the handler yields and
+-- * Neovim 0.11 runs server-request handlers in a coroutine: the handler yields and
 --   the answer is sent when it resumes.
--- * Neovim 0.7 to 0.9 call the handler on the main thread and send whatever it returns
---   at once. There the handler returns a placeholder; the write of that placeholder's
+-- * Neovim 0.7 (and any that calls the handler outside a coroutine) sends whatever the
+--   handler returns at once. There the handler returns a placeholder; the write of that placeholder's
 --   response to lspilot's stdin is held back (its request id read from it), and the
 --   real response is written to the same pipe when the user chooses. The pipe is the
 --   one spawned for lspilot's client (captured while the client starts); no other
@@ -43,14 +43,11 @@ local function format_item(action)
 end
 
 --- The select's prompt: the message's first line (a picker shows one line; the chat
---- shows the whole question, diff and all), the whole message when it is one line.
+--- shows the whole question, diff and all), naming lspilot.
 local function prompt_of(message)
-  local first, rest = message:match("^([^\n]*)\n(.*)$")
-  if not first then
-    return message
-  end
-  if vim.trim(rest) == "" then
-    return first
+  local first = message:match("^([^\n]*)") or message
+  if not first:match("^lspilot") then
+    first = "lspilot: " .. first
   end
   return first
 end
@@ -89,7 +86,7 @@ local function select(params, ctx, done)
     return
   end
   local ok, problem = pcall(vim.ui.select, actions, {
-    prompt = "lspilot: " .. prompt_of(message):gsub("^lspilot: ", ""),
+    prompt = prompt_of(message),
     kind = "lspilot_question",
     format_item = format_item,
   }, on_choice)
