@@ -647,6 +647,9 @@ function scenarios.agent()
     vim.cmd("silent undo")
   end)
   result.source_after_undo = buf_lines(buf)
+  local agent = require("lspilot.agent")
+  result.dollars = { agent.dollars(0.00004), agent.dollars(0.0041), agent.dollars(0.00413),
+    agent.dollars(1.23456), agent.dollars(0) }
 end
 
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as

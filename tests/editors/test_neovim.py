@@ -1314,6 +1314,7 @@ def test_agent_reads_then_edits_with_approval_through_vim_ui_select(
               f"{usage['completionTokens']:,} out · {cost}"
     assert result["summary"] == summary
     assert f"*{summary}*" in body
+    assert result["dollars"] == ["<$0.0001", "$0.0041", "$0.0041", "$1.235", "$0"]
     # The edit landed in the buffer (not on disk), and one undo takes it back whole.
     assert result["source"] == ORIGINAL_LINES[:3] + ["def add(a, b):", "    return a + b"] \
         + ORIGINAL_LINES[6:]
