@@ -22,13 +22,12 @@ vim.notify = function(msg, level)
   table.insert(result.notifications, { msg = tostring(msg), level = level or vim.log.levels.INFO })
 end
 
--- The server's questions (window/showMessageRequest: "run the new tests?") end up in
--- vim.fn.inputlist, which would wait for a key forever here: answer with the last choice
--- ("Not now") unless spec.answer names another, and keep what was asked.
+-- The plugin asks the server's questions with vim.ui.select (stubbed below); nothing
+-- may fall back to vim.fn.inputlist, which would wait for a key forever here.
 result.questions = {}
 vim.fn.inputlist = function(items)
   table.insert(result.questions, items)
-  return spec.answer or (#items - 1)
+  return 0
 end
 
 local function record_event(name)
@@ -48,6 +47,41 @@ local function record_event(name)
 end
 api.nvim_create_autocmd("User", { pattern = "LspilotProgress", callback = record_event("progress") })
 api.nvim_create_autocmd("User", { pattern = "LspilotDone", callback = record_event("done") })
+api.nvim_create_autocmd("User", {
+  pattern = "LspilotToolCall",
+  callback = function(args)
+    local data = args.data or lspilot.last_event or {}
+    table.insert(result.events, {
+      name = "toolCall", id = data.id, tool = data.name, status = data.status,
+      summary = data.summary, arguments = data.arguments, token = data.token,
+    })
+  end,
+})
+
+-- vim.ui.select as a picker the user answers later: it keeps the question and returns;
+-- a scenario answers it from its own loop (so a handler that blocked until the answer
+-- would never see it).
+local pending_select = nil
+result.selects = {}
+vim.ui.select = function(items, opts, on_choice)
+  local titles = {}
+  for _, item in ipairs(items) do
+    table.insert(titles, opts.format_item and opts.format_item(item) or tostring(item))
+  end
+  local entry = { prompt = opts.prompt, kind = opts.kind, titles = titles }
+  table.insert(result.selects, entry)
+  if spec.scenario ~= "agent" then
+    -- Other scenarios meet "run the new tests?": answered with the last choice
+    -- ("Not now") unless spec.answer names another (1-based), a moment later.
+    local index = spec.answer or #items
+    entry.answered = items[index] and items[index].title or vim.NIL
+    vim.schedule(function()
+      on_choice(items[index], index)
+    end)
+    return
+  end
+  pending_select = { items = items, on_choice = on_choice, entry = entry }
+end
 
 local suggestion = require("lspilot.suggestion")
 
@@ -542,6 +576,80 @@ function scenarios.chat_cancel_new()
   result.third_conversation = chat.state.conversation
   result.after_third = chat_lines()
   result.source = buf_lines(buf)
+end
+
+-- Agent mode: :LspilotAgent on the file; each question answered from this loop with the
+-- next of spec.answers (a title, or false: the select dismissed); with spec.cancel_on
+-- (a tool name), once that step runs and spec.pid_file exists, q in the chat cancels.
+function scenarios.agent()
+  local buf = open_and_attach()
+  local chat = require("lspilot.chat")
+  vim.cmd("LspilotAgent " .. spec.message)
+  local job = chat.state.job
+  if not job then
+    fail(":LspilotAgent started no turn; notifications: " .. vim.inspect(result.notifications))
+  end
+  result.request = job.arguments
+  local answer = chat.state.answer
+  local answers = vim.deepcopy(spec.answers or {})
+  local cancelled = false
+  local function step_running(name)
+    for _, seg in ipairs(answer.segments) do
+      if seg.name == name and seg.status == "running" then
+        return true
+      end
+    end
+    return false
+  end
+  local function cancel_due()
+    return spec.cancel_on and not cancelled and step_running(spec.cancel_on)
+      and vim.fn.filereadable(spec.pid_file) == 1 and #vim.fn.readfile(spec.pid_file) > 0
+  end
+  while job.status == "running" do
+    wait(STEP_TIMEOUT, function()
+      return pending_select ~= nil or cancel_due() or job.status ~= "running"
+    end, "a question, the step to cancel, or the agent turn's end")
+    if pending_select then
+      local p = pending_select
+      pending_select = nil
+      p.entry.chat = chat_lines()
+      local want = table.remove(answers, 1)
+      local choice, index
+      for i, item in ipairs(p.items) do
+        if item.title == want then
+          choice, index = item, i
+        end
+      end
+      p.entry.answered = want or vim.NIL
+      p.on_choice(choice, index)
+    elseif cancel_due() then
+      cancelled = true
+      result.chat_before_cancel = chat_lines()
+      result.status_before_cancel = job.status
+      for _, w in ipairs(api.nvim_tabpage_list_wins(0)) do
+        if api.nvim_win_get_buf(w) == chat.state.buf then
+          api.nvim_set_current_win(w)
+        end
+      end
+      api.nvim_feedkeys("q", "xt", false)
+    end
+  end
+  result.job = job_summary(job)
+  result.job.usage = job.usage
+  result.summary = answer.summary
+  result.steps = answer.steps
+  result.chat = chat_lines()
+  result.asked = require("lspilot.ask").asked
+  result.conversation = chat.state.conversation
+  result.source = buf_lines(buf)
+  result.source_modified = vim.bo[buf].modified
+  api.nvim_buf_call(buf, function()
+    vim.cmd("silent undo")
+  end)
+  result.source_after_undo = buf_lines(buf)
+  local agent = require("lspilot.agent")
+  result.dollars = { agent.dollars(0.00004), agent.dollars(0.0041), agent.dollars(0.00413),
+    agent.dollars(1.23456), agent.dollars(0) }
 end
 
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as

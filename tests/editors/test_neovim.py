@@ -391,6 +391,10 @@ def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir
     written = test_file.read_text(encoding="utf-8")
     assert "from calc import add" in written
     assert "def test_add():\n    assert add(2, 3) == 5\n" in written
+    # "Run the new tests?" came up in vim.ui.select (answered "Not now"), not inputlist.
+    assert [q["titles"] for q in result["selects"]] == [["Run", "Always in this workspace",
+                                                        "Not now"]]
+    assert result["questions"] == []
     # The source file itself is untouched.
     assert result["source_after"] == ORIGINAL_LINES
     assert "def add(a, b):" in user_prompt(requests[0])
@@ -1223,3 +1227,154 @@ def test_chat_q_cancels_and_chat_new_starts_over(nvim: Nvim, tmp_path: Path) -> 
     # The old conversation was forgotten (lspilot.chatReset).
     chats = tmp_path / "nvim-state" / "cache" / "lspilot" / "chats"
     assert not (chats / f"{result['conversation']}.json").exists()
+
+
+# -- agent mode ---------------------------------------------------------------------------
+
+AGENT_PRICES = {"fake-model": {"input": 10.0, "output": 40.0}}  # USD per 1M tokens
+
+
+def tool_reply(*calls: tuple[str, Any], text: str = "") -> Reply:
+    """A streamed answer that calls tools (as tests/e2e/test_agent.py scripts them), each
+    call's arguments split over two deltas."""
+    chunks: list[dict[str, Any]] = []
+    if text:
+        chunks.append({"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]})
+    for index, (name, args) in enumerate(calls):
+        raw = json.dumps(args)
+        half = len(raw) // 2
+        chunks.append({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": index, "id": f"call_{index}", "type": "function",
+             "function": {"name": name, "arguments": raw[:half]}}]}}]})
+        chunks.append({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": index, "function": {"arguments": raw[half:]}}]}}]})
+    chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 20,
+                                            "total_tokens": 120}})
+    return Reply.sse([f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"],
+                     delay=0.02)
+
+
+APPROVAL_TITLES = ["Allow", "Allow for this conversation", "Deny"]
+
+
+def test_agent_reads_then_edits_with_approval_through_vim_ui_select(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    source = make_workspace(tmp_path / "ws")
+    edit = {"path": "calc.py", "old": "    result = a + b\n    return result",
+            "new": "    return a + b"}
+    with FakeUpstream() as upstream:
+        upstream.enqueue(
+            tool_reply(("read_file", {"path": "calc.py"}), text="Let me look.\n"),
+            tool_reply(("edit_file", edit)),
+            Reply.stream(["Inlined the temporary in `add`.\n"], delay=0.02),
+        )
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "agent",
+            "file": str(source),
+            "message": "inline the temporary in add",
+            "answers": ["Allow"],
+            "settings": {"prices": AGENT_PRICES},
+        })
+        requests = upstream.wait_for_requests(3)
+
+    assert result["job"]["status"] == "done", result
+    # lspilot.chat in agent mode, with the file as context; the model got the tools.
+    assert result["request"]["mode"] == "agent" and result["request"]["uri"].endswith("calc.py")
+    assert {t["function"]["name"] for t in requests[0].json["tools"]} >= {"read_file", "edit_file"}
+    # The read ran unasked; the edit was asked about once, through vim.ui.select, with the
+    # server's three answers; the chat showed the whole question, diff and all, meanwhile.
+    assert len(result["selects"]) == 1 and result["questions"] == [], result["selects"]
+    asked = result["selects"][0]
+    assert asked["titles"] == APPROVAL_TITLES and asked["answered"] == "Allow"
+    assert "wants to edit calc.py" in asked["prompt"] and "\n" not in asked["prompt"]
+    shown = "\n".join(asked["chat"])
+    assert "```diff" in shown and "-    result = a + b" in shown and "+    return a + b" in shown
+    assert "✓ read_file calc.py (done)" in shown
+    assert "edit_file calc.py (running…)" in shown
+    # Each step went through lspilot/toolCall, running then done.
+    steps = [(e["tool"], e["status"]) for e in events(result, "toolCall")]
+    assert steps == [("read_file", "running"), ("read_file", "done"),
+                     ("edit_file", "running"), ("edit_file", "done")], steps
+    # The chat: text and steps in the order they happened, the answer, then the turn's
+    # steps, tokens and cost (four decimals).
+    chat = result["chat"]
+    head = chat.index("## lspilot (agent)")
+    body = chat[head + 1:]
+    assert body[0] == "Let me look."
+    assert body[1].startswith("✓ read_file calc.py (done)")
+    assert body[2].startswith("✓ edit_file calc.py (done)")
+    assert "→ Allow" in body
+    assert "Inlined the temporary in `add`." in body
+    usage = result["job"]["usage"]
+    assert usage["cost"] > 0
+    cost = f"${usage['cost']:.4f}"
+    summary = f"2 steps (2 done) · {usage['promptTokens']:,} tokens in, " \
+              f"{usage['completionTokens']:,} out · {cost}"
+    assert result["summary"] == summary
+    assert f"*{summary}*" in body
+    assert result["dollars"] == ["<$0.0001", "$0.0041", "$0.0041", "$1.235", "$0"]
+    # The edit landed in the buffer (not on disk), and one undo takes it back whole.
+    assert result["source"] == ORIGINAL_LINES[:3] + ["def add(a, b):", "    return a + b"] \
+        + ORIGINAL_LINES[6:]
+    assert result["source_modified"] is True
+    assert result["source_after_undo"] == ORIGINAL_LINES
+    assert source.read_text(encoding="utf-8") == SOURCE
+
+
+def test_agent_deny_and_a_dismissed_question_refuse_and_q_cancels_a_running_command(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    source = make_workspace(tmp_path / "ws")
+    pid_file = tmp_path / "pid"
+    sleep = [sys.executable, "-c",
+             f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+             "time.sleep(60)"]
+    with FakeUpstream() as upstream:
+        upstream.enqueue(
+            tool_reply(("edit_file", {"path": "calc.py", "old": "a + b", "new": "b + a"})),
+            tool_reply(("create_file", {"path": "notes.txt", "content": "hello\n"})),
+            tool_reply(("run_command", {"argv": sleep})),
+            Reply.stream(["never asked for"]),
+        )
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "agent",
+            "file": str(source),
+            "message": "swap the operands, take notes, then wait",
+            "answers": ["Deny", False, "Allow"],
+            "cancel_on": "run_command",
+            "pid_file": str(pid_file),
+        })
+        assert len(upstream.requests) == 3
+
+    # Three questions, each through vim.ui.select: Deny, dismissed (no answer), Allow.
+    assert [s["titles"] for s in result["selects"]] == [APPROVAL_TITLES] * 3
+    assert "wants to edit calc.py" in result["selects"][0]["prompt"]
+    assert "wants to create notes.txt" in result["selects"][1]["prompt"]
+    assert "wants to run" in result["selects"][2]["prompt"]
+    assert [s["answered"] for s in result["selects"]] == ["Deny", None, "Allow"]
+    statuses = [(e["tool"], e["status"]) for e in events(result, "toolCall")]
+    assert ("edit_file", "refused") in statuses and ("create_file", "refused") in statuses
+    # q in the chat cancelled the turn while the command ran; its process is gone.
+    assert result["status_before_cancel"] == "running"
+    assert "run_command" in "\n".join(result["chat_before_cancel"])
+    assert result["job"]["status"] == "cancelled" and result["job"]["cancel_sent"] is True
+    pid = int(pid_file.read_text())
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the command outlived the cancel")
+    chat = "\n".join(result["chat"])
+    assert "⊘ edit_file calc.py (refused)" in chat and "→ Deny" in chat
+    assert "⊘ create_file notes.txt (1 line) (refused)" in chat
+    assert "→ no answer (Deny)" in chat
+    assert "*(cancelled: " in chat
+    assert "run_command" in chat and "(running…)" not in chat
+    # Nothing was changed: not the buffer, not the disk.
+    assert result["source"] == ORIGINAL_LINES and result["source_modified"] is False
+    assert not (tmp_path / "ws" / "notes.txt").exists()

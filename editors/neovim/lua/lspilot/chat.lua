@@ -2,6 +2,10 @@
 -- with the server's lspilot.chat, its answers streamed in under a header per turn, a
 -- prompt below a separator line at the bottom (<CR> sends), an answer's code block
 -- applied to the source buffer's last visual selection with lspilot.chatApply.
+-- In agent mode (:LspilotAgent) a turn's steps (lspilot/toolCall) and approval
+-- questions show in its answer as they happen, and its steps and cost at its end.
+local agent = require("lspilot.agent")
+local ask = require("lspilot.ask")
 local client_mod = require("lspilot.client")
 local compat = require("lspilot.compat")
 local range = require("lspilot.range")
@@ -33,6 +37,8 @@ local state = {
   pending = nil, -- context for the next turn from the prompt { bufnr, uri, range }
   separator = nil, -- extmark of the separator line
   generation = 0,
+  mode = "ask", -- "ask" (chat) or "agent" (the model works in the workspace with tools)
+  answer = nil, -- the running turn's answer
 }
 M.state = state
 --- The answer to the last :LspilotChatApply: { status, error }.
@@ -155,6 +161,36 @@ local function set_status(turn, text, hl)
   api.nvim_buf_set_extmark(state.buf, M.namespace, row, 0, opts)
 end
 
+local function text_lines(chunk, into)
+  local lines = vim.split(chunk, "\n", { plain = true })
+  while #lines > 0 and lines[#lines] == "" do
+    table.remove(lines)
+  end
+  vim.list_extend(into, lines)
+end
+
+--- An answer's lines: its text, with the agent's steps (and their approval questions)
+--- where they happened in it.
+function M.answer_lines(turn, text)
+  local lines = {}
+  local pos = 0
+  for _, seg in ipairs(turn.segments or {}) do
+    local upto = math.min(seg.offset, #text)
+    if upto > pos then
+      text_lines(text:sub(pos + 1, upto), lines)
+      pos = upto
+    end
+    table.insert(lines, agent.step_line(seg))
+    if seg.question then
+      vim.list_extend(lines, agent.question_lines(seg.question.message, seg.question.answer))
+    end
+  end
+  if pos < #text then
+    text_lines(text:sub(pos + 1), lines)
+  end
+  return lines
+end
+
 --- Shows `text` (the answer so far) under the turn's header; `extra` lines after it.
 local function render(turn, text, extra)
   if not valid_buf(state.buf) then
@@ -164,10 +200,7 @@ local function render(turn, text, extra)
   if row == nil then
     return
   end
-  local lines = vim.split(text or "", "\n", { plain = true })
-  while #lines > 0 and lines[#lines] == "" do
-    table.remove(lines)
-  end
+  local lines = M.answer_lines(turn, text or "")
   for _, line in ipairs(extra or {}) do
     table.insert(lines, line)
   end
@@ -177,20 +210,20 @@ end
 
 --- Adds a turn (the user's message and the answer's header) above the separator;
 --- returns the answer's turn.
-local function add_turn(message)
+local function add_turn(message, mode)
   local sep = separator_row()
   local msg = vim.split(message, "\n", { plain = true })
   local lines = { "## You" }
   vim.list_extend(lines, msg)
-  vim.list_extend(lines, { "", "## lspilot", "" })
+  vim.list_extend(lines, { "", mode == "agent" and "## lspilot (agent)" or "## lspilot", "" })
   set_lines(sep, sep, lines)
   local you = { role = "user", text = message }
   you.mark = api.nvim_buf_set_extmark(state.buf, M.namespace, sep, 0, {})
-  local answer = { role = "assistant", text = "", rendered = 0, status = "running" }
+  local answer = { role = "assistant", text = "", rendered = 0, status = "running", mode = mode, segments = {} }
   answer.mark = api.nvim_buf_set_extmark(state.buf, M.namespace, sep + #msg + 2, 0, {})
   table.insert(state.turns, you)
   table.insert(state.turns, answer)
-  set_status(answer, "answering…")
+  set_status(answer, mode == "agent" and "working…" or "answering…")
   return answer
 end
 
@@ -200,13 +233,20 @@ local function set_context_hint()
   end
   local opts = { id = state.separator }
   local p = state.pending
+  local hint = {}
+  if state.mode == "agent" then
+    table.insert(hint, { "  agent mode", "Special" })
+  end
   if p then
     local name = vim.fn.fnamemodify(api.nvim_buf_get_name(p.bufnr), ":t")
     local what = name
     if p.range then
       what = string.format("%s lines %d-%d", name, p.range.start.line + 1, p.range["end"].line + (p.range["end"].character == 0 and 0 or 1))
     end
-    opts.virt_text = { { "  with " .. what, "Comment" } }
+    table.insert(hint, { "  with " .. what, "Comment" })
+  end
+  if #hint > 0 then
+    opts.virt_text = hint
     opts.virt_text_pos = "eol"
   end
   api.nvim_buf_set_extmark(state.buf, M.namespace, separator_row(), 0, opts)
@@ -233,8 +273,12 @@ local function send(message, context)
     return false
   end
   show(true)
-  local answer = add_turn(message)
+  local mode = state.mode
+  local answer = add_turn(message, mode)
   local args = { message = message }
+  if mode == "agent" then
+    args.mode = "agent"
+  end
   if state.conversation then
     args.conversation = state.conversation
   end
@@ -259,6 +303,13 @@ local function send(message, context)
       end
       answer.text = job.text
       answer.status = job.status
+      if state.answer == answer then
+        state.answer = nil
+      end
+      if mode == "agent" then
+        M.finish_agent(answer, job, result)
+        return
+      end
       if job.status == "done" then
         if type(result) == "table" and type(result.conversation) == "string" then
           state.conversation = result.conversation
@@ -284,8 +335,111 @@ local function send(message, context)
     return false
   end
   state.job = jobs.get(token)
+  state.job.agent = mode == "agent"
+  state.answer = answer
   state.client_id = c.id
   return true
+end
+
+--- The end of an agent turn: steps still shown as running are over, the answer's text,
+--- and a last line with the steps, tokens and cost (also at the header's end).
+function M.finish_agent(answer, job, result)
+  result = type(result) == "table" and result or {}
+  for _, seg in ipairs(answer.segments) do
+    if seg.status == "running" then
+      seg.status = job.status == "cancelled" and "cancelled" or "failed"
+    end
+    if seg.question and seg.question.answer == nil then
+      seg.question.answer = false
+    end
+  end
+  local steps = type(result.steps) == "table" and result.steps or answer.segments
+  answer.steps = steps
+  local stop = util.value(result.stopReason, nil)
+  local words = agent.summary(steps, job.usage, stop)
+  answer.summary = words
+  if job.status == "done" then
+    if type(result.conversation) == "string" then
+      state.conversation = result.conversation
+    end
+    answer.turn = state.answers
+    state.answers = state.answers + 1
+    render(answer, job.text, { "", "*" .. words .. "*" })
+    set_status(answer, words)
+  elseif job.status == "cancelled" then
+    render(answer, job.text, { "", "*(cancelled: " .. words .. ")*" })
+    set_status(answer, "cancelled", "WarningMsg")
+  else
+    local why = tostring(job.error and job.error.message or "failed")
+    render(answer, job.text, { "", "*(failed: " .. why:gsub("\n", " ") .. "; " .. words .. ")*" })
+    set_status(answer, "failed", "ErrorMsg")
+  end
+end
+
+--- lspilot/toolCall: a step of the running agent turn starts or ends.
+function M.on_tool_call(params, ctx)
+  if type(params) ~= "table" or type(params.id) ~= "string" then
+    return
+  end
+  local job = state.job
+  local answer = state.answer
+  local data = {
+    token = params.token, conversation = util.value(params.conversation, nil), id = params.id,
+    name = params.name, arguments = params.arguments, status = params.status,
+    summary = util.value(params.summary, nil), client_id = ctx and ctx.client_id,
+  }
+  require("lspilot.jobs").fire("LspilotToolCall", data)
+  if not (job and answer and job.token == params.token and valid_buf(state.buf)) then
+    return
+  end
+  -- Ids are the model's and repeat across its answers (each may start at call_0): a
+  -- step's end goes to the running step with its id, anything else is a new step.
+  local seg
+  for _, s in ipairs(answer.segments) do
+    if s.id == params.id and s.status == "running" then
+      seg = s
+    end
+  end
+  if not seg then
+    seg = { id = params.id, offset = #job.text }
+    table.insert(answer.segments, seg)
+  end
+  seg.name = params.name
+  seg.arguments = params.arguments
+  seg.status = params.status
+  seg.summary = data.summary
+  render(answer, job.text)
+end
+
+--- A question from the server while an agent turn runs goes under its running step in
+--- the chat (the whole message: the diff of an edit, the command line), and its answer
+--- after it.
+ask.listeners.chat = function(question)
+  local answer = state.answer
+  if not (answer and state.job and state.job.status == "running" and state.job.agent and valid_buf(state.buf)) then
+    return nil
+  end
+  local seg
+  for _, s in ipairs(answer.segments) do
+    if s.status == "running" then
+      seg = s
+    end
+  end
+  if not seg then
+    seg = { id = "question-" .. (#answer.segments + 1), name = "question", status = "running", offset = #state.job.text }
+    table.insert(answer.segments, seg)
+  end
+  seg.question = { message = question.message }
+  render(answer, state.job.text)
+  local win = show(false)
+  pcall(api.nvim_win_set_cursor, win, { mark_row(answer.mark) + 1 + answer.rendered, 0 })
+  pcall(vim.cmd, "redraw")
+  return function(title)
+    seg.question.answer = title or false
+    if valid_buf(state.buf) and answer.status == "running" then
+      render(answer, state.job and state.job.text or answer.text)
+    end
+  end
 end
 
 --- The message typed below the separator, sent as the next turn (with the context
@@ -337,9 +491,11 @@ local function context_for(bufnr, cmd_opts)
   return context
 end
 
---- :LspilotChat [message]: opens the chat; with a message, sends it (the selection or
---- the current file as its context).
-function M.open(message, cmd_opts)
+--- :LspilotChat [message] (`mode` "ask") and :LspilotAgent [message] (`mode` "agent"):
+--- opens the chat in that mode (the prompt line's turns keep it); with a message,
+--- sends it (the selection or the current file as its context).
+function M.open(message, cmd_opts, mode)
+  state.mode = mode == "agent" and "agent" or "ask"
   local bufnr = api.nvim_get_current_buf()
   local context = context_for(bufnr, cmd_opts)
   message = vim.trim(message or "")

@@ -1,5 +1,6 @@
 -- The lspilot client: its configuration (handlers, capabilities, client-side commands),
 -- starting it or attaching it to a buffer, and finding it again.
+local ask = require("lspilot.ask")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
 local util = require("lspilot.util")
@@ -83,6 +84,15 @@ function M.handlers()
   }
   if not vim.lsp.handlers["window/showDocument"] then
     handlers["window/showDocument"] = show_document
+  end
+  -- Agent mode's steps, into the chat buffer.
+  handlers["lspilot/toolCall"] = function(_, result, ctx)
+    require("lspilot.chat").on_tool_call(result, ctx)
+  end
+  -- The server's questions (agent approvals above all): vim.ui.select, answered when
+  -- the user chooses, never a blocking inputlist (lspilot.ask).
+  handlers["window/showMessageRequest"] = function(err, result, ctx, cfg)
+    return require("lspilot.ask").handler(err, result, ctx, cfg)
   end
   -- The server reports a failed action with window/showMessage too; remember those so
   -- the plugin does not notify the same failure twice.
@@ -213,7 +223,9 @@ function M.attach(bufnr)
   if vim.lsp.start then
     local id
     api.nvim_buf_call(bufnr, function()
-      id = vim.lsp.start(cfg, { bufnr = bufnr })
+      id = ask.capture(function()
+        return vim.lsp.start(cfg, { bufnr = bufnr })
+      end)
     end)
     started_for_buf[bufnr] = id
     return id
@@ -221,7 +233,9 @@ function M.attach(bufnr)
   local id = started_by_root[root]
   local client = id and vim.lsp.get_client_by_id(id)
   if not client or compat.is_stopped(client) then
-    id = vim.lsp.start_client(cfg)
+    id = ask.capture(function()
+      return vim.lsp.start_client(cfg)
+    end)
     if not id then
       util.notify("could not start " .. table.concat(opts.cmd, " "), levels.ERROR)
       return nil

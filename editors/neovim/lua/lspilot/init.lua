@@ -8,7 +8,9 @@
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
 --   float.lua       the explanation window
---   chat.lua        the chat buffer (:LspilotChat)
+--   chat.lua        the chat buffer (:LspilotChat, :LspilotAgent)
+--   agent.lua       agent mode in words: steps, approvals, the turn's cost
+--   ask.lua         the server's questions (approvals) through vim.ui.select
 --   suggestion.lua  ghost text (inline completions)
 --   status.lua      :LspilotStatus (the server's lspilot.status)
 --   health.lua      :checkhealth lspilot
@@ -206,6 +208,11 @@ end
 --- :LspilotChat [message]: `opts` like a user command's (range, line1, line2).
 function M.chat(message, opts)
   return require("lspilot.chat").open(message, opts)
+end
+
+--- :LspilotAgent [message]: the chat in agent mode.
+function M.agent(message, opts)
+  return require("lspilot.chat").open(message, opts, "agent")
 end
 
 --- A short statusline string: "lspilot: refactor 40%" while actions run, else "".
