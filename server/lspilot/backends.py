@@ -9,13 +9,17 @@ outside ``lspilot.local`` that knows the local model exists.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Literal
 
 from attrs import define
 
+from lspilot.editor import Editor
+from lspilot.llm.errors import UpstreamError
 from lspilot.llm.wire import ToolFormat
 from lspilot.local import model as local_model
-from lspilot.local.manager import local_model_name
+from lspilot.local.manager import LocalModel, local_model_name
 from lspilot.settings import LOCAL_BASE_URL, Settings
 
 # Completions in flight at once on a remote upstream (one per document, a few documents).
@@ -54,3 +58,32 @@ def backend_for(settings: Settings) -> Backend:
                        fim_tokens=bundled.fim_tokens if bundled is not None else None)
     return Backend(local=False, tool_format="native", completion_slots=REMOTE_COMPLETION_SLOTS,
                    auto_completion_style="chat", fim_tokens=None)
+
+
+class Upstreams:
+    """What the backends need running: the bundled model's llama.cpp server, started on
+    the first request that needs it (or warmed up when the settings name it) and stopped
+    with lspilot."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self._local = LocalModel(cache_dir)
+
+    async def prepare(self, settings: Settings, editor: Editor | None,
+                      ) -> tuple[Settings, asyncio.Future[UpstreamError] | None]:
+        """Settings that reach the backend (the local server's address, started first),
+        and the local server's crash as a future a request can race (None: remote)."""
+        if not backend_for(settings).local:
+            return settings, None
+        ready = await self._local.endpoint_settings(settings, editor)
+        return ready, self._local.lost()
+
+    def answered(self) -> None:
+        """A request through the local server was answered: its crashes are history."""
+        self._local.answered()
+
+    def warm_up(self, settings: Settings, editor: Editor | None) -> None:
+        if backend_for(settings).local:
+            self._local.warm_up(settings, editor)
+
+    async def aclose(self) -> None:
+        await self._local.aclose()

@@ -25,7 +25,7 @@ from pygls.uris import to_fs_path
 from pygls.workspace import Workspace
 
 from lspilot import exclusion
-from lspilot.backends import backend_for
+from lspilot.backends import Upstreams
 from lspilot.commands import CommandError
 from lspilot.editor import Editor
 from lspilot.errors import LspilotError
@@ -33,7 +33,6 @@ from lspilot.jobs.job import Body, Job, JobContext, JobResult, JobSpec
 from lspilot.jobs.lanes import Lanes
 from lspilot.llm import errors
 from lspilot.llm.client import ChatClient
-from lspilot.local.manager import LocalModel
 from lspilot.mcp_client import McpServers
 from lspilot.settings import Settings
 from lspilot.store import SettingsStore
@@ -85,8 +84,8 @@ class Services:
         self.upstream = UpstreamHealth()
         # The user's MCP servers, started when an agent turn first needs them.
         self.mcp = McpServers(self.store.remembered)
-        # llama.cpp's server, started when baseUrl is "local" (lspilot.local).
-        self.local = LocalModel(cache_dir)
+        # What the backends need running (llama.cpp's server for baseUrl "local").
+        self.upstreams = Upstreams(cache_dir)
         self.store.subscribe(self._settings_changed)
 
     @property
@@ -122,14 +121,10 @@ class Services:
         if refused is not None:
             raise KeyNotSent(refused)
         settings = self.store.settings_for(uri)  # after: an allowed key command set the key
-        local = backend_for(settings).local
-        if local:
-            settings = await self.local.endpoint_settings(settings, self.editor)
+        settings, lost = await self.upstreams.prepare(settings, self.editor)
         return JobContext(
             editor=self.editor, client=self.client, settings=settings, lanes=self.lanes,
-            meter=self.meter,
-            refresh_key=self.store.key_refresher(uri),
-            upstream_lost=self.local.lost() if local else None,
+            meter=self.meter, refresh_key=self.store.key_refresher(uri), upstream_lost=lost,
         )
 
     def start(self, spec: JobSpec, context: JobContext, body: Body) -> Job:
@@ -164,14 +159,12 @@ class Services:
             job.cancel()
             raise
         if context.upstream_lost is not None and result.status == "done":
-            self.local.answered()
+            self.upstreams.answered()
         return result
 
     def start_local_model(self) -> None:
         """Start llama.cpp before the first request, when the settings want it."""
-        settings = self.store.settings
-        if backend_for(settings).local:
-            self.local.warm_up(settings, self.editor)
+        self.upstreams.warm_up(self.store.settings, self.editor)
 
     async def shutdown(self) -> None:
         for job in list(self.jobs.values()):
@@ -180,7 +173,7 @@ class Services:
         if tasks:
             await asyncio.wait(tasks, timeout=2)
         await self.client.aclose()
-        await self.local.aclose()
+        await self.upstreams.aclose()
         await self.mcp.aclose()
 
 
