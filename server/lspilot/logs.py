@@ -83,6 +83,11 @@ def _file_handler(path: Path) -> logging.Handler:
     """Appends to ``path``, readable by the user only: the log may quote their code."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # The mode above is for a new file only: one that existed keeps its own (often 0644).
+    try:
+        os.fchmod(descriptor, 0o600)
+    except OSError as exc:  # someone else's file that we may write to: say so, go on
+        sys.stderr.write(f"lspilot: could not make {path} private (0600): {exc}\n")
     handler = logging.StreamHandler(os.fdopen(descriptor, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.addFilter(_ScrubFilter())
