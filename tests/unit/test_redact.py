@@ -33,7 +33,7 @@ def _shown(key: str) -> list[str]:
     return [
         f"Illegal header value {header.encode('utf-8')!r}",  # httpx / h11
         f"the key {key!r} was refused",
-        f"the key {ascii(key)} was refused",
+        f"the key {key!a} was refused",
         json.dumps({"error": {"message": f"bad key {key}"}}),
         json.dumps({"error": {"message": f"bad key {key!r}"}}),
         f"bad key {key.strip()}.",
