@@ -6,7 +6,8 @@ goes away: editors show a server's stderr too (VS Code in the same output channe
 Neovim as ERROR lines in ``lsp.log``), and every line would appear twice. ``--log-file``
 keeps everything, whoever else is listening.
 
-A filter scrubs the API key from every record, whatever a library puts in a message.
+A filter scrubs the API key from every record, whatever a library puts in a message or a
+traceback, in every form it may take there (``lspilot.redact``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-_SECRETS: set[str] = set()
+from lspilot import redact
+
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Above every level: a handler set to it lets nothing through.
 _SILENT = logging.CRITICAL + 1
 
 
 def register_secret(secret: str | None) -> None:
-    if secret and len(secret) >= 4:
-        _SECRETS.add(secret)
+    redact.register(secret)
 
 
 def secrets() -> list[str]:
@@ -34,18 +35,25 @@ def secrets() -> list[str]:
 
 
 def scrub(text: str) -> str:
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
+    return redact.scrub(text)
 
 
 class _ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
+        if redact.has_secrets():
             record.msg = scrub(record.getMessage())
             record.args = None
+            # A traceback quotes values too (a UnicodeEncodeError holds the header it failed on).
+            if record.exc_info and not record.exc_text:
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = scrub(record.exc_text)
+            if record.stack_info:
+                record.stack_info = scrub(record.stack_info)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -88,6 +96,11 @@ def _file_handler(path: Path) -> logging.Handler:
     """Appends to ``path``, readable by the user only: the log may quote their code."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    # The mode above is for a new file only: one that existed keeps its own (often 0644).
+    try:
+        os.fchmod(descriptor, 0o600)
+    except OSError as exc:  # someone else's file that we may write to: say so, go on
+        sys.stderr.write(f"lspilot: could not make {path} private (0600): {exc}\n")
     handler = logging.StreamHandler(os.fdopen(descriptor, "a", encoding="utf-8"))
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.addFilter(_ScrubFilter())

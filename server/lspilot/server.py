@@ -31,7 +31,7 @@ from lspilot.features.chat import ChatFeature
 from lspilot.features.inline import InlineFeature
 from lspilot.features.next_edits import NextEditsFeature
 from lspilot.features.status import StatusFeature
-from lspilot.transport import MessagePump, serve
+from lspilot.transport import MessagePump, ScrubbingWriter, serve
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ ALL_COMMANDS: tuple[str, ...] = tuple(c for feature in FEATURES for c in feature
 
 
 class LspilotProtocol(LanguageServerProtocol):
-    """Runs ``workspace/executeCommand`` as the request's own task (pygls-notes trap 1).
+    """Runs ``workspace/executeCommand`` as the request's own task (pygls-notes trap 1),
+    and writes every message through the key's scrubber.
 
     pygls's built-in dispatch would leave a command running after ``$/cancelRequest``;
     as the request's task, a cancel reaches it, and we can read the client's
@@ -55,6 +56,10 @@ class LspilotProtocol(LanguageServerProtocol):
     """
 
     _server: LspilotServer
+
+    def set_writer(self, writer: Any, include_headers: bool = True) -> None:
+        """Every message to the editor goes through the key's scrubber (stdio and TCP)."""
+        super().set_writer(ScrubbingWriter(writer, include_headers), include_headers)
 
     @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
     async def lsp_workspace__execute_command(  # type: ignore[override]

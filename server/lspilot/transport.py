@@ -20,6 +20,8 @@ from typing import Any
 
 from pygls.protocol import JsonRPCProtocol
 
+from lspilot import redact
+
 log = logging.getLogger(__name__)
 
 _HEADER_START = re.compile(rb"content-length:", re.I)
@@ -123,6 +125,38 @@ class MessagePump:
         self._protocol._send_data(
             {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
         )
+
+
+class ScrubbingWriter:
+    """The last gate before the editor: masks the key in every message lspilot sends.
+
+    Results, messages, progress, ``lspilot/stream`` and log messages all pass here, in
+    whatever form the key took in them (see ``lspilot.redact``). pygls writes one whole
+    message per call (header and body, or the body alone); a masked body gets its
+    ``Content-Length`` again.
+    """
+
+    def __init__(self, writer: Any, include_headers: bool) -> None:
+        self._writer = writer
+        self._include_headers = include_headers
+
+    def write(self, data: bytes) -> Any:
+        if redact.has_secrets():
+            data = self._scrubbed(data)
+        return self._writer.write(data)
+
+    def close(self) -> Any:
+        return self._writer.close()
+
+    def _scrubbed(self, data: bytes) -> bytes:
+        if not self._include_headers:
+            return redact.scrub_wire(data)
+        header, separator, body = data.partition(b"\r\n\r\n")
+        scrubbed = redact.scrub_wire(body)
+        if scrubbed is body:
+            return data
+        header = _CONTENT_LENGTH.sub(b"Content-Length: %d" % len(scrubbed), header, count=1)
+        return header + separator + scrubbed
 
 
 async def serve(fd: int, pump: MessagePump, read_size: int = 65536) -> None:

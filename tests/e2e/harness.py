@@ -185,8 +185,13 @@ async def session(
     init_options: dict[str, Any] | None = None,
     configuration: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
+    folders: bool = True,
 ) -> AsyncIterator[Editor]:
-    """A started, initialized lspilot with an editor around it; shut down afterwards."""
+    """A started, initialized lspilot with an editor around it; shut down afterwards.
+
+    ``folders``: ``root`` is the workspace folder (else the editor opens no folder, as an
+    editor started on a lone file may).
+    """
     client = _client_factory()
     editor = Editor(client, upstream, root)
 
@@ -208,8 +213,8 @@ async def session(
             initialization_options=options,
             workspace_folders=[
                 types.WorkspaceFolder(uri=from_fs_path(str(root)) or "", name="workspace")
-            ],
-            root_uri=from_fs_path(str(root)),
+            ] if folders else None,
+            root_uri=from_fs_path(str(root)) if folders else None,
         )
     )
     editor.connected(result)

@@ -4,6 +4,8 @@ cancel, a failure keeping its text, and applying an answer's code block."""
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -168,3 +170,72 @@ async def test_a_code_block_is_applied_and_a_stale_version_is_not(upstream, work
         with pytest.raises(JsonRpcInvalidParams, match="1 code block"):
             await editor.command("lspilot.chatApply", {
                 "conversation": conversation, "block": 1, "uri": uri, "range": whole})
+
+
+async def test_a_named_file_larger_than_the_budget_is_refused_before_asking(upstream,
+                                                                            workspace):
+    upstream.enqueue(Reply.stream(["seen"]))
+    (workspace / "big.txt").write_text("x" * 2_000_000)
+    (workspace / "small.py").write_text("def helper():\n    return 42\n")
+    async with session(upstream, workspace,
+                       init_options={"contextBudgetChars": 5000}) as editor:
+        refused = await chat(editor, "read #file:big.txt")
+        assert refused["status"] == "failed", refused
+        assert refused["error"]["type"] == "context_too_large"
+        assert "contextBudgetChars" in refused["error"]["message"]
+        # Files share the budget: two that fit alone do not fit together.
+        (workspace / "half.txt").write_text("y" * 3000)
+        both = await chat(editor, "read #file:half.txt and #file:half.txt")
+        assert both["error"]["type"] == "context_too_large"
+        assert upstream.requests == []
+        ok = await chat(editor, "and #file:small.py?")
+        assert ok["status"] == "done"
+        assert len(upstream.requests[0].body) < 5000 * 2
+    kept = "".join(f.read_text() for f in
+                   (workspace.parent / "cache" / "lspilot" / "chats").iterdir())
+    assert "xxxxxxxxxx" not in kept and "def helper()" in kept
+
+
+async def test_from_an_untitled_buffer_a_named_file_comes_from_the_workspace_folder(
+        upstream, workspace):
+    upstream.enqueue(Reply.stream(["seen"]))
+    (workspace / "util.py").write_text("def helper():\n    return 42\n")
+    assert (Path.cwd() / "README.md").is_file()  # the server's working directory has one
+    async with session(upstream, workspace) as editor:
+        editor.open_document("untitled:Untitled-1", "print('draft')\n", "python")
+        refused = await chat(editor, "read #file:README.md", uri="untitled:Untitled-1")
+        assert refused["status"] == "failed" and refused["error"]["type"] == "no_file"
+        ok = await chat(editor, "compare #file:util.py", uri="untitled:Untitled-1")
+        assert ok["status"] == "done"
+        assert "def helper()" in sent(upstream.requests[0])[-1][1]
+        assert len(upstream.requests) == 1
+
+
+async def test_without_a_workspace_folder_a_named_file_is_refused(upstream, workspace):
+    async with session(upstream, workspace, folders=False) as editor:
+        editor.open_document("untitled:Untitled-1", "print('draft')\n", "python")
+        refused = await chat(editor, "read #file:README.md", uri="untitled:Untitled-1")
+        assert refused["status"] == "failed" and refused["error"]["type"] == "no_file"
+        assert "workspace folder" in refused["error"]["message"]
+        no_document = await chat(editor, "read #file:README.md")
+        assert no_document["error"]["type"] == "no_file"
+        assert upstream.requests == []
+
+
+async def test_a_named_fifo_is_refused_and_the_server_keeps_answering(upstream, workspace):
+    os.mkfifo(workspace / "pipe")
+    (workspace / "data.bin").write_bytes(b"\xff\xfe\x00binary")
+    async with session(upstream, workspace) as editor:
+        try:
+            refused = await asyncio.wait_for(chat(editor, "read #file:pipe"), 10)
+        except TimeoutError:
+            # Let the stuck server go (a writer comes and goes), so the test can end.
+            os.close(os.open(workspace / "pipe", os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail("the server hung on a FIFO named by #file:")
+        assert refused["status"] == "failed" and refused["error"]["type"] == "no_file"
+        assert "not a regular file" in refused["error"]["message"]
+        binary = await asyncio.wait_for(chat(editor, "read #file:data.bin"), 10)
+        assert binary["error"]["type"] == "no_file" and "UTF-8" in binary["error"]["message"]
+        status = await asyncio.wait_for(editor.command("lspilot.status"), 10)
+        assert status["running"] == []
+        assert upstream.requests == []

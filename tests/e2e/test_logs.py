@@ -115,3 +115,19 @@ def test_log_file_keeps_every_line_owner_only(tmp_path):
     text = log_file.read_text()
     assert "modle" in text and "WARNING" in text
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+
+
+def test_a_log_file_that_existed_is_made_owner_only(tmp_path):
+    log_file = tmp_path / "lspilot.log"
+    log_file.write_text("an older session\n")
+    log_file.chmod(0o644)
+    server = Server("--log-file", str(log_file))
+    try:
+        _start(server, tmp_path)
+        _warn_about_a_misspelt_setting(server)
+        server.stop()
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert log_file.read_text().startswith("an older session\n")  # appended to, not replaced

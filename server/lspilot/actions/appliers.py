@@ -16,6 +16,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 from pygls.workspace import TextDocument, Workspace
 
+from lspilot import redact
 from lspilot.actions import results
 from lspilot.actions.live import LiveRewrite
 from lspilot.actions.results import ActionFailed, EditTarget, WrittenTests
@@ -69,7 +70,9 @@ class ShowExplanation(Applier):
                 self.cache_dir / "explanations",
                 Path(self.snap.document.path).name, self.snap.first_line, self.snap.last_line,
             )
-            _write_private(path, answer if answer.endswith("\n") else answer + "\n")
+            # The job masked the key in the answer; masked again here, as the file outlives it.
+            text = redact.scrub(answer)
+            _write_private(path, text if text.endswith("\n") else text + "\n")
             uri = from_fs_path(str(path)) or f"file://{path}"
             if await self.editor.show_document(uri, take_focus=False):
                 return

@@ -16,6 +16,8 @@ from typing import Any
 
 from attrs import define, field
 
+from lspilot import redact
+
 MAX_CONVERSATIONS = 50
 
 
@@ -108,7 +110,8 @@ class ConversationStore:
             self.folder.chmod(0o700)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                json.dump(conversation.to_json(), handle)
+                # Never the key, though a message or an answer quoted it.
+                handle.write(redact.scrub_json(json.dumps(conversation.to_json())))
             self._prune()
 
     def all(self) -> list[Conversation]:

@@ -36,7 +36,7 @@ class Built:
 
 
 def file_references(message: str) -> list[str]:
-    return [match.rstrip(".,;:)") for match in FILE_REFERENCE.findall(message)]
+    return [match.rstrip(".,;:)?!") for match in FILE_REFERENCE.findall(message)]
 
 
 def build(message: str, history: list[Turn], contexts: list[Context],

@@ -3,12 +3,14 @@
 one (to reopen it); ``lspilot.chatApply`` applies a code block of an answer.
 
 A turn's context is the document and selection it names and the files its message names
-(``#file:path``, inside the workspace only); earlier turns fill what is left of the
-context budget, newest first. Conversations are kept across restarts (lspilot.chat).
+(``#file:path``, inside a workspace folder only, within the context budget: see
+``lspilot.chat.files``); earlier turns fill what is left of the budget, newest first.
+Conversations are kept across restarts (lspilot.chat).
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,8 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from lspilot.actions import selection
 from lspilot.actions.extract import fit_to_selection
-from lspilot.actions.results import ActionFailed, replacement_edit
-from lspilot.actions.testfiles import ensure_inside
-from lspilot.chat import prompt
+from lspilot.actions.results import replacement_edit
+from lspilot.chat import files, prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.commands import CommandError
 from lspilot.errors import LspilotError
@@ -87,9 +88,11 @@ class ChatFeature(Feature):
 
     async def _answer(self, job: Job, conversation: Conversation, message: str,
                       uri: str | None, range_: types.Range | None) -> Outcome:
-        contexts = [*self._document_context(uri, range_), *self._files(message, uri)]
-        built = prompt.build(message, conversation.turns, contexts,
-                             job.settings.context_budget_chars)
+        budget = job.settings.context_budget_chars
+        document = self._document_context(uri, range_)
+        room = budget - len(prompt.SYSTEM) - len(message) - sum(len(c.text) for c in document)
+        contexts = [*document, *await self._files(message, uri, room, budget)]
+        built = prompt.build(message, conversation.turns, contexts, budget)
         if built.dropped_turns:
             job.report(f"{built.dropped_turns} earlier turn(s) left out to fit the context "
                        "budget (contextBudgetChars).")
@@ -142,24 +145,29 @@ class ChatFeature(Feature):
             return [prompt.Context(label, language, snap.selected)]
         return [prompt.Context(name, language, document.source)]
 
-    def _files(self, message: str, uri: str | None) -> list[prompt.Context]:
+    async def _files(self, message: str, uri: str | None, room: int,
+                     budget: int) -> list[prompt.Context]:
+        """The files the message names, together no more than ``room`` characters."""
         references = prompt.file_references(message)
         if not references:
             return []
         workspace = self.services.workspace
         folders = [Path(to_fs_path(f.uri) or "") for f in workspace.folders.values()]
-        root = selection.root_for(workspace, Path(to_fs_path(uri) or "")) if uri else (
-            folders[0] if folders else Path.cwd())
+        if workspace.root_path and Path(workspace.root_path) not in folders:
+            folders.append(Path(workspace.root_path))
+        document = to_fs_path(uri) if uri and uri.startswith("file:") else None
+        root = files.folder_for(folders, Path(document) if document else None)
         found = []
         for reference in references:
-            path = ensure_inside(root / reference, root)  # OutsideWorkspace otherwise
+            path = files.resolve(reference, root)  # OutsideWorkspace otherwise
             open_document = workspace.text_documents.get(from_fs_path(str(path)) or "")
-            try:
-                text = open_document.source if open_document else path.read_text(
-                    encoding="utf-8")
-            except OSError:
-                raise ActionFailed("no_file", f"#file:{reference}: there is no such file in "
-                                              f"the workspace folder {root}.") from None
+            if open_document is not None:
+                text = open_document.source
+                if len(text) > room:
+                    raise files.too_large(reference, room, budget)
+            else:
+                text = await asyncio.to_thread(files.read, path, reference, room, budget)
+            room -= len(text)
             found.append(prompt.Context(reference, path.suffix.lstrip("."), text))
         return found
 

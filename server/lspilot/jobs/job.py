@@ -3,7 +3,9 @@
 Every feature that streams runs as a job: it gets work-done progress, a lane of
 concurrency, the answer relayed as it arrives (coalesced progress and ``lspilot/stream``),
 retries and the fresh-key retry after a 401, usage and cost, every way to cancel, and a
-wind-down that tells the user how it ended. The feature supplies only its body: a
+wind-down that tells the user how it ended. The answer is relayed with the API key masked
+(a model may echo it), so everything made of it (progress, stream, the result, an
+explanation, a kept chat, an edit) is too. The feature supplies only its body: a
 coroutine that builds requests, calls :meth:`Job.stream` (once or more) and does what is
 its own with the answer.
 
@@ -27,6 +29,7 @@ import attrs
 from attrs import define, field
 from lsprotocol import types
 
+from lspilot import redact
 from lspilot import usage as pricing
 from lspilot.editor import Editor, StreamNotice
 from lspilot.errors import LspilotError
@@ -221,9 +224,13 @@ class Job:
             raise
         finally:
             limiter.release()
-        text = stream.text
-        return Streamed(text=text, usage=self._count(request, stream, text),
-                        finish_reason=stream.finish_reason, tool_calls=stream.tool_calls)
+        text = "".join(self._text)  # what was relayed: the answer with the key masked
+        # A key the model echoes into a call's arguments is masked there too: calls edit
+        # files and run commands.
+        calls = tuple(attrs.evolve(call, arguments=redact.scrub_json(call.arguments))
+                      for call in stream.tool_calls)
+        return Streamed(text=text, usage=self._count(request, stream, stream.text),
+                        finish_reason=stream.finish_reason, tool_calls=calls)
 
     # -- the lifecycle -------------------------------------------------------------------
     async def _execute(self, body: Body) -> JobResult:
@@ -304,15 +311,23 @@ class Job:
                 on_text("".join(self._text))
 
         coalescer = Coalescer(flush)
+        # Holds back only what could be the start of a key split across two deltas.
+        scrubber = redact.StreamScrubber()
         try:
             async for delta in stream:
                 self._chars += len(delta)
-                self._text.append(delta)
-                coalescer.push(delta)
+                shown = scrubber.feed(delta)
+                if shown:
+                    self._text.append(shown)
+                    coalescer.push(shown)
                 # httpx hands over data it has buffered without ever suspending; a stream
                 # that fell behind would otherwise hold the loop until it caught up.
                 await asyncio.sleep(0)
         finally:
+            rest = scrubber.close()
+            if rest:
+                self._text.append(rest)
+                coalescer.push(rest)
             coalescer.close()
 
     def _count(self, request: ModelRequest, stream: ChatStream | None, text: str) -> Priced:
