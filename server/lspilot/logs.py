@@ -31,7 +31,7 @@ def register_secret(secret: str | None) -> None:
 
 def secrets() -> list[str]:
     """The secrets registered so far (keys), for what must keep them out (environments)."""
-    return sorted(_SECRETS)
+    return redact.secrets()
 
 
 def scrub(text: str) -> str:

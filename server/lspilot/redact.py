@@ -52,6 +52,11 @@ def register(secret: str | None) -> None:
     _wire_forms = tuple(form.encode("ascii") for form in _json_forms if form.isascii())
 
 
+def secrets() -> list[str]:
+    """The secrets as registered (not their other forms)."""
+    return sorted(_secrets)
+
+
 def forms() -> tuple[str, ...]:
     """Every registered form, longest first (a longer form is masked before its parts)."""
     return _forms

@@ -66,3 +66,11 @@ async def test_next_edit_suggestions_ask_nothing_for_an_excluded_file(upstream, 
             "textDocument/copilotInlineEdit", params)
         assert list(result.edits) == []
     assert upstream.requests == []
+
+
+async def test_a_file_reference_to_an_excluded_file_is_refused(upstream, workspace):
+    (workspace / ".env").write_text(SECRET)
+    async with session(upstream, workspace) as editor:
+        result = await editor.command("lspilot.chat", {"message": "what is in #file:.env ?"})
+        assert result["status"] == "failed" and result["error"]["type"] == "excluded"
+    assert upstream.requests == []

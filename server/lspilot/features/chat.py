@@ -19,7 +19,7 @@ from pygls.uris import from_fs_path, to_fs_path
 
 from lspilot.actions import selection
 from lspilot.actions.extract import fit_to_selection
-from lspilot.actions.results import replacement_edit
+from lspilot.actions.results import ActionFailed, replacement_edit
 from lspilot.chat import files, prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.commands import CommandError
@@ -80,8 +80,9 @@ class ChatFeature(Feature):
 
         async def body(job: Job) -> Outcome:
             if mode == "agent":
-                return await self.agent.answer(job, conversation, message, uri, range_,
-                                               self._files(message, uri))
+                budget = job.settings.context_budget_chars
+                named = await self._files(message, uri, budget // 2, budget)
+                return await self.agent.answer(job, conversation, message, uri, range_, named)
             return await self._answer(job, conversation, message, uri, range_)
 
         return (await services.run(spec, context, body)).to_json()
@@ -160,6 +161,9 @@ class ChatFeature(Feature):
         found = []
         for reference in references:
             path = files.resolve(reference, root)  # OutsideWorkspace otherwise
+            refused = self.services.excluded(from_fs_path(str(path)) or "")
+            if refused is not None:
+                raise ActionFailed("excluded", f"#file:{reference}: {refused}")
             open_document = workspace.text_documents.get(from_fs_path(str(path)) or "")
             if open_document is not None:
                 text = open_document.source
