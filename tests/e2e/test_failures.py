@@ -222,6 +222,33 @@ BAD_ARGUMENTS = [
     ("lspilot.run", [{"uri": "URI", "range": "RANGE", "action": "nope"}], "Unknown action"),
     ("lspilot.run", [{"uri": "URI", "range": "RANGE"}], "needs an 'action'"),
     ("lspilot.nonsense", [{"uri": "URI", "range": "RANGE"}], "Unknown command"),
+    # A token is a string or an integer; {} used to fail as -32603 (unhashable).
+    ("lspilot.cancel", [{"token": {}}], "'token' must be a progress token"),
+    ("lspilot.cancel", [{"token": [1]}], "'token' must be a progress token"),
+    ("lspilot.cancel", [{"token": True}], "'token' must be a progress token"),
+    ("lspilot.cancel", [{"token": 1.5}], "'token' must be a progress token"),
+    ("lspilot.cancel", ["all"], "takes one object"),
+    # Whole numbers only: cattrs would take 1.5 as line 1, true as 1.
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 1.5, "character": 0},
+                                                  "end": {"line": 3, "character": 0}}}],
+     "'range.start.line' must be a whole number"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 1, "character": 0},
+                                                  "end": {"line": 3, "character": True}}}],
+     "'range.end.character' must be a whole number"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 1, "character": 0},
+                                                  "end": {"line": 2**31, "character": 0}}}],
+     "'range.end.line' must be a whole number"),
+    ("lspilot.refactor", [{"uri": "URI", "range": {"start": {"line": 3, "character": 0},
+                                                  "end": {"line": 1, "character": 0}}}],
+     "'range' ends before it starts"),
+    ("lspilot.chat", [{"message": "hi", "uri": "URI",
+                       "range": {"start": {"line": "1", "character": 0},
+                                 "end": {"line": 3, "character": 0}}}],
+     "'range.start.line' must be a whole number"),
+    ("lspilot.chat", [{"message": "hi", "conversation": 7}], "'conversation'"),
+    ("lspilot.chat", [{"message": "hi", "uri": 7}], "'uri'"),
+    ("lspilot.chatReset", [{"conversation": {"id": 1}}], "'conversation' must be"),
+    ("lspilot.chatList", [{"conversation": 1}], "'conversation' must be"),
 ]
 
 

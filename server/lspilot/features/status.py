@@ -8,7 +8,7 @@ from typing import Any
 from lsprotocol import types
 
 from lspilot import __version__
-from lspilot.commands import CommandError
+from lspilot.commands import CommandError, parse_token
 from lspilot.features.base import Feature
 from lspilot.local.manager import local_model_name
 from lspilot.settings import LOCAL_BASE_URL
@@ -32,10 +32,10 @@ class StatusFeature(Feature):
                 "lspilot.cancel takes one object: {\"token\": T} for one action, {} for all."
             )
         jobs = self.services.jobs
-        token = target.get("token")
-        if token is None:
+        if target.get("token") is None:
             cancelled = [t for t, job in list(jobs.items()) if job.cancel()]
         else:
+            token = parse_token(CANCEL_COMMAND, target["token"])
             job = jobs.get(token)
             cancelled = [token] if job is not None and job.cancel() else []
         return {"cancelled": cancelled}
