@@ -62,6 +62,22 @@ def parse_range(command: str, raw: Any, name: str = "range") -> types.Range:
     return types.Range(start=start, end=end_)
 
 
+def check_inside(command: str, range_: types.Range, lines: Sequence[str],
+                 name: str = "range") -> None:
+    """Refuse a range that reaches past the document's end (lines: the document's lines).
+
+    A character past the end of its line means the line's end (the LSP spec), and the
+    position just after the last line end is the document's end; a line beyond that
+    means the client and lspilot disagree about the text, so nothing is guessed.
+    """
+    for end in ("start", "end"):
+        pos: types.Position = getattr(range_, end)
+        if pos.line > len(lines) or (pos.line == len(lines) and pos.character > 0):
+            raise CommandError(
+                f"{command}: '{name}.{end}' (line {pos.line}, character {pos.character}) is "
+                f"outside the document, which has {len(lines)} lines.")
+
+
 def parse_token(command: str, value: Any, name: str = "token") -> types.ProgressToken:
     """A progress token: an integer or a string (LSP's ProgressToken)."""
     if isinstance(value, str) or whole_number(value):

@@ -21,7 +21,7 @@ from lspilot.actions.results import ActionFailed, replacement_edit
 from lspilot.actions.testfiles import ensure_inside
 from lspilot.chat import prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
-from lspilot.commands import CommandError, parse_range, whole_number
+from lspilot.commands import CommandError, check_inside, parse_range, whole_number
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
@@ -112,7 +112,11 @@ class ChatFeature(Feature):
             return None
         if uri is None:
             raise CommandError(f"{command}: a 'range' needs the 'uri' of its document.")
-        return parse_range(command, raw)
+        range_ = parse_range(command, raw)
+        document = self.services.workspace.text_documents.get(uri)
+        if document is not None:  # not open: the caller says so
+            check_inside(command, range_, document.lines)
+        return range_
 
     def _document_context(self, uri: str | None,
                           range_: types.Range | None) -> list[prompt.Context]:
