@@ -183,3 +183,20 @@ async def test_an_editor_slow_to_answer_apply_edit_holds_up_nothing_else(upstrea
         editor.release_edits.set()
         assert (await asyncio.wait_for(held, 10))["status"] == "done"
         assert editor.text(uri) == "def f():\n    return 2\n"
+
+
+async def test_a_reversed_did_change_range_is_normalised_not_duplicated(upstream, workspace):
+    upstream.default = Reply.stream(["ok"])
+    source = "alpha = 1\nbeta = 2\ngamma = 3\n"
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("g.py", source)
+        # End before start, as a buggy client may send; vscode-languageserver swaps them.
+        editor.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(types.Position(2, 5), types.Position(0, 5)), text="X")]))
+        result = await editor.command("lspilot.chat", {"message": "what is it?", "uri": uri})
+        assert result["status"] == "done"
+        sent = upstream.requests[0].json["messages"][-1]["content"]
+        assert "alphaX = 3\n" in sent
+        assert "beta" not in sent and sent.count("alpha") == 1
