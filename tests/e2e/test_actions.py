@@ -266,6 +266,26 @@ async def test_write_tests_refuses_a_path_outside_the_workspace(upstream, worksp
         assert not upstream.requests  # refused before asking the model
 
 
+@pytest.mark.parametrize("kind", ["folder", "latin-1"])
+async def test_write_tests_refuses_an_unusable_test_file_before_asking(upstream, workspace,
+                                                                      kind):
+    target = workspace / "tests" / "test_shapes.py"
+    if kind == "folder":
+        target.mkdir(parents=True)
+        expected = "is a folder"
+    else:
+        target.parent.mkdir()
+        target.write_bytes("# caf\xe9\n".encode("latin-1"))
+        expected = "is not UTF-8 text (byte 5 is not)"
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.writeTests", uri, range_of(SOURCE, METHOD))
+        assert result["status"] == "failed"
+        assert result["error"]["type"] == "test_file"
+        assert f"The test file {target} {expected}" in result["error"]["message"]
+        assert not upstream.requests and not editor.edits  # refused before asking the model
+
+
 async def test_custom_action_runs_through_the_generic_command(upstream, workspace):
     custom = {
         "id": "newcomer",
