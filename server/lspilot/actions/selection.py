@@ -71,7 +71,8 @@ def test_target(workspace: Workspace, snap: Snapshot) -> TestTarget:
     source = Path(snap.document.path)
     root = root_for(workspace, source)
     target = choose_test_file(source, language_of(snap.document), root)
-    ensure_inside(target.path, root)
+    ensure_inside(target.path, root, purpose="write tests to",
+                  fix="Open the file from inside its project folder.")
     open_ = workspace.text_documents.get(from_fs_path(str(target.path)) or "")
     if not target.same_file and open_ is None:  # the editor's text is used when it is open
         check_test_file(target.path)

@@ -69,14 +69,19 @@ def choose_test_file(
     return TestTarget(folder / f"{stem}_test{suffix}")
 
 
-def ensure_inside(path: Path, root: Path) -> Path:
-    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``."""
+def ensure_inside(path: Path, root: Path, *, purpose: str | None = None,
+                  fix: str = "Name a file inside the workspace folder.") -> Path:
+    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``.
+
+    ``purpose`` says what was refused ("write tests to"); without it the message speaks
+    of reading ``path``, as chat's ``#file:`` does (it said "write tests" there too).
+    """
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
         raise OutsideWorkspace(
-            f"Refusing to write tests to {path}: it is outside the workspace folder "
-            f"{root}. Open the file from inside its project folder."
+            f"Refusing to {purpose or 'read'} {path}: it is outside the workspace folder "
+            f"{root}. {fix}"
         )
     return real
 
