@@ -107,6 +107,24 @@ def test_malformed_frames_get_json_rpc_errors_and_the_server_recovers():
         client.close()
 
 
+def test_a_header_that_never_ends_is_skipped_and_the_next_frame_is_answered():
+    client = RawClient()
+    try:
+        # 8 MB of one header line: kept whole, it took the header's Content-Length (10)
+        # for the next frame's and swallowed it; the buffer grew with it, rescanned on
+        # every read.
+        client.send_raw(b"Content-Length: 10\r\nX-Padding: ")
+        for _ in range(128):
+            client.send_raw(b"a" * 65536)
+        client.initialize()
+        client.send({"jsonrpc": "2.0", "id": 4, "method": "shutdown"})
+        assert client.response(4)["result"] is None
+        client.send({"jsonrpc": "2.0", "method": "exit"})
+        assert client.wait() == 0
+    finally:
+        client.close()
+
+
 def test_exit_without_shutdown_exits_with_1():
     client = RawClient()
     try:
