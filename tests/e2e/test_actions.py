@@ -147,6 +147,34 @@ async def test_explain_streams_and_shows_a_markdown_document(upstream, workspace
         assert shown_path.parent.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.parametrize("link", ["folder", "file"])
+async def test_explain_never_writes_through_a_symbolic_link(upstream, workspace, link):
+    upstream.enqueue(Reply.stream(["It computes the area."]))
+    elsewhere = workspace.parent / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.txt"
+    victim.write_text("precious\n")
+    folder = workspace.parent / "cache" / "lspilot" / "explanations"
+    folder.parent.mkdir(parents=True)
+    if link == "folder":
+        folder.symlink_to(elsewhere)
+    else:
+        folder.mkdir()
+        (folder / "shapes.py-L5-7.explanation.md").symlink_to(victim)
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, METHOD))
+        assert result["status"] == "done"
+        assert not editor.client.shown_documents
+        messages = [m.message for m in editor.client.messages]
+        assert messages[-1] == "It computes the area."  # the answer, as a message
+        assert any("not writing the explanation" in m and "symbolic link" in m
+                   for m in messages)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
+    assert victim.read_text() == "precious\n"
+    assert not [p for p in folder.parent.rglob("*.tmp")]
+
+
 async def test_explain_falls_back_to_a_message(upstream, workspace):
     upstream.enqueue(Reply.stream(["It adds numbers."]))
     caps = capabilities(show_document=False)
