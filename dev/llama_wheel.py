@@ -5,7 +5,8 @@ Run by dev/venv.sh before lspilot is installed. The recipe (flags, cache key, CP
 is server/lspilot/local/build.py, loaded from its file here, so that the server and this
 script can never disagree about it. pip's own wheel cache keys by the source archive
 alone, never by CMAKE_ARGS: a native build from it could land on another CPU, so this
-builds with --no-cache-dir into a cache of its own whose key holds the flags.
+builds with --no-cache-dir into a cache of its own whose key holds the flags, and records
+each wheel's SHA-256 beside it: a cached wheel is reused only while its bytes match.
 
     python3 dev/llama_wheel.py wheel [--python VENV/bin/python] [--cache DIR]
     python3 dev/llama_wheel.py cmake-args
@@ -55,8 +56,15 @@ def build_wheel(python: str, cache: Path) -> Path:
     directory = cache / build.wheel_key(tag)
     found = cached_wheel(directory)
     if found is not None:
-        print(f"Using cached wheel llama.cpp (portable build): {found}", flush=True)
-        return found
+        problem = build.digest_problem(found)
+        if problem is None:
+            print(f"Using cached wheel llama.cpp (portable build): {found}", flush=True)
+            return found
+        # Anything in the folder could have put it there: it is not installed unchecked.
+        print(f"Not reusing the cached wheel {found}: {problem}. Building it again.",
+              flush=True)
+        found.unlink()
+        build.digest_file(found).unlink(missing_ok=True)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".building-") as scratch:
         env = {**os.environ, "CMAKE_ARGS": build.cmake_args()}
@@ -71,7 +79,9 @@ def build_wheel(python: str, cache: Path) -> Path:
             raise SystemExit("pip wheel made no llama_cpp_python wheel")
         directory.mkdir(parents=True, exist_ok=True)
         target = directory / built.name
+        digest = build.file_sha256(built)
         os.replace(built, target)  # whole or not at all: another install never sees half
+        build.record_digest(target, digest)  # until it is there, the wheel is not reused
     print(f"Built llama.cpp (portable build): {target}", flush=True)
     return target
 

@@ -42,7 +42,13 @@ class LineDocument(TextDocument):
     def _apply_incremental_change(self, change: types.TextDocumentContentChangePartial) -> None:
         lines = self.lines
         assert isinstance(lines, list)
-        span = self._position_codec.range_from_client_units(lines, change.range)
+        range_ = change.range
+        if (range_.end.line, range_.end.character) < (range_.start.line,
+                                                      range_.start.character):
+            # Reversed: normalised as vscode-languageserver does. Taken as given, the
+            # text between the two ends was kept on both sides of the new text.
+            range_ = types.Range(start=range_.end, end=range_.start)
+        span = self._position_codec.range_from_client_units(lines, range_)
         start_line, start_col = span.start.line, span.start.character
         end_line, end_col = span.end.line, span.end.character
         count = len(lines)

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _HEADER_START = re.compile(rb"content-length:", re.I)
 _CONTENT_LENGTH = re.compile(rb"content-length:[ \t]*(\d+)", re.I)
 MAX_FRAME = 64 * 1024 * 1024
+# A header block ("Content-Length: n\r\n" and any others) is a few dozen bytes; one this
+# long has no blank line coming.
+MAX_HEADER = 64 * 1024
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -35,10 +38,18 @@ SERVER_NOT_INITIALIZED = -32002
 
 
 class FrameReader:
-    """Turns bytes into frame bodies; skips what cannot be a frame."""
+    """Turns bytes into frame bodies; skips what cannot be a frame.
+
+    Linear in what it is fed and bounded in what it keeps: the search for a header's end
+    resumes where the last one stopped, and a header block longer than MAX_HEADER (a
+    client that never sends the blank line) is skipped, not kept growing.
+    """
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        # How far the buffer is known to hold no header end ("\r\n\r\n").
+        self._scanned = 0
+        self._skipping = False  # a long header is being skipped: log it once
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
@@ -47,24 +58,42 @@ class FrameReader:
             start = _HEADER_START.search(self._buffer)
             if start is None:
                 # Keep a tail that may be the start of a header split across reads.
-                del self._buffer[: max(0, len(self._buffer) - 16)]
+                self._drop(max(0, len(self._buffer) - 16))
                 return bodies
             if start.start():
-                log.warning("Skipped %d bytes that were not an LSP frame", start.start())
-                del self._buffer[: start.start()]
-            end = self._buffer.find(b"\r\n\r\n")
-            if end == -1:
+                if not self._skipping:
+                    log.warning("Skipped %d bytes that were not an LSP frame", start.start())
+                self._drop(start.start())
+            end = self._buffer.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            if end == -1 and len(self._buffer) <= MAX_HEADER:
+                self._scanned = len(self._buffer)
                 return bodies
+            if end == -1 or end > MAX_HEADER:
+                if not self._skipping:
+                    log.error("Skipped an LSP header block of over %d KiB with no blank line "
+                              "ending it: the client is not speaking LSP framing "
+                              "(Content-Length, blank line, body)", MAX_HEADER // 1024)
+                self._skipping = True
+                self._scanned = len(self._buffer) if end == -1 else end
+                self._drop(start.end() - start.start())  # look for the next header
+                continue
+            self._skipping = False
             match = _CONTENT_LENGTH.match(self._buffer)
             if match is None or int(match.group(1)) > MAX_FRAME:
                 log.warning("Skipped a frame with a bad Content-Length header")
-                del self._buffer[: end + 4]
+                self._drop(end + 4)
                 continue
             length = int(match.group(1))
             if len(self._buffer) < end + 4 + length:
+                self._scanned = end  # the header's end is known; no need to find it again
                 return bodies
             bodies.append(bytes(self._buffer[end + 4 : end + 4 + length]))
-            del self._buffer[: end + 4 + length]
+            self._drop(end + 4 + length)
+
+    def _drop(self, count: int) -> None:
+        """Forget the first ``count`` bytes (cheap: bytearray deletes at the front in place)."""
+        del self._buffer[:count]
+        self._scanned = max(0, self._scanned - count)
 
 
 class MessagePump:

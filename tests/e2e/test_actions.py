@@ -147,6 +147,34 @@ async def test_explain_streams_and_shows_a_markdown_document(upstream, workspace
         assert shown_path.parent.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.parametrize("link", ["folder", "file"])
+async def test_explain_never_writes_through_a_symbolic_link(upstream, workspace, link):
+    upstream.enqueue(Reply.stream(["It computes the area."]))
+    elsewhere = workspace.parent / "elsewhere"
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.txt"
+    victim.write_text("precious\n")
+    folder = workspace.parent / "cache" / "lspilot" / "explanations"
+    folder.parent.mkdir(parents=True)
+    if link == "folder":
+        folder.symlink_to(elsewhere)
+    else:
+        folder.mkdir()
+        (folder / "shapes.py-L5-7.explanation.md").symlink_to(victim)
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, METHOD))
+        assert result["status"] == "done"
+        assert not editor.client.shown_documents
+        messages = [m.message for m in editor.client.messages]
+        assert messages[-1] == "It computes the area."  # the answer, as a message
+        assert any("not writing the explanation" in m and "symbolic link" in m
+                   for m in messages)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
+    assert victim.read_text() == "precious\n"
+    assert not [p for p in folder.parent.rglob("*.tmp")]
+
+
 async def test_explain_falls_back_to_a_message(upstream, workspace):
     upstream.enqueue(Reply.stream(["It adds numbers."]))
     caps = capabilities(show_document=False)
@@ -264,6 +292,26 @@ async def test_write_tests_refuses_a_path_outside_the_workspace(upstream, worksp
         assert "outside the workspace" in result["error"]["message"]
         assert not list(outside.iterdir()) and not editor.edits
         assert not upstream.requests  # refused before asking the model
+
+
+@pytest.mark.parametrize("kind", ["folder", "latin-1"])
+async def test_write_tests_refuses_an_unusable_test_file_before_asking(upstream, workspace,
+                                                                      kind):
+    target = workspace / "tests" / "test_shapes.py"
+    if kind == "folder":
+        target.mkdir(parents=True)
+        expected = "is a folder"
+    else:
+        target.parent.mkdir()
+        target.write_bytes("# caf\xe9\n".encode("latin-1"))
+        expected = "is not UTF-8 text (byte 5 is not)"
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.writeTests", uri, range_of(SOURCE, METHOD))
+        assert result["status"] == "failed"
+        assert result["error"]["type"] == "test_file"
+        assert f"The test file {target} {expected}" in result["error"]["message"]
+        assert not upstream.requests and not editor.edits  # refused before asking the model
 
 
 async def test_custom_action_runs_through_the_generic_command(upstream, workspace):

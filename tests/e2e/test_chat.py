@@ -124,6 +124,9 @@ async def test_a_named_file_is_included_and_one_outside_is_refused(upstream, wor
         refused = await chat(editor, "read #file:../secret.txt", uri=uri)
         assert refused["status"] == "failed"
         assert refused["error"]["type"] == "outside_workspace"
+        message = refused["error"]["message"]
+        assert message.startswith("Refusing to read ") and "secret.txt" in message
+        assert "tests" not in message and "outside the workspace folder" in message
         assert len(upstream.requests) == 1
 
 
@@ -239,3 +242,40 @@ async def test_a_named_fifo_is_refused_and_the_server_keeps_answering(upstream, 
         status = await asyncio.wait_for(editor.command("lspilot.status"), 10)
         assert status["running"] == []
         assert upstream.requests == []
+
+
+async def test_apply_refuses_a_reversed_or_outside_range_and_sends_no_edit(upstream,
+                                                                          workspace):
+    upstream.enqueue(Reply.stream(["```python\nreturn sum(items)\n```\n"]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        conversation = (await chat(editor, "shorten", uri=uri))["conversation"]
+
+        def at(line: int, character: int) -> dict[str, int]:
+            return {"line": line, "character": character}
+
+        refused = [
+            ({"start": at(4, 0), "end": at(1, 0)}, "'range' ends before it starts"),
+            ({"start": at(1, 0), "end": at(9, 0)}, "'range.end' (line 9, character 0) is "
+                                                  "outside the document, which has 5 lines"),
+            ({"start": at(5, 3), "end": at(5, 3)}, "'range.start' (line 5, character 3)"),
+            ({"start": at(1.5, 0), "end": at(2, 0)}, "'range.start.line' must be a whole"),
+        ]
+        for range_, message in refused:
+            with pytest.raises(JsonRpcInvalidParams, match="lspilot.chatApply: " + message
+                               .replace("(", r"\(").replace(")", r"\)")):
+                await editor.command("lspilot.chatApply", {
+                    "conversation": conversation, "uri": uri, "range": range_})
+        for bad in ({"block": True}, {"version": "1"}, {"turn": 0.0}):
+            with pytest.raises(JsonRpcInvalidParams, match=f"'{next(iter(bad))}'"):
+                await editor.command("lspilot.chatApply", {
+                    "conversation": conversation, "uri": uri,
+                    "range": {"start": at(1, 0), "end": at(2, 0)}, **bad})
+        assert not editor.edits and editor.text(uri) == SOURCE
+        # The document's end (after its last line end) and a character past a line's end
+        # (that line's end, as LSP says) are inside.
+        done = await editor.command("lspilot.chatApply", {
+            "conversation": conversation, "uri": uri,
+            "range": {"start": at(5, 0), "end": at(5, 0)}})
+        assert done == {"status": "done", "error": None}
+        assert editor.text(uri) == SOURCE + "return sum(items)\n"

@@ -107,6 +107,24 @@ def test_malformed_frames_get_json_rpc_errors_and_the_server_recovers():
         client.close()
 
 
+def test_a_header_that_never_ends_is_skipped_and_the_next_frame_is_answered():
+    client = RawClient()
+    try:
+        # 8 MB of one header line: kept whole, it took the header's Content-Length (10)
+        # for the next frame's and swallowed it; the buffer grew with it, rescanned on
+        # every read.
+        client.send_raw(b"Content-Length: 10\r\nX-Padding: ")
+        for _ in range(128):
+            client.send_raw(b"a" * 65536)
+        client.initialize()
+        client.send({"jsonrpc": "2.0", "id": 4, "method": "shutdown"})
+        assert client.response(4)["result"] is None
+        client.send({"jsonrpc": "2.0", "method": "exit"})
+        assert client.wait() == 0
+    finally:
+        client.close()
+
+
 def test_exit_without_shutdown_exits_with_1():
     client = RawClient()
     try:
@@ -183,3 +201,20 @@ async def test_an_editor_slow_to_answer_apply_edit_holds_up_nothing_else(upstrea
         editor.release_edits.set()
         assert (await asyncio.wait_for(held, 10))["status"] == "done"
         assert editor.text(uri) == "def f():\n    return 2\n"
+
+
+async def test_a_reversed_did_change_range_is_normalised_not_duplicated(upstream, workspace):
+    upstream.default = Reply.stream(["ok"])
+    source = "alpha = 1\nbeta = 2\ngamma = 3\n"
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("g.py", source)
+        # End before start, as a buggy client may send; vscode-languageserver swaps them.
+        editor.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(types.Position(2, 5), types.Position(0, 5)), text="X")]))
+        result = await editor.command("lspilot.chat", {"message": "what is it?", "uri": uri})
+        assert result["status"] == "done"
+        sent = upstream.requests[0].json["messages"][-1]["content"]
+        assert "alphaX = 3\n" in sent
+        assert "beta" not in sent and sent.count("alpha") == 1

@@ -200,7 +200,10 @@ async def test_the_key_is_not_in_the_tests_environment(upstream, workspace):
     upstream.enqueue(Reply.stream([RIGHT]))
     show_env = [sys.executable, "-c",
                 "import os; print(sorted(v for k, v in os.environ.items() if 'sk-' in v))"]
-    async with session(upstream, workspace, env={"OPENAI_API_KEY": API_KEY}, init_options={
+    # Variables holding the key inside a longer value go too (a proxy URL, a header).
+    env = {"OPENAI_API_KEY": API_KEY, "HTTPS_PROXY": f"http://me:{API_KEY}@127.0.0.1:9",
+           "AUTH_HEADER": f"Bearer {API_KEY}"}
+    async with session(upstream, workspace, env=env, init_options={
             "runTests": "always", "testCommand": {"python": show_env}}) as editor:
         result = await write_tests(editor)
         assert "[]" in result["tests"]["output"] and API_KEY not in result["tests"]["output"]

@@ -74,13 +74,22 @@ def test_same_text_and_lines_as_the_lsp_spec_after_any_edits(text, edits, encodi
         a = client_position(lines, min(line_a, len(lines)), frac_a, encoding)
         b = client_position(lines, min(line_b, len(lines)), frac_b, encoding)
         start, end = sorted([a, b], key=lambda p: (p.line, p.character))
-        change = types.TextDocumentContentChangePartial(range=types.Range(start, end),
+        # In the order drawn: a reversed range is normalised (as vscode-languageserver
+        # does), so it edits the same span.
+        change = types.TextDocumentContentChangePartial(range=types.Range(a, b),
                                                         text=new_text)
         begin, finish = lsp_offset(expected, start, encoding), lsp_offset(expected, end, encoding)
         expected = expected[:begin] + new_text + expected[finish:]
         ours.apply_change(change)
         assert ours.source == expected
         assert list(ours.lines) == lsp_lines(expected)
+
+
+def test_a_reversed_change_range_edits_the_span_between_its_ends_once():
+    doc = LineDocument("file:///a.py", source="alpha\nbeta\ngamma\n")
+    doc.apply_change(types.TextDocumentContentChangePartial(
+        range=types.Range(types.Position(2, 2), types.Position(0, 3)), text="X"))
+    assert doc.source == "alpXmma\n" and list(doc.lines) == ["alpXmma\n"]
 
 
 def test_a_form_feed_page_break_is_not_a_line_end():

@@ -79,3 +79,58 @@ def test_the_installed_llama_cpp_uses_no_avx512_or_amx():
     assert "ymm" in listing  # it is vectorised (AVX2)...
     assert "%zmm" not in listing, "AVX-512 instructions in " + str(library)
     assert "%tmm" not in listing, "AMX instructions in " + str(library)
+
+
+# -- the wheel cache (dev/llama_wheel.py) ---------------------------------------------------
+FAKE_PYTHON = """#!/bin/sh
+# Answers the two things llama_wheel asks of the venv's python: its tag, and a pip wheel.
+if [ "$1" = "-c" ]; then echo cp311; exit 0; fi
+while [ "$#" -gt 0 ]; do
+  if [ "$1" = "-w" ]; then out="$2"; fi
+  shift
+done
+echo build >> "$BUILDS"
+printf 'wheel bytes' > "$out/llama_cpp_python-0.3.36-cp311-cp311-linux_x86_64.whl"
+"""
+
+
+def _llama_wheel():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "dev" / "llama_wheel.py"
+    spec = importlib.util.spec_from_file_location("llama_wheel_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_cached_wheel_is_reused_only_while_its_recorded_sha256_matches(
+        tmp_path, monkeypatch, capsys):
+    llama_wheel = _llama_wheel()
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    builds = tmp_path / "builds"
+    monkeypatch.setenv("BUILDS", str(builds))
+    cache = tmp_path / "wheels"
+
+    def built() -> int:
+        return len(builds.read_text().splitlines()) if builds.exists() else 0
+
+    wheel = llama_wheel.build_wheel(str(python), cache)
+    assert built() == 1
+    recorded = build.digest_file(wheel).read_text().split()
+    assert recorded == [build.file_sha256(wheel), wheel.name]
+    assert llama_wheel.build_wheel(str(python), cache) == wheel and built() == 1  # reused
+
+    wheel.write_bytes(b"something else")  # replaced or damaged in the cache
+    capsys.readouterr()
+    assert llama_wheel.build_wheel(str(python), cache) == wheel and built() == 2
+    assert "Not reusing the cached wheel" in capsys.readouterr().out
+    assert wheel.read_bytes() == b"wheel bytes"
+    assert build.digest_problem(wheel) is None
+
+    build.digest_file(wheel).unlink()  # a wheel with no record (an older cache) is rebuilt
+    assert llama_wheel.build_wheel(str(python), cache) == wheel and built() == 3
+    assert build.digest_problem(wheel) is None

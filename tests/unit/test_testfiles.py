@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from lspilot.actions import testfiles
 from lspilot.actions.testfiles import (
     OutsideWorkspace,
+    UnusableTestFile,
+    check_test_file,
     choose_test_file,
     ensure_inside,
     wrap_rust_tests,
@@ -235,3 +237,22 @@ def test_any_path_climbing_out_of_the_root_is_refused(tmp_path_factory, ups, fol
         return  # climbed out and back in: not an escape
     with pytest.raises(OutsideWorkspace):
         ensure_inside(escaping, root)
+
+
+# -- check_test_file ------------------------------------------------------------------------
+def test_a_missing_or_utf8_test_file_is_usable(tmp_path: Path) -> None:
+    check_test_file(tmp_path / "test_missing.py")
+    (tmp_path / "test_ok.py").write_text("# café\n", encoding="utf-8")
+    check_test_file(tmp_path / "test_ok.py")
+
+
+def test_a_folder_a_fifo_or_latin1_test_file_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "test_dir.py").mkdir()
+    os.mkfifo(tmp_path / "test_fifo.py")  # opened without blocking: no writer, no hang
+    (tmp_path / "test_latin.py").write_bytes(b"# caf\xe9\n")
+    for name, expected in (("test_dir.py", "is a folder"),
+                           ("test_fifo.py", "is not a regular file"),
+                           ("test_latin.py", "is not UTF-8 text")):
+        with pytest.raises(UnusableTestFile, match=expected) as caught:
+            check_test_file(tmp_path / name)
+        assert str(tmp_path / name) in str(caught.value) and caught.value.hint

@@ -68,3 +68,11 @@ def test_the_environment_loses_the_key() -> None:
     env = {"PATH": "/bin", "OPENAI_API_KEY": "sk-1", "LSPILOT_API_KEY": "sk-2",
            "MY_TOKEN": "sk-secret", "HOME": "/home/me"}
     assert runner.clean_environment(env, ["sk-secret"]) == {"PATH": "/bin", "HOME": "/home/me"}
+
+
+def test_the_environment_loses_variables_that_hold_the_key_inside() -> None:
+    env = {"PATH": "/bin", "PROXY": "https://me:sk-secret@proxy", "AUTH": "Bearer sk-secret",
+           "LIST": "a:sk-secret:b", "OTHER": "sk-secre"}
+    assert runner.clean_environment(env, ["sk-secret"]) == {"PATH": "/bin", "OTHER": "sk-secre"}
+    # A (non-key) secret too short to be looked for inside other values: only its equal goes.
+    assert runner.clean_environment({"PATH": "/bin", "X": "/"}, ["/"]) == {"PATH": "/bin"}

@@ -8,7 +8,12 @@ things back when the action does not finish (:meth:`Applier.restore`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import stat
+import uuid
 from pathlib import Path
 
 import attrs
@@ -24,6 +29,8 @@ from lspilot.actions.selection import Snapshot, edit_target, encoding_of
 from lspilot.actions.testfiles import TestTarget
 from lspilot.editor import Editor
 from lspilot.settings import ApplyMode, Settings
+
+log = logging.getLogger(__name__)
 
 
 class Applier:
@@ -72,10 +79,17 @@ class ShowExplanation(Applier):
             )
             # The job masked the key in the answer; masked again here, as the file outlives it.
             text = redact.scrub(answer)
-            _write_private(path, text if text.endswith("\n") else text + "\n")
-            uri = from_fs_path(str(path)) or f"file://{path}"
-            if await self.editor.show_document(uri, take_focus=False):
-                return
+            try:
+                _write_private(path, text if text.endswith("\n") else text + "\n")
+            except UnsafeExplanationPath as exc:
+                # The answer is still the user's: shown as a message instead.
+                log.warning("Not writing the explanation: %s", exc)
+                self.editor.show_message(types.MessageType.Warning,
+                                         f"lspilot: not writing the explanation: {exc}")
+            else:
+                uri = from_fs_path(str(path)) or f"file://{path}"
+                if await self.editor.show_document(uri, take_focus=False):
+                    return
         self.editor.show_message(types.MessageType.Info, answer)
 
 
@@ -166,11 +180,46 @@ def applier_for(apply: ApplyMode, *, editor: Editor, settings: Settings, snap: S
     return WriteTestFile(editor, settings, snap, title, workspace, test)
 
 
+class UnsafeExplanationPath(OSError):
+    """A symbolic link (or not a folder) where lspilot writes its explanations."""
+
+
 def _write_private(path: Path, text: str) -> None:
-    """Explanations may quote private code: only the user may read them."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)
+    """Explanations may quote private code: only the user may read them.
+
+    Written whole (a temporary file, then ``os.replace``) inside the folder opened without
+    following links: a link planted at ``explanations/`` or at the file's name would
+    otherwise send the user's code, with their permissions, wherever it points.
+    """
+    folder = path.parent
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700)
+    try:
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeExplanationPath(
+                f"{folder} is a symbolic link or not a folder; lspilot writes explanations "
+                "only into a real folder of its own. Remove it.") from None
+        raise
+    temporary = f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        os.fchmod(folder_fd, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(path.name, dir_fd=folder_fd).st_mode):
+                raise UnsafeExplanationPath(
+                    f"{path} is a symbolic link; lspilot does not write through links. "
+                    "Remove it.")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600, dir_fd=folder_fd)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temporary, path.name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=folder_fd)
+            raise
+    finally:
+        os.close(folder_fd)

@@ -6,12 +6,17 @@ from pathlib import Path
 
 from attrs import define
 from lsprotocol import types
-from pygls.uris import to_fs_path
+from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument, Workspace
 
 from lspilot.actions.prompts import PromptInput
 from lspilot.actions.results import EditTarget
-from lspilot.actions.testfiles import TestTarget, choose_test_file, ensure_inside
+from lspilot.actions.testfiles import (
+    TestTarget,
+    check_test_file,
+    choose_test_file,
+    ensure_inside,
+)
 from lspilot.settings import Settings
 
 
@@ -66,7 +71,11 @@ def test_target(workspace: Workspace, snap: Snapshot) -> TestTarget:
     source = Path(snap.document.path)
     root = root_for(workspace, source)
     target = choose_test_file(source, language_of(snap.document), root)
-    ensure_inside(target.path, root)
+    ensure_inside(target.path, root, purpose="write tests to",
+                  fix="Open the file from inside its project folder.")
+    open_ = workspace.text_documents.get(from_fs_path(str(target.path)) or "")
+    if not target.same_file and open_ is None:  # the editor's text is used when it is open
+        check_test_file(target.path)
     return target
 
 

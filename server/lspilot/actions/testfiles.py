@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,12 @@ class OutsideWorkspace(LspilotError, ValueError):
     """A test file that would land outside the workspace folder (``..``, symlinks)."""
 
     kind = "outside_workspace"
+
+
+class UnusableTestFile(LspilotError):
+    """The test file exists but cannot take the tests: a folder, not a file, not UTF-8."""
+
+    kind = "test_file"
 
 
 @define(frozen=True)
@@ -62,16 +69,61 @@ def choose_test_file(
     return TestTarget(folder / f"{stem}_test{suffix}")
 
 
-def ensure_inside(path: Path, root: Path) -> Path:
-    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``."""
+def ensure_inside(path: Path, root: Path, *, purpose: str | None = None,
+                  fix: str = "Name a file inside the workspace folder.") -> Path:
+    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``.
+
+    ``purpose`` says what was refused ("write tests to"); without it the message speaks
+    of reading ``path``, as chat's ``#file:`` does (it said "write tests" there too).
+    """
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if real != real_root and real_root not in real.parents:
         raise OutsideWorkspace(
-            f"Refusing to write tests to {path}: it is outside the workspace folder "
-            f"{root}. Open the file from inside its project folder."
+            f"Refusing to {purpose or 'read'} {path}: it is outside the workspace folder "
+            f"{root}. {fix}"
         )
     return real
+
+
+def check_test_file(path: Path) -> None:
+    """Refuse a test file the tests cannot be added to, before the model is asked.
+
+    A folder (or a FIFO, a device) where the test file goes, or a file that is not UTF-8,
+    used to fail as ``internal`` when the answer was written: after it was paid for.
+    """
+    try:
+        # Opened without blocking: a FIFO named like the test file must not hang us.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return  # made when the tests are written
+    except OSError as exc:
+        raise UnusableTestFile(
+            f"The test file {path} cannot be read: {exc.strerror or exc}.",
+            hint="Check its permissions.") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise UnusableTestFile(
+                f"The test file {path} is a folder, so the tests cannot be written to it.",
+                hint="Rename or move that folder, or run the action on a file whose test "
+                     "file is free.")
+        if not stat.S_ISREG(mode):
+            raise UnusableTestFile(
+                f"The test file {path} is not a regular file, so the tests cannot be "
+                "written to it.", hint="Remove or rename it.")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            data = handle.read()
+    finally:
+        os.close(descriptor)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnusableTestFile(
+            f"The test file {path} is not UTF-8 text (byte {exc.start} is not), so the "
+            "tests cannot be added to it.",
+            hint="Convert it to UTF-8 (or open it in the editor, which then holds the "
+                 "text), and run the action again.") from None
 
 
 def wrap_rust_tests(code: str) -> str:

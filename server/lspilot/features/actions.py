@@ -16,7 +16,7 @@ from lspilot.actions.appliers import WriteTestFile, applier_for
 from lspilot.actions.prompts import build_messages
 from lspilot.actions.registry import BUILTIN_COMMANDS, RUN_COMMAND, Action, build_registry
 from lspilot.actions.results import ActionFailed
-from lspilot.commands import CommandError, RunArguments, parse_run_arguments
+from lspilot.commands import CommandError, RunArguments, check_inside, parse_run_arguments
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.features.test_runs import TestRuns
@@ -56,7 +56,7 @@ class ActionsFeature(Feature):
         await services.store.wait_until_ready()
         args = parse_run_arguments(params.command, params.arguments, services.converter)
         action = self._action_for(params.command, args)
-        self._check_document(args.uri, args.range)
+        self._check_document(params.command, args.uri, args.range)
         refused = services.excluded(args.uri)
         if refused is not None:
             return JobResult.failed(ActionFailed("excluded", refused)).to_json()
@@ -116,20 +116,11 @@ class ActionsFeature(Feature):
             )
         return registry[args.action]
 
-    def _check_document(self, uri: str, range_: types.Range) -> None:
+    def _check_document(self, command: str, uri: str, range_: types.Range) -> None:
         document = self.services.workspace.text_documents.get(uri)
         if document is None:
             raise CommandError(f"The document {uri} is not open; open it in the editor first.")
-        lines = document.lines
-        for name, pos in (("start", range_.start), ("end", range_.end)):
-            # A character past the end of its line means the line's end (the LSP spec).
-            if pos.line > len(lines) or (pos.line == len(lines) and pos.character > 0):
-                raise CommandError(
-                    f"The range's {name} (line {pos.line}) is outside the document, "
-                    f"which has {len(lines)} lines."
-                )
-        if (range_.end.line, range_.end.character) < (range_.start.line, range_.start.character):
-            raise CommandError("The range ends before it starts.")
+        check_inside(command, range_, document.lines)
         if range_.start == range_.end:
             raise CommandError("The range is empty: select the code for the action first.")
 

@@ -22,7 +22,7 @@ from lspilot.actions.extract import fit_to_selection
 from lspilot.actions.results import ActionFailed, replacement_edit
 from lspilot.chat import files, prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
-from lspilot.commands import CommandError
+from lspilot.commands import CommandError, check_inside, parse_range, whole_number
 from lspilot.errors import LspilotError
 from lspilot.features.agent import AgentTurns
 from lspilot.features.base import Feature
@@ -119,16 +119,16 @@ class ChatFeature(Feature):
                                "a new one.")
         return found
 
-    def _range(self, raw: Any, uri: str | None) -> types.Range | None:
+    def _range(self, raw: Any, uri: str | None, command: str = CHAT) -> types.Range | None:
         if raw is None:
             return None
         if uri is None:
-            raise CommandError(f"{CHAT}: a 'range' needs the 'uri' of its document.")
-        try:
-            range_: types.Range = self.services.converter.structure(raw, types.Range)
-            return range_
-        except Exception:
-            raise CommandError(f"{CHAT}: 'range' must be an LSP Range.") from None
+            raise CommandError(f"{command}: a 'range' needs the 'uri' of its document.")
+        range_ = parse_range(command, raw)
+        document = self.services.workspace.text_documents.get(uri)
+        if document is not None:  # not open: the caller says so
+            check_inside(command, range_, document.lines)
+        return range_
 
     def _document_context(self, uri: str | None,
                           range_: types.Range | None) -> list[prompt.Context]:
@@ -196,22 +196,29 @@ class ChatFeature(Feature):
         if not isinstance(raw, dict):
             raise CommandError(f"{RESET} takes {{\"conversation\": id}} for one, {{}} for all.")
         target = raw.get("conversation")
-        if target is not None and self.conversations.get(str(target)) is None:
+        if target is not None and not isinstance(target, str):
+            raise CommandError(f"{RESET}: 'conversation' must be a conversation id string.")
+        if target is not None and self.conversations.get(target) is None:
             raise CommandError(f"lspilot does not know the conversation {target!r}.")
-        return {"forgotten": self.conversations.forget(None if target is None else str(target))}
+        return {"forgotten": self.conversations.forget(target)}
 
     async def apply(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Block ``block`` of an answer into ``range`` of ``uri``, as one versioned edit."""
         conversation = self._conversation(raw.get("conversation"))
         uri = _optional_str(raw, "uri")
-        range_ = self._range(raw.get("range"), uri)
         block = raw.get("block", 0)
-        if uri is None or range_ is None or not isinstance(block, int) or block < 0:
+        if uri is None or raw.get("range") is None:
             raise CommandError(f"{APPLY} takes {{\"conversation\", \"block\": n (0-based), "
                                "\"uri\", \"range\", \"turn\"?, \"version\"?}.")
+        if not whole_number(block) or block < 0:
+            raise CommandError(f"{APPLY}: 'block' must be a whole number from 0, not {block!r}.")
+        version = raw.get("version")
+        if version is not None and not whole_number(version):
+            raise CommandError(f"{APPLY}: 'version' must be the document's version, a whole "
+                               f"number, not {version!r}.")
         answers = [t for t in conversation.turns if t.role == "assistant"]
         turn = raw.get("turn", len(answers) - 1)
-        if not isinstance(turn, int) or not 0 <= turn < len(answers):
+        if not whole_number(turn) or not 0 <= turn < len(answers):
             raise CommandError(f"{APPLY}: the conversation has {len(answers)} answer(s); "
                                f"'turn' {turn!r} is not one of them.")
         blocks = prompt.code_blocks(answers[turn].content)
@@ -221,7 +228,8 @@ class ChatFeature(Feature):
         document = self.services.workspace.text_documents.get(uri)
         if document is None:
             raise CommandError(f"The document {uri} is not open; open it in the editor first.")
-        version = raw.get("version")
+        range_ = self._range(raw.get("range"), uri, APPLY)
+        assert range_ is not None
         editor = self.services.editor
         if version is not None and version != document.version:
             return _failed("conflict", "The document changed since the block was chosen, so "
@@ -247,7 +255,7 @@ def _failed(kind: str, message: str) -> dict[str, Any]:
 def _optional_str(raw: dict[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is not None and not isinstance(value, str):
-        raise CommandError(f"'{key}' must be a string.")
+        raise CommandError(f"'{key}' must be a string, not {value!r}.")
     return value
 
 

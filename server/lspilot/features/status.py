@@ -9,7 +9,7 @@ from lsprotocol import types
 
 from lspilot import __version__
 from lspilot.backends import backend_for
-from lspilot.commands import CommandError
+from lspilot.commands import CommandError, parse_token
 from lspilot.features.base import Feature
 
 CANCEL_COMMAND = "lspilot.cancel"
@@ -31,10 +31,10 @@ class StatusFeature(Feature):
                 "lspilot.cancel takes one object: {\"token\": T} for one action, {} for all."
             )
         jobs = self.services.jobs
-        token = target.get("token")
-        if token is None:
+        if target.get("token") is None:
             cancelled = [t for t, job in list(jobs.items()) if job.cancel()]
         else:
+            token = parse_token(CANCEL_COMMAND, target["token"])
             job = jobs.get(token)
             cancelled = [token] if job is not None and job.cancel() else []
         return {"cancelled": cancelled}

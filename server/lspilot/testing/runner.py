@@ -2,7 +2,7 @@
 
 The command's output never reaches lspilot's stdout (the LSP channel): it is captured.
 Its environment is lspilot's without the API key variables and without any variable whose
-value is a key lspilot knows. A cancel or the time-out ends the whole process group.
+value holds a key lspilot knows. A cancel or the time-out ends the whole process group.
 """
 
 from __future__ import annotations
@@ -38,10 +38,24 @@ class TestRun:
     seconds: float
 
 
+# A secret this short would match inside PATH or HOME; no real key is.
+MIN_CONTAINED_SECRET = 8
+
+
 def clean_environment(environ: Mapping[str, str], secrets: Iterable[str]) -> dict[str, str]:
+    """``environ`` without the key variables and without any variable holding a secret.
+
+    Holding, not only equal to: ``https://me:KEY@proxy`` or ``Bearer KEY`` carry the key
+    as well as ``KEY`` does.
+    """
     hidden = {s for s in secrets if s}
+
+    def holds_secret(value: str) -> bool:
+        return any(value == s or (len(s) >= MIN_CONTAINED_SECRET and s in value)
+                   for s in hidden)
+
     return {name: value for name, value in environ.items()
-            if name not in KEY_VARIABLES and value not in hidden}
+            if name not in KEY_VARIABLES and not holds_secret(value)}
 
 
 async def run(argv: Sequence[str], cwd: Path, *, limit_seconds: float,
