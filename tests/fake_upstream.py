@@ -40,6 +40,11 @@ class Reply:
     finish_reason: str | None = "stop"
     # Raw bytes replace the whole HTTP response (status line included).
     raw: bytes | None = None
+    # Seconds to hold the request before answering anything, as a gateway queueing
+    # requests over its rate limit does.
+    hold: float = 0.0
+    # Write the status line and headers one byte at a time, this many seconds apart.
+    trickle_head: float | None = None
 
     @classmethod
     def stream(
@@ -190,6 +195,17 @@ class Reply:
             delay=delay,
             streaming=True,
         )
+
+    @classmethod
+    def compressed(
+        cls, body: bytes, *, encoding: str = "gzip", content_type: str = "text/event-stream",
+        status: int = 200,
+    ) -> Reply:
+        """``body`` (already compressed by the caller) sent with ``content-encoding``, as
+        a server that compresses whatever the client asked for would send it."""
+        return cls(status=status, headers={"content-type": content_type,
+                                           "content-encoding": encoding},
+                   pieces=[body], streaming=True)
 
     @classmethod
     def json(
@@ -356,6 +372,8 @@ class FakeUpstream:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> bool:
+        if reply.hold:
+            await asyncio.sleep(reply.hold)
         if reply.raw is not None:
             writer.write(reply.raw)
             await writer.drain()
@@ -370,7 +388,13 @@ class FakeUpstream:
         else:
             headers["content-length"] = str(sum(len(p) for p in reply.pieces))
         head = status_line + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        writer.write(head.encode("latin-1"))
+        if reply.trickle_head is not None:
+            for byte in head.encode("latin-1"):
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(reply.trickle_head)
+        else:
+            writer.write(head.encode("latin-1"))
         if not reply.streaming:
             writer.write(b"".join(reply.pieces))
             await writer.drain()
