@@ -49,6 +49,11 @@ class Reply:
     raw: bytes | None = None
     # The calls of the answer, used when a non-streaming request gets a stream reply.
     tool_calls: list[dict[str, Any]] | None = None
+    # Seconds to hold the request before answering anything, as a gateway queueing
+    # requests over its rate limit does.
+    hold: float = 0.0
+    # Write the status line and headers one byte at a time, this many seconds apart.
+    trickle_head: float | None = None
 
     @classmethod
     def stream(
@@ -249,6 +254,17 @@ class Reply:
         )
 
     @classmethod
+    def compressed(
+        cls, body: bytes, *, encoding: str = "gzip", content_type: str = "text/event-stream",
+        status: int = 200,
+    ) -> Reply:
+        """``body`` (already compressed by the caller) sent with ``content-encoding``, as
+        a server that compresses whatever the client asked for would send it."""
+        return cls(status=status, headers={"content-type": content_type,
+                                           "content-encoding": encoding},
+                   pieces=[body], streaming=True)
+
+    @classmethod
     def json(
         cls, body: Any, *, status: int = 200, headers: dict[str, str] | None = None
     ) -> Reply:
@@ -413,6 +429,8 @@ class FakeUpstream:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> bool:
+        if reply.hold:
+            await asyncio.sleep(reply.hold)
         if reply.raw is not None:
             writer.write(reply.raw)
             await writer.drain()
@@ -428,7 +446,13 @@ class FakeUpstream:
         else:
             headers["content-length"] = str(sum(len(p) for p in reply.pieces))
         head = status_line + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        writer.write(head.encode("latin-1"))
+        if reply.trickle_head is not None:
+            for byte in head.encode("latin-1"):
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(reply.trickle_head)
+        else:
+            writer.write(head.encode("latin-1"))
         if not reply.streaming:
             writer.write(b"".join(reply.pieces))
             await writer.drain()

@@ -6,11 +6,13 @@ Real HTTP to the fake upstream on 127.0.0.1, and the retry policy as a pure func
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
-from lspilot.llm import errors, retry
+from lspilot.llm import errors, failures, retry
 from lspilot.llm.client import ChatClient
 from lspilot.llm.endpoint import Endpoint
 from lspilot.settings import ApiKey, Settings
@@ -152,3 +154,59 @@ def test_endpoint_defaults_are_the_settings_defaults() -> None:
     made = Endpoint(base_url="http://h/v1", api_key=None)
     from_defaults = Endpoint.from_settings(Settings(base_url="http://h/v1"))
     assert made == from_defaults
+
+
+def test_a_time_out_of_a_request_the_upstream_took_is_retried_once() -> None:
+    ep = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k", max_retries=5)
+    taken = errors.TimedOut("held", accepted=True)
+    assert isinstance(retry.decide(taken, 0, ep, 0), retry.RetryIn)
+    second = retry.decide(taken, 1, ep, 1)
+    assert isinstance(second, retry.GiveUp)
+    assert second.error.attempts == 2 and "gave up after 2 attempts" in second.error.message
+    # After other failures first, still one retry of a taken time-out.
+    assert isinstance(retry.decide(taken, 2, ep, 0), retry.RetryIn)
+    # A time-out before the upstream had the request (a connect time-out) follows maxRetries.
+    unsent = errors.TimedOut("no connection")
+    assert all(isinstance(retry.decide(unsent, n, ep, n), retry.RetryIn) for n in range(5))
+
+
+def test_a_retry_report_is_one_short_line_countdown_first() -> None:
+    error = errors.RateLimited("gw:4000 is rate limiting (429): litellm.RateLimitError: "
+                               + "word " * 80 + "\nReceived Model Group=x\nmore")
+    text = retry.report(error, 2.4, 1)
+    assert text.startswith("Retrying in 2 s (attempt 2): gw:4000 is rate limiting (429)")
+    assert "\n" not in text and len(text) <= retry.REPORT_CHARS and text.endswith("…")
+    assert retry.report(errors.ServerFailed("oops"), 0.05, 1) == (
+        "Retrying in 0.1 s (attempt 2): oops")
+
+
+@pytest.mark.parametrize(("headers", "seconds"), [
+    ({"retry-after": "2"}, 2.0),
+    ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),
+    ({"llm_provider-retry-after": "3"}, 3.0),
+    ({"llm_provider-retry-after-ms": "250"}, 0.25),
+    ({"retry-after": "1", "llm_provider-retry-after": "30"}, 1.0),  # the gateway's own first
+    ({"retry-after-ms": "nan", "retry-after": "4"}, 4.0),
+    ({"retry-after": "inf"}, None),
+    ({"x-ratelimit-reset-requests": "6m0s"}, None),  # a quota's reset, not a wait
+])
+def test_retry_after_headers(headers: dict[str, str], seconds: float | None) -> None:
+    assert failures.retry_after(httpx.Headers(headers)) == seconds
+
+
+async def test_a_deflate_bomb_stops_at_the_ratio(
+    upstream: FakeUpstream, client: ChatClient
+) -> None:
+    packer = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS)
+    bomb = packer.compress(b"\n" * (64 << 20)) + packer.flush()
+    upstream.enqueue(Reply.compressed(bomb, encoding="deflate"))
+    error, _ = await failure(client.stream(request(), endpoint(upstream, max_retries=0)))
+    assert isinstance(error, errors.ResponseTooLarge)
+    assert "decompression bomb" in error.message
+
+
+async def test_an_encoding_not_decoded_is_named(upstream: FakeUpstream, client: ChatClient) -> None:
+    upstream.enqueue(Reply.compressed(b"\x00\x01", encoding="br"))
+    error, _ = await failure(client.stream(request(), endpoint(upstream, max_retries=0)))
+    assert isinstance(error, errors.InvalidResponse)
+    assert "'br'" in error.message

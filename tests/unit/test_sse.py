@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lspilot.llm.sse import Event, SSEDecoder
+from lspilot.llm.sse import Event, EventTooLarge, SSEDecoder
 
 
 def decode(*pieces: bytes, close: bool = True) -> list[Event]:
@@ -237,3 +240,38 @@ def test_byte_order_mark_mid_stream_is_not_stripped() -> None:
 
 def test_byte_order_mark_at_stream_start_is_stripped() -> None:
     assert decode(b"\xef\xbb\xbf", b"data: a\n\n") == [Event("a")]
+
+
+def test_an_unfinished_line_past_the_limit_fails_at_once() -> None:
+    decoder = SSEDecoder(max_pending=1000)
+    assert decoder.feed(b"data: " + b"x" * 900) == []
+    with pytest.raises(EventTooLarge) as caught:
+        decoder.feed(b"x" * 200)  # no line end yet: the bound covers the unfinished line
+    assert caught.value.limit == 1000
+
+
+def test_many_data_lines_of_one_event_count_together() -> None:
+    decoder = SSEDecoder(max_pending=1000)
+    with pytest.raises(EventTooLarge):
+        for _ in range(20):
+            decoder.feed(b"data: " + b"y" * 99 + b"\n")
+
+
+def test_events_under_the_limit_pass_and_reset_the_count() -> None:
+    decoder = SSEDecoder(max_pending=1000)
+    event = b"data: " + b"z" * 600 + b"\n\n"
+    for _ in range(50):
+        assert decoder.feed(event) == [Event("z" * 600)]
+
+
+def test_an_endless_line_costs_linear_time() -> None:
+    # Growing the line by `bytes + bytes` copied it whole on every read: 30 MB in 16 KB
+    # reads took a minute. Appending in place takes milliseconds.
+    decoder = SSEDecoder()
+    piece = b"x" * 16384
+    started = time.perf_counter()
+    for _ in range(2000):
+        decoder.feed(piece)
+    assert time.perf_counter() - started < 2.0
+    assert decoder.feed(b"\n\n") == []  # "xxxx…" is a field name without a value
+    assert decoder.lines == 2

@@ -34,7 +34,7 @@ from lspilot import usage as pricing
 from lspilot.editor import Editor, StreamNotice
 from lspilot.errors import LspilotError
 from lspilot.jobs.lanes import Lane, Lanes
-from lspilot.llm import errors
+from lspilot.llm import errors, retry
 from lspilot.llm.client import ChatClient, ChatStream
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.wire import ChatRequest, CompletionRequest, ToolCall
@@ -352,7 +352,7 @@ class Job:
         return priced
 
     def _on_retry(self, error: errors.UpstreamError, delay: float, attempt: int) -> None:
-        self.report(f"{error.message} Retrying in {delay:.0f} s (attempt {attempt + 1})…")
+        self.report(retry.report(error, delay, attempt))
 
     def _notify(self, delta: str, *, done: bool) -> None:
         self.context.editor.stream(StreamNotice(

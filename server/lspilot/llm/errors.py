@@ -7,7 +7,7 @@ ever holds the API key: messages are scrubbed before they are stored.
 
 from __future__ import annotations
 
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from lspilot.errors import LspilotError
 
@@ -102,6 +102,12 @@ class TimedOut(UpstreamError):
     kind = "timeout"
     retryable = True
 
+    def __init__(self, message: str, *, accepted: bool = False, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # The upstream had the whole request when time ran out: it may be answering (and
+        # billing) it still, or holding it in a queue; sending it again costs another.
+        self.accepted = accepted
+
 
 class StreamBroken(UpstreamError):
     """The stream failed after it started: ended early, an error event, a dropped line."""
@@ -117,3 +123,9 @@ class InvalidResponse(UpstreamError):
 
 class ResponseTooLarge(UpstreamError):
     kind = "response_too_large"
+
+
+class InvalidText(UpstreamError):
+    """The text to send is not valid Unicode (a lone surrogate): nothing was sent."""
+
+    kind = "invalid_text"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import socket
 import ssl
@@ -85,6 +86,9 @@ def connect_error(exc: httpx.HTTPError, endpoint: Endpoint) -> errors.UpstreamEr
             f"Could not connect to {endpoint.host} within {endpoint.connect_timeout:g} s.",
             hint="Check baseUrl and your network, or raise connectTimeout.",
         )
+    if isinstance(exc, httpx.ReadTimeout):
+        # httpx reads only once the whole request is written: the upstream has it.
+        return queueing(endpoint, f"sent nothing for {endpoint.idle_timeout:g} s")
     if isinstance(exc, httpx.TimeoutException):
         return errors.TimedOut(
             f"{endpoint.host} did not answer within {endpoint.idle_timeout:g} s.",
@@ -92,6 +96,61 @@ def connect_error(exc: httpx.HTTPError, endpoint: Endpoint) -> errors.UpstreamEr
         )
     reason, hint = _describe_connect_error(exc, endpoint)
     return errors.ConnectFailed(f"Could not reach {endpoint.host}: {reason}.", hint=hint)
+
+
+def queueing(endpoint: Endpoint, what: str, partial_text: str = "") -> errors.TimedOut:
+    """The upstream took the request and then ``what``: the sign of a queue in front of the
+    model (a gateway holding requests over a rate limit), or of an overloaded one."""
+    return errors.TimedOut(
+        f"{endpoint.host} took the request but {what}: the upstream is queueing or rate "
+        "limiting it, or is overloaded.",
+        accepted=True,
+        hint="lspilot sends a request the upstream took at most twice, as each may be "
+        "billed. Try again later, or raise idleTimeout above the gateway's queueing time.",
+        partial_text=partial_text,
+    )
+
+
+def headers_too_slow(endpoint: Endpoint, seconds: float) -> errors.TimedOut:
+    return errors.TimedOut(
+        f"{endpoint.host} did not finish sending its response headers within {seconds:g} s "
+        "(connectTimeout + idleTimeout).",
+        accepted=True,
+        hint="Check baseUrl: something between lspilot and the model answers very slowly.",
+    )
+
+
+def invalid_text(payload: Any, endpoint: Endpoint) -> errors.InvalidText:
+    """The request holds a lone surrogate: say where in one line, never the whole text."""
+    match = next(filter(None, map(_SURROGATE.search, _strings(payload))), None)
+    where = ""
+    if match is not None:
+        text = match.string
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        before = text[max(line_start, match.start() - 40):match.start()]
+        shown = scrub(before, endpoint).encode("utf-8", "backslashreplace").decode()
+        where = f" (U+{ord(match.group()):04X}" + (f", after {shown!r})" if shown else ")")
+    return errors.InvalidText(
+        f"The text to send holds a lone surrogate{where}, which is not valid Unicode; "
+        "nothing was sent.",
+        hint="Delete or retype that character in the document (or #file:) it came from; a "
+        "tool that split a character into UTF-16 halves wrote it.",
+    )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value, in order."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def read_error(
@@ -106,6 +165,7 @@ def read_error(
         return errors.TimedOut(
             f"{endpoint.host} sent nothing for {endpoint.idle_timeout:g} s "
             "(the idle time-out, setting idleTimeout).",
+            accepted=True,  # its headers came: it has the request
             partial_text=partial_text,
         )
     if isinstance(exc, httpx.DecodingError):
@@ -135,17 +195,35 @@ def not_the_api(
     )
 
 
+# Headers that say how long to wait before sending again, in the order they are read: the
+# answering server's own first, then the provider's as a gateway passes them on (LiteLLM
+# prefixes a backend's headers with "llm_provider-"). `retry-after-ms` is OpenAI's, read
+# first as openai-python does. Not read: `x-ratelimit-reset-*`, the time until a quota is
+# whole again, which is not when one request may go.
+_RETRY_AFTER_PREFIXES = ("", "llm_provider-")
+
+
 def retry_after(headers: httpx.Headers) -> float | None:
-    if (ms := headers.get("retry-after-ms")) is not None:
+    """Seconds the upstream asks us to wait, from the first header that says it."""
+    for prefix in _RETRY_AFTER_PREFIXES:
+        seconds = _retry_after(headers, prefix)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _retry_after(headers: httpx.Headers, prefix: str) -> float | None:
+    if (ms := headers.get(prefix + "retry-after-ms")) is not None:
         try:
-            return max(0.0, float(ms) / 1000)
+            if (seconds := _seconds(float(ms) / 1000)) is not None:
+                return seconds
         except ValueError:
             pass
-    value = headers.get("retry-after")
+    value = headers.get(prefix + "retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        return _seconds(float(value))
     except ValueError:
         pass
     when: datetime
@@ -156,6 +234,11 @@ def retry_after(headers: httpx.Headers) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _seconds(value: float) -> float | None:
+    # "nan" and "inf" parse as floats: not a wait anyone meant.
+    return max(0.0, value) if math.isfinite(value) else None
 
 
 def scrub(text: str, endpoint: Endpoint) -> str:

@@ -31,11 +31,12 @@ import httpx
 
 from lspilot.llm import errors, failures, retry
 from lspilot.llm.api import Api, Piece
+from lspilot.llm.body import decoded
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.events import Finish, StreamEvent, TextDelta
 from lspilot.llm.prompt_tools import ToolCallParser
 from lspilot.llm.retry import RetryCallback
-from lspilot.llm.sse import Event, SSEDecoder
+from lspilot.llm.sse import Event, EventTooLarge, SSEDecoder
 from lspilot.llm.toolcalls import ToolCallAssembler, finish_reason
 from lspilot.llm.transport import Transport, read_limited
 from lspilot.llm.wire import (
@@ -75,6 +76,7 @@ class TextStream:
         # Read once per chunk: an attribute, not a lookup through the Api each time.
         self._fast = api.fast
         self._attempt = 0
+        self._taken_timeouts = 0  # time-outs of requests the upstream had: each may be billed
         self._started = False
         self._closed = False
         self._closing: asyncio.Event | None = None  # made if a retry has to wait
@@ -199,12 +201,14 @@ class TextStream:
         """Wait before the next attempt, or raise: the error, or a copy saying why."""
         if self.text_parts or self._tools:  # handed on already: retrying could send it twice
             raise error
-        decision = retry.decide(error, self._attempt, self._endpoint)
+        decision = retry.decide(error, self._attempt, self._endpoint, self._taken_timeouts)
         if isinstance(decision, retry.GiveUp):
             if decision.error is error:
                 raise error
             raise decision.error from error
         self._attempt += 1
+        if isinstance(error, errors.TimedOut) and error.accepted:
+            self._taken_timeouts += 1
         log.warning(
             "%s Retrying in %.1f s (attempt %d of %d).",
             error.message, decision.seconds, self._attempt + 1, self._endpoint.max_retries + 1,
@@ -274,14 +278,17 @@ class TextStream:
     async def _events(self, response: httpx.Response) -> AsyncGenerator[str, None]:
         """The text of the events, one piece per network read (not per event: a read
         often brings many events, and each hand-over costs more than the event)."""
-        decoder = SSEDecoder()
         endpoint = self._endpoint
+        decoder = SSEDecoder(max_pending=event_limit(endpoint.max_response_chars))
         last_event = time.monotonic()
-        reads = response.aiter_bytes()
+        reads = decoded(response)
         try:
             async for raw in reads:
                 lines_before = decoder.lines
-                events = decoder.feed(raw)
+                try:
+                    events = decoder.feed(raw)
+                except EventTooLarge as exc:
+                    raise self._too_large(exc.limit) from None
                 now = time.monotonic()
                 if not events:
                     # A complete line (a keep-alive comment included) shows the upstream is
@@ -292,6 +299,7 @@ class TextStream:
                         raise errors.TimedOut(
                             f"Nothing complete from {endpoint.host} for "
                             f"{endpoint.idle_timeout:g} s.",
+                            accepted=True,
                             partial_text=self.text,
                         )
                     continue
@@ -455,6 +463,19 @@ class TextStream:
                 hint="Select less code, or raise the setting maxResponseChars.",
                 partial_text=self.text,
             )
+
+    def _too_large(self, limit: int) -> errors.ResponseTooLarge:
+        return errors.ResponseTooLarge(
+            f"One event of the answer passed {limit:,} bytes without ending and was stopped.",
+            hint="Select less code, or raise the setting maxResponseChars.",
+            partial_text=self.text,
+        )
+
+
+def event_limit(max_response_chars: int) -> int:
+    """The most one SSE event may hold, in bytes: room for a chunk carrying the whole
+    answer allowed, each character escaped as JSON's longest (6 bytes), and its framing."""
+    return max_response_chars * 6 + 64 * 1024
 
 
 # Kept for the imports that know the stream by its first name.

@@ -8,6 +8,8 @@ not a retry. Which servers refused ``stream_options`` is remembered here too.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from typing import TypeVar
 
@@ -15,12 +17,15 @@ import attrs
 import httpx
 
 from lspilot.llm import errors, failures
+from lspilot.llm.body import decoded
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.wire import ChatRequest, CompletionRequest, StreamOptions, request_json
 
 log = logging.getLogger(__name__)
 
 _ERROR_BODY_LIMIT = 64 * 1024
+# An error body trickling in is not waited for: the status already says what happened.
+_ERROR_BODY_SECONDS = 5.0
 
 Request = TypeVar("Request", ChatRequest, CompletionRequest)
 WireRequest = ChatRequest | CompletionRequest
@@ -80,6 +85,11 @@ class Transport:
         headers = {
             "authorization": f"Bearer {endpoint.api_key}",
             "accept": "text/event-stream" if request.stream else "application/json",
+            # Uncompressed: a streamed answer is flushed a few tokens at a time, where
+            # compression gains little, and an uncompressed body costs what it weighs
+            # (httpx would ask for gzip and inflate any bomb whole; see body.py).
+            "accept-encoding": "identity",
+            "content-type": "application/json",
         }
         timeout = httpx.Timeout(
             connect=endpoint.connect_timeout,
@@ -91,14 +101,21 @@ class Transport:
         if request.stream_options is not None and endpoint.base_url in self._no_stream_options:
             request = attrs.evolve(request, stream_options=None)  # refused on an earlier attempt
         fixed_payload = False
+        # httpx times each read, not the whole: headers trickled a byte at a time would
+        # hold the request forever without a deadline of their own.
+        headers_deadline = endpoint.connect_timeout + endpoint.idle_timeout
         while True:
             http_request = self._http.build_request(
-                "POST", url, json=request_json(request), headers=headers, timeout=timeout
+                "POST", url, content=encode(request, endpoint), headers=headers,
+                timeout=timeout,
             )
             try:
-                response = await self._http.send(http_request, stream=True)
+                async with asyncio.timeout(headers_deadline):
+                    response = await self._http.send(http_request, stream=True)
             except httpx.HTTPError as exc:
                 raise failures.connect_error(exc, endpoint) from exc
+            except TimeoutError:
+                raise failures.headers_too_slow(endpoint, headers_deadline) from None
             if response.status_code < 300:
                 return response
             try:
@@ -116,8 +133,9 @@ class Transport:
     @staticmethod
     async def _status_error(response: httpx.Response, endpoint: Endpoint) -> errors.UpstreamError:
         try:
-            body = await read_limited(response, _ERROR_BODY_LIMIT)
-        except (httpx.HTTPError, errors.ResponseTooLarge):
+            async with asyncio.timeout(_ERROR_BODY_SECONDS):  # the status says enough alone
+                body = await read_limited(response, _ERROR_BODY_LIMIT)
+        except (httpx.HTTPError, errors.ResponseTooLarge, TimeoutError):
             body = b""
         return failures.status_error(response.status_code, response.headers, body, endpoint)
 
@@ -140,10 +158,25 @@ class Transport:
         return None
 
 
+def encode(request: WireRequest, endpoint: Endpoint) -> bytes:
+    """The request's JSON as httpx would make it, or InvalidText naming what cannot be sent.
+
+    Raised outside the ``except``: a UnicodeEncodeError holds the whole payload (the
+    user's code), which must not ride along as the error's context.
+    """
+    payload = request_json(request)
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    raise failures.invalid_text(payload, endpoint)
+
+
 async def read_limited(response: httpx.Response, limit: int) -> bytes:
     """The body, or ResponseTooLarge once it passes ``limit`` bytes."""
     body = bytearray()
-    async for part in response.aiter_bytes():
+    async for part in decoded(response):
         body += part
         if len(body) > limit:
             raise errors.ResponseTooLarge(
