@@ -47,9 +47,14 @@ async def test_a_malformed_key_never_shows(upstream, workspace, capfd, key, sour
         uri = editor.open("calc.py", SOURCE)
         result = await editor.run("lspilot.explain", uri, range_of(SOURCE, BODY), token="t1")
         status = await editor.command("lspilot.status")
-        # Whatever stopped it (the key's check, or the request that could not be sent),
-        # it was said, and the progress ended.
-        assert result["status"] == "failed", result
+        # A trailing \r is stripped when the key is read (it came from a CRLF file), so
+        # that key works; a non-ASCII one is refused by what is wrong. Either way the
+        # progress ended and no form of the key shows.
+        if key.endswith("\r"):
+            assert result["status"] == "done", result
+            assert upstream.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
+        else:
+            assert result["status"] == "failed", result
         assert any(getattr(p, "kind", None) == "end"
                    for p in editor.client.progress_reports["t1"])
         texts = [str(result), str(status), *everything_shown(editor)]
