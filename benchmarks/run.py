@@ -20,12 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.acp import ACP_BENCHMARKS
 from benchmarks.floor import FLOOR_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
 from benchmarks.scenarios import Config, Figure
 from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
-BENCHMARKS = {**LSPILOT_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS}
+BENCHMARKS = {**LSPILOT_BENCHMARKS, **ACP_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
 # list nor in --smoke.
 EXTRA = {**LOCAL_BENCHMARKS}
