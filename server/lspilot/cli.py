@@ -135,6 +135,11 @@ async def check(settings_json: str | None) -> int:
     print(json.dumps(redacted(resolved.settings), indent=2))
     if file_layer.values:
         print(f"settings file: {settings_path(os.environ)}")
+    # lspilot acp has no editor settings: the environment and the settings file are all.
+    print("lspilot acp would use these settings" + (
+        " without --settings (an ACP client sends none: only the environment and the "
+        "settings file count)" if settings_json else
+        " (the environment and the settings file)"))
     for problem in [*file_problems, *resolved.problems]:
         print(f"warning: {problem}")
     settings = resolved.settings
