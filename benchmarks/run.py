@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.acp import ACP_BENCHMARKS
 from benchmarks.agent import AGENT_BENCHMARKS
 from benchmarks.floor import FLOOR_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
@@ -28,7 +29,7 @@ from benchmarks.toolcalls import TOOLCALL_BENCHMARKS
 from benchmarks.toolcalls_local import LOCAL_TOOL_BENCHMARKS
 from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
-BENCHMARKS = {**LSPILOT_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS,
+BENCHMARKS = {**LSPILOT_BENCHMARKS, **ACP_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS,
               **AGENT_BENCHMARKS, **TOOLCALL_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
 # list nor in --smoke.

@@ -40,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--settings", metavar="JSON",
                        help="settings as JSON (as initializationOptions would give them)")
+    sub.add_parser(
+        "acp",
+        help="serve the Agent Client Protocol (ACP v1) on stdin/stdout, for editors that host "
+        "agents (Zed, codecompanion.nvim, avante.nvim, agent-shell); settings from the "
+        "environment and the settings file",
+    )
     demo = sub.add_parser(
         "demo",
         help="play the editor: run Explain, Refactor and Write tests on a file through a real "
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.subcommand == "check":
         return asyncio.run(check(args.settings))
     logs.setup(args.log_level, args.log_file)
+    if args.subcommand == "acp":
+        from lspilot.acp.main import serve as serve_acp
+
+        return serve_acp(_claim_stdout())
     channel = None if args.tcp else _claim_stdout()
     from lspilot.server import create_server  # heavy imports only when serving
 
@@ -125,6 +135,11 @@ async def check(settings_json: str | None) -> int:
     print(json.dumps(redacted(resolved.settings), indent=2))
     if file_layer.values:
         print(f"settings file: {settings_path(os.environ)}")
+    # lspilot acp has no editor settings: the environment and the settings file are all.
+    print("lspilot acp would use these settings" + (
+        " without --settings (an ACP client sends none: only the environment and the "
+        "settings file count)" if settings_json else
+        " (the environment and the settings file)"))
     for problem in [*file_problems, *resolved.problems]:
         print(f"warning: {problem}")
     settings = resolved.settings

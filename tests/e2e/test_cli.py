@@ -39,6 +39,8 @@ def test_check_succeeds_and_redacts_the_key(upstream):
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"apiKey": "***"' in done.stdout and '"model": "m1"' in done.stdout
     assert "OK: m1" in done.stdout
+    assert "lspilot acp would use these settings (the environment and the settings " \
+        "file)" in done.stdout
     assert KEY not in done.stdout + done.stderr
     assert upstream.requests[0].headers["authorization"] == f"Bearer {KEY}"
 

@@ -15,8 +15,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "server" / "lspilot"
 
 # Highest first. A module belongs to the first layer with a prefix matching its name.
+# lspilot.acp is the ACP entry, beside lspilot.server (architecture.md).
 PROTOCOL = ("lspilot.server", "lspilot.cli", "lspilot.transport", "lspilot.__main__",
-            "lspilot.demo", "lspilot.scripted_editor")
+            "lspilot.demo", "lspilot.scripted_editor", "lspilot.acp")
 FEATURES = ("lspilot.features",)
 DATA = ("lspilot.errors", "lspilot.settings", "lspilot.template", "lspilot.text",
         "lspilot.usage", "lspilot.llm.wire", "lspilot.__init__")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pathspec
@@ -26,12 +26,15 @@ class ToolError(Exception):
 
 class WorkspaceFiles:
     def __init__(self, folders: Sequence[Path], exclude: Sequence[str],
-                 open_text: Callable[[Path], str | None]) -> None:
+                 open_text: Callable[[Path], str | None],
+                 fetch_text: Callable[[Path], Awaitable[str | None]] | None = None) -> None:
         if not folders:
             raise ToolError("There is no workspace folder: open a folder in the editor.")
         self.folders = [Path(os.path.realpath(f)) for f in folders]
         self.exclude = tuple(exclude)
         self._open_text = open_text
+        # An ACP client that reads files itself (unsaved buffers included) is asked first.
+        self._fetch_text = fetch_text
 
     @property
     def root(self) -> Path:
@@ -93,6 +96,16 @@ class WorkspaceFiles:
             raise ToolError(f"{shown} is not UTF-8 text.") from None
         except OSError as exc:
             raise ToolError(f"{shown} could not be read: {exc.strerror or exc}.") from None
+
+    async def load(self, real: Path, shown: str) -> str:
+        """As :meth:`read`, asking ``fetch_text`` first when there is one (a tool that
+        reads one file; search and listings stay on :meth:`read`, one client request per
+        file would be too slow)."""
+        if self._fetch_text is not None:
+            text = await self._fetch_text(real)
+            if text is not None:
+                return text
+        return self.read(real, shown)
 
     # -- walking --------------------------------------------------------------------------
     def walk(self, glob: str | None = None) -> Iterator[Path]:

@@ -177,7 +177,7 @@ class ReadFile(Tool):
     async def run(self, args: Mapping[str, Any], host: Host) -> Result:
         real = host.files.resolve(args["path"])
         shown = host.files.relative(real)
-        lines = host.files.read(real, shown).splitlines()
+        lines = (await host.files.load(real, shown)).splitlines()
         first = max(1, int(args.get("startLine") or 1))
         last = min(len(lines), int(args.get("endLine") or len(lines)))
         if lines and first > len(lines):
@@ -293,7 +293,7 @@ class EditFile(Tool):
     async def run(self, args: Mapping[str, Any], host: Host) -> Result:
         real = host.files.resolve(args["path"])
         shown = host.files.relative(real)
-        text = host.files.read(real, shown)
+        text = await host.files.load(real, shown)
         old, new = args["old"], args["new"]
         if not old:
             raise ToolError("edit_file: 'old' is empty; to add to a file, include the text "

@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from attrs import define, field
@@ -31,7 +31,7 @@ from lsprotocol import types
 
 from lspilot import redact
 from lspilot import usage as pricing
-from lspilot.editor import Editor, StreamNotice
+from lspilot.editor import StreamNotice
 from lspilot.errors import LspilotError
 from lspilot.jobs.lanes import Lane, Lanes
 from lspilot.llm import errors, retry
@@ -73,11 +73,34 @@ class JobSpec:
     extra: Mapping[str, Any] = field(factory=dict)
 
 
+class JobEditor(Protocol):
+    """What a job asks of whoever it streams to: an LSP editor (lspilot.editor.Editor) or
+    an ACP client (lspilot.acp.editor), which turns the stream into ``session/update``."""
+
+    @property
+    def supports_progress(self) -> bool: ...
+
+    async def create_progress(self, token: str) -> bool: ...
+
+    def on_progress_cancel(self, token: types.ProgressToken,
+                           callback: Callable[[], object]) -> None: ...
+
+    def progress_begin(self, token: types.ProgressToken, title: str, message: str) -> None: ...
+
+    def progress_report(self, token: types.ProgressToken, message: str) -> None: ...
+
+    def progress_end(self, token: types.ProgressToken, message: str) -> None: ...
+
+    def stream(self, notice: StreamNotice) -> None: ...
+
+    def show_message(self, kind: types.MessageType, message: str) -> None: ...
+
+
 @define(kw_only=True)
 class JobContext:
     """What a job needs from the rest of lspilot, handed over as one object."""
 
-    editor: Editor
+    editor: JobEditor
     client: ChatClient
     settings: Settings  # resolved for this job's document (and the local model's address)
     lanes: Lanes
