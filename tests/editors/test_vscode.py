@@ -806,6 +806,104 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
     assert profile.workspace.joinpath("calc.py").read_text() == CHAT_INSERTED
 
 
+# The agent scenario: in Agent mode, "make add shorter" reads calc.py (a read step, no question),
+# edits it (asked in the view and as a notification; Show diff; Allow in the view), and says what
+# it did; a second turn's edit is denied from the notification (refused); a third turn's command
+# (sleep) is allowed and stopped while it runs.
+AGENT_FIX = "Make add shorter."
+AGENT_READ = {"path": "calc.py", "startLine": 4, "endLine": 7}
+AGENT_OLD = "    result = x\n    result = result + y\n    return result"
+AGENT_NEW = "    return x + y"
+AGENT_EDITED = ORIGINAL.replace(AGENT_OLD, AGENT_NEW)
+AGENT_DONE = "I made add return x + y directly."
+AGENT_RENAME = "Rename area to circle_area."
+AGENT_REFUSED = "You declined, so area keeps its name."
+AGENT_RUN = "Run a slow command."
+AGENT_SLEEP = ["sleep", "37.5"]  # an argv no other process here has: the scenario finds it in /proc
+# gpt-style prices for the fake model: each tool-call answer is 100 tokens in, 20 out; a text
+# answer 11 in, 1 out per chunk
+AGENT_PRICES = {"fake-model": {"input": 10.0, "output": 30.0}}
+
+
+def _agent_turn_cost(tool_answers: int, text_chunks: int) -> float:
+    price = AGENT_PRICES["fake-model"]
+    tools = tool_answers * (100 * price["input"] + 20 * price["output"])
+    return (tools + 11 * price["input"] + text_chunks * price["output"]) / 1e6
+
+
+def _cost_short(cost: float) -> str:
+    """usage.ts formatCostShort: four significant digits, `<$0.0001` below."""
+    if cost < 0.0001:
+        return "<$0.0001"
+    text = f"{float(f'{cost:.4g}'):f}".rstrip("0").rstrip(".")
+    return f"${text}0" if cost >= 0.01 and re.search(r"\.\d$", text) else f"${text}"
+
+
+def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Agent mode in the chat view of a real VS Code: the Ask / Agent switch sends the turn with
+    the tools; the read step shows inline with a link that opens calc.py at its lines; the edit's
+    question shows on its step in the view (Allow / Allow for this conversation / Deny / Show diff)
+    and as a notification; Show diff opens the file against the proposed text; Allow in the view
+    applies the edit; the turn ends with its steps and cost ($0.00334); a Deny from the
+    notification shows the step refused and leaves the file; Stop while an allowed command runs
+    ends the turn at once and the command with it."""
+    from tests.e2e.test_agent import tool_reply
+
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command(), "lspilot.prices": AGENT_PRICES},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+    )
+    upstream.enqueue(
+        tool_reply(("read_file", AGENT_READ)),
+        # the same call id as the read's (the helper's): the view must keep them apart
+        tool_reply(("edit_file", {"path": "calc.py", "old": AGENT_OLD, "new": AGENT_NEW})),
+        Reply.stream([AGENT_DONE]),
+        tool_reply(("edit_file", {"path": "calc.py", "old": "def area(r):",
+                                  "new": "def circle_area(r):"})),
+        Reply.stream([AGENT_REFUSED]),
+        tool_reply(("run_command", {"argv": AGENT_SLEEP})),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-agent",
+                  "LSPILOT_MODEL": "fake-model"}
+    expect = {
+        "original": ORIGINAL,
+        "fix": AGENT_FIX,
+        "readLink": "calc.py:4-7",
+        "edited": AGENT_EDITED,
+        "editSummary": "calc.py:5 (-3 +1)",
+        "editLink": "calc.py:5",
+        "editDiffOld": "result = result + y",
+        "editDiffNew": AGENT_NEW.strip(),
+        "doneAnswer": AGENT_DONE,
+        "cost1": _cost_short(_agent_turn_cost(2, 1)),
+        "rename": AGENT_RENAME,
+        "renameMarker": "circle_area",
+        "refusedAnswer": AGENT_REFUSED,
+        "run": AGENT_RUN,
+        "sleepArgv": AGENT_SLEEP,
+    }
+    assert expect["cost1"] == "$0.00334"
+    _run_scenario(profile, server_env, "agent", expect)
+
+    requests = upstream.wait_for_requests(6, timeout=5)
+    (profile.artifacts / "upstream-requests.json").write_text(
+        json.dumps([r.json for r in requests], indent=1))
+    # six requests and no more: Stop ended the third turn while its command ran
+    assert len(upstream.requests) == 6, [r.json["messages"][-1] for r in upstream.requests]
+    for request in requests:
+        # the switch: every turn went in agent mode, with the tools
+        names = {tool["function"]["name"] for tool in request.json.get("tools", [])}
+        assert {"read_file", "edit_file", "run_command"} <= names, request.json.keys()
+    read_result = requests[1].json["messages"][-1]
+    assert read_result["role"] == "tool" and "result = result + y" in read_result["content"]
+    assert requests[2].json["messages"][-1]["content"].startswith("Edited calc.py")
+    assert requests[4].json["messages"][-1]["content"].startswith("Refused:")
+    # the edit allowed in the view is in the file (saved by the scenario), the denied one is not
+    assert profile.workspace.joinpath("calc.py").read_text() == AGENT_EDITED
+
+
 CHAT_BLOCKS_SCRIPT = r"""
 const { createMarkdown } = require(process.argv[1]);
 const { codeBlocks, renderAnswer, withBlockButtons } = require(process.argv[2]);

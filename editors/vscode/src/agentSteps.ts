@@ -5,6 +5,8 @@ import type { StepStatus } from './protocol';
 
 /** A step (one tool call) of an agent turn, as the view shows it. */
 export interface StepView {
+  /** Unique in its turn (the view's handle: a model may reuse a call id across requests). */
+  key: string;
   id: string;
   name: string;
   /** The arguments' JSON text as the model wrote it. */
@@ -185,7 +187,9 @@ export function renderStep(step: StepView, escape: (text: string) => string): st
     `<span class="step-args">${escape(briefArguments(step.name, step.arguments))}</span>`,
     `<span class="step-status">${waiting ? 'waiting for your answer' : WORDS[step.status]}</span>`,
   ];
-  if (step.summary !== undefined && step.summary !== '') {
+  // A refused call's summary is what the model is told; the answer below says it for the user.
+  const told = step.status === 'refused' && step.approval?.answered !== undefined;
+  if (step.summary !== undefined && step.summary !== '' && !told) {
     parts.push(`<span class="step-summary">${escape(step.summary)}</span>`);
   }
   if (target !== undefined) {
@@ -196,7 +200,9 @@ export function renderStep(step: StepView, escape: (text: string) => string): st
   let approval = '';
   const asked = step.approval;
   if (asked !== undefined) {
-    const diff = hasDiff(step.name) ? '<button class="step-action secondary" data-step-act="diff">Show diff</button>' : '';
+    // while asked, or refused (the file is as it was): once applied, `old` is no longer there
+    const diffable = hasDiff(step.name) && (asked.answered === undefined || step.status === 'refused');
+    const diff = diffable ? '<button class="step-action secondary" data-step-act="diff">Show diff</button>' : '';
     if (asked.answered === undefined) {
       const buttons = asked.actions
         .map((title) => {
@@ -209,7 +215,7 @@ export function renderStep(step: StepView, escape: (text: string) => string): st
       approval = `<div class="approval" data-pending="false"><span class="approval-answer">${escape(answerWords(asked.answered))}</span>${diff}</div>`;
     }
   }
-  return `<div class="step" data-step="${escape(step.id)}" data-name="${escape(step.name)}" data-status="${step.status}"><div class="step-line">${parts.join(' ')}</div>${approval}</div>`;
+  return `<div class="step" data-step="${escape(step.key)}" data-name="${escape(step.name)}" data-status="${step.status}"><div class="step-line">${parts.join(' ')}</div>${approval}</div>`;
 }
 
 function answerWords(answer: string): string {

@@ -47,7 +47,7 @@ interface Run {
   /** The message of its progress `end` (the outcome, with tokens and seconds). */
   endMessage?: string;
   mode: ChatMode;
-  /** Agent mode: its steps by tool call id. */
+  /** Agent mode: its steps by their key, in order. */
   steps: Map<string, StepView>;
   /** Agent mode: the server's questions not answered yet. */
   pending: Set<Pending>;
@@ -141,10 +141,12 @@ export class Chat implements vscode.Disposable {
     if (run === undefined) {
       return this.endedTokens.has(key);
     }
-    let step = run.steps.get(params.id);
+    // The step of this call id that has not ended yet (ids are the model's: one may come again
+    // in a later request of the turn), else a new one.
+    let step = [...run.steps.values()].reverse().find((s) => s.id === params.id && s.status === 'running');
     if (step === undefined) {
-      step = { id: params.id, name: params.name, arguments: params.arguments, status: params.status };
-      run.steps.set(params.id, step);
+      step = { key: `step-${run.steps.size + 1}`, id: params.id, name: params.name, arguments: params.arguments, status: params.status };
+      run.steps.set(step.key, step);
       (run.turn.parts ??= []).push({ kind: 'step', step });
     }
     step.status = params.status;
@@ -175,8 +177,8 @@ export class Chat implements vscode.Disposable {
     // question names no step, so it goes to the newest one still waiting.
     let step = [...run.steps.values()].reverse().find((s) => s.status === 'running' && s.approval === undefined);
     if (step === undefined) {
-      step = { id: `question-${++this.questions}`, name: 'question', arguments: '', status: 'running' };
-      run.steps.set(step.id, step);
+      step = { key: `step-${run.steps.size + 1}`, id: `question-${++this.questions}`, name: 'question', arguments: '', status: 'running' };
+      run.steps.set(step.key, step);
       (run.turn.parts ??= []).push({ kind: 'step', step });
     }
     const asked = step;
@@ -184,6 +186,7 @@ export class Chat implements vscode.Disposable {
     this.changed(run, true);
     return new Promise((resolve) => {
       let done = false;
+      let fromNotification = false;
       const pending: Pending = {
         step: asked,
         settle: (choice) => {
@@ -191,6 +194,11 @@ export class Chat implements vscode.Disposable {
             return;
           }
           done = true;
+          if (!fromNotification) {
+            // Answered in the view (or moot): VS Code cannot close one notification, so its toast
+            // goes to the notification center, where its buttons no longer do anything.
+            void vscode.commands.executeCommand('notifications.hideToasts');
+          }
           run.pending.delete(pending);
           listening.dispose();
           if (asked.approval !== undefined) {
@@ -210,6 +218,7 @@ export class Chat implements vscode.Disposable {
             : vscode.window.showWarningMessage;
       void show(params.message, ...actions.map((a) => a.title)).then((choice) => {
         if (choice !== undefined) {
+          fromNotification = !done;
           pending.settle(choice); // closed without a choice: the view's buttons still answer
         }
       });

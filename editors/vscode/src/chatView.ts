@@ -196,7 +196,7 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       role: turn.role,
       status: turn.status,
       mode: turn.parts !== undefined || turn.mode === 'agent' ? 'agent' : 'ask',
-      note: turn.note ?? statusNote(turn),
+      note: turn.note ?? (waitingForAnswer(turn) ? 'waiting for your answer (here or in the notification)…' : statusNote(turn)),
       html: this.rendered[index]?.html ?? '',
     };
   }
@@ -251,7 +251,7 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
         return;
       case 'step': {
         const turn = typeof message.turn === 'number' ? this.turns[message.turn] : undefined;
-        const found = turn?.parts?.find((part) => part.kind === 'step' && part.step.id === message.step);
+        const found = turn?.parts?.find((part) => part.kind === 'step' && part.step.key === message.step);
         if (found === undefined || found.kind !== 'step') {
           return;
         }
@@ -307,12 +307,16 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
   }
 }
 
+function waitingForAnswer(turn: ChatTurn): boolean {
+  return (turn.parts ?? []).some((part) => part.kind === 'step' && part.step.approval !== undefined && part.step.approval.answered === undefined);
+}
+
 function statusNote(turn: ChatTurn): string {
   switch (turn.status) {
     case 'waiting':
       return 'waiting for the model…';
     case 'streaming':
-      return 'streaming…';
+      return turn.parts !== undefined ? 'working…' : 'streaming…';
     case 'cancelled':
       return 'stopped';
     case 'failed':
