@@ -1100,6 +1100,82 @@ console.log(JSON.stringify(cases.map(([p, c, cost, est]) => [
     assert json.loads(run.stdout) == expected
 
 
+AGENT_STEPS_SCRIPT = r"""
+const steps = require(process.argv[1]);
+const { formatCostShort } = require(process.argv[2]);
+const escape = (t) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const cases = JSON.parse(process.argv[3]);
+console.log(JSON.stringify({
+  brief: cases.brief.map(([name, args]) => steps.briefArguments(name, args)),
+  targets: cases.targets.map((s) => steps.stepTarget(s) ?? null),
+  edits: cases.edits.map(([text, old, replacement]) => steps.proposedEdit(text, old, replacement)),
+  html: cases.html.map((s) => steps.renderStep(s, escape)),
+  costs: cases.costs.map(formatCostShort),
+}));
+"""
+
+
+def test_vscode_agent_steps_in_brief() -> None:
+    """agentSteps.ts (the chat view's steps) in plain Node: arguments in brief (also when they are
+    not JSON), the file and lines a step links to (an edit's from the server's summary), the
+    proposed text Show diff compares (the one occurrence of old, as the server's edit_file; none
+    when old is missing or found twice), the model's text escaped in a step's HTML, and the cost
+    format of a turn ($0.0041: four significant digits, <$0.0001 below)."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    compiled = _compiled("agentSteps")
+    usage = _compiled("usage")
+    evil = '<img src=x onerror=alert(1)>'
+    cases = {
+        "brief": [["read_file", json.dumps({"path": "a.py", "startLine": 3, "endLine": 9})],
+                  ["read_file", json.dumps({"path": "a.py"})],
+                  ["run_command", json.dumps({"argv": ["pytest", "-q", "a b"]})],
+                  ["search", json.dumps({"pattern": "def add", "glob": "*.py"})],
+                  ["edit_file", json.dumps({"path": "a.py", "old": "x\ny", "new": "z"})],
+                  ["edit_file", "{not json"]],
+        "targets": [{"name": "read_file", "arguments": json.dumps({"path": "a.py", "startLine": 3}),
+                     "status": "done"},
+                    {"name": "edit_file", "arguments": json.dumps({"path": "a.py"}),
+                     "status": "done", "summary": "a.py:12 (-3 +2)"},
+                    {"name": "edit_file", "arguments": json.dumps({"path": "a.py"}),
+                     "status": "running"},
+                    {"name": "run_tests", "arguments": "{}", "status": "done"}],
+        "edits": [["a\nb\nc\n", "b\nc", "B"], ["a\na\n", "a", "b"], ["a\n", "zz", "b"]],
+        "html": [{"key": "step-1", "id": "call_0", "name": "edit_file", "status": "running",
+                  "arguments": json.dumps({"path": evil, "old": "a", "new": evil}),
+                  "approval": {"message": f"lspilot's agent wants to edit {evil}",
+                               "actions": ["Allow", "Allow for this conversation", "Deny"]}},
+                 {"key": "step-2", "id": "call_0", "name": "edit_file", "status": "refused",
+                  "arguments": "{}", "summary": "The user refused this call",
+                  "approval": {"message": "m", "actions": ["Allow"], "answered": "Deny"}}],
+        "costs": [0.0041, 0.00334, 0.00005, 0.0001, 0.1, 1.23456, 0],
+    }
+    run = subprocess.run(["node", "-e", AGENT_STEPS_SCRIPT, str(compiled), str(usage),
+                          json.dumps(cases)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["brief"] == ["a.py lines 3-9", "a.py", 'pytest -q "a b"', '"def add" in *.py',
+                            "a.py (-2 +1 lines)", "{not json"]
+    assert out["targets"] == [{"path": "a.py", "startLine": 3, "endLine": 3},
+                              {"path": "a.py", "startLine": 12, "endLine": 13},
+                              {"path": "a.py"}, None]
+    assert out["edits"][0] == {"text": "a\nB\n", "startLine": 2, "endLine": 3}
+    assert "more than once" in out["edits"][1]["error"]
+    assert "not in the file" in out["edits"][2]["error"]
+    asked, refused = out["html"]
+    assert "<img" not in asked and asked.count("&lt;img") == 4, asked
+    assert [m for m in re.findall(r'data-choice="([^"]*)"', asked)] == [
+        "Allow", "Allow for this conversation", "Deny"]
+    assert "Show diff" in asked and "waiting for your answer" in asked
+    assert "You denied it." in refused and "The user refused" not in refused
+    assert "data-choice" not in refused and "Show diff" in refused
+    assert out["costs"] == ["$0.0041", "$0.00334", "<$0.0001", "$0.0001", "$0.10", "$1.235",
+                            "$0"]
+
+
 def _compiled(module: str) -> Path:
     """out/<module>.js, compiled first when its source is newer."""
     compiled = EXTENSION / "out" / f"{module}.js"
