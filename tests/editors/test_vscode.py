@@ -806,6 +806,104 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
     assert profile.workspace.joinpath("calc.py").read_text() == CHAT_INSERTED
 
 
+# The agent scenario: in Agent mode, "make add shorter" reads calc.py (a read step, no question),
+# edits it (asked in the view and as a notification; Show diff; Allow in the view), and says what
+# it did; a second turn's edit is denied from the notification (refused); a third turn's command
+# (sleep) is allowed and stopped while it runs.
+AGENT_FIX = "Make add shorter."
+AGENT_READ = {"path": "calc.py", "startLine": 4, "endLine": 7}
+AGENT_OLD = "    result = x\n    result = result + y\n    return result"
+AGENT_NEW = "    return x + y"
+AGENT_EDITED = ORIGINAL.replace(AGENT_OLD, AGENT_NEW)
+AGENT_DONE = "I made add return x + y directly."
+AGENT_RENAME = "Rename area to circle_area."
+AGENT_REFUSED = "You declined, so area keeps its name."
+AGENT_RUN = "Run a slow command."
+AGENT_SLEEP = ["sleep", "37.5"]  # an argv no other process here has: the scenario finds it in /proc
+# gpt-style prices for the fake model: each tool-call answer is 100 tokens in, 20 out; a text
+# answer 11 in, 1 out per chunk
+AGENT_PRICES = {"fake-model": {"input": 10.0, "output": 30.0}}
+
+
+def _agent_turn_cost(tool_answers: int, text_chunks: int) -> float:
+    price = AGENT_PRICES["fake-model"]
+    tools = tool_answers * (100 * price["input"] + 20 * price["output"])
+    return (tools + 11 * price["input"] + text_chunks * price["output"]) / 1e6
+
+
+def _cost_short(cost: float) -> str:
+    """usage.ts formatCostShort: four significant digits, `<$0.0001` below."""
+    if cost < 0.0001:
+        return "<$0.0001"
+    text = f"{float(f'{cost:.4g}'):f}".rstrip("0").rstrip(".")
+    return f"${text}0" if cost >= 0.01 and re.search(r"\.\d$", text) else f"${text}"
+
+
+def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path: Path) -> None:
+    """Agent mode in the chat view of a real VS Code: the Ask / Agent switch sends the turn with
+    the tools; the read step shows inline with a link that opens calc.py at its lines; the edit's
+    question shows on its step in the view (Allow / Allow for this conversation / Deny / Show diff)
+    and as a notification; Show diff opens the file against the proposed text; Allow in the view
+    applies the edit; the turn ends with its steps and cost ($0.00334); a Deny from the
+    notification shows the step refused and leaves the file; Stop while an allowed command runs
+    ends the turn at once and the command with it."""
+    from tests.e2e.test_agent import tool_reply
+
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command(), "lspilot.prices": AGENT_PRICES},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+    )
+    upstream.enqueue(
+        tool_reply(("read_file", AGENT_READ)),
+        # the same call id as the read's (the helper's): the view must keep them apart
+        tool_reply(("edit_file", {"path": "calc.py", "old": AGENT_OLD, "new": AGENT_NEW})),
+        Reply.stream([AGENT_DONE]),
+        tool_reply(("edit_file", {"path": "calc.py", "old": "def area(r):",
+                                  "new": "def circle_area(r):"})),
+        Reply.stream([AGENT_REFUSED]),
+        tool_reply(("run_command", {"argv": AGENT_SLEEP})),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-agent",
+                  "LSPILOT_MODEL": "fake-model"}
+    expect = {
+        "original": ORIGINAL,
+        "fix": AGENT_FIX,
+        "readLink": "calc.py:4-7",
+        "edited": AGENT_EDITED,
+        "editSummary": "calc.py:5 (-3 +1)",
+        "editLink": "calc.py:5",
+        "editDiffOld": "result = result + y",
+        "editDiffNew": AGENT_NEW.strip(),
+        "doneAnswer": AGENT_DONE,
+        "cost1": _cost_short(_agent_turn_cost(2, 1)),
+        "rename": AGENT_RENAME,
+        "renameMarker": "circle_area",
+        "refusedAnswer": AGENT_REFUSED,
+        "run": AGENT_RUN,
+        "sleepArgv": AGENT_SLEEP,
+    }
+    assert expect["cost1"] == "$0.00334"
+    _run_scenario(profile, server_env, "agent", expect)
+
+    requests = upstream.wait_for_requests(6, timeout=5)
+    (profile.artifacts / "upstream-requests.json").write_text(
+        json.dumps([r.json for r in requests], indent=1))
+    # six requests and no more: Stop ended the third turn while its command ran
+    assert len(upstream.requests) == 6, [r.json["messages"][-1] for r in upstream.requests]
+    for request in requests:
+        # the switch: every turn went in agent mode, with the tools
+        names = {tool["function"]["name"] for tool in request.json.get("tools", [])}
+        assert {"read_file", "edit_file", "run_command"} <= names, request.json.keys()
+    read_result = requests[1].json["messages"][-1]
+    assert read_result["role"] == "tool" and "result = result + y" in read_result["content"]
+    assert requests[2].json["messages"][-1]["content"].startswith("Edited calc.py")
+    assert requests[4].json["messages"][-1]["content"].startswith("Refused:")
+    # the edit allowed in the view is in the file (saved by the scenario), the denied one is not
+    assert profile.workspace.joinpath("calc.py").read_text() == AGENT_EDITED
+
+
 CHAT_BLOCKS_SCRIPT = r"""
 const { createMarkdown } = require(process.argv[1]);
 const { codeBlocks, renderAnswer, withBlockButtons } = require(process.argv[2]);
@@ -1000,6 +1098,82 @@ console.log(JSON.stringify(cases.map(([p, c, cost, est]) => [
     expected = [[Priced(Usage(p, c, est), cost).describe(),
                  None if cost is None else format_cost(cost)] for p, c, cost, est in cases]
     assert json.loads(run.stdout) == expected
+
+
+AGENT_STEPS_SCRIPT = r"""
+const steps = require(process.argv[1]);
+const { formatCostShort } = require(process.argv[2]);
+const escape = (t) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const cases = JSON.parse(process.argv[3]);
+console.log(JSON.stringify({
+  brief: cases.brief.map(([name, args]) => steps.briefArguments(name, args)),
+  targets: cases.targets.map((s) => steps.stepTarget(s) ?? null),
+  edits: cases.edits.map(([text, old, replacement]) => steps.proposedEdit(text, old, replacement)),
+  html: cases.html.map((s) => steps.renderStep(s, escape)),
+  costs: cases.costs.map(formatCostShort),
+}));
+"""
+
+
+def test_vscode_agent_steps_in_brief() -> None:
+    """agentSteps.ts (the chat view's steps) in plain Node: arguments in brief (also when they are
+    not JSON), the file and lines a step links to (an edit's from the server's summary), the
+    proposed text Show diff compares (the one occurrence of old, as the server's edit_file; none
+    when old is missing or found twice), the model's text escaped in a step's HTML, and the cost
+    format of a turn ($0.0041: four significant digits, <$0.0001 below)."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    compiled = _compiled("agentSteps")
+    usage = _compiled("usage")
+    evil = '<img src=x onerror=alert(1)>'
+    cases = {
+        "brief": [["read_file", json.dumps({"path": "a.py", "startLine": 3, "endLine": 9})],
+                  ["read_file", json.dumps({"path": "a.py"})],
+                  ["run_command", json.dumps({"argv": ["pytest", "-q", "a b"]})],
+                  ["search", json.dumps({"pattern": "def add", "glob": "*.py"})],
+                  ["edit_file", json.dumps({"path": "a.py", "old": "x\ny", "new": "z"})],
+                  ["edit_file", "{not json"]],
+        "targets": [{"name": "read_file", "arguments": json.dumps({"path": "a.py", "startLine": 3}),
+                     "status": "done"},
+                    {"name": "edit_file", "arguments": json.dumps({"path": "a.py"}),
+                     "status": "done", "summary": "a.py:12 (-3 +2)"},
+                    {"name": "edit_file", "arguments": json.dumps({"path": "a.py"}),
+                     "status": "running"},
+                    {"name": "run_tests", "arguments": "{}", "status": "done"}],
+        "edits": [["a\nb\nc\n", "b\nc", "B"], ["a\na\n", "a", "b"], ["a\n", "zz", "b"]],
+        "html": [{"key": "step-1", "id": "call_0", "name": "edit_file", "status": "running",
+                  "arguments": json.dumps({"path": evil, "old": "a", "new": evil}),
+                  "approval": {"message": f"lspilot's agent wants to edit {evil}",
+                               "actions": ["Allow", "Allow for this conversation", "Deny"]}},
+                 {"key": "step-2", "id": "call_0", "name": "edit_file", "status": "refused",
+                  "arguments": "{}", "summary": "The user refused this call",
+                  "approval": {"message": "m", "actions": ["Allow"], "answered": "Deny"}}],
+        "costs": [0.0041, 0.00334, 0.00005, 0.0001, 0.1, 1.23456, 0],
+    }
+    run = subprocess.run(["node", "-e", AGENT_STEPS_SCRIPT, str(compiled), str(usage),
+                          json.dumps(cases)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["brief"] == ["a.py lines 3-9", "a.py", 'pytest -q "a b"', '"def add" in *.py',
+                            "a.py (-2 +1 lines)", "{not json"]
+    assert out["targets"] == [{"path": "a.py", "startLine": 3, "endLine": 3},
+                              {"path": "a.py", "startLine": 12, "endLine": 13},
+                              {"path": "a.py"}, None]
+    assert out["edits"][0] == {"text": "a\nB\n", "startLine": 2, "endLine": 3}
+    assert "more than once" in out["edits"][1]["error"]
+    assert "not in the file" in out["edits"][2]["error"]
+    asked, refused = out["html"]
+    assert "<img" not in asked and asked.count("&lt;img") == 4, asked
+    assert [m for m in re.findall(r'data-choice="([^"]*)"', asked)] == [
+        "Allow", "Allow for this conversation", "Deny"]
+    assert "Show diff" in asked and "waiting for your answer" in asked
+    assert "You denied it." in refused and "The user refused" not in refused
+    assert "data-choice" not in refused and "Show diff" in refused
+    assert out["costs"] == ["$0.0041", "$0.00334", "<$0.0001", "$0.0001", "$0.10", "$1.235",
+                            "$0"]
 
 
 def _compiled(module: str) -> Path:

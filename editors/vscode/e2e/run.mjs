@@ -14,7 +14,9 @@
 //                  "usage": tokens and cost in the end notification, the status bar and Show status;
 //                  "ghost": ghost text appears, Tab accepts it, Pause completions stops asking;
 //                  "chat": the chat view: typed turns stream in, Apply/Insert/Copy on a code block,
-//                  Stop, New conversation and Open conversation…, Ask lspilot about this
+//                  Stop, New conversation and Open conversation…, Ask lspilot about this;
+//                  "agent": the chat view's Agent switch, steps inline, approvals in the view and the
+//                  notification, Show diff, Deny shown as refused, Stop during a command
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
 //                  explainText, explainHtml, instruction, instructedCode, testFile, testCode,
 //                  refactorLines: [first, count], explainLines, cancelLines, pairedText,
@@ -23,7 +25,8 @@
 //                  sessionLine, apiKey } (usage); { model, ghostLine, pausedLine, typed, suggestion, accepted,
 //                  pausedMarker, resumedText } (ghost); { applyLines, questionLines, question2, question3,
 //                  answerText, answerHtml, leakUrl, applied, answer2Text, askLines, askQuestion,
-//                  askCode, inserted, title } (chat)
+//                  askCode, inserted, title } (chat); { fix, edited, readLink, editSummary, editDiffOld,
+//                  editDiffNew, cost1, rename, refusedAnswer, run, sleepArgv, doneAnswer } (agent)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -375,6 +378,8 @@ async function main() {
     await ghostScenario();
   } else if (SCENARIO === 'chat') {
     await chatScenario();
+  } else if (SCENARIO === 'agent') {
+    await agentScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -957,7 +962,22 @@ async function chatState() {
     context: document.getElementById('context-label').textContent,
     csp: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '',
     images: document.querySelectorAll('#turns img').length,
+    modeAgent: document.getElementById('mode-agent')?.getAttribute('aria-checked') ?? null,
     turns: [...document.querySelectorAll('#turns .turn')].map((t) => ({
+      mode: t.dataset.mode,
+      steps: [...t.querySelectorAll('.step')].map((s) => ({
+        key: s.dataset.step,
+        name: s.dataset.name,
+        status: s.dataset.status,
+        line: s.querySelector('.step-line')?.textContent ?? '',
+        args: s.querySelector('.step-args')?.textContent ?? '',
+        summary: s.querySelector('.step-summary')?.textContent ?? '',
+        link: s.querySelector('.step-link')?.textContent ?? null,
+        pending: s.querySelector('.approval')?.dataset.pending ?? null,
+        question: s.querySelector('.approval .question')?.textContent ?? '',
+        answer: s.querySelector('.approval-answer')?.textContent ?? '',
+        buttons: [...s.querySelectorAll('button[data-step-act]')].map((b) => b.textContent),
+      })),
       role: t.classList.contains('user') ? 'user' : 'assistant',
       status: t.dataset.status,
       text: t.querySelector('.body').textContent,
@@ -1168,6 +1188,197 @@ async function chatScenario() {
     await focusEditor();
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}
+
+// --- agent mode --------------------------------------------------------------------------------
+
+/** The step named `name` of turn `index` (the last one of that name), or undefined. */
+async function agentStep(index, name) {
+  const state = await chatState();
+  return state?.turns[index]?.steps.filter((s) => s.name === name).pop();
+}
+
+/** Waits for the step named `name` of turn `index` to satisfy `check`; returns it. */
+async function waitStep(index, name, what, check, timeoutMs = 30_000) {
+  return waitFor(`turn ${index}'s ${name} step: ${what}`, async () => {
+    const s = await agentStep(index, name);
+    return s !== undefined && check(s) ? s : null;
+  }, timeoutMs, 50);
+}
+
+async function stepControl(index, name, selector) {
+  const frame = await chatFrame();
+  return frame.locator(`.turn[data-index="${index}"] .step[data-name="${name}"]`).last().locator(selector).first();
+}
+
+/** Whether a process runs with exactly this command line (the agent's command, seen in /proc). */
+function processRunning(argv) {
+  const wanted = argv.join('\0');
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '') === wanted) {
+        return true;
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return false;
+}
+
+const BUTTONS = ['Allow', 'Allow for this conversation', 'Deny'];
+
+async function agentScenario() {
+  await step('the chat view has an Ask / Agent switch; Agent is chosen', async () => {
+    await focusEditor();
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    const frame = await waitFor('the chat view', chatFrame, 60_000);
+    await waitFor('the context line', async () => (await chatState())?.context === 'with calc.py', 30_000);
+    if ((await chatState()).modeAgent !== 'false') {
+      throw new Error('a fresh chat view is not in Ask mode');
+    }
+    await frame.locator('#mode-agent').click();
+    await waitFor('Agent chosen', async () => (await chatState())?.modeAgent === 'true', 5_000);
+  });
+
+  await step('an agent turn shows its read step, then asks about its edit in the view and as a notification', async () => {
+    await chatType([EXPECT.fix]);
+    const read = await waitStep(1, 'read_file', 'done', (s) => s.status === 'done');
+    log(`read step: ${read.line}`);
+    if (read.link !== EXPECT.readLink || read.args !== 'calc.py lines 4-7' || read.pending !== null) {
+      throw new Error(`the read step: ${JSON.stringify(read)}`);
+    }
+    const edit = await waitStep(1, 'edit_file', 'asked', (s) => s.pending === 'true');
+    if (JSON.stringify(edit.buttons) !== JSON.stringify([...BUTTONS, 'Show diff']) || !edit.question.startsWith("lspilot's agent wants to edit calc.py")) {
+      throw new Error(`the edit's question in the view: ${JSON.stringify(edit)}`);
+    }
+    if (!edit.line.includes('waiting for your answer')) {
+      throw new Error(`the step does not say it waits: ${edit.line}`);
+    }
+    const note = (await chatState()).turns[1].note;
+    if (!note.startsWith('waiting for your answer')) {
+      throw new Error(`the turn does not say it waits: ${note}`);
+    }
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: "lspilot's agent wants to edit calc.py" });
+    await toast.first().waitFor({ state: 'visible', timeout: 15_000 });
+    const titles = (await toast.first().locator('.monaco-button').allTextContents()).map((t) => t.trim()).filter((t) => t !== '');
+    for (const title of BUTTONS) {
+      if (!titles.includes(title)) {
+        throw new Error(`the notification lacks ${title}: ${JSON.stringify(titles)}`);
+      }
+    }
+    if ((await editorText()) === null || norm(await editorText()) !== norm(EXPECT.original)) {
+      throw new Error('the file changed before the edit was allowed');
+    }
+    await screenshot('agent-approval');
+  });
+
+  await step('Show diff opens the file against the proposed text', async () => {
+    await (await stepControl(1, 'edit_file', 'button[data-step-act="diff"]')).click();
+    const diff = page.locator('.monaco-diff-editor').first();
+    await diff.waitFor({ state: 'visible', timeout: 15_000 });
+    const sides = await waitFor('both sides of the diff', async () => {
+      const original = await diff.locator('.editor.original .view-lines').first().textContent().catch(() => null);
+      const modified = await diff.locator('.editor.modified .view-lines').first().textContent().catch(() => null);
+      const clean = (t) => (t ?? '').replace(/\u00a0/g, ' ');
+      return original && modified && clean(original).includes(EXPECT.editDiffOld) && clean(modified).includes(EXPECT.editDiffNew) &&
+        !clean(modified).includes(EXPECT.editDiffOld)
+        ? { original, modified }
+        : null;
+    }, 15_000);
+    log(`diff: ${JSON.stringify(sides).slice(0, 300)}`);
+    const tab = await page.locator('.tabs-container .tab.active').first().textContent();
+    if (!/proposed by lspilot's agent/.test(tab ?? '')) {
+      throw new Error(`the diff's title: ${tab}`);
+    }
+    await screenshot('agent-diff');
+    await runCommand('View: Close Editor');
+    await waitFor('the diff closed', async () => (await page.locator('.monaco-diff-editor').count()) === 0, 10_000);
+  });
+
+  await step("the read step's link opens the file at its lines", async () => {
+    await (await stepControl(1, 'read_file', 'a[data-step-act="open"]')).click();
+    const status = await waitFor('lines 4-7 selected', async () => {
+      const text = await statusBarText();
+      return /Ln 7, Col \d+ \(\d+ selected\)/.test(text) ? text : null;
+    }, 10_000);
+    log(`status bar: ${status.replace(/\s+/g, ' ').slice(0, 120)}`);
+  });
+
+  await step('Allow in the view applies the edit; the turn ends with its steps and cost', async () => {
+    await (await stepControl(1, 'edit_file', 'button[data-choice="Allow"]')).click();
+    await waitFor('the edited file in the editor', async () => norm((await editorText()) ?? '') === norm(EXPECT.edited), 15_000);
+    // answered in the view: the question's toast no longer offers buttons that do nothing
+    const stale = page.locator('.notifications-toasts .notification-toast', { hasText: "lspilot's agent wants to edit calc.py" });
+    await waitFor('the answered question\'s toast gone', async () => (await stale.count()) === 0, 10_000);
+    const edit = await waitStep(1, 'edit_file', 'done', (s) => s.status === 'done');
+    if (edit.summary !== EXPECT.editSummary || edit.answer !== 'You allowed it.' || edit.link !== EXPECT.editLink) {
+      throw new Error(`the edit step after Allow: ${JSON.stringify(edit)}`);
+    }
+    const state = await chatAnswer(1, 'done');
+    const answer = state.turns[1];
+    log(`answer: ${JSON.stringify(answer.text.slice(-120))}; note: ${answer.note}`);
+    if (!answer.text.includes(EXPECT.doneAnswer) || answer.mode !== 'agent') {
+      throw new Error(`the agent's answer: ${JSON.stringify(answer)}`);
+    }
+    if (!answer.note.includes('2 steps') || !answer.note.includes(EXPECT.cost1)) {
+      throw new Error(`the turn's note lacks its steps or cost ${EXPECT.cost1}: ${JSON.stringify(answer.note)}`);
+    }
+    if (/https?:|\*|cspSource|vscode-cdn|vscode-resource/.test(state.csp) || !/default-src 'none'/.test(state.csp)) {
+      throw new Error(`the chat view's CSP allows remote content: ${state.csp}`);
+    }
+    await screenshot('agent-done');
+  });
+
+  await step('Deny in the notification: the step shows refused, the file stays', async () => {
+    await chatType([EXPECT.rename]);
+    await waitStep(3, 'edit_file', 'asked', (s) => s.pending === 'true');
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: EXPECT.renameMarker });
+    await toast.first().waitFor({ state: 'visible', timeout: 15_000 });
+    await screenshot('agent-deny-asked');
+    await toast.first().locator('.monaco-button', { hasText: /^Deny$/ }).first().click();
+    const refused = await waitStep(3, 'edit_file', 'refused', (s) => s.status === 'refused');
+    if (refused.answer !== 'You denied it.' || refused.buttons.some((b) => BUTTONS.includes(b))) {
+      throw new Error(`the refused step: ${JSON.stringify(refused)}`);
+    }
+    const state = await chatAnswer(3, 'done');
+    if (!state.turns[3].text.includes(EXPECT.refusedAnswer)) {
+      throw new Error(`the answer after Deny: ${JSON.stringify(state.turns[3].text)}`);
+    }
+    if (norm((await editorText()) ?? '') !== norm(EXPECT.edited)) {
+      throw new Error('the denied edit changed the file');
+    }
+    await screenshot('agent-refused');
+    await focusEditor();
+    await page.keyboard.press('Control+S');
+    await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+
+  await step('Stop during a running command ends the turn and the command', async () => {
+    await chatType([EXPECT.run]);
+    await waitStep(5, 'run_command', 'asked', (s) => s.pending === 'true');
+    await (await stepControl(5, 'run_command', 'button[data-choice="Allow"]')).click();
+    await waitFor(`${EXPECT.sleepArgv.join(' ')} running`, async () => processRunning(EXPECT.sleepArgv), 15_000);
+    const running = await agentStep(5, 'run_command');
+    if (running.status !== 'running' || running.answer !== 'You allowed it.') {
+      throw new Error(`the command's step while it runs: ${JSON.stringify(running)}`);
+    }
+    await screenshot('agent-command-running');
+    const stopped = Date.now();
+    await (await chatFrame()).locator('#stop').click();
+    const state = await chatAnswer(5, 'cancelled');
+    const took = (Date.now() - stopped) / 1000;
+    const after = state.turns[5].steps.filter((s) => s.name === 'run_command').pop();
+    log(`stopped in ${took.toFixed(1)} s; step ${JSON.stringify(after.line)}; note ${state.turns[5].note}`);
+    if (took > 15 || after.status !== 'stopped') {
+      throw new Error(`Stop took ${took} s; the step: ${JSON.stringify(after)}`);
+    }
+    await waitFor('the command ended', async () => !processRunning(EXPECT.sleepArgv), 10_000);
+    if (!state.sendShown || state.stopShown) {
+      throw new Error('Send did not come back after Stop');
+    }
+    await screenshot('agent-stopped');
   });
 }
 

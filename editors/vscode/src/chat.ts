@@ -1,12 +1,30 @@
 import * as crypto from 'crypto';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, ProgressToken, WorkDoneProgress } from 'vscode-languageclient/node';
-import { ChatTurn, ChatView } from './chatView';
+import {
+  ExecuteCommandRequest,
+  LanguageClient,
+  MessageActionItem,
+  MessageType,
+  ProgressToken,
+  ShowMessageRequestParams,
+  WorkDoneProgress,
+} from 'vscode-languageclient/node';
+import { StepView } from './agentSteps';
+import { ChatMode, ChatTurn, ChatView } from './chatView';
 import { errorMessage } from './errors';
-import type { ChatResult, ChatShown, StreamParams } from './protocol';
+import type { ChatResult, ChatShown, StreamParams, ToolCallParams } from './protocol';
 import { Recent } from './recent';
 import { ServerProcess } from './serverProcess';
-import { describeUsage } from './usage';
+import { describeUsage, formatCostShort } from './usage';
+
+/** How the server's agent questions begin (docs/protocol.md, window/showMessageRequest). */
+export const AGENT_QUESTION = "lspilot's agent wants to";
+
+/** A question of the server's agent, asked in the view and as a notification until either answers. */
+interface Pending {
+  step: StepView;
+  settle(choice: string | undefined): void;
+}
 
 /** What a message is about: a document, and its selection when there is one. */
 export interface ChatContext {
@@ -28,6 +46,11 @@ interface Run {
   stopping: boolean;
   /** The message of its progress `end` (the outcome, with tokens and seconds). */
   endMessage?: string;
+  mode: ChatMode;
+  /** Agent mode: its steps by their key, in order. */
+  steps: Map<string, StepView>;
+  /** Agent mode: the server's questions not answered yet. */
+  pending: Set<Pending>;
 }
 
 /**
@@ -45,6 +68,12 @@ export class Chat implements vscode.Disposable {
   private turns: ChatTurn[] = [];
   /** Answers the server kept in this conversation: the `answer` number of the next one. */
   private answers = 0;
+  /**
+   * False once an agent turn ran in this conversation: it adds an unknown number of answers (one per
+   * model request) to the server's numbering, so later answers are applied as "the last answer".
+   */
+  private answersCounted = true;
+  private questions = 0;
   private generation = 0;
   /** The turn of this conversation that streams, if any. */
   private current: Run | undefined;
@@ -87,7 +116,17 @@ export class Chat implements vscode.Disposable {
     if (run === undefined) {
       return this.endedTokens.has(key); // a late piece of a turn that has answered
     }
-    run.turn.text += params.delta ?? '';
+    const delta = params.delta ?? '';
+    run.turn.text += delta;
+    const parts = run.turn.parts;
+    if (parts !== undefined && delta !== '') {
+      const last = parts[parts.length - 1];
+      if (last?.kind === 'text') {
+        last.text += delta;
+      } else {
+        parts.push({ kind: 'text', text: delta });
+      }
+    }
     if (run.turn.status === 'waiting') {
       run.turn.status = 'streaming';
     }
@@ -95,8 +134,111 @@ export class Chat implements vscode.Disposable {
     return true;
   }
 
+  /** `lspilot/toolCall`: true when it belonged to one of this extension's chat turns. */
+  onToolCall(params: ToolCallParams): boolean {
+    const key = String(params.token);
+    const run = this.runs.get(key);
+    if (run === undefined) {
+      return this.endedTokens.has(key);
+    }
+    // The step of this call id that has not ended yet (ids are the model's: one may come again
+    // in a later request of the turn), else a new one.
+    let step = [...run.steps.values()].reverse().find((s) => s.id === params.id && s.status === 'running');
+    if (step === undefined) {
+      step = { key: `step-${run.steps.size + 1}`, id: params.id, name: params.name, arguments: params.arguments, status: params.status };
+      run.steps.set(step.key, step);
+      (run.turn.parts ??= []).push({ kind: 'step', step });
+    }
+    step.status = params.status;
+    step.arguments = params.arguments;
+    if (params.summary !== undefined) {
+      step.summary = params.summary;
+    }
+    if (run.turn.status === 'waiting') {
+      run.turn.status = 'streaming';
+    }
+    this.changed(run, true);
+    return true;
+  }
+
+  /**
+   * window/showMessageRequest: a question of the agent (its message starts "lspilot's agent wants
+   * to") during an agent turn of this view is shown on its step in the view, with the same buttons,
+   * and as the usual notification; the first answer in either place answers the server. Undefined
+   * for every other question (the caller shows it as VS Code always does).
+   */
+  ask(params: ShowMessageRequestParams, cancelled: vscode.CancellationToken): Promise<MessageActionItem | null> | undefined {
+    const run = this.current;
+    const actions = params.actions ?? [];
+    if (run === undefined || run.mode !== 'agent' || !params.message.startsWith(AGENT_QUESTION) || actions.length === 0) {
+      return undefined;
+    }
+    // The server asks about the step it has just announced (`running`, before it runs); the
+    // question names no step, so it goes to the newest one still waiting.
+    let step = [...run.steps.values()].reverse().find((s) => s.status === 'running' && s.approval === undefined);
+    if (step === undefined) {
+      step = { key: `step-${run.steps.size + 1}`, id: `question-${++this.questions}`, name: 'question', arguments: '', status: 'running' };
+      run.steps.set(step.key, step);
+      (run.turn.parts ??= []).push({ kind: 'step', step });
+    }
+    const asked = step;
+    asked.approval = { message: params.message, actions: actions.map((a) => a.title) };
+    this.changed(run, true);
+    return new Promise((resolve) => {
+      let done = false;
+      let fromNotification = false;
+      const pending: Pending = {
+        step: asked,
+        settle: (choice) => {
+          if (done) {
+            return;
+          }
+          done = true;
+          if (!fromNotification) {
+            // Answered in the view (or moot): VS Code cannot close one notification, so its toast
+            // goes to the notification center, where its buttons no longer do anything.
+            void vscode.commands.executeCommand('notifications.hideToasts');
+          }
+          run.pending.delete(pending);
+          listening.dispose();
+          if (asked.approval !== undefined) {
+            asked.approval.answered = choice ?? 'no answer';
+          }
+          this.changed(run, true);
+          resolve(choice !== undefined ? (actions.find((a) => a.title === choice) ?? { title: choice }) : null);
+        },
+      };
+      run.pending.add(pending);
+      const listening = cancelled.onCancellationRequested(() => pending.settle(undefined));
+      const show =
+        params.type === MessageType.Error
+          ? vscode.window.showErrorMessage
+          : params.type === MessageType.Info || params.type === MessageType.Log
+            ? vscode.window.showInformationMessage
+            : vscode.window.showWarningMessage;
+      void show(params.message, ...actions.map((a) => a.title)).then((choice) => {
+        if (choice !== undefined) {
+          fromNotification = !done;
+          pending.settle(choice); // closed without a choice: the view's buttons still answer
+        }
+      });
+    });
+  }
+
+  /** A button of a step's question in the view. */
+  answer(step: StepView, choice: string): void {
+    for (const run of this.runs.values()) {
+      for (const pending of run.pending) {
+        if (pending.step === step) {
+          pending.settle(choice);
+          return;
+        }
+      }
+    }
+  }
+
   /** Sends one turn of the conversation shown; refused while one streams. */
-  async send(message: string, context?: ChatContext): Promise<boolean> {
+  async send(message: string, context?: ChatContext, mode: ChatMode = 'ask'): Promise<boolean> {
     if (this.current !== undefined) {
       void vscode.window.showWarningMessage('lspilot: an answer is still streaming; wait for it or press Stop.');
       this.view.restoreInput(message);
@@ -112,6 +254,9 @@ export class Chat implements vscode.Disposable {
       return false; // another turn started while the server was starting
     }
     const args: Record<string, unknown> = { message };
+    if (mode === 'agent') {
+      args.mode = 'agent'; // ask is the default: an ask turn's arguments stay as they were
+    }
     if (this.conversation !== undefined) {
       args.conversation = this.conversation;
     }
@@ -121,9 +266,12 @@ export class Chat implements vscode.Disposable {
         args.range = c.code2ProtocolConverter.asRange(context.range);
       }
     }
-    this.turns.push({ role: 'user', text: message, status: 'done', note: context !== undefined ? `with ${context.label}` : undefined });
+    this.forgetLastAnswer();
+    const about = context !== undefined ? `with ${context.label}` : undefined;
+    const note = mode === 'agent' ? ['agent', about].filter((n) => n !== undefined).join(' · ') : about;
+    this.turns.push({ role: 'user', text: message, status: 'done', note, mode });
     this.view.changed(this.turns.length - 1, true);
-    const turn: ChatTurn = { role: 'assistant', text: '', status: 'waiting' };
+    const turn: ChatTurn = { role: 'assistant', text: '', status: 'waiting', mode, parts: mode === 'agent' ? [] : undefined };
     this.turns.push(turn);
     this.view.changed(this.turns.length - 1, true);
     const run: Run = {
@@ -132,6 +280,9 @@ export class Chat implements vscode.Disposable {
       generation: this.generation,
       request: new vscode.CancellationTokenSource(),
       stopping: false,
+      mode,
+      steps: new Map(),
+      pending: new Set(),
     };
     this.current = run;
     this.runs.set(run.token, run);
@@ -153,6 +304,9 @@ export class Chat implements vscode.Disposable {
     run.turn.note = 'stopping…';
     this.view.changed(this.turns.indexOf(run.turn), true);
     await this.cancel(run);
+    for (const pending of [...run.pending]) {
+      pending.settle(undefined); // the turn is over: its question is moot
+    }
   }
 
   /** An empty view for a new conversation (the shown one stays kept: Open conversation… shows it again). */
@@ -201,6 +355,20 @@ export class Chat implements vscode.Disposable {
     this.title = undefined;
     this.turns = [];
     this.answers = 0;
+    this.answersCounted = true;
+  }
+
+  /**
+   * Once the server's numbering of answers is unknown (an agent turn ran), the newest ask answer
+   * is applied as "the last answer"; when another turn starts it no longer is, so it loses Apply.
+   */
+  private forgetLastAnswer(): void {
+    this.turns.forEach((turn, index) => {
+      if (turn.answer === LAST_ANSWER) {
+        turn.answer = undefined;
+        this.view.changed(index, true);
+      }
+    });
   }
 
   /**
@@ -250,6 +418,9 @@ export class Chat implements vscode.Disposable {
       return { status: 'failed', error: { type: 'request', message: refused } };
     } finally {
       listening.dispose();
+      for (const pending of [...run.pending]) {
+        pending.settle(undefined);
+      }
       run.request.dispose();
       this.runs.delete(run.token);
       this.endedTokens.set(run.token, true);
@@ -263,19 +434,41 @@ export class Chat implements vscode.Disposable {
       this.view.setBusy(false);
       void vscode.commands.executeCommand('setContext', 'lspilot.chatStreaming', false);
       const turn = run.turn;
+      if (turn.parts !== undefined && typeof result.text === 'string' && result.text.length > turn.text.length) {
+        // text the stream had not delivered (it is coalesced; nothing should be missing)
+        turn.parts.push({ kind: 'text', text: result.text.slice(turn.text.length) });
+      }
       if (typeof result.text === 'string' && result.text.length >= turn.text.length) {
         turn.text = result.text;
       }
       turn.status = result.status;
-      const usage = describeUsage(result.usage);
+      const usage = describeUsage(result.usage, formatCostShort);
       const notes: string[] = [];
+      if (run.mode === 'agent') {
+        for (const step of run.steps.values()) {
+          if (step.status === 'running') {
+            step.status = 'stopped'; // cancelled while it ran: the server sends no end for it
+          }
+        }
+        const steps = run.steps.size;
+        notes.push(`${steps} step${steps === 1 ? '' : 's'}`);
+      }
       if (result.status === 'done') {
         if (this.conversation === undefined && typeof result.conversation === 'string') {
           this.conversation = result.conversation;
           this.title = this.turns[0]?.text.split('\n')[0];
           this.view.setTitle(this.title);
         }
-        turn.answer = this.answers++;
+        if (run.mode === 'agent') {
+          this.answersCounted = false; // its answers are not offered Apply: the agent edits files itself
+        } else {
+          turn.answer = this.answersCounted ? this.answers++ : LAST_ANSWER;
+        }
+        if (result.stopReason === 'max_steps') {
+          notes.push('stopped at lspilot.agentMaxSteps');
+        } else if (result.stopReason === 'max_cost') {
+          notes.push('stopped at its cost limit (lspilot.agentMaxCost or lspilot.maxSessionCost)');
+        }
       } else if (result.status === 'cancelled') {
         notes.push('stopped; not kept in the conversation');
       } else {
@@ -299,11 +492,11 @@ export class Chat implements vscode.Disposable {
     this.endedEmitter.fire(result);
   }
 
-  private changed(run: Run): void {
+  private changed(run: Run, now = false): void {
     if (run.generation === this.generation) {
       const index = this.turns.indexOf(run.turn);
       if (index >= 0) {
-        this.view.changed(index);
+        this.view.changed(index, now);
       }
     }
   }
@@ -316,3 +509,6 @@ export class Chat implements vscode.Disposable {
     this.endedEmitter.dispose();
   }
 }
+
+/** ChatTurn.answer of an ask answer applied without a `turn` (the server's last answer). */
+export const LAST_ANSWER = -1;

@@ -1,8 +1,9 @@
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { ExecuteCommandRequest, LanguageClient } from 'vscode-languageclient/node';
-import { Chat, ChatContext } from './chat';
-import { BlockAction, ChatView } from './chatView';
+import { AgentFiles } from './agentFiles';
+import { Chat, ChatContext, LAST_ANSWER } from './chat';
+import { BlockAction, ChatView, StepAction } from './chatView';
 import { errorMessage } from './errors';
 import { rangeLabel } from './explainPanel';
 import type { ChatApplyResult, ChatList } from './protocol';
@@ -19,6 +20,7 @@ export class ChatCommands implements vscode.Disposable {
   private lastEditor: vscode.TextEditor | undefined = vscode.window.activeTextEditor;
   private contextTimer: NodeJS.Timeout | undefined;
   private readonly subscriptions: vscode.Disposable[] = [];
+  private readonly files = new AgentFiles();
 
   constructor(
     private readonly server: ServerProcess,
@@ -26,7 +28,8 @@ export class ChatCommands implements vscode.Disposable {
     private readonly view: ChatView,
   ) {
     this.subscriptions.push(
-      view.onDidSend(({ text, withContext }) => void this.chat.send(text, withContext ? this.editorContext() : undefined)),
+      view.onDidSend(({ text, withContext, mode }) => void this.chat.send(text, withContext ? this.editorContext() : undefined, mode)),
+      view.onDidStep((action) => void this.step(action)),
       view.onDidStop(() => void this.chat.stop()),
       view.onDidAct((action) => void this.act(action)),
       vscode.window.onDidChangeActiveTextEditor((editor) => {
@@ -171,6 +174,21 @@ export class ChatCommands implements vscode.Disposable {
     }
   }
 
+  /** A step's question answered in the view, its file opened, or its proposed edit shown as a diff. */
+  private async step(action: StepAction): Promise<void> {
+    switch (action.kind) {
+      case 'answer':
+        this.chat.answer(action.step, action.choice);
+        return;
+      case 'open':
+        await this.files.open(action.step);
+        return;
+      case 'diff':
+        await this.files.diff(action.step);
+        return;
+    }
+  }
+
   private async act(action: BlockAction): Promise<void> {
     if (action.kind === 'copy') {
       await vscode.env.clipboard.writeText(action.code);
@@ -196,7 +214,8 @@ export class ChatCommands implements vscode.Disposable {
         arguments: [
           {
             conversation,
-            turn: action.answer,
+            // an answer after an agent turn: the server's last one (see Chat.forgetLastAnswer)
+            ...(action.answer === LAST_ANSWER ? {} : { turn: action.answer }),
             block: action.block,
             uri: c.code2ProtocolConverter.asUri(editor.document.uri),
             range: c.code2ProtocolConverter.asRange(range),
@@ -218,6 +237,7 @@ export class ChatCommands implements vscode.Disposable {
     if (this.contextTimer !== undefined) {
       clearTimeout(this.contextTimer);
     }
+    this.files.dispose();
     for (const subscription of this.subscriptions) {
       subscription.dispose();
     }

@@ -1,19 +1,33 @@
 import * as vscode from 'vscode';
+import { renderStep, StepView } from './agentSteps';
 import { renderAnswer, withBlockButtons } from './chatRender';
 import { createMarkdown, MARKDOWN_STYLE, webviewPage } from './markdown';
 
 export type TurnStatus = 'waiting' | 'streaming' | 'done' | 'cancelled' | 'failed';
 
+/** Ask (a chat answer) or Agent (the model works in the workspace through tools). */
+export type ChatMode = 'ask' | 'agent';
+
+/** A piece of an agent's answer, in the order it came: its text, or a step (a tool call). */
+export type AnswerPart = { kind: 'text'; text: string } | { kind: 'step'; step: StepView };
+
 /** One turn as the view shows it: the user's message, or an answer. */
 export interface ChatTurn {
   role: 'user' | 'assistant';
+  /** The mode the turn was sent in (ask when absent). */
+  mode?: ChatMode;
   text: string;
   status: TurnStatus;
   /** Under the turn: what the message was about, an answer's tokens and cost, its error. */
   note?: string;
   /** An answer the server kept: its 0-based number among the conversation's answers (chatApply's `turn`). */
   answer?: number;
+  /** An agent turn's answer: its text and steps in order (its `text` is the text alone). */
+  parts?: AnswerPart[];
 }
+
+/** What the user did with a step: answered its question, opened its file, asked for its diff. */
+export type StepAction = { kind: 'answer'; step: StepView; choice: string } | { kind: 'open' | 'diff'; step: StepView };
 
 /** What the user asked for on an answer's code block. */
 export type BlockAction = { kind: 'apply' | 'insert'; answer: number; block: number } | { kind: 'copy'; code: string };
@@ -47,7 +61,8 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
   private dirty = new Set<number>();
   private timer: NodeJS.Timeout | undefined;
   private readonly md = withBlockButtons(createMarkdown());
-  private readonly sent = new vscode.EventEmitter<{ text: string; withContext: boolean }>();
+  private readonly sent = new vscode.EventEmitter<{ text: string; withContext: boolean; mode: ChatMode }>();
+  private readonly stepped = new vscode.EventEmitter<StepAction>();
   private readonly stopped = new vscode.EventEmitter<void>();
   private readonly acted = new vscode.EventEmitter<BlockAction>();
   /** The user sent a message (Enter or Send). */
@@ -56,6 +71,8 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
   readonly onDidStop = this.stopped.event;
   /** The user pressed a button on a code block. */
   readonly onDidAct = this.acted.event;
+  /** The user pressed a step's button or link. */
+  readonly onDidStep = this.stepped.event;
 
   resolveWebviewView(view: vscode.WebviewView): void {
     this.view = view;
@@ -153,12 +170,35 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       return { html: `<p class="message">${this.md.utils.escapeHtml(turn.text)}</p>`, fences: [] };
     }
     const ended = turn.status === 'done' || turn.status === 'cancelled' || turn.status === 'failed';
-    return renderAnswer(this.md, turn.text, { apply: turn.answer !== undefined, copy: ended });
+    if (turn.parts === undefined) {
+      return renderAnswer(this.md, turn.text, { apply: turn.answer !== undefined, copy: ended });
+    }
+    // An agent's answer: its text pieces (Copy on their code; the agent edits files itself, so no
+    // Apply) with its steps between them. Fence numbers run across the pieces (Copy's data-fence).
+    const html: string[] = [];
+    const fences: string[] = [];
+    for (const part of turn.parts) {
+      if (part.kind === 'step') {
+        html.push(renderStep(part.step, (text) => this.md.utils.escapeHtml(text)));
+        continue;
+      }
+      const piece = renderAnswer(this.md, part.text, { apply: false, copy: ended });
+      const offset = fences.length;
+      fences.push(...piece.fences);
+      html.push(piece.html.replace(/data-fence="(\d+)"/g, (_, n: string) => `data-fence="${Number(n) + offset}"`));
+    }
+    return { html: html.join(''), fences };
   }
 
   private payload(index: number): Record<string, unknown> {
     const turn = this.turns[index];
-    return { role: turn.role, status: turn.status, note: turn.note ?? statusNote(turn), html: this.rendered[index]?.html ?? '' };
+    return {
+      role: turn.role,
+      status: turn.status,
+      mode: turn.parts !== undefined || turn.mode === 'agent' ? 'agent' : 'ask',
+      note: turn.note ?? (waitingForAnswer(turn) ? 'waiting for your answer (here or in the notification)…' : statusNote(turn)),
+      html: this.rendered[index]?.html ?? '',
+    };
   }
 
   private postAll(): void {
@@ -180,7 +220,18 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     if (typeof raw !== 'object' || raw === null) {
       return;
     }
-    const message = raw as { type?: string; text?: unknown; withContext?: unknown; act?: unknown; turn?: unknown; block?: unknown; fence?: unknown };
+    const message = raw as {
+      type?: string;
+      text?: unknown;
+      withContext?: unknown;
+      mode?: unknown;
+      act?: unknown;
+      turn?: unknown;
+      block?: unknown;
+      fence?: unknown;
+      step?: unknown;
+      choice?: unknown;
+    };
     switch (message.type) {
       case 'ready':
         this.ready = true;
@@ -192,12 +243,25 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
         return;
       case 'send':
         if (typeof message.text === 'string' && message.text.trim() !== '') {
-          this.sent.fire({ text: message.text, withContext: message.withContext === true });
+          this.sent.fire({ text: message.text, withContext: message.withContext === true, mode: message.mode === 'agent' ? 'agent' : 'ask' });
         }
         return;
       case 'stop':
         this.stopped.fire();
         return;
+      case 'step': {
+        const turn = typeof message.turn === 'number' ? this.turns[message.turn] : undefined;
+        const found = turn?.parts?.find((part) => part.kind === 'step' && part.step.key === message.step);
+        if (found === undefined || found.kind !== 'step') {
+          return;
+        }
+        if (message.act === 'answer' && typeof message.choice === 'string') {
+          this.stepped.fire({ kind: 'answer', step: found.step, choice: message.choice });
+        } else if (message.act === 'open' || message.act === 'diff') {
+          this.stepped.fire({ kind: message.act, step: found.step });
+        }
+        return;
+      }
       case 'act': {
         const turn = typeof message.turn === 'number' ? this.turns[message.turn] : undefined;
         if (turn === undefined) {
@@ -223,6 +287,7 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
       style: CHAT_STYLE,
       body: `<main id="turns"><p id="empty">Ask about your code. The selection (or the file) of the editor goes with the message; <code>#file:path</code> adds another file.</p></main>
 <footer>
+  <div id="mode" role="radiogroup" aria-label="Mode"><button id="mode-ask" role="radio" aria-checked="true" title="Ask: an answer about the code; nothing changes">Ask</button><button id="mode-agent" role="radio" aria-checked="false" title="Agent: the model reads the workspace, edits files and runs commands, asking you first">Agent</button></div>
   <label id="context-row"><input type="checkbox" id="with-context" checked> <span id="context-label">no file open</span></label>
   <textarea id="input" rows="3" aria-label="Message to lspilot" placeholder="Ask lspilot (Enter sends, Shift+Enter: new line)"></textarea>
   <div id="buttons"><button id="send" title="Send (Enter)">Send</button><button id="stop" title="Stop the answer (Escape)" hidden>Stop</button></div>
@@ -237,8 +302,13 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
     }
     this.sent.dispose();
     this.stopped.dispose();
+    this.stepped.dispose();
     this.acted.dispose();
   }
+}
+
+function waitingForAnswer(turn: ChatTurn): boolean {
+  return (turn.parts ?? []).some((part) => part.kind === 'step' && part.step.approval !== undefined && part.step.approval.answered === undefined);
 }
 
 function statusNote(turn: ChatTurn): string {
@@ -246,7 +316,7 @@ function statusNote(turn: ChatTurn): string {
     case 'waiting':
       return 'waiting for the model…';
     case 'streaming':
-      return 'streaming…';
+      return turn.parts !== undefined ? 'working…' : 'streaming…';
     case 'cancelled':
       return 'stopped';
     case 'failed':
@@ -278,6 +348,25 @@ const CHAT_STYLE = `
   #input:focus { outline: 1px solid var(--vscode-focusBorder); }
   #buttons { display: flex; justify-content: flex-end; gap: 4px; }
   pre code { background: none; padding: 0; }
+  #mode { display: flex; gap: 0; align-self: flex-start; border: 1px solid var(--vscode-button-secondaryBackground, var(--vscode-panel-border)); border-radius: 2px; }
+  #mode button { color: var(--vscode-foreground); background: transparent; border-radius: 0; padding: 1px 10px; }
+  #mode button[aria-checked="true"] { color: var(--vscode-button-foreground); background: var(--vscode-button-background); }
+  .step { margin: 6px 0; padding: 4px 8px; border-left: 2px solid var(--vscode-textLink-foreground); background: var(--vscode-textCodeBlock-background, transparent); font-size: 0.9em; }
+  .step[data-status="failed"] { border-left-color: var(--vscode-errorForeground); }
+  .step[data-status="refused"], .step[data-status="stopped"] { border-left-color: var(--vscode-descriptionForeground); }
+  .step-name { font-family: var(--vscode-editor-font-family); font-weight: 600; }
+  .step-args { font-family: var(--vscode-editor-font-family); }
+  .step-status { color: var(--vscode-descriptionForeground); }
+  .step[data-status="failed"] .step-status { color: var(--vscode-errorForeground); }
+  .step-summary { color: var(--vscode-descriptionForeground); }
+  .step-summary::before { content: "· "; }
+  .step-link { color: var(--vscode-textLink-foreground); }
+  .approval { margin-top: 4px; }
+  .approval .question { white-space: pre-wrap; margin: 4px 0; max-height: 16em; overflow: auto; }
+  .approval-actions { display: flex; gap: 4px; flex-wrap: wrap; }
+  .approval-answer { color: var(--vscode-descriptionForeground); margin-right: 6px; }
+  button.secondary { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
+  button.secondary:hover { background: var(--vscode-button-secondaryHoverBackground); }
   ${MARKDOWN_STYLE}`;
 
 // The page's script: shows what the extension posts, reports keys and clicks. Every piece of HTML it
@@ -291,10 +380,26 @@ const CHAT_SCRIPT = `
   const send = document.getElementById('send');
   const stop = document.getElementById('stop');
   const empty = document.getElementById('empty');
+  const modeAsk = document.getElementById('mode-ask');
+  const modeAgent = document.getElementById('mode-agent');
   const saved = vscode.getState() || {};
+  let mode = saved.mode === 'agent' ? 'agent' : 'ask';
   if (saved.withContext === false) { withContext.checked = false; }
   if (typeof saved.draft === 'string') { input.value = saved.draft; }
-  const save = () => vscode.setState({ withContext: withContext.checked, draft: input.value });
+  const save = () => vscode.setState({ withContext: withContext.checked, draft: input.value, mode });
+  function setMode(next) {
+    mode = next;
+    document.body.dataset.mode = mode;
+    modeAsk.setAttribute('aria-checked', String(mode === 'ask'));
+    modeAgent.setAttribute('aria-checked', String(mode === 'agent'));
+    input.placeholder = mode === 'agent'
+      ? 'Tell the agent what to do (it asks before it edits or runs anything)'
+      : 'Ask lspilot (Enter sends, Shift+Enter: new line)';
+    save();
+  }
+  setMode(mode);
+  modeAsk.addEventListener('click', () => setMode('ask'));
+  modeAgent.addEventListener('click', () => setMode('agent'));
 
   function atBottom() { return turns.scrollTop + turns.clientHeight >= turns.scrollHeight - 24; }
   function turnElement(index, turn) {
@@ -302,6 +407,7 @@ const CHAT_SCRIPT = `
     section.className = 'turn ' + turn.role;
     section.dataset.index = String(index);
     section.dataset.status = turn.status;
+    section.dataset.mode = turn.mode;
     const who = document.createElement('div');
     who.className = 'who';
     who.textContent = turn.role === 'user' ? 'You' : 'lspilot';
@@ -322,7 +428,7 @@ const CHAT_SCRIPT = `
   function submit() {
     const text = input.value;
     if (text.trim() === '' || document.body.dataset.busy === 'true') { return; }
-    vscode.postMessage({ type: 'send', text, withContext: withContext.checked && !withContext.disabled });
+    vscode.postMessage({ type: 'send', text, withContext: withContext.checked && !withContext.disabled, mode });
     input.value = '';
     save();
   }
@@ -371,6 +477,22 @@ const CHAT_SCRIPT = `
   send.addEventListener('click', submit);
   stop.addEventListener('click', () => vscode.postMessage({ type: 'stop' }));
   turns.addEventListener('click', (event) => {
+    const stepControl = event.target.closest('[data-step-act]');
+    if (stepControl) {
+      event.preventDefault();
+      const stepElement = stepControl.closest('.step');
+      const turn = stepControl.closest('.turn');
+      if (stepElement && turn) {
+        vscode.postMessage({
+          type: 'step',
+          act: stepControl.dataset.stepAct,
+          turn: Number(turn.dataset.index),
+          step: stepElement.dataset.step,
+          choice: stepControl.dataset.choice,
+        });
+      }
+      return;
+    }
     const button = event.target.closest('button[data-act]');
     const section = button && button.closest('.turn');
     if (!section) { return; }

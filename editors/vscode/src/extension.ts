@@ -1,5 +1,5 @@
 import * as vscode from 'vscode';
-import { WorkDoneProgressCancelNotification } from 'vscode-languageclient/node';
+import { MessageActionItem, MessageType, ShowMessageRequest, WorkDoneProgressCancelNotification } from 'vscode-languageclient/node';
 import { ActionTracker } from './actions';
 import { ApiKeys } from './apiKey';
 import { Chat } from './chat';
@@ -9,7 +9,7 @@ import { ActionCommands } from './commands';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
 import { ProgressNotifications } from './progress';
-import type { StreamParams } from './protocol';
+import type { StreamParams, ToolCallParams } from './protocol';
 import { ServerProcess } from './serverProcess';
 import { loadServerKeys } from './settings';
 import { showStatus, showStatusMenu, StatusBar } from './status';
@@ -37,6 +37,26 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         if (!chat.onStream(params)) {
           tracker.onStream(params);
         }
+      });
+      c.onNotification('lspilot/toolCall', (params: ToolCallParams) => {
+        chat.onToolCall(params);
+      });
+      // vscode-languageclient 9 has no middleware for window/showMessageRequest; a handler set
+      // before start replaces its own (it is installed after the built-in one, on each start).
+      // The agent's questions during a turn of the chat view show there too; the rest as always.
+      c.onRequest(ShowMessageRequest.type, (params, token) => {
+        const asked = chat.ask(params, token);
+        if (asked !== undefined) {
+          return asked;
+        }
+        const titles = params.actions ?? [];
+        const show =
+          params.type === MessageType.Error
+            ? vscode.window.showErrorMessage
+            : params.type === MessageType.Warning
+              ? vscode.window.showWarningMessage
+              : vscode.window.showInformationMessage;
+        return show<MessageActionItem>(params.message, ...titles).then((choice) => choice ?? null);
       });
       c.registerFeature(inline.feature());
     },

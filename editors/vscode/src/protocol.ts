@@ -36,6 +36,26 @@ export interface ChatResult extends ActionResult {
   conversation?: string;
   /** Earlier turns left out of the model's history to fit `contextBudgetChars` (a `done` answer). */
   droppedTurns?: number;
+  /** Agent mode: the turn's tool calls, in order. */
+  steps?: { id: string; name: string; status: StepStatus }[];
+  /** Agent mode: why the turn ended (`end_turn`, `max_steps`, `max_cost`). */
+  stopReason?: string;
+}
+
+/** A tool call's state: `running` when it starts, then how it ended. */
+export type StepStatus = 'running' | 'done' | 'failed' | 'refused';
+
+/** `lspilot/toolCall`: an agent step started (`running`) or ended. */
+export interface ToolCallParams {
+  token: string | number;
+  conversation?: string;
+  id: string;
+  name: string;
+  /** The JSON text of the arguments as the model wrote it (may not be JSON at all). */
+  arguments: string;
+  status: StepStatus;
+  /** One line: `util.py:2 (-1 +1)`, `1 passed, 0 failed`, or the failure. */
+  summary?: string;
 }
 
 /** What `lspilot.chatList` `{}` answers: the kept conversations, the most recently used first. */

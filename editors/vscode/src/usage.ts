@@ -16,17 +16,39 @@ export function formatCost(cost: number): string {
   return `$${cost.toFixed(digits).replace(/0+$/, '')}`;
 }
 
+/**
+ * Dollars to four significant digits (`$0.0041`, `$0.00334`, `$1.235`), `<$0.0001` below a hundredth
+ * of a cent: the format the chat view shows a turn's cost in (issue 28's one format; the server's
+ * `format_cost`, which the action notifications and the status item use, still gives more digits).
+ */
+export function formatCostShort(cost: number): string {
+  if (!Number.isFinite(cost) || cost < 0) {
+    return '$?';
+  }
+  if (cost === 0) {
+    return '$0';
+  }
+  if (cost < 0.0001) {
+    return '<$0.0001';
+  }
+  let text = String(Number(cost.toPrecision(4)));
+  if (cost >= 0.01 && /\.\d$/.test(text)) {
+    text += '0'; // $0.10, not $0.1
+  }
+  return `$${text}`;
+}
+
 const count = (n: number): string => Math.round(n).toLocaleString('en-US');
 const plural = (n: number, word: string): string => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
 
 /** `1,234 tokens in, 321 out, $0.0005` (`~` before estimated counts); undefined without usage. */
-export function describeUsage(usage: Usage | null | undefined): string | undefined {
+export function describeUsage(usage: Usage | null | undefined, cost: (dollars: number) => string = formatCost): string | undefined {
   if (usage === null || usage === undefined || typeof usage.promptTokens !== 'number') {
     return undefined;
   }
   const about = usage.estimated === true ? '~' : '';
   const words = `${about}${count(usage.promptTokens)} tokens in, ${about}${count(usage.completionTokens ?? 0)} out`;
-  return typeof usage.cost === 'number' ? `${words}, ${formatCost(usage.cost)}` : words;
+  return typeof usage.cost === 'number' ? `${words}, ${cost(usage.cost)}` : words;
 }
 
 /** The session's figure for the status bar: its cost, or its tokens when no price is known. */
