@@ -193,9 +193,11 @@ class McpServer:
 class McpServers:
     """The configured servers of this session, by name."""
 
-    def __init__(self, cache_remembered: consent.Remembered) -> None:
+    def __init__(self, remembered: consent.Remembered | None) -> None:
         self.servers: dict[str, McpServer] = {}
-        self.remembered = cache_remembered
+        # Where "Start it" answers for servers a workspace named are kept (None: asked
+        # each session).
+        self.remembered = remembered
         self._lock = asyncio.Lock()
         self._stopping: set[asyncio.Task[None]] = set()
 
@@ -233,10 +235,11 @@ class McpServers:
             f"`{shown}`. Start it? It runs as you, and agent mode may call its tools.",
             allow="Start it", deny="Don't start")
         entry = consent.command_entry("mcpServer", [server.name, shown])
-        if self.remembered.allows(entry):
+        if self.remembered is not None and self.remembered.allows(entry):
             return True
         if await consent.decide("ask", question, ask):
-            self.remembered.allow(entry)
+            if self.remembered is not None:
+                self.remembered.allow(entry)
             return True
         return False
 

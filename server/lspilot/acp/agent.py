@@ -5,6 +5,7 @@ like an LSP chat turn in agent mode; only the host (lspilot.acp.host), the quest
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
@@ -21,13 +22,15 @@ from lspilot.acp.rpc import INTERNAL_ERROR, Connection, RpcError, invalid_params
 from lspilot.agent import prompt
 from lspilot.agent.files import ToolError
 from lspilot.agent.loop import ALLOW, ALLOW_CONVERSATION, DENY, Approvals, Step, TurnSetup, run_turn
+from lspilot.agent.mcp_tools import mcp_tools
 from lspilot.agent.tools import BUILTIN_TOOLS, Tool
+from lspilot.backends import Upstreams, backend_for
 from lspilot.jobs.job import Job, JobContext, JobSpec, Outcome
 from lspilot.jobs.lanes import Lanes
 from lspilot.llm.client import ChatClient
 from lspilot.llm.wire import ChatMessage, ChatRequest, ToolSpec
-from lspilot.local.manager import LocalModel
-from lspilot.settings import LOCAL_BASE_URL, Settings
+from lspilot.mcp_client import McpServers
+from lspilot.settings import Settings
 from lspilot.store import SettingsStore
 from lspilot.usage import Meter
 
@@ -51,8 +54,8 @@ class Session:
     mode: str = "agent"
     history: list[ChatMessage] = field(factory=list)
     approvals: Approvals = field(factory=Approvals)
-    # The client's MCP servers, kept for lspilot's MCP client (not part of this build yet).
-    mcp_servers: list[Any] = field(factory=list)
+    # The configured MCP servers and the ones the client passed, started when needed.
+    mcp: McpServers = field(factory=lambda: McpServers(None))
     job: Job | None = None
 
 
@@ -63,7 +66,8 @@ class AcpAgent:
         self.client = ChatClient(verify_tls=store.settings.verify_tls)
         self.lanes = Lanes(store.settings)
         self.meter = Meter()  # maxSessionCost: everything this process asked for
-        self.local = LocalModel(cache_dir)
+        self.upstreams = Upstreams(cache_dir)
+        self.remembered = store.remembered
         self.caps = schema.ClientCapabilities()
         self.sessions: dict[str, Session] = {}
         connection.request("initialize", self.initialize)
@@ -77,7 +81,9 @@ class AcpAgent:
             if session.job is not None:
                 session.job.cancel()
         await self.client.aclose()
-        await self.local.aclose()
+        await self.upstreams.aclose()
+        await asyncio.gather(*(s.mcp.aclose() for s in self.sessions.values()),
+                             return_exceptions=True)
 
     # -- the methods ----------------------------------------------------------------------
     async def initialize(self, params: Any) -> dict[str, Any]:
@@ -98,11 +104,15 @@ class AcpAgent:
         servers = params.get("mcpServers", [])
         if not isinstance(servers, list):
             raise invalid_params("mcpServers must be a list")
-        session = Session(id=f"sess-{uuid.uuid4().hex}", cwd=cwd, mcp_servers=servers)
-        if servers:
-            names = ", ".join(str(s.get("name")) for s in servers if isinstance(s, Mapping))
-            log.info("The client's MCP servers (%s) are kept for the session but not used: "
-                     "this lspilot has no MCP client yet.", names)
+        try:
+            client_servers = schema.mcp_servers(servers)
+        except ValueError as exc:
+            raise invalid_params(f"mcpServers: {exc}") from None
+        session = Session(id=f"sess-{uuid.uuid4().hex}", cwd=cwd,
+                          mcp=McpServers(self.remembered))
+        # The configured servers and the client's (the user's editor setup), the client's
+        # winning by name.
+        session.mcp.configure({**self.store.settings.mcp_servers, **client_servers})
         self.sessions[session.id] = session
         return {"sessionId": session.id,
                 "modes": {"currentModeId": session.mode, "availableModes": list(schema.MODES)}}
@@ -176,14 +186,10 @@ class AcpAgent:
         return session
 
     async def _job_context(self, editor: AcpEditor) -> JobContext:
-        settings = self.store.settings
-        local = settings.base_url == LOCAL_BASE_URL
-        if local:
-            settings = await self.local.endpoint_settings(settings, None)
+        settings, lost = await self.upstreams.prepare(self.store.settings, None)
         return JobContext(editor=editor, client=self.client, settings=settings,
                           lanes=self.lanes, meter=self.meter,
-                          refresh_key=self.store.key_refresher(None),
-                          upstream_lost=self.local.lost() if local else None)
+                          refresh_key=self.store.key_refresher(None), upstream_lost=lost)
 
     def _usage_update(self, cost: float | None, prompt_tokens: int,
                       settings: Settings) -> dict[str, Any]:
@@ -210,10 +216,14 @@ class _Turn:
 
     async def body(self, message: str) -> Outcome:
         settings = self.job.settings
+        backend = backend_for(self.agent.store.settings)
         tools: list[Tool] = []
         if self.session.mode == "agent":
             tools = [t for t in BUILTIN_TOOLS if not (
                 t.name == "run_command" and settings.agent_approval["run"] == "never")]
+            if self.session.mcp.servers and settings.agent_approval["mcp"] != "never":
+                servers = await self.session.mcp.ready(self.ask, self._mcp_failed)
+                tools += mcp_tools(servers)
             system = prompt.system_prompt(*self._tree(), None)
         else:
             system = ASK_SYSTEM
@@ -225,6 +235,7 @@ class _Turn:
             return ChatRequest(model=settings.model,
                                messages=(ChatMessage("system", system), *messages),
                                tools=specs or None, tool_choice="auto" if specs else None,
+                               tool_format=backend.tool_format,
                                temperature=settings.temperature, top_p=settings.top_p,
                                max_tokens=settings.max_tokens, stop=settings.stop)
 
@@ -236,6 +247,11 @@ class _Turn:
         self.session.history = [*history, *outcome.messages]
         return Outcome(text=outcome.text, note=outcome.note,
                        extra={"stopReason": outcome.stop_reason, "note": outcome.note})
+
+    def _mcp_failed(self, message: str) -> None:
+        log.warning("%s", message)
+        self.editor.update({"sessionUpdate": "agent_message_chunk",
+                            "content": {"type": "text", "text": f"_{message}_\n\n"}})
 
     def _tree(self) -> tuple[list[str], int]:
         names: list[str] = []

@@ -14,6 +14,7 @@ from attrs import define
 
 from lspilot.acp.rpc import invalid_params
 from lspilot.agent.loop import StepStatus
+from lspilot.settings import McpServerSetting, parse_value
 
 PROTOCOL_VERSION = 1
 MODES = (
@@ -60,7 +61,7 @@ def negotiated_version(requested: Any) -> int:
 def agent_capabilities() -> dict[str, Any]:
     return {"loadSession": False,
             "promptCapabilities": {"image": False, "audio": False, "embeddedContext": True},
-            "mcpCapabilities": {"http": False, "sse": False}}
+            "mcpCapabilities": {"http": True, "sse": False}}
 
 
 def params_object(params: Any) -> Mapping[str, Any]:
@@ -191,3 +192,29 @@ def chosen_option(result: Any) -> str | None:
 def usage_json(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {"inputTokens": prompt_tokens, "outputTokens": completion_tokens,
             "totalTokens": prompt_tokens + completion_tokens}
+
+
+def mcp_servers(given: Any) -> dict[str, McpServerSetting]:
+    """The client's ``mcpServers`` (ACP's shape: ``env`` and ``headers`` as lists of
+    ``{name, value}``) as lspilot's settings; ValueError names what is wrong."""
+    if not isinstance(given, list):
+        raise ValueError("must be a list")
+    servers: dict[str, McpServerSetting] = {}
+    for index, entry in enumerate(given):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"[{index}] must be an object with a name")
+        kind = entry.get("type", "stdio")
+        pairs = {"stdio": "env", "http": "headers"}.get(str(kind))
+        if pairs is None:
+            raise ValueError(f"{entry['name']}: type {kind!r} is not supported (stdio, http)")
+        values = entry.get(pairs, [])
+        if not isinstance(values, list) or not all(
+                isinstance(v, dict) and isinstance(v.get("name"), str)
+                and isinstance(v.get("value"), str) for v in values):
+            raise ValueError(f"{entry['name']}.{pairs} must be a list of {{name, value}}")
+        as_map = {v["name"]: v["value"] for v in values}
+        raw: dict[str, Any] = ({"command": entry.get("command"), "args": entry.get("args", []),
+                                "env": as_map} if kind == "stdio"
+                               else {"url": entry.get("url"), "headers": as_map})
+        servers.update(parse_value("mcpServers", {entry["name"]: raw}))
+    return servers
