@@ -26,11 +26,12 @@ from lspilot import __version__, logs
 from lspilot.commands import CommandError
 from lspilot.documents import line_workspace
 from lspilot.features.actions import ActionsFeature
-from lspilot.features.base import Feature, Services
+from lspilot.features.base import Feature
 from lspilot.features.chat import ChatFeature
 from lspilot.features.inline import InlineFeature
 from lspilot.features.next_edits import NextEditsFeature
 from lspilot.features.status import StatusFeature
+from lspilot.services import Services
 from lspilot.transport import MessagePump, ScrubbingWriter, serve
 
 log = logging.getLogger(__name__)

@@ -93,3 +93,33 @@ def test_the_tool_call_modules_are_pure(module: str) -> None:
     known = {m for m, _ in modules()}
     found = {_real(n, known) for n in imports(path, module)}
     assert found <= {"lspilot", "lspilot.llm", "lspilot.llm.wire", "lspilot.llm.events"}, found
+
+
+@pytest.mark.parametrize("module, path",
+                         [(m, p) for m, p in modules() if m.startswith("lspilot.llm")],
+                         ids=[m for m, _ in modules() if m.startswith("lspilot.llm")])
+def test_nothing_under_llm_knows_about_features_or_the_local_model(module: str,
+                                                                    path: Path) -> None:
+    known = {m for m, _ in modules()}
+    found = {_real(n, known) for n in imports(path, module)}
+    wrong = sorted(n for n in found if n.startswith(("lspilot.features", "lspilot.local",
+                                                     "lspilot.agent", "lspilot.services")))
+    assert not wrong, f"{module} imports {wrong}"
+
+
+# Where the bundled model may be known by name: its own package, the backend module that
+# chooses it, and the programs that install or demonstrate it.
+KNOWS_THE_LOCAL_MODEL = ("lspilot.local", "lspilot.backends", "lspilot.cli", "lspilot.demo",
+                         "lspilot.__main__")
+
+
+@pytest.mark.parametrize("module, path", modules(), ids=[m for m, _ in modules()])
+def test_only_the_backend_module_knows_the_local_model_exists(module: str, path: Path) -> None:
+    if any(module == k or module.startswith(k + ".") for k in KNOWS_THE_LOCAL_MODEL):
+        return
+    known = {m for m, _ in modules()}
+    found = {_real(n, known) for n in imports(path, module)}
+    local = sorted(n for n in found if n == "lspilot.local" or n.startswith("lspilot.local."))
+    assert not local, f"{module} imports {local}: ask lspilot.backends instead"
+    assert "LOCAL_BASE_URL" not in path.read_text(encoding="utf-8") or module in (
+        "lspilot.settings",), f"{module} compares baseUrl with \"local\": use lspilot.backends"

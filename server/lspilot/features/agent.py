@@ -20,9 +20,9 @@ from lspilot.backends import backend_for
 from lspilot.chat import prompt as chat_prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.features.agent_host import LspHost
-from lspilot.features.base import Services
 from lspilot.jobs.job import Job, Outcome
 from lspilot.llm.wire import ChatMessage, ChatRequest, ToolCall, ToolSpec
+from lspilot.services import Services
 
 TOOL_CALL_NOTIFICATION = "lspilot/toolCall"
 TREE_ENTRIES = 80  # files the system prompt names

@@ -19,7 +19,7 @@ from lspilot import logs
 from lspilot.actions.results import EditTarget, replacement_edit
 from lspilot.agent.files import ToolError, WorkspaceFiles
 from lspilot.agent.tools import CommandRun, TestsRun
-from lspilot.features.base import Services
+from lspilot.services import Services
 from lspilot.settings import Settings
 from lspilot.testing import commands, report, runner
 from lspilot.text import position_of

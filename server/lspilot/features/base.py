@@ -1,180 +1,18 @@
-"""Features and what they share.
-
-A feature is one part of what lspilot does (the actions, inline completions, status). It
-owns its state, registers the LSP methods that are its own, names the commands it runs,
-and hears the server's lifecycle through hook methods. :class:`Services` is the core the
-features share: the settings store, the model client, the lanes, the meter, the editor, the
-running jobs and the local model.
+"""What a feature is: one part of what lspilot does (the actions, inline completions, next
+edits, chat, status). It owns its state, registers the LSP methods that are its own, names
+the commands it runs, and hears the server's lifecycle through hook methods; what features
+share is :class:`lspilot.services.Services`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import cattrs
-from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
-from pygls.uris import to_fs_path
-from pygls.workspace import Workspace
 
-from lspilot import exclusion
-from lspilot.backends import Upstreams
-from lspilot.commands import CommandError
-from lspilot.editor import Editor
-from lspilot.errors import LspilotError
-from lspilot.jobs.job import Body, Job, JobContext, JobResult, JobSpec
-from lspilot.jobs.lanes import Lanes
-from lspilot.llm import errors
-from lspilot.llm.client import ChatClient
-from lspilot.mcp_client import McpServers
-from lspilot.settings import Settings
-from lspilot.store import SettingsStore
-from lspilot.usage import Meter
-
-
-class KeyNotSent(LspilotError):
-    """The workspace settings sent the key to a host the user did not allow."""
-
-    kind = "no_api_key"
-
-
-# The failures that say something about the upstream (not about the request or the editor).
-_UPSTREAM_ERRORS: tuple[type[errors.UpstreamError], ...] = (
-    errors.UpstreamError, *errors.UpstreamError.__subclasses__())
-UPSTREAM_KINDS = frozenset(error.kind for error in _UPSTREAM_ERRORS)
-
-
-@define
-class UpstreamHealth:
-    """How the upstream was when last seen: what ``lspilot.status`` reports."""
-
-    ok: bool | None = None  # None: not asked yet this session
-    at: float | None = None
-    error: dict[str, str] | None = None
-
-    def answered(self) -> None:
-        self.ok, self.at, self.error = True, time.time(), None
-
-    def failed(self, kind: str, message: str) -> None:
-        self.ok, self.at, self.error = False, time.time(), {"type": kind, "message": message}
-
-    def to_json(self) -> dict[str, Any]:
-        at = None if self.at is None else datetime.fromtimestamp(self.at, UTC).isoformat(
-            timespec="seconds")
-        return {"reachable": self.ok, "at": at, "error": self.error}
-
-
-class Services:
-    def __init__(self, server: LanguageServer, cache_dir: Path) -> None:
-        self._server = server
-        self.cache_dir = cache_dir
-        self.store = SettingsStore(os.environ, cache_dir)
-        self.editor = Editor(server)
-        self.client = ChatClient()
-        self.lanes = Lanes(self.store.settings)
-        self.meter = Meter()
-        self.jobs: dict[types.ProgressToken, Job] = {}
-        self.upstream = UpstreamHealth()
-        # The user's MCP servers, started when an agent turn first needs them.
-        self.mcp = McpServers(self.store.remembered)
-        # What the backends need running (llama.cpp's server for baseUrl "local").
-        self.upstreams = Upstreams(cache_dir)
-        self.store.subscribe(self._settings_changed)
-
-    @property
-    def workspace(self) -> Workspace:
-        return self._server.workspace
-
-    @property
-    def converter(self) -> cattrs.Converter:
-        """pygls's converter: LSP types to and from their JSON."""
-        return self._server.protocol._converter
-
-    async def _settings_changed(self, settings: Settings) -> None:
-        await self.client.set_verify_tls(settings.verify_tls)
-        self.lanes.settings_changed(settings)
-        self.mcp.configure(settings.mcp_servers)
-
-    def excluded(self, uri: str) -> str | None:
-        """Why the document ``uri`` must not reach the model (contextExclude), or None."""
-        path = to_fs_path(uri)
-        if not path:
-            return None
-        folders = [Path(to_fs_path(f.uri) or "") for f in self.workspace.folders.values()]
-        if exclusion.excluded(Path(path), folders, self.store.settings_for(uri).context_exclude):
-            return exclusion.reason(Path(path).name)
-        return None
-
-    async def job_context(self, uri: str | None, *, quiet: bool = False) -> JobContext:
-        """What a job for ``uri`` needs; raises when the model cannot be reached at all.
-
-        ``quiet``: never ask the user (inline completions must not pop up questions).
-        """
-        refused = await self.store.key_refusal(uri, None if quiet else self.editor.ask)
-        if refused is not None:
-            raise KeyNotSent(refused)
-        settings = self.store.settings_for(uri)  # after: an allowed key command set the key
-        settings, lost = await self.upstreams.prepare(settings, self.editor)
-        return JobContext(
-            editor=self.editor, client=self.client, settings=settings, lanes=self.lanes,
-            meter=self.meter, refresh_key=self.store.key_refresher(uri), upstream_lost=lost,
-        )
-
-    def start(self, spec: JobSpec, context: JobContext, body: Body) -> Job:
-        """Start a job, known to ``lspilot.cancel`` and ``lspilot.status`` while it runs."""
-        job = Job(spec=spec, context=context)
-        if job.token in self.jobs:
-            raise CommandError(f"The progress token {job.token!r} is already in use.")
-        self.jobs[job.token] = job
-        task = job.start(body)
-        task.add_done_callback(lambda done: self._finished(job, done))
-        return job
-
-    def _finished(self, job: Job, task: asyncio.Task[JobResult]) -> None:
-        self.jobs.pop(job.token, None)
-        if task.cancelled() or task.exception() is not None:
-            return
-        result = task.result()
-        if result.status == "done":
-            self.upstream.answered()
-        elif result.status == "failed" and result.error_type in UPSTREAM_KINDS:
-            self.upstream.failed(result.error_type or "", result.error_message or "")
-
-    async def run(self, spec: JobSpec, context: JobContext, body: Body) -> JobResult:
-        """Run a job to its end (see :meth:`start`)."""
-        job = self.start(spec, context, body)
-        task = job.task
-        assert task is not None
-        try:
-            # Shielded: a $/cancelRequest cancels the caller, and we pass it on ourselves.
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            job.cancel()
-            raise
-        if context.upstream_lost is not None and result.status == "done":
-            self.upstreams.answered()
-        return result
-
-    def start_local_model(self) -> None:
-        """Start llama.cpp before the first request, when the settings want it."""
-        self.upstreams.warm_up(self.store.settings, self.editor)
-
-    async def shutdown(self) -> None:
-        for job in list(self.jobs.values()):
-            job.cancel()
-        tasks = [job.task for job in self.jobs.values() if job.task is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=2)
-        await self.client.aclose()
-        await self.upstreams.aclose()
-        await self.mcp.aclose()
+from lspilot.services import Services
 
 
 class Feature:

@@ -22,9 +22,9 @@ from lspilot.actions import selection
 from lspilot.actions.appliers import WriteTestFile
 from lspilot.actions.registry import Action
 from lspilot.actions.results import EditTarget, WrittenTests, replacement_edit, test_code
-from lspilot.features.base import Services
 from lspilot.jobs.job import Job
 from lspilot.llm.wire import ChatRequest
+from lspilot.services import Services
 from lspilot.testing import commands, report, runner
 from lspilot.testing.repair import repair_messages
 from lspilot.text import position_of
