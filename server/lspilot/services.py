@@ -31,6 +31,7 @@ from lspilot.mcp_client import McpServers
 from lspilot.settings import Settings
 from lspilot.store import SettingsStore
 from lspilot.usage import Meter
+from lspilot.workspace import folders
 
 
 class KeyNotSent(LspilotError):
@@ -75,8 +76,8 @@ class Services:
         path = to_fs_path(uri)
         if not path:
             return None
-        folders = [Path(to_fs_path(f.uri) or "") for f in self.workspace.folders.values()]
-        if exclusion.excluded(Path(path), folders, self.store.settings_for(uri).context_exclude):
+        if exclusion.excluded(Path(path), folders(self.workspace),
+                              self.store.settings_for(uri).context_exclude):
             return exclusion.reason(Path(path).name)
         return None
 

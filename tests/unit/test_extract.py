@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lspilot.actions.extract import extract_code, fit_to_selection
+from lspilot.actions.extract import extract_code
+from lspilot.edits import fit_to_selection
 
 
 @pytest.mark.parametrize(

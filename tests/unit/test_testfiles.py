@@ -11,13 +11,12 @@ from hypothesis import strategies as st
 
 from lspilot.actions import testfiles
 from lspilot.actions.testfiles import (
-    OutsideWorkspace,
     UnusableTestFile,
     check_test_file,
     choose_test_file,
-    ensure_inside,
     wrap_rust_tests,
 )
+from lspilot.workspace import OutsideWorkspace, ensure_inside
 
 # Imported under another name so that pytest does not try to collect it as a test class.
 Target = testfiles.TestTarget

@@ -24,11 +24,13 @@ from pygls.workspace import TextDocument, Workspace
 from lspilot import redact
 from lspilot.actions import results
 from lspilot.actions.live import LiveRewrite
-from lspilot.actions.results import ActionFailed, EditTarget, WrittenTests
-from lspilot.actions.selection import Snapshot, edit_target, encoding_of
+from lspilot.actions.results import ActionFailed, WrittenTests
+from lspilot.actions.selection import Snapshot
 from lspilot.actions.testfiles import TestTarget
 from lspilot.editor import Editor
+from lspilot.edits import EditTarget, edit_target, replacement_edit
 from lspilot.settings import ApplyMode, Settings
+from lspilot.workspace import encoding_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +105,7 @@ class ReplaceSelection(Applier):
                 "The document changed while the answer was being written, so nothing was "
                 "applied. Run the action again on the current text.",
             )
-        edit = results.replacement_edit(
+        edit = replacement_edit(
             edit_target(snap.document), snap.range, new_text,
             document_changes=self.editor.supports_document_changes, confirm=self.confirm,
         )

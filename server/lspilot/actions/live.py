@@ -13,9 +13,8 @@ from collections.abc import Callable
 from lsprotocol import types
 
 from lspilot.actions import results
-from lspilot.actions.extract import fit_to_selection
-from lspilot.actions.results import EditTarget
 from lspilot.editor import Editor
+from lspilot.edits import EditTarget, fit_to_selection, replacement_edit
 from lspilot.text import end_after
 
 
@@ -73,7 +72,7 @@ class LiveRewrite:
 
     async def _write(self, text: str) -> None:
         target = EditTarget(uri=self._uri, version=None, text="", end=self._region.end)
-        edit = results.replacement_edit(target, self._region, text,
+        edit = replacement_edit(target, self._region, text,
                                         document_changes=True, confirm=False)
         reply = await self._editor.apply_edit(edit, "lspilot (live)")
         if reply.applied:

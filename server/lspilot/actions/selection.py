@@ -6,18 +6,13 @@ from pathlib import Path
 
 from attrs import define
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 from pygls.workspace import TextDocument, Workspace
 
 from lspilot.actions.prompts import PromptInput
-from lspilot.actions.results import EditTarget
-from lspilot.actions.testfiles import (
-    TestTarget,
-    check_test_file,
-    choose_test_file,
-    ensure_inside,
-)
+from lspilot.actions.testfiles import TestTarget, check_test_file, choose_test_file
 from lspilot.settings import Settings
+from lspilot.workspace import ensure_inside, language_of, relative, root_for
 
 
 @define(kw_only=True)
@@ -50,21 +45,6 @@ def snapshot(workspace: Workspace, uri: str, range_: types.Range) -> Snapshot:
         first_line=start.line,
         last_line=max(start.line, last_line),
     )
-
-
-def root_for(workspace: Workspace, source: Path) -> Path:
-    """The innermost workspace folder holding ``source``, else its own folder."""
-    folders = [Path(to_fs_path(f.uri) or "") for f in workspace.folders.values()]
-    if workspace.root_path:
-        folders.append(Path(workspace.root_path))
-    inside = [f for f in folders if f == source or f in source.parents]
-    if inside:
-        return max(inside, key=lambda f: len(f.parts))
-    return source.parent
-
-
-def language_of(document: TextDocument) -> str:
-    return document.language_id or Path(document.path).suffix.lstrip(".")
 
 
 def test_target(workspace: Workspace, snap: Snapshot) -> TestTarget:
@@ -107,27 +87,3 @@ def describe_diagnostic(diagnostic: types.Diagnostic) -> str:
     return f"- line {diagnostic.range.start.line + 1}: {severity}: {diagnostic.message}{source}"
 
 
-def edit_target(document: TextDocument) -> EditTarget:
-    lines = document.lines
-    if not lines:
-        end = types.Position(0, 0)
-    elif lines[-1].endswith(("\n", "\r")):
-        end = types.Position(len(lines), 0)
-    else:
-        end = document.position_codec.position_to_client_units(
-            lines, types.Position(len(lines) - 1, len(lines[-1]))
-        )
-    return EditTarget(uri=document.uri, version=document.version, text=document.source, end=end)
-
-
-def encoding_of(workspace: Workspace) -> str:
-    """The negotiated position encoding's name (``utf-16`` when none was negotiated)."""
-    encoding = workspace.position_encoding
-    return str(getattr(encoding, "value", encoding) or "utf-16")
-
-
-def relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return path.name

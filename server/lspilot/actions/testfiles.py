@@ -14,12 +14,6 @@ from lspilot.errors import LspilotError
 _JS_LANGUAGES = {"javascript", "typescript", "javascriptreact", "typescriptreact"}
 
 
-class OutsideWorkspace(LspilotError, ValueError):
-    """A test file that would land outside the workspace folder (``..``, symlinks)."""
-
-    kind = "outside_workspace"
-
-
 class UnusableTestFile(LspilotError):
     """The test file exists but cannot take the tests: a folder, not a file, not UTF-8."""
 
@@ -67,23 +61,6 @@ def choose_test_file(
     if language == "php" or suffix == ".php":
         return TestTarget(root / "tests" / f"{stem[:1].upper()}{stem[1:]}Test.php")
     return TestTarget(folder / f"{stem}_test{suffix}")
-
-
-def ensure_inside(path: Path, root: Path, *, purpose: str | None = None,
-                  fix: str = "Name a file inside the workspace folder.") -> Path:
-    """``path`` with symlinks resolved, or OutsideWorkspace when it leaves ``root``.
-
-    ``purpose`` says what was refused ("write tests to"); without it the message speaks
-    of reading ``path``, as chat's ``#file:`` does (it said "write tests" there too).
-    """
-    real_root = Path(os.path.realpath(root))
-    real = Path(os.path.realpath(path))
-    if real != real_root and real_root not in real.parents:
-        raise OutsideWorkspace(
-            f"Refusing to {purpose or 'read'} {path}: it is outside the workspace folder "
-            f"{root}. {fix}"
-        )
-    return real
 
 
 def check_test_file(path: Path) -> None:

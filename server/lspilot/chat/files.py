@@ -14,7 +14,7 @@ import stat
 from pathlib import Path
 
 from lspilot.actions.results import ActionFailed
-from lspilot.actions.testfiles import OutsideWorkspace
+from lspilot.workspace import OutsideWorkspace
 
 # UTF-8 takes at most 4 bytes a character: a file of more bytes than 4 x the room holds
 # more characters than fit.

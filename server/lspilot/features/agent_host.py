@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from lspilot import logs
-from lspilot.actions.results import EditTarget, replacement_edit
 from lspilot.agent.files import ToolError, WorkspaceFiles
 from lspilot.agent.tools import CommandRun, TestsRun
+from lspilot.edits import EditTarget, replacement_edit
 from lspilot.services import Services
 from lspilot.settings import Settings
 from lspilot.testing import commands, report, runner
 from lspilot.text import position_of
+from lspilot.workspace import folders, open_text
 
 # A test file's language by its suffix (run_tests with a path).
 LANGUAGES = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript",
@@ -39,18 +40,11 @@ class LspHost:
         self.services = services
         self.settings = settings
         self.uri = uri
-        workspace = services.workspace
-        folders = [Path(to_fs_path(f.uri) or "") for f in workspace.folders.values()]
-        if not folders and workspace.root_path:
-            folders = [Path(workspace.root_path)]
-        self.files = WorkspaceFiles(folders, settings.context_exclude, self._open_text)
+        self.files = WorkspaceFiles(folders(services.workspace), settings.context_exclude,
+                                    lambda path: open_text(services.workspace, path))
         self.changed: set[Path] = set()
 
     # -- reading --------------------------------------------------------------------------
-    def _open_text(self, path: Path) -> str | None:
-        document = self.services.workspace.text_documents.get(from_fs_path(str(path)) or "")
-        return document.source if document is not None else None
-
     # -- editing --------------------------------------------------------------------------
     async def replace_text(self, path: Path, expected: str, start: int, end: int,
                            new: str) -> None:
@@ -98,7 +92,7 @@ class LspHost:
     def _sync_to_disk(self) -> None:
         """The files the agent changed, written as the editor holds them."""
         for path in self.changed:
-            text = self._open_text(path)
+            text = open_text(self.services.workspace, path)
             if text is None:
                 continue
             try:

@@ -18,16 +18,17 @@ from lsprotocol import types
 from pygls.uris import from_fs_path, to_fs_path
 
 from lspilot.actions import selection
-from lspilot.actions.extract import fit_to_selection
-from lspilot.actions.results import ActionFailed, replacement_edit
+from lspilot.actions.results import ActionFailed
 from lspilot.chat import files, prompt
 from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.commands import CommandError, check_inside, parse_range, whole_number
+from lspilot.edits import edit_target, fit_to_selection, replacement_edit
 from lspilot.errors import LspilotError
 from lspilot.features.agent import AgentTurns
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest
+from lspilot.workspace import language_of
 
 CHAT, RESET, APPLY, LIST = ("lspilot.chat", "lspilot.chatReset", "lspilot.chatApply",
                             "lspilot.chatList")
@@ -139,7 +140,7 @@ class ChatFeature(Feature):
             return [prompt.Context("(the open document)", "", refused)]
         document = self.services.workspace.get_text_document(uri)
         name = Path(document.path).name
-        language = selection.language_of(document)
+        language = language_of(document)
         if range_ is not None and range_.start != range_.end:
             snap = selection.snapshot(self.services.workspace, uri, range_)
             label = f"{name} lines {snap.first_line + 1}-{snap.last_line + 1} (selected)"
@@ -238,7 +239,7 @@ class ChatFeature(Feature):
         code = blocks[block]
         if snap.selected:
             code = fit_to_selection(code, snap.selected, snap.line_prefix)
-        edit = replacement_edit(selection.edit_target(document), range_, code,
+        edit = replacement_edit(edit_target(document), range_, code,
                                 document_changes=editor.supports_document_changes,
                                 confirm=False)
         reply = await editor.apply_edit(edit, "lspilot: apply the chat's code")

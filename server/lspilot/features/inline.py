@@ -32,7 +32,6 @@ from attrs import define
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from lspilot.actions.selection import encoding_of
 from lspilot.backends import backend_for
 from lspilot.completion import prompt
 from lspilot.completion.cache import KEY_CHARS, SuggestionCache, typed_since
@@ -46,6 +45,7 @@ from lspilot.jobs.job import Job, JobSpec, Outcome, State
 from lspilot.llm.wire import ChatRequest, CompletionRequest
 from lspilot.settings import Settings
 from lspilot.text import offset_at
+from lspilot.workspace import encoding_of
 
 log = logging.getLogger(__name__)
 

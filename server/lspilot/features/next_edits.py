@@ -24,7 +24,6 @@ from attrs import define, field
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from lspilot.actions.selection import encoding_of
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobSpec, Outcome
@@ -32,6 +31,7 @@ from lspilot.llm.wire import ChatRequest
 from lspilot.next_edits import prompt
 from lspilot.next_edits.history import EditHistory
 from lspilot.text import offset_at, position_of
+from lspilot.workspace import encoding_of
 
 log = logging.getLogger(__name__)
 

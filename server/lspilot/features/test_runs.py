@@ -18,16 +18,17 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from lspilot import consent
-from lspilot.actions import selection
 from lspilot.actions.appliers import WriteTestFile
 from lspilot.actions.registry import Action
-from lspilot.actions.results import EditTarget, WrittenTests, replacement_edit, test_code
+from lspilot.actions.results import WrittenTests, test_code
+from lspilot.edits import EditTarget, replacement_edit
 from lspilot.jobs.job import Job
 from lspilot.llm.wire import ChatRequest
 from lspilot.services import Services
 from lspilot.testing import commands, report, runner
 from lspilot.testing.repair import repair_messages
 from lspilot.text import position_of
+from lspilot.workspace import encoding_of, language_of, relative, root_for
 
 RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
 # pytest's exit codes for "did not get to run the tests": interrupted (a collection
@@ -50,8 +51,8 @@ class TestRuns:
             return None, None
         settings = job.settings
         document = applier.snap.document
-        language = selection.language_of(document)
-        root = selection.root_for(self.services.workspace, Path(document.path))
+        language = language_of(document)
+        root = root_for(self.services.workspace, Path(document.path))
         template = commands.command_for(language, settings.test_command, root)
         if template is None:
             return None, (f"no test command known for {language}: set testCommand to run "
@@ -120,10 +121,10 @@ class TestRuns:
                       output: str) -> WrittenTests | None:
         settings = job.settings
         document = applier.snap.document
-        root = selection.root_for(self.services.workspace, Path(document.path))
+        root = root_for(self.services.workspace, Path(document.path))
         messages = repair_messages(
-            language=selection.language_of(document), source_name=Path(document.path).name,
-            code=code_under_test, test_name=selection.relative(applier.test.path, root),
+            language=language_of(document), source_name=Path(document.path).name,
+            code=code_under_test, test_name=relative(applier.test.path, root),
             tests=written.code, command=command,
             output=report.trimmed(output, min(report.OUTPUT_CHARS,
                                               settings.context_budget_chars // 2)))
@@ -139,7 +140,7 @@ class TestRuns:
         if start < 0:
             return None
         end = start + len(written.code)
-        encoding = selection.encoding_of(self.services.workspace)
+        encoding = encoding_of(self.services.workspace)
         target = EditTarget(uri=written.uri, version=version, text=current,
                             end=position_of(current, len(current), encoding))
         edit = replacement_edit(
