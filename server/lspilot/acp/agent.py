@@ -30,6 +30,7 @@ from lspilot.jobs.lanes import Lanes
 from lspilot.llm.client import ChatClient
 from lspilot.llm.wire import ChatMessage, ChatRequest, ToolSpec
 from lspilot.mcp_client import McpServers
+from lspilot.requests import chat_request
 from lspilot.settings import Settings
 from lspilot.store import SettingsStore
 from lspilot.usage import Meter
@@ -232,12 +233,8 @@ class _Turn:
 
         def request(messages: tuple[ChatMessage, ...],
                     specs: tuple[ToolSpec, ...]) -> ChatRequest:
-            return ChatRequest(model=settings.model,
-                               messages=(ChatMessage("system", system), *messages),
-                               tools=specs or None, tool_choice="auto" if specs else None,
-                               tool_format=backend.tool_format,
-                               temperature=settings.temperature, top_p=settings.top_p,
-                               max_tokens=settings.max_tokens, stop=settings.stop)
+            return chat_request(settings, (ChatMessage("system", system), *messages),
+                                tools=specs, tool_format=backend.tool_format)
 
         setup = TurnSetup(tools=tools, host=self.host, request=request,
                           approval=settings.agent_approval, ask=self.ask,

@@ -21,7 +21,7 @@ from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.features.test_runs import TestRuns
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
-from lspilot.llm.wire import ChatRequest
+from lspilot.requests import chat_request
 
 
 class ActionsFeature(Feature):
@@ -86,14 +86,7 @@ class ActionsFeature(Feature):
                               snap=snap, title=action.title, workspace=workspace,
                               cache_dir=services.cache_dir, test=test)
         job.on_wind_down(applier.restore)
-        request = ChatRequest(
-            model=action.model or settings.model,
-            messages=messages,
-            temperature=_first(action.temperature, settings.temperature),
-            top_p=_first(action.top_p, settings.top_p),
-            max_tokens=_first(action.max_tokens, settings.max_tokens),
-            stop=_first(action.stop, settings.stop),
-        )
+        request = chat_request(settings, messages, action=action)
         answer = await job.stream(request, on_text=applier.on_text
                                   if action.apply == "replace" and settings.live_refactor
                                   else None)
@@ -146,10 +139,6 @@ class ActionsFeature(Feature):
                                       arguments=[argument]),
             ))
         return offered
-
-
-def _first(*values: Any) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def _overlaps(a: types.Range, b: types.Range) -> bool:

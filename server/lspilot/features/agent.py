@@ -22,6 +22,7 @@ from lspilot.chat.conversations import Conversation, ConversationStore, Turn
 from lspilot.features.agent_host import LspHost
 from lspilot.jobs.job import Job, Outcome
 from lspilot.llm.wire import ChatMessage, ChatRequest, ToolCall, ToolSpec
+from lspilot.requests import chat_request
 from lspilot.services import Services
 
 TOOL_CALL_NOTIFICATION = "lspilot/toolCall"
@@ -58,12 +59,8 @@ class AgentTurns:
 
         def request(messages: tuple[ChatMessage, ...],
                     specs: tuple[ToolSpec, ...]) -> ChatRequest:
-            return ChatRequest(model=settings.model,
-                               messages=(ChatMessage("system", system), *messages),
-                               tools=specs, tool_choice="auto",
-                               tool_format=backend.tool_format,
-                               temperature=settings.temperature, top_p=settings.top_p,
-                               max_tokens=settings.max_tokens, stop=settings.stop)
+            return chat_request(settings, (ChatMessage("system", system), *messages),
+                                tools=specs, tool_format=backend.tool_format)
 
         def on_step(step: Step) -> None:
             notice: dict[str, Any] = {

@@ -11,6 +11,7 @@ Conversations are kept across restarts (lspilot.chat).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from lspilot.errors import LspilotError
 from lspilot.features.agent import AgentTurns
 from lspilot.features.base import Feature
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
-from lspilot.llm.wire import ChatRequest
+from lspilot.requests import chat_request
 from lspilot.workspace import language_of
 
 CHAT, RESET, APPLY, LIST = ("lspilot.chat", "lspilot.chatReset", "lspilot.chatApply",
@@ -45,15 +46,14 @@ class ChatFeature(Feature):
 
     async def execute(self, params: types.ExecuteCommandParams) -> Any:
         raw = params.arguments[0] if params.arguments else None
-        if params.command == RESET:
-            return self.reset(raw if raw is not None else {})
-        if params.command == LIST:
-            return self.listing(raw if raw is not None else {})
-        if not isinstance(raw, dict):
-            raise CommandError(f"{params.command} takes one argument object.")
-        if params.command == APPLY:
-            return await self.apply(raw)
-        return await self.turn(raw, params.work_done_token)
+        handlers: dict[str, Callable[[], Awaitable[Any]]] = {
+            RESET: lambda: _now(self.reset(raw if raw is not None else {})),
+            LIST: lambda: _now(self.listing(raw if raw is not None else {})),
+            APPLY: lambda: self.apply(_argument_object(params.command, raw)),
+            CHAT: lambda: self.turn(_argument_object(params.command, raw),
+                                    params.work_done_token),
+        }
+        return await handlers[params.command]()
 
     # -- a turn --------------------------------------------------------------------------
     async def turn(self, raw: dict[str, Any], token: types.ProgressToken | None) -> Any:
@@ -99,9 +99,7 @@ class ChatFeature(Feature):
             job.report(f"{built.dropped_turns} earlier turn(s) left out to fit the context "
                        "budget (contextBudgetChars).")
         settings = job.settings
-        answer = await job.stream(ChatRequest(
-            model=settings.model, messages=built.messages, temperature=settings.temperature,
-            top_p=settings.top_p, max_tokens=settings.max_tokens, stop=settings.stop))
+        answer = await job.stream(chat_request(settings, built.messages))
         # The code goes into the history too: later turns ("and make it faster") need it.
         conversation.turns += [Turn("user", built.current, shown=message),
                                Turn("assistant", answer.text)]
@@ -247,6 +245,16 @@ class ChatFeature(Feature):
             return _failed("edit_rejected", "The editor did not apply the edit: "
                                             f"{reply.failure_reason or 'no reason given'}.")
         return {"status": "done", "error": None}
+
+
+async def _now(value: Any) -> Any:
+    return value
+
+
+def _argument_object(command: str, raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise CommandError(f"{command} takes one argument object.")
+    return raw
 
 
 def _failed(kind: str, message: str) -> dict[str, Any]:

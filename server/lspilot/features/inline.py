@@ -115,7 +115,6 @@ class InlineFeature(Feature):
         self.first_text = FirstTextTimes()
         self._draining: set[Job] = set()
         self._shown: set[str] = set()
-        self.last_error: dict[str, str] | None = None
 
     def register(self, server: LanguageServer) -> None:
         @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION,
@@ -395,7 +394,6 @@ class InlineFeature(Feature):
                 and self.services.excluded(d.uri) is None]
 
     def _failed(self, kind: str, message: str) -> None:
-        self.last_error = {"type": kind, "message": message}
         if kind in SHOWN_ONCE and kind not in self._shown:
             self._shown.add(kind)
             log.warning("Inline completions: %s", message)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lsprotocol import types
@@ -20,9 +20,11 @@ class StatusFeature(Feature):
     commands = (CANCEL_COMMAND, STATUS_COMMAND)
 
     async def execute(self, params: types.ExecuteCommandParams) -> Any:
-        if params.command == CANCEL_COMMAND:
-            return self.cancel(params.arguments)
-        return self.status()
+        handlers: dict[str, Callable[[], Any]] = {
+            CANCEL_COMMAND: lambda: self.cancel(params.arguments),
+            STATUS_COMMAND: self.status,
+        }
+        return handlers[params.command]()
 
     def cancel(self, arguments: Sequence[Any] | None) -> dict[str, Any]:
         target = arguments[0] if arguments else {}

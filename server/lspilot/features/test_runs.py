@@ -23,7 +23,7 @@ from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
 from lspilot.edits import EditTarget, replacement_edit
 from lspilot.jobs.job import Job
-from lspilot.llm.wire import ChatRequest
+from lspilot.requests import chat_request
 from lspilot.services import Services
 from lspilot.testing import commands, report, runner
 from lspilot.testing.repair import repair_messages
@@ -128,11 +128,7 @@ class TestRuns:
             tests=written.code, command=command,
             output=report.trimmed(output, min(report.OUTPUT_CHARS,
                                               settings.context_budget_chars // 2)))
-        answer = await job.stream(ChatRequest(
-            model=action.model or settings.model, messages=messages,
-            temperature=action.temperature if action.temperature is not None
-            else settings.temperature,
-            max_tokens=action.max_tokens or settings.max_tokens))
+        answer = await job.stream(chat_request(settings, messages, action=action))
         new_code = test_code(applier.test, answer.text)
         current, version = self._current(written, applier.test.path)
         start = written.start if current[written.start:written.start + len(written.code)] \

@@ -35,7 +35,7 @@ from lspilot.editor import StreamNotice
 from lspilot.errors import LspilotError
 from lspilot.jobs.lanes import Lane, Lanes
 from lspilot.llm import errors, retry
-from lspilot.llm.client import ChatClient, ChatStream
+from lspilot.llm.client import ChatClient, TextStream
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.wire import ChatRequest, CompletionRequest, ToolCall
 from lspilot.lost import until_lost
@@ -221,7 +221,7 @@ class Job:
             self.report(f"Waiting for a free slot ({limiter.limit} actions running)…")
         await limiter.acquire()
         self._text = []
-        stream: ChatStream | None = None
+        stream: TextStream | None = None
         try:
             self.state = State.STREAMING
             endpoint = Endpoint.from_settings(self.settings)
@@ -295,7 +295,7 @@ class Job:
         return JobResult(status="failed", text=text, usage=self.usage,
                          error_type=failure.kind, error_message=message, extra=self.spec.extra)
 
-    def _open(self, request: ModelRequest, endpoint: Endpoint) -> ChatStream:
+    def _open(self, request: ModelRequest, endpoint: Endpoint) -> TextStream:
         client = self.context.client
         if isinstance(request, CompletionRequest):
             return client.stream_completion(request, endpoint, self._on_retry)
@@ -313,7 +313,7 @@ class Job:
             editor.progress_begin(self.token, self.spec.title, "Asking the model…")
             editor.on_progress_cancel(self.token, self.cancel)
 
-    async def _relay(self, stream: ChatStream, on_text: Callable[[str], None] | None) -> None:
+    async def _relay(self, stream: TextStream, on_text: Callable[[str], None] | None) -> None:
         """Hand the answer on as it arrives: coalesced progress, stream notifications."""
         tail = ""
         newest = ""
@@ -353,7 +353,7 @@ class Job:
                 coalescer.push(rest)
             coalescer.close()
 
-    def _count(self, request: ModelRequest, stream: ChatStream | None, text: str) -> Priced:
+    def _count(self, request: ModelRequest, stream: TextStream | None, text: str) -> Priced:
         """The stream's usage, priced, added to the job's and the session's."""
         reported = stream.usage if stream is not None else None
         if reported is not None and (reported.prompt_tokens or reported.completion_tokens):

@@ -32,14 +32,13 @@ import attrs
 from lspilot.llm import api, prompt_tools
 from lspilot.llm.endpoint import Endpoint
 from lspilot.llm.retry import MAX_RETRY_AFTER, RetryCallback
-from lspilot.llm.stream import ChatStream, TextStream
+from lspilot.llm.stream import TextStream
 from lspilot.llm.transport import Transport
 from lspilot.llm.wire import ChatRequest, CompletionRequest, Usage
 
 __all__ = [
     "MAX_RETRY_AFTER",
     "ChatClient",
-    "ChatStream",
     "Endpoint",
     "RetryCallback",
     "TextStream",

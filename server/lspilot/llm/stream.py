@@ -478,9 +478,6 @@ def event_limit(max_response_chars: int) -> int:
     return max_response_chars * 6 + 64 * 1024
 
 
-# Kept for the imports that know the stream by its first name.
-ChatStream = TextStream
-
 
 async def _finish_body(reads: AsyncIterator[bytes]) -> None:
     """Read what follows [DONE] (the end of the chunked body), so that the connection
