@@ -21,6 +21,9 @@ MIN_LENGTH = 4
 # A key's prefix left at the very end of a stream is masked from this length on: a cut
 # answer must not show most of a key either.
 MASK_PREFIX_FROM = 8
+# Forms masked in the LSP messages themselves: long enough never to be a JSON token or a
+# common word of the protocol (every real API key is much longer).
+WIRE_MIN_LENGTH = 8
 
 _secrets: set[str] = set()
 _forms: tuple[str, ...] = ()  # every form of every secret, longest first
@@ -49,7 +52,10 @@ def register(secret: str | None) -> None:
     _forms = tuple(sorted(forms, key=len, reverse=True))
     json_forms = {json.dumps(form)[1:-1] for form in forms}
     _json_forms = tuple(sorted(forms | json_forms, key=len, reverse=True))
-    _wire_forms = tuple(form.encode("ascii") for form in _json_forms if form.isascii())
+    # On the wire only forms that cannot be JSON of their own: a short "key" such as
+    # `true` or `null` (a workspace's apiKey: true) masked there would break every message.
+    _wire_forms = tuple(form.encode("ascii") for form in _json_forms
+                        if form.isascii() and len(form) >= WIRE_MIN_LENGTH)
 
 
 def secrets() -> list[str]:

@@ -111,3 +111,13 @@ def test_without_a_key_pieces_pass_unchanged() -> None:
     scrubber = redact.StreamScrubber()
     assert scrubber.feed("sk-anything") == "sk-anything"
     assert scrubber.close() == ""
+
+
+def test_a_short_secret_never_breaks_the_protocol_json():
+    import json
+
+    from lspilot import redact
+
+    redact.register("true")  # a workspace's {"apiKey": "true"}
+    message = json.dumps({"jsonrpc": "2.0", "result": {"applied": True, "x": None}}).encode()
+    assert json.loads(redact.scrub_wire(message)) == json.loads(message)
