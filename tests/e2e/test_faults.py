@@ -1,5 +1,7 @@
-"""Upstream faults through the real server: a clear failure, nothing half-done applied,
-live mode's original text restored, the server up, and the very next action working."""
+"""Upstream faults through the real server: a clear failure (the setting to fix named),
+retries where they help, nothing half-done applied, live mode's original text restored,
+the server up, and the very next action working. (Failures on lspilot's and the editor's
+side are in test_failures.py.)"""
 
 from __future__ import annotations
 
@@ -7,13 +9,16 @@ import asyncio
 import socket
 
 import pytest
+from lsprotocol import types
 
 from tests.e2e.harness import API_KEY, range_of, session
+from tests.e2e.test_failures import assert_next_action_works
 from tests.fake_upstream import Reply
 
 SOURCE = "def total(items):\n    s = 0\n    for i in items:\n        s += i\n    return s\n"
 BODY = "    s = 0\n    for i in items:\n        s += i\n    return s\n"
 CODE = ["```python\n", "    return sum(items)\n", "    # more\n", "    # lines\n", "```\n"]
+GOOD = ["```python\n", "    return sum(items)\n", "```\n"]
 
 
 def closed_port() -> int:
@@ -132,3 +137,70 @@ async def test_no_key_appears_anywhere_in_a_full_session(upstream, workspace, ca
     texts += [captured.err, captured.out]
     assert len(texts) > 10
     assert not [t for t in texts if API_KEY in t]
+
+
+async def test_401_names_the_setting_to_fix(upstream, workspace):
+    upstream.enqueue(Reply.error(401, "Incorrect API key provided", type="invalid_api_key"))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY), token="t401")
+        assert result["status"] == "failed"
+        assert result["error"]["type"] == "authentication"
+        assert "Incorrect API key provided" in result["error"]["message"]
+        assert "apiKey" in result["error"]["message"]
+        assert "LSPILOT_API_KEY" in result["error"]["message"]
+        assert len(upstream.requests) == 1  # never retried
+        (message,) = editor.client.messages
+        assert message.type == types.MessageType.Error and "apiKey" in message.message
+        end = editor.progress("t401")[-1]
+        assert isinstance(end, types.WorkDoneProgressEnd) and end.message.startswith("Failed")
+        assert editor.text(uri) == SOURCE
+        await assert_next_action_works(editor, uri)
+
+
+async def test_missing_key_fails_without_a_request(upstream, workspace):
+    async with session(upstream, workspace, init_options={"apiKey": None}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.explain", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "no_api_key"
+        assert "LSPILOT_API_KEY" in result["error"]["message"]
+        assert not upstream.requests
+
+
+async def test_rate_limits_are_retried_then_succeed(upstream, workspace):
+    upstream.enqueue(
+        Reply.error(429, "slow down", headers={"retry-after": "0"}),
+        Reply.error(429, "slow down"),
+        Reply.stream(GOOD),
+    )
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY), token="t429")
+        assert result["status"] == "done", result
+        assert len(upstream.requests) == 3
+        reports = [p.message for p in editor.progress("t429")
+                   if isinstance(p, types.WorkDoneProgressReport)]
+        assert any("Retrying" in m for m in reports)
+        assert "sum(items)" in editor.text(uri)
+
+
+async def test_server_errors_fail_after_the_retries(upstream, workspace):
+    upstream.default = Reply.error(503, "overloaded")
+    async with session(upstream, workspace, init_options={"maxRetries": 2}) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "server_error"
+        assert "overloaded" in result["error"]["message"]
+        assert len(upstream.requests) == 3
+        assert editor.text(uri) == SOURCE
+
+
+async def test_a_stream_cut_mid_answer_applies_nothing(upstream, workspace):
+    upstream.enqueue(Reply.stream(GOOD + ["more\n"] * 5, cut_after=3))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, BODY))
+        assert result["status"] == "failed" and result["error"]["type"] == "stream"
+        assert result["text"] == "".join(GOOD[:2])  # the partial answer is kept
+        assert editor.text(uri) == SOURCE and not editor.edits
+        await assert_next_action_works(editor, uri)
