@@ -9,7 +9,8 @@ import { ActionCommands } from './commands';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
 import { ProgressNotifications } from './progress';
-import type { StreamParams, ToolCallParams } from './protocol';
+import { listen } from './protocol';
+import { Runs } from './runs';
 import { ServerProcess } from './serverProcess';
 import { loadServerKeys } from './settings';
 import { showStatus, showStatusMenu, StatusBar } from './status';
@@ -27,19 +28,20 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const progress = new ProgressNotifications((token) => {
     void server?.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
   });
-  const tracker = new ActionTracker(panel, progress);
+  const runs = new Runs();
+  const tracker = new ActionTracker(runs, panel, progress);
   const keys = new ApiKeys(context, output, () => serverProcess.pushSettings());
   const inline = new InlineCompletions(output, () => serverProcess.client);
   const chatView = new ChatView();
   const serverProcess: ServerProcess = new ServerProcess(output, keys, {
     prepare: (c) => {
-      c.onNotification('lspilot/stream', (params: StreamParams) => {
-        if (!chat.onStream(params)) {
-          tracker.onStream(params);
-        }
-      });
-      c.onNotification('lspilot/toolCall', (params: ToolCallParams) => {
-        chat.onToolCall(params);
+      listen(c, {
+        onStream: (params) => {
+          if (!runs.onStream(params)) {
+            tracker.onForeignStream(params);
+          }
+        },
+        onToolCall: (params) => runs.onToolCall(params),
       });
       // vscode-languageclient 9 has no middleware for window/showMessageRequest; a handler set
       // before start replaces its own (it is installed after the built-in one, on each start).
@@ -64,7 +66,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       executeCommand: (command, args: unknown[], next) => tracker.executeCommand(serverProcess.client, command, args, next),
       handleWorkDoneProgress: (token, params, next) => {
         // a chat turn's progress is the view's (it has Stop), not a notification
-        if (chat.owns(token) || !progress.handle(token, params)) {
+        if (runs.owns(token, 'chat') || !progress.handle(token, params)) {
           next(token, params);
         }
       },
@@ -73,15 +75,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     stateChanged: () => status.refresh(),
   });
   server = serverProcess;
-  const chat: Chat = new Chat(serverProcess, chatView);
+  const chat: Chat = new Chat(serverProcess, chatView, runs);
   const chatCommands = new ChatCommands(serverProcess, chat, chatView);
   const status: StatusBar = new StatusBar(
     () => serverProcess.client,
-    () => tracker.running > 0 || inline.waiting > 0 || chat.running > 0,
+    () => runs.count() > 0 || inline.waiting > 0,
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);
-  context.subscriptions.push(output, panel, progress, tracker, keys, inline, status, chatView, chat, chatCommands);
+  context.subscriptions.push(output, panel, progress, runs, tracker, keys, inline, status, chatView, chat, chatCommands);
   context.subscriptions.push(
     vscode.window.registerWebviewViewProvider(CHAT_VIEW, chatView, { webviewOptions: { retainContextWhenHidden: true } }),
   );
@@ -104,9 +106,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('lspilot.toggleCompletions', () => inline.setPaused(!inline.paused));
 
   context.subscriptions.push(
-    tracker.onDidChange(() => status.render()),
+    runs.onDidChange(() => status.render()),
     tracker.onDidEnd(() => status.refresh()), // its usage is in the session's totals now
-    chat.onDidChange(() => status.render()),
     chat.onDidEnd(() => status.refresh()),
     inline.onDidChange(() => status.render()),
     inline.onDidAnswer(() => status.refreshSoon()),

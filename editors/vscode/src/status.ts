@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient } from 'vscode-languageclient/node';
+import { LanguageClient } from 'vscode-languageclient/node';
 import { errorMessage } from './errors';
-import type { ServerStatus } from './protocol';
+import { execute, ServerStatus } from './protocol';
 import { describeStatus, sessionFigure } from './usage';
 
 /** After completions the status is asked at most this often. */
@@ -111,7 +111,7 @@ export class StatusBar implements vscode.Disposable {
     const c = this.client();
     if (c !== undefined) {
       try {
-        this.status = (await c.sendRequest(ExecuteCommandRequest.type, { command: 'lspilot.status' })) as ServerStatus;
+        this.status = (await execute(c, 'lspilot.status', undefined)) ?? undefined;
         this.problem = undefined;
       } catch (error) {
         this.problem = `no status from the server: ${errorMessage(error)}`;
