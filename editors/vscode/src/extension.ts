@@ -99,7 +99,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('lspilot.clearApiKey', () => keys.clear());
   register('lspilot.restartServer', () => serverProcess.restart());
   register('lspilot.showOutput', () => output.show(true));
-  register('lspilot.statusMenu', () => showStatusMenu(inline.paused));
+  register('lspilot.statusMenu', () => showStatusMenu(status, inline.paused));
   register('lspilot.showStatus', () => showStatus(status, inline.describe()));
   register('lspilot.pauseCompletions', () => inline.setPaused(true));
   register('lspilot.resumeCompletions', () => inline.setPaused(false));
