@@ -8,6 +8,7 @@ import { CHAT_VIEW, ChatView } from './chatView';
 import { ActionCommands } from './commands';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
+import { NextEdits } from './nextEdits';
 import { ProgressNotifications } from './progress';
 import { listen } from './protocol';
 import { Runs } from './runs';
@@ -17,7 +18,9 @@ import { showStatus, showStatusMenu, StatusBar } from './status';
 
 // The wiring: the server process (serverProcess.ts, with the key in apiKey.ts), the actions it runs
 // (actions.ts, started by commands.ts), the chat view (chatView.ts, its turns in chat.ts, its commands
-// in chatCommands.ts), ghost text (inline.ts) and the status bar (status.ts).
+// in chatCommands.ts), ghost text (inline.ts), next edit suggestions (nextEdits.ts) and the status bar
+// (status.ts). The server's commands and notifications are named and typed in protocol.ts; the runs
+// of actions and chat turns are one record by token (runs.ts).
 
 let server: ServerProcess | undefined;
 
@@ -32,6 +35,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const tracker = new ActionTracker(runs, panel, progress);
   const keys = new ApiKeys(context, output, () => serverProcess.pushSettings());
   const inline = new InlineCompletions(output, () => serverProcess.client);
+  const nextEdits = new NextEdits(output, () => serverProcess.client, () => inline.paused);
   const chatView = new ChatView();
   const serverProcess: ServerProcess = new ServerProcess(output, keys, {
     prepare: (c) => {
@@ -83,7 +87,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);
-  context.subscriptions.push(output, panel, progress, runs, tracker, keys, inline, status, chatView, chat, chatCommands);
+  context.subscriptions.push(output, panel, progress, runs, tracker, keys, inline, nextEdits, status, chatView, chat, chatCommands);
   context.subscriptions.push(
     vscode.window.registerWebviewViewProvider(CHAT_VIEW, chatView, { webviewOptions: { retainContextWhenHidden: true } }),
   );
@@ -92,6 +96,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   commands.register(context.subscriptions);
   chatCommands.register(context.subscriptions);
+  nextEdits.register(context.subscriptions);
   const register = (id: string, fn: () => unknown): void => {
     context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   };
