@@ -394,8 +394,10 @@ def test_vscode_refactor_explain_cancel(
         # logs a warning on each settings load (the upstream is plain http, so it changes nothing)
         # runTests never: Write tests ends when the tests are written, not after the server's
         # question whether to run them (not what this test is about)
+        # no next edit suggestions: their requests would take the scripted replies
         workspace_settings={"lspilot.temperature": 0.25, "lspilot.maxRetries": 0,
-                            "lspilot.verifyTls": False, "lspilot.runTests": "never"},
+                            "lspilot.verifyTls": False, "lspilot.runTests": "never",
+                            "lspilot.nextEditSuggestions": False},
     )
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
@@ -625,7 +627,8 @@ def test_vscode_usage_cost_and_status(
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command()},
         # no ghost text here: its requests would take the scripted replies
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     upstream.enqueue(Reply.stream(USAGE_CHUNKS), Reply.stream(["slow "] * 1000, delay=0.1))
     upstream.default = Reply.stream(["unexpected extra request"])
@@ -741,7 +744,8 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command()},
         # no ghost text here: its requests would take the scripted replies
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     leak_url = f"http://127.0.0.1:{upstream.port}/chat-leak.png"
     answer_1 = [*CHAT_CHUNKS, f"\n![x]({leak_url})\n"]
@@ -852,7 +856,8 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
     profile = _profile(
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command(), "lspilot.prices": AGENT_PRICES},
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     upstream.enqueue(
         tool_reply(("read_file", AGENT_READ)),
