@@ -394,8 +394,10 @@ def test_vscode_refactor_explain_cancel(
         # logs a warning on each settings load (the upstream is plain http, so it changes nothing)
         # runTests never: Write tests ends when the tests are written, not after the server's
         # question whether to run them (not what this test is about)
+        # no next edit suggestions: their requests would take the scripted replies
         workspace_settings={"lspilot.temperature": 0.25, "lspilot.maxRetries": 0,
-                            "lspilot.verifyTls": False, "lspilot.runTests": "never"},
+                            "lspilot.verifyTls": False, "lspilot.runTests": "never",
+                            "lspilot.nextEditSuggestions": False},
     )
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
@@ -625,7 +627,8 @@ def test_vscode_usage_cost_and_status(
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command()},
         # no ghost text here: its requests would take the scripted replies
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     upstream.enqueue(Reply.stream(USAGE_CHUNKS), Reply.stream(["slow "] * 1000, delay=0.1))
     upstream.default = Reply.stream(["unexpected extra request"])
@@ -741,7 +744,8 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command()},
         # no ghost text here: its requests would take the scripted replies
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     leak_url = f"http://127.0.0.1:{upstream.port}/chat-leak.png"
     answer_1 = [*CHAT_CHUNKS, f"\n![x]({leak_url})\n"]
@@ -852,7 +856,8 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
     profile = _profile(
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command(), "lspilot.prices": AGENT_PRICES},
-        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
     )
     upstream.enqueue(
         tool_reply(("read_file", AGENT_READ)),
@@ -902,6 +907,88 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
     assert requests[4].json["messages"][-1]["content"].startswith("Refused:")
     # the edit allowed in the view is in the file (saved by the scenario), the denied one is not
     assert profile.workspace.joinpath("calc.py").read_text() == AGENT_EDITED
+
+
+# Next edit suggestions (tests/e2e/test_next_edits.py's shapes): `width` renamed to `w` on the
+# signature line; the scripted model rewrites the region with the body renamed too.
+NES_SOURCE = (
+    "def area(width, height):\n"
+    "    return width * height\n"
+    "\n"
+    "\n"
+    "def report(width, height):\n"
+    "    print(area(width, height))\n"
+)
+NES_RENAMED = NES_SOURCE.replace("def area(width,", "def area(w,")
+NES_REWRITE = ("```python\n" + NES_RENAMED.replace("return width *", "return w *") + "```\n")
+NES_STALL_S = 1.5  # the model's time to first token: a suggestion cannot come back sooner
+
+
+def test_vscode_next_edit_and_mcp_status(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Next edit suggestions in a real VS Code: after `width` is renamed to `w` on the signature
+    line, the suggestion to rename it on the next line shows there (the old text struck, the new
+    after it, the diff on hover); Tab jumps to it, Tab again applies it, and one Ctrl+Z undoes it
+    whole; a newer edit clears a shown suggestion at once; Escape dismisses one. Its requests
+    reached the upstream as the NES prompt. The status menu lists the configured MCP servers with
+    their state: PyPI's mcp-server-time running with its 2 tools, and a server whose program
+    fails as failed (both started by an agent turn from the chat view)."""
+    time_server = Path(sys.executable).parent / "mcp-server-time"
+    if not time_server.exists():
+        pytest.skip(f"mcp-server-time is not installed next to {sys.executable}")
+    broken = tmp_path / "broken-mcp"
+    broken.write_text("#!/bin/sh\necho 'broken-mcp: no database here' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    # The server runs from this checkout's root: a dev venv finds the checkout's server/ from the
+    # working directory, and MCP servers start through `python -m lspilot.child_guard`, which
+    # must import the same lspilot (an installed lspilot needs none of this).
+    server = tmp_path / "lspilot-in-checkout"
+    server.write_text(f"#!/bin/sh\ncd '{REPO}' && exec {shlex.join(_server_command())} \"$@\"\n")
+    server.chmod(0o755)
+    profile = _profile(
+        tmp_path,
+        user_settings={
+            "lspilot.serverCommand": [str(server)],
+            "lspilot.mcpServers": {"time": {"command": str(time_server)},
+                                   "broken": {"command": str(broken)}},
+        },
+        # no word completions popping up after the rename: their widget would take the Tab
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "editor.quickSuggestions": {"other": "off", "comments": "off",
+                                                        "strings": "off"},
+                            "editor.wordBasedSuggestions": "off"},
+        source=NES_SOURCE,
+    )
+    upstream.enqueue(Reply.stream(["It is time."]))  # the agent turn
+    upstream.default = Reply.stream([NES_REWRITE], stall=NES_STALL_S)  # every NES request
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-nes",
+                  "LSPILOT_MODEL": "fake-model"}
+    expect = {
+        "original": NES_SOURCE,
+        "model": "fake-model",
+        "renamedLine": "def area(w, height):",
+        "bodyLine": "    return width * height",
+        "shownLine": "    return widthw * height",
+        "acceptedLine": "    return w * height",
+        "hoverOld": "-    return width * height",
+        "hoverNew": "+    return w * height",
+        "stallMs": int(NES_STALL_S * 1000),
+        "mcp": {"time": "running, 2 tools", "broken": "failed"},
+    }
+    _run_scenario(profile, server_env, "nes", expect)
+
+    saved = profile.workspace.joinpath("calc.py").read_text()
+    assert saved == NES_RENAMED, saved  # accepted, undone; dismissed: never applied
+    requests = upstream.requests
+    (profile.artifacts / "upstream-requests.json").write_text(
+        json.dumps([r.json for r in requests], indent=1))
+    agent = requests[0].json
+    assert {"mcp__time__get_current_time", "mcp__time__convert_time"} <= {
+        t["function"]["name"] for t in agent.get("tools", [])}
+    nes = [r.json["messages"][-1]["content"] for r in requests[1:]]
+    assert nes and all("<|editable_region_start|>" in p for p in nes), nes
+    assert "-def area(width, height):" in nes[0] and "+def area(w, height):" in nes[0], nes[0]
 
 
 CHAT_BLOCKS_SCRIPT = r"""

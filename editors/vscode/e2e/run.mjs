@@ -15,6 +15,8 @@
 //                  "ghost": ghost text appears, Tab accepts it, Pause completions stops asking;
 //                  "chat": the chat view: typed turns stream in, Apply/Insert/Copy on a code block,
 //                  Stop, New conversation and Open conversation…, Ask lspilot about this;
+//                  "nes": next edit suggestions shown, jumped to, accepted (one undo step), cleared by
+//                  a newer edit, dismissed; the status menu's MCP servers
 //                  "agent": the chat view's Agent switch, steps inline, approvals in the view and the
 //                  notification, Show diff, Deny shown as refused, Stop during a command
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
@@ -26,7 +28,8 @@
 //                  pausedMarker, resumedText } (ghost); { applyLines, questionLines, question2, question3,
 //                  answerText, answerHtml, leakUrl, applied, answer2Text, askLines, askQuestion,
 //                  askCode, inserted, title } (chat); { fix, edited, readLink, editSummary, editDiffOld,
-//                  editDiffNew, cost1, rename, refusedAnswer, run, sleepArgv, doneAnswer } (agent)
+//                  editDiffNew, cost1, rename, refusedAnswer, run, sleepArgv, doneAnswer } (agent);
+//                  { model, renamedLine, bodyLine, acceptedLine, hoverOld, hoverNew, stallMs, mcp } (nes)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -380,6 +383,8 @@ async function main() {
     await chatScenario();
   } else if (SCENARIO === 'agent') {
     await agentScenario();
+  } else if (SCENARIO === 'nes') {
+    await nesScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -1383,3 +1388,170 @@ async function agentScenario() {
 }
 
 main().catch(fail);
+
+// --- next edit suggestions and the status menu's MCP servers --------------------------------------
+
+/**
+ * What the editor shows on 1-based line `line`: its text, the text struck through on it, and the
+ * text decorations add after a range (CSS `::after` content, which is not in the line's text).
+ */
+async function lineDecorations(line) {
+  return page.evaluate(([selector, n]) => {
+    const editor = [...document.querySelectorAll(selector)].find((e) => e.offsetParent !== null && e.querySelector('.view-lines'));
+    if (!editor) {
+      return null;
+    }
+    const lines = [...editor.querySelectorAll('.view-lines .view-line')].sort(
+      (a, b) => parseFloat(a.style.top || '0') - parseFloat(b.style.top || '0'),
+    );
+    const element = lines[n - 1];
+    if (!element) {
+      return null;
+    }
+    const struck = [];
+    const after = [];
+    for (const span of element.querySelectorAll('span')) {
+      if (span.children.length === 0 && getComputedStyle(span).textDecorationLine.includes('line-through')) {
+        struck.push((span.textContent ?? '').replace(/\u00a0/g, ' '));
+      }
+      const content = getComputedStyle(span, '::after').content;
+      if (content && content !== 'none' && content !== 'normal') {
+        after.push(JSON.parse(content.replace(/^'|'$/g, '"')));
+      }
+    }
+    return { text: (element.textContent ?? '').replace(/\u00a0/g, ' '), struck, after };
+  }, [EDITOR, line]);
+}
+
+/** The suggestion on line 2 as the test expects it: `width` struck, `w` after it. */
+async function suggestionShown() {
+  const d = await lineDecorations(2);
+  return d !== null && d.text === EXPECT.bodyLine && d.struck.join('') === 'width' && d.after.includes('w') ? d : null;
+}
+
+/** Line 2 shows no suggestion. */
+async function suggestionGone() {
+  const d = await lineDecorations(2);
+  return d !== null && d.struck.length === 0 && d.after.length === 0 ? d : null;
+}
+
+async function nesScenario() {
+  await step('the status bar item shows the model once the server is up', async () => {
+    await waitFor('the lspilot status item', async () => (await statusItemText()).includes(EXPECT.model), 60_000);
+  });
+
+  await step('an agent turn from the chat view starts the MCP servers', async () => {
+    await focusEditor();
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    const frame = await waitFor('the chat view', chatFrame, 60_000);
+    await frame.locator('#mode-agent').click();
+    await waitFor('Agent chosen', async () => (await chatState())?.modeAgent === 'true', 5_000);
+    await chatType(['What time is it?']);
+    await chatAnswer(1, 'done');
+  });
+
+  await step('the status menu lists the MCP servers with their state and tools', async () => {
+    await statusItem().click();
+    const list = page.locator('.quick-input-widget .quick-input-list');
+    await list.waitFor({ state: 'visible', timeout: 10_000 });
+    const rows = await waitFor('the MCP servers in the menu', async () => {
+      const texts = (await list.locator('.monaco-list-row').allInnerTexts()).map((t) => t.replace(/\s+/g, ' ').trim());
+      const all = Object.entries(EXPECT.mcp).every(([name, state]) => texts.some((t) => t.includes(name) && t.includes(state)));
+      return all && texts.some((t) => t.includes('MCP servers')) ? texts : null;
+    }, 15_000);
+    log(`status menu: ${JSON.stringify(rows)}`);
+    await screenshot('status-menu-mcp-servers');
+    await page.keyboard.press('Escape');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  });
+
+  await step('rename a parameter on line 1: the suggestion shows on line 2', async () => {
+    await focusEditor();
+    await page.keyboard.press('Control+G');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(':1');
+    await page.keyboard.press('Enter');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+    await page.keyboard.press('Home');
+    for (let i = 0; i < 'def area('.length; i++) {
+      await page.keyboard.press('ArrowRight');
+    }
+    for (let i = 0; i < 'width'.length; i++) {
+      await page.keyboard.press('Shift+ArrowRight');
+    }
+    await page.keyboard.type('w');
+    await waitFor('the renamed line', async () => (await lineDecorations(1))?.text === EXPECT.renamedLine, 10_000);
+    const shown = await waitFor('the suggestion on line 2', suggestionShown, 30_000);
+    log(`suggestion: ${JSON.stringify(shown)}`);
+    await screenshot('nes-suggestion');
+  });
+
+  await step('Tab jumps to it', async () => {
+    await page.keyboard.press('Tab');
+    await waitFor('the cursor on line 2', async () => /Ln 2, Col 12\b/.test(await statusBarText()), 10_000);
+    if (!(await suggestionShown()) || (await lineDecorations(1))?.text !== EXPECT.renamedLine) {
+      throw new Error('the jump changed the text or lost the suggestion');
+    }
+  });
+
+  await step('Tab again accepts it; one Ctrl+Z undoes it whole', async () => {
+    await page.keyboard.press('Tab');
+    await waitFor('the accepted line', async () => {
+      const d = await lineDecorations(2);
+      return d?.text === EXPECT.acceptedLine && d.after.length === 0 && d.struck.length === 0;
+    }, 10_000);
+    await screenshot('nes-accepted');
+    await page.keyboard.press('Control+Z');
+    await waitFor('the edit undone in one step', async () =>
+      (await lineDecorations(2))?.text === EXPECT.bodyLine && (await lineDecorations(1))?.text === EXPECT.renamedLine, 10_000);
+  });
+
+  await step('a newer edit clears the suggestion at once', async () => {
+    await waitFor('the suggestion again', suggestionShown, 30_000);
+    // typed near (the suggestion after the undo is asked at the cursor: its region must hold line 2)
+    await page.keyboard.press('Control+Home');
+    await page.keyboard.press('End');
+    const typed = Date.now();
+    await page.keyboard.type('x');
+    // a new suggestion needs at least the model's stall: gone before that, the edit cleared it
+    await waitFor('the stale suggestion to go', suggestionGone, EXPECT.stallMs - 300, 25);
+    log(`cleared ${Date.now() - typed} ms after the edit`);
+    await page.keyboard.press('Control+Z');
+    await waitFor('the x undone', async () => (await lineDecorations(1))?.text === EXPECT.renamedLine, 10_000);
+  });
+
+  await step('its hover shows the diff (Alt+] jumps there); Escape closes the hover, then dismisses it', async () => {
+    await waitFor('the suggestion again', suggestionShown, 30_000);
+    await page.keyboard.press('Alt+BracketRight');
+    await waitFor('the cursor on line 2', async () => /Ln 2, Col 12\b/.test(await statusBarText()), 10_000);
+    await page.keyboard.press('Control+K');
+    await page.keyboard.press('Control+I');
+    const hover = page.locator('.monaco-hover', { hasText: 'lspilot: next edit' });
+    await hover.first().waitFor({ state: 'visible', timeout: 10_000 });
+    const text = await hover.first().innerText();
+    log(`hover: ${JSON.stringify(text)}`);
+    for (const part of [EXPECT.hoverOld, EXPECT.hoverNew]) {
+      if (!text.includes(part)) {
+        throw new Error(`the hover lacks ${JSON.stringify(part)}`);
+      }
+    }
+    await screenshot('nes-hover');
+    await page.keyboard.press('Escape');
+    await hover.first().waitFor({ state: 'hidden', timeout: 10_000 });
+    if (!(await suggestionShown())) {
+      throw new Error('closing the hover dismissed the suggestion');
+    }
+    await page.keyboard.press('Escape');
+    await waitFor('the suggestion dismissed', suggestionGone, EXPECT.stallMs - 300, 25);
+    if ((await lineDecorations(2))?.text !== EXPECT.bodyLine) {
+      throw new Error('dismissing changed the line');
+    }
+    await screenshot('nes-dismissed');
+  });
+
+  await step('save', async () => {
+    await page.keyboard.press('Control+S');
+    await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}

@@ -1,17 +1,17 @@
-import * as crypto from 'crypto';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, WorkDoneProgress } from 'vscode-languageclient/node';
+import { LanguageClient } from 'vscode-languageclient/node';
 import { errorMessage } from './errors';
 import { ExplainPanel, rangeLabel } from './explainPanel';
 import { ProgressNotifications } from './progress';
-import type { ActionResult, StreamParams } from './protocol';
+import { ACTION_COMMANDS, ActionArgs, ActionCommand, ActionResult, execute, StreamParams } from './protocol';
 import { Recent } from './recent';
+import { Run, Runs } from './runs';
 import { describeUsage } from './usage';
 
 /** How this extension presents one of the server's action commands. */
 export interface ActionSpec {
-  command: string;
+  command: ActionCommand;
   title: string;
   /** Render the streamed answer in the panel. */
   show: boolean;
@@ -27,15 +27,14 @@ export interface CustomAction {
 }
 
 /** An action this extension started, under its own work-done token, until its request answers. */
-interface Run {
+interface ActionRun extends Run {
+  readonly kind: 'action';
   /** The panel session its `lspilot/stream` text goes to (shown actions only). */
   session?: number;
-  /** The message of its progress `end`: the outcome, with tokens and seconds. */
-  endMessage?: string;
 }
 
 /** The server's action commands, as this extension presents them. */
-export const ACTIONS: Record<string, ActionSpec> = {
+export const ACTIONS: Record<ActionCommand, ActionSpec> = {
   'lspilot.explain': { command: 'lspilot.explain', title: 'Explain', show: true },
   'lspilot.refactor': { command: 'lspilot.refactor', title: 'Refactor', show: false },
   'lspilot.writeTests': { command: 'lspilot.writeTests', title: 'Write tests', show: false },
@@ -58,46 +57,24 @@ export function customActions(): CustomAction[] {
  * under tokens the server made, get a panel of their own when they explain.
  */
 export class ActionTracker implements vscode.Disposable {
-  /** Runs of this extension by their work-done token; an entry lives exactly as long as its request. */
-  private readonly runs = new Map<string, Run>();
-  /** Tokens of runs that have ended: a late `lspilot/stream` for one is dropped. */
-  private readonly endedTokens = new Recent<string, true>(256);
   /** Streams of runs started elsewhere (tokens the server made): their panel session, if any. */
   private readonly foreign = new Recent<string, number | undefined>(64);
-  private readonly changed = new vscode.EventEmitter<void>();
   private readonly finished = new vscode.EventEmitter<ActionResult>();
-  /** Fires when an action of this extension starts or ends. */
-  readonly onDidChange = this.changed.event;
   /** Fires when an action of this extension has answered. */
   readonly onDidEnd = this.finished.event;
 
   constructor(
+    private readonly runs: Runs,
     private readonly panel: ExplainPanel,
     private readonly progress: ProgressNotifications,
   ) {}
 
-  /** How many actions of this extension are running. */
-  get running(): number {
-    return this.runs.size;
-  }
-
   /**
-   * `lspilot/stream`, matched by its token alone: each run of this extension has its own work-done
-   * token, so two runs on one file can never take each other's text.
+   * `lspilot/stream` of no run of this extension (the shared record took its own runs' text, each
+   * matched by its token alone): started elsewhere, under a token the server made.
    */
-  onStream(params: StreamParams): void {
+  onForeignStream(params: StreamParams): void {
     const key = String(params.token);
-    const run = this.runs.get(key);
-    if (run !== undefined) {
-      if (run.session !== undefined) {
-        this.panel.append(run.session, params.delta ?? '');
-      }
-      return;
-    }
-    if (this.endedTokens.has(key)) {
-      return; // a run of ours that has answered already
-    }
-    // Started by something else than this extension's commands, under a token the server made.
     if (!this.foreign.has(key)) {
       const session =
         params.command === 'lspilot.explain'
@@ -114,19 +91,13 @@ export class ActionTracker implements vscode.Disposable {
         this.panel.finish(session, 'done');
       }
       this.foreign.delete(key);
-      this.endedTokens.set(key, true);
+      this.runs.markEnded(key);
     }
   }
 
   /** Runs one of the server's commands with these arguments, presented as `spec` says. */
-  execute(c: LanguageClient, spec: ActionSpec, args: Record<string, unknown>, commandArgs: unknown[] = [args]): Promise<ActionResult> {
-    return this.track(c, spec, args, async (token) =>
-      (await c.sendRequest(ExecuteCommandRequest.type, {
-        command: spec.command,
-        arguments: commandArgs,
-        workDoneToken: token,
-      })) as ActionResult | null,
-    );
+  execute(c: LanguageClient, spec: ActionSpec, args: ActionArgs, rawArguments?: unknown[]): Promise<ActionResult> {
+    return this.track(c, spec, args, (token) => execute(c, spec.command, args, { workDoneToken: token, rawArguments }));
   }
 
   /**
@@ -135,12 +106,12 @@ export class ActionTracker implements vscode.Disposable {
    * extension's own work-done token.
    */
   executeCommand(c: LanguageClient | undefined, command: string, args: unknown[], next: (command: string, args: unknown[]) => unknown): unknown {
-    const spec = ACTIONS[command];
     const first = args[0];
-    if (spec === undefined || typeof first !== 'object' || first === null || c === undefined) {
+    if (!isActionCommand(command) || typeof first !== 'object' || first === null || c === undefined) {
       return next(command, args);
     }
-    const argument = first as Record<string, unknown>;
+    const spec = ACTIONS[command];
+    const argument = first as ActionArgs;
     const custom = command === 'lspilot.run' ? customActions().find((a) => a.id === argument.action) : undefined;
     return this.execute(
       c,
@@ -160,40 +131,42 @@ export class ActionTracker implements vscode.Disposable {
   private async track(
     c: LanguageClient,
     spec: ActionSpec,
-    args: Record<string, unknown>,
+    args: ActionArgs,
     send: (token: string) => Promise<ActionResult | null>,
   ): Promise<ActionResult> {
     const uri = typeof args.uri === 'string' ? args.uri : '';
-    const token = `lspilot-vscode-${crypto.randomUUID()}`;
-    const run: Run = {};
+    const token = Runs.token('action');
+    const run: ActionRun = {
+      token,
+      kind: 'action',
+      onStream: (params) => {
+        if (run.session !== undefined) {
+          this.panel.append(run.session, params.delta ?? '');
+        }
+      },
+      // vscode-languageclient passes `$/progress` for this token through middleware.handleWorkDoneProgress
+      // first (which shows the notification: `progress.handle` takes begin and report there), then here
+      // for what it lets through (the end). Handling it again here is harmless: a token is shown once.
+      onProgress: (params) => this.progress.handle(token, params),
+    };
     if (spec.show) {
       const what = spec.command === 'lspilot.explain' ? 'Explanation' : spec.title;
       run.session = this.panel.start(`${what}: ${describeTarget(uri, args.range)}`);
     }
-    this.runs.set(token, run);
-    this.changed.fire();
-    // vscode-languageclient passes `$/progress` for this token through middleware.handleWorkDoneProgress
-    // first (which shows the notification: `progress.handle` takes begin and report there), then here
-    // for what it lets through (the end). Handling it again here is harmless: a token is shown once.
-    const listening = c.onProgress(WorkDoneProgress.type, token, (params) => {
-      if (params.kind === 'end') {
-        run.endMessage = params.message;
-      }
-      this.progress.handle(token, params);
-    });
     let result: ActionResult;
     let refused: string | undefined;
     try {
-      result = (await send(token)) ?? { status: 'done' };
+      result =
+        (await this.runs.track(c, run, async () => {
+          try {
+            return await send(token);
+          } finally {
+            this.progress.close(token);
+          }
+        })) ?? { status: 'done' };
     } catch (error) {
       refused = errorMessage(error);
       result = { status: 'failed', error: { type: 'request', message: refused } };
-    } finally {
-      this.runs.delete(token);
-      this.endedTokens.set(token, true);
-      listening.dispose();
-      this.progress.close(token);
-      this.changed.fire();
     }
     const detail = result.error?.message ?? undefined;
     if (run.session !== undefined) {
@@ -214,9 +187,12 @@ export class ActionTracker implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.changed.dispose();
     this.finished.dispose();
   }
+}
+
+function isActionCommand(command: string): command is ActionCommand {
+  return (ACTION_COMMANDS as readonly string[]).includes(command);
 }
 
 /** `lspilot: Refactor done: 812 tokens in, 240 out, $0.000338` (cancelled: what it cost anyway). */

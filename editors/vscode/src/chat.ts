@@ -1,19 +1,10 @@
-import * as crypto from 'crypto';
 import * as vscode from 'vscode';
-import {
-  ExecuteCommandRequest,
-  LanguageClient,
-  MessageActionItem,
-  MessageType,
-  ProgressToken,
-  ShowMessageRequestParams,
-  WorkDoneProgress,
-} from 'vscode-languageclient/node';
+import { LanguageClient, MessageActionItem, MessageType, ShowMessageRequestParams } from 'vscode-languageclient/node';
 import { StepView } from './agentSteps';
 import { ChatMode, ChatTurn, ChatView } from './chatView';
 import { errorMessage } from './errors';
-import type { ChatResult, ChatShown, StreamParams, ToolCallParams } from './protocol';
-import { Recent } from './recent';
+import { ChatArgs, ChatResult, ChatShown, execute, StreamParams, ToolCallParams } from './protocol';
+import { Run as TrackedRun, Runs } from './runs';
 import { ServerProcess } from './serverProcess';
 import { describeUsage, formatCostShort } from './usage';
 
@@ -35,8 +26,8 @@ export interface ChatContext {
 }
 
 /** A turn this extension sent, under its own work-done token, until its request answers. */
-interface Run {
-  token: string;
+interface Run extends TrackedRun {
+  readonly kind: 'chat';
   /** The answer's turn (the view shows it while it is in `turns`). */
   turn: ChatTurn;
   /** The conversation it was sent in (the number of `newConversation`s before it). */
@@ -44,8 +35,6 @@ interface Run {
   /** Cancels the request itself ($/cancelRequest), when the server did not know the token yet. */
   request: vscode.CancellationTokenSource;
   stopping: boolean;
-  /** The message of its progress `end` (the outcome, with tokens and seconds). */
-  endMessage?: string;
   mode: ChatMode;
   /** Agent mode: its steps by their key, in order. */
   steps: Map<string, StepView>;
@@ -77,26 +66,17 @@ export class Chat implements vscode.Disposable {
   private generation = 0;
   /** The turn of this conversation that streams, if any. */
   private current: Run | undefined;
-  /** Every turn of this extension in flight by its token (a stopped turn of an earlier conversation too). */
-  private readonly runs = new Map<string, Run>();
-  private readonly endedTokens = new Recent<string, true>(256);
-  private readonly changedEmitter = new vscode.EventEmitter<void>();
   private readonly endedEmitter = new vscode.EventEmitter<ChatResult>();
-  /** Fires when a turn starts or ends. */
-  readonly onDidChange = this.changedEmitter.event;
   /** Fires when a turn has answered. */
   readonly onDidEnd = this.endedEmitter.event;
 
   constructor(
     private readonly server: ServerProcess,
     private readonly view: ChatView,
+    /** Every turn of this extension in flight by its token (a stopped turn of an earlier conversation too). */
+    private readonly runs: Runs,
   ) {
     this.view.show(this.turns);
-  }
-
-  /** How many turns of this extension are running. */
-  get running(): number {
-    return this.runs.size;
   }
 
   /** The id of the conversation shown, once its first turn was answered. */
@@ -104,18 +84,8 @@ export class Chat implements vscode.Disposable {
     return this.conversation;
   }
 
-  /** Whether `token` is one of this extension's chat turns: its progress is the view's, not a notification. */
-  owns(token: ProgressToken): boolean {
-    return this.runs.has(String(token));
-  }
-
-  /** `lspilot/stream`: true when it belonged to one of this extension's chat turns. */
-  onStream(params: StreamParams): boolean {
-    const key = String(params.token);
-    const run = this.runs.get(key);
-    if (run === undefined) {
-      return this.endedTokens.has(key); // a late piece of a turn that has answered
-    }
+  /** `lspilot/stream` of one of this extension's chat turns (the shared record matched its token). */
+  private onStream(run: Run, params: StreamParams): void {
     const delta = params.delta ?? '';
     run.turn.text += delta;
     const parts = run.turn.parts;
@@ -131,16 +101,10 @@ export class Chat implements vscode.Disposable {
       run.turn.status = 'streaming';
     }
     this.changed(run);
-    return true;
   }
 
-  /** `lspilot/toolCall`: true when it belonged to one of this extension's chat turns. */
-  onToolCall(params: ToolCallParams): boolean {
-    const key = String(params.token);
-    const run = this.runs.get(key);
-    if (run === undefined) {
-      return this.endedTokens.has(key);
-    }
+  /** `lspilot/toolCall` of one of this extension's chat turns. */
+  private onToolCall(run: Run, params: ToolCallParams): void {
     // The step of this call id that has not ended yet (ids are the model's: one may come again
     // in a later request of the turn), else a new one.
     let step = [...run.steps.values()].reverse().find((s) => s.id === params.id && s.status === 'running');
@@ -158,7 +122,6 @@ export class Chat implements vscode.Disposable {
       run.turn.status = 'streaming';
     }
     this.changed(run, true);
-    return true;
   }
 
   /**
@@ -227,7 +190,7 @@ export class Chat implements vscode.Disposable {
 
   /** A button of a step's question in the view. */
   answer(step: StepView, choice: string): void {
-    for (const run of this.runs.values()) {
+    for (const run of this.runs.list<Run>('chat')) {
       for (const pending of run.pending) {
         if (pending.step === step) {
           pending.settle(choice);
@@ -253,7 +216,7 @@ export class Chat implements vscode.Disposable {
       this.view.restoreInput(message);
       return false; // another turn started while the server was starting
     }
-    const args: Record<string, unknown> = { message };
+    const args: ChatArgs = { message };
     if (mode === 'agent') {
       args.mode = 'agent'; // ask is the default: an ask turn's arguments stay as they were
     }
@@ -275,7 +238,10 @@ export class Chat implements vscode.Disposable {
     this.turns.push(turn);
     this.view.changed(this.turns.length - 1, true);
     const run: Run = {
-      token: `lspilot-vscode-chat-${crypto.randomUUID()}`,
+      token: Runs.token('chat'),
+      kind: 'chat',
+      onStream: (params) => this.onStream(run, params),
+      onToolCall: (params) => this.onToolCall(run, params),
       turn,
       generation: this.generation,
       request: new vscode.CancellationTokenSource(),
@@ -285,11 +251,9 @@ export class Chat implements vscode.Disposable {
       pending: new Set(),
     };
     this.current = run;
-    this.runs.set(run.token, run);
     this.view.setBusy(true);
     void vscode.commands.executeCommand('setContext', 'lspilot.chatStreaming', true);
-    this.changedEmitter.fire();
-    const result = await this.execute(c, run, args);
+    const result = await this.runTurn(c, run, args);
     this.finish(run, result);
     return result.status === 'done';
   }
@@ -317,10 +281,7 @@ export class Chat implements vscode.Disposable {
 
   /** Shows a kept conversation again; later turns continue it. */
   async reopen(c: LanguageClient, id: string): Promise<void> {
-    const shown = (await c.sendRequest(ExecuteCommandRequest.type, {
-      command: 'lspilot.chatList',
-      arguments: [{ conversation: id }],
-    })) as ChatShown;
+    const shown = (await execute(c, 'lspilot.chatList', { conversation: id })) as ChatShown;
     this.leave();
     this.conversation = shown.conversation;
     this.title = shown.title;
@@ -382,10 +343,7 @@ export class Chat implements vscode.Disposable {
       return;
     }
     try {
-      const answer = (await c.sendRequest(ExecuteCommandRequest.type, {
-        command: 'lspilot.cancel',
-        arguments: [{ token: run.token }],
-      })) as { cancelled?: unknown[] } | null;
+      const answer = await execute(c, 'lspilot.cancel', { token: run.token });
       if (!(answer?.cancelled ?? []).map(String).includes(run.token) && this.runs.has(run.token)) {
         run.request.cancel();
       }
@@ -394,18 +352,13 @@ export class Chat implements vscode.Disposable {
     }
   }
 
-  private async execute(c: LanguageClient, run: Run, args: Record<string, unknown>): Promise<ChatResult> {
-    const listening = c.onProgress(WorkDoneProgress.type, run.token, (params) => {
-      if (params.kind === 'end') {
-        run.endMessage = params.message;
-      }
-    });
+  private runTurn(c: LanguageClient, run: Run, args: ChatArgs): Promise<ChatResult> {
+    return this.runs.track(c, run, () => this.requestTurn(c, run, args));
+  }
+
+  private async requestTurn(c: LanguageClient, run: Run, args: ChatArgs): Promise<ChatResult> {
     try {
-      const answer = (await c.sendRequest(
-        ExecuteCommandRequest.type,
-        { command: 'lspilot.chat', arguments: [args], workDoneToken: run.token },
-        run.request.token,
-      )) as ChatResult | null;
+      const answer = await execute(c, 'lspilot.chat', args, { workDoneToken: run.token, cancel: run.request.token });
       return answer ?? { status: run.stopping ? 'cancelled' : 'failed', error: run.stopping ? null : { message: 'no answer' } };
     } catch (error) {
       if (run.stopping) {
@@ -417,13 +370,10 @@ export class Chat implements vscode.Disposable {
       void vscode.window.showErrorMessage(`lspilot: Chat: ${refused}`);
       return { status: 'failed', error: { type: 'request', message: refused } };
     } finally {
-      listening.dispose();
       for (const pending of [...run.pending]) {
         pending.settle(undefined);
       }
       run.request.dispose();
-      this.runs.delete(run.token);
-      this.endedTokens.set(run.token, true);
     }
   }
 
@@ -488,7 +438,6 @@ export class Chat implements vscode.Disposable {
       const outcome = run.endMessage ? `Chat: ${run.endMessage}` : `Chat ${result.status}`;
       vscode.window.setStatusBarMessage(`lspilot: ${outcome}`, 8000);
     }
-    this.changedEmitter.fire();
     this.endedEmitter.fire(result);
   }
 
@@ -502,10 +451,9 @@ export class Chat implements vscode.Disposable {
   }
 
   dispose(): void {
-    for (const run of this.runs.values()) {
+    for (const run of this.runs.list<Run>('chat')) {
       run.request.cancel();
     }
-    this.changedEmitter.dispose();
     this.endedEmitter.dispose();
   }
 }

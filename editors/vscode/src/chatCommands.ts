@@ -1,12 +1,12 @@
 import * as path from 'path';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient } from 'vscode-languageclient/node';
+import { LanguageClient } from 'vscode-languageclient/node';
 import { AgentFiles } from './agentFiles';
 import { Chat, ChatContext, LAST_ANSWER } from './chat';
 import { BlockAction, ChatView, StepAction } from './chatView';
 import { errorMessage } from './errors';
 import { rangeLabel } from './explainPanel';
-import type { ChatApplyResult, ChatList } from './protocol';
+import { ChatList, execute } from './protocol';
 import { ServerProcess } from './serverProcess';
 
 /**
@@ -118,7 +118,7 @@ export class ChatCommands implements vscode.Disposable {
     }
     let list: ChatList;
     try {
-      list = (await c.sendRequest(ExecuteCommandRequest.type, { command: 'lspilot.chatList', arguments: [{}] })) as ChatList;
+      list = (await execute(c, 'lspilot.chatList', {})) as ChatList;
     } catch (error) {
       void vscode.window.showErrorMessage(`lspilot: Open conversation: ${errorMessage(error)}`);
       return;
@@ -167,7 +167,7 @@ export class ChatCommands implements vscode.Disposable {
 
   private async forget(c: LanguageClient, conversation: string): Promise<void> {
     try {
-      await c.sendRequest(ExecuteCommandRequest.type, { command: 'lspilot.chatReset', arguments: [{ conversation }] });
+      await execute(c, 'lspilot.chatReset', { conversation });
       this.chat.forgotten(conversation);
     } catch (error) {
       void vscode.window.showErrorMessage(`lspilot: Forget conversation: ${errorMessage(error)}`);
@@ -209,24 +209,19 @@ export class ChatCommands implements vscode.Disposable {
     const selection = editor.selection;
     const range = action.kind === 'apply' ? new vscode.Range(selection.start, selection.end) : new vscode.Range(selection.active, selection.active);
     try {
-      const result = (await c.sendRequest(ExecuteCommandRequest.type, {
-        command: 'lspilot.chatApply',
-        arguments: [
-          {
-            conversation,
-            // an answer after an agent turn: the server's last one (see Chat.forgetLastAnswer)
-            ...(action.answer === LAST_ANSWER ? {} : { turn: action.answer }),
-            block: action.block,
-            uri: c.code2ProtocolConverter.asUri(editor.document.uri),
-            range: c.code2ProtocolConverter.asRange(range),
-            version: editor.document.version,
-          },
-        ],
-      })) as ChatApplyResult;
-      if (result.status === 'done') {
+      const result = await execute(c, 'lspilot.chatApply', {
+        conversation,
+        // an answer after an agent turn: the server's last one (see Chat.forgetLastAnswer)
+        ...(action.answer === LAST_ANSWER ? {} : { turn: action.answer }),
+        block: action.block,
+        uri: c.code2ProtocolConverter.asUri(editor.document.uri),
+        range: c.code2ProtocolConverter.asRange(range),
+        version: editor.document.version,
+      });
+      if (result?.status === 'done') {
         vscode.window.setStatusBarMessage(`lspilot: ${what}: done`, 5000);
       } else {
-        void vscode.window.showErrorMessage(`lspilot: ${what}: ${result.error?.message ?? 'failed'}`);
+        void vscode.window.showErrorMessage(`lspilot: ${what}: ${result?.error?.message ?? 'failed'}`);
       }
     } catch (error) {
       void vscode.window.showErrorMessage(`lspilot: ${what}: ${errorMessage(error)}`);

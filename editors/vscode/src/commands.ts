@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest } from 'vscode-languageclient/node';
-import { ActionSpec, ActionTracker, CustomAction, customActions } from './actions';
+import { ACTIONS, ActionSpec, ActionTracker, CustomAction, customActions } from './actions';
 import { errorMessage } from './errors';
+import { ActionArgs, execute } from './protocol';
 import { ServerProcess } from './serverProcess';
 
 /** The commands that run actions on the selection, and cancel them. */
@@ -16,9 +16,9 @@ export class ActionCommands {
     const register = (id: string, fn: () => unknown): void => {
       subscriptions.push(vscode.commands.registerCommand(id, fn));
     };
-    register('lspilot.explainSelection', () => this.run({ command: 'lspilot.explain', title: 'Explain', show: true }));
-    register('lspilot.refactorSelection', () => this.run({ command: 'lspilot.refactor', title: 'Refactor', show: false }));
-    register('lspilot.writeTestsSelection', () => this.run({ command: 'lspilot.writeTests', title: 'Write tests', show: false }));
+    register('lspilot.explainSelection', () => this.run(ACTIONS['lspilot.explain']));
+    register('lspilot.refactorSelection', () => this.run(ACTIONS['lspilot.refactor']));
+    register('lspilot.writeTestsSelection', () => this.run(ACTIONS['lspilot.writeTests']));
     register('lspilot.refactorWithInstruction', () => this.refactorWithInstruction());
     register('lspilot.runCustomAction', () => this.runCustomAction());
     register('lspilot.showActions', () => this.showActions());
@@ -40,7 +40,7 @@ export class ActionCommands {
       void vscode.window.showWarningMessage(`lspilot: select the code to ${spec.title.toLowerCase()} first.`);
       return;
     }
-    const args: Record<string, unknown> = {
+    const args: ActionArgs = {
       uri: c.code2ProtocolConverter.asUri(editor.document.uri),
       range: c.code2ProtocolConverter.asRange(range),
     };
@@ -59,7 +59,7 @@ export class ActionCommands {
       return;
     }
     try {
-      await c.sendRequest(ExecuteCommandRequest.type, { command: 'lspilot.cancel', arguments: [{}] });
+      await execute(c, 'lspilot.cancel', {});
     } catch (error) {
       this.output.appendLine(`[lspilot] cancel failed: ${errorMessage(error)}`);
     }
@@ -79,11 +79,11 @@ export class ActionCommands {
     if (instruction === undefined || instruction.trim() === '') {
       return;
     }
-    await this.run({ command: 'lspilot.refactor', title: 'Refactor', show: false, instruction: instruction.trim() });
+    await this.run({ ...ACTIONS['lspilot.refactor'], instruction: instruction.trim() });
   }
 
   private runCustom(action: CustomAction): Promise<void> {
-    return this.run({ command: 'lspilot.run', title: action.title, show: action.apply === 'show', action: action.id });
+    return this.run({ ...ACTIONS['lspilot.run'], title: action.title, show: action.apply === 'show', action: action.id });
   }
 
   private async runCustomAction(): Promise<void> {

@@ -8,15 +8,19 @@ import { CHAT_VIEW, ChatView } from './chatView';
 import { ActionCommands } from './commands';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
+import { NextEdits } from './nextEdits';
 import { ProgressNotifications } from './progress';
-import type { StreamParams, ToolCallParams } from './protocol';
+import { listen } from './protocol';
+import { Runs } from './runs';
 import { ServerProcess } from './serverProcess';
 import { loadServerKeys } from './settings';
 import { showStatus, showStatusMenu, StatusBar } from './status';
 
 // The wiring: the server process (serverProcess.ts, with the key in apiKey.ts), the actions it runs
 // (actions.ts, started by commands.ts), the chat view (chatView.ts, its turns in chat.ts, its commands
-// in chatCommands.ts), ghost text (inline.ts) and the status bar (status.ts).
+// in chatCommands.ts), ghost text (inline.ts), next edit suggestions (nextEdits.ts) and the status bar
+// (status.ts). The server's commands and notifications are named and typed in protocol.ts; the runs
+// of actions and chat turns are one record by token (runs.ts).
 
 let server: ServerProcess | undefined;
 
@@ -27,19 +31,21 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   const progress = new ProgressNotifications((token) => {
     void server?.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
   });
-  const tracker = new ActionTracker(panel, progress);
+  const runs = new Runs();
+  const tracker = new ActionTracker(runs, panel, progress);
   const keys = new ApiKeys(context, output, () => serverProcess.pushSettings());
   const inline = new InlineCompletions(output, () => serverProcess.client);
+  const nextEdits = new NextEdits(output, () => serverProcess.client, () => inline.paused);
   const chatView = new ChatView();
   const serverProcess: ServerProcess = new ServerProcess(output, keys, {
     prepare: (c) => {
-      c.onNotification('lspilot/stream', (params: StreamParams) => {
-        if (!chat.onStream(params)) {
-          tracker.onStream(params);
-        }
-      });
-      c.onNotification('lspilot/toolCall', (params: ToolCallParams) => {
-        chat.onToolCall(params);
+      listen(c, {
+        onStream: (params) => {
+          if (!runs.onStream(params)) {
+            tracker.onForeignStream(params);
+          }
+        },
+        onToolCall: (params) => runs.onToolCall(params),
       });
       // vscode-languageclient 9 has no middleware for window/showMessageRequest; a handler set
       // before start replaces its own (it is installed after the built-in one, on each start).
@@ -64,7 +70,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       executeCommand: (command, args: unknown[], next) => tracker.executeCommand(serverProcess.client, command, args, next),
       handleWorkDoneProgress: (token, params, next) => {
         // a chat turn's progress is the view's (it has Stop), not a notification
-        if (chat.owns(token) || !progress.handle(token, params)) {
+        if (runs.owns(token, 'chat') || !progress.handle(token, params)) {
           next(token, params);
         }
       },
@@ -73,15 +79,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     stateChanged: () => status.refresh(),
   });
   server = serverProcess;
-  const chat: Chat = new Chat(serverProcess, chatView);
+  const chat: Chat = new Chat(serverProcess, chatView, runs);
   const chatCommands = new ChatCommands(serverProcess, chat, chatView);
   const status: StatusBar = new StatusBar(
     () => serverProcess.client,
-    () => tracker.running > 0 || inline.waiting > 0 || chat.running > 0,
+    () => runs.count() > 0 || inline.waiting > 0,
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);
-  context.subscriptions.push(output, panel, progress, tracker, keys, inline, status, chatView, chat, chatCommands);
+  context.subscriptions.push(output, panel, progress, runs, tracker, keys, inline, nextEdits, status, chatView, chat, chatCommands);
   context.subscriptions.push(
     vscode.window.registerWebviewViewProvider(CHAT_VIEW, chatView, { webviewOptions: { retainContextWhenHidden: true } }),
   );
@@ -90,6 +96,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   commands.register(context.subscriptions);
   chatCommands.register(context.subscriptions);
+  nextEdits.register(context.subscriptions);
   const register = (id: string, fn: () => unknown): void => {
     context.subscriptions.push(vscode.commands.registerCommand(id, fn));
   };
@@ -97,16 +104,15 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   register('lspilot.clearApiKey', () => keys.clear());
   register('lspilot.restartServer', () => serverProcess.restart());
   register('lspilot.showOutput', () => output.show(true));
-  register('lspilot.statusMenu', () => showStatusMenu(inline.paused));
+  register('lspilot.statusMenu', () => showStatusMenu(status, inline.paused));
   register('lspilot.showStatus', () => showStatus(status, inline.describe()));
   register('lspilot.pauseCompletions', () => inline.setPaused(true));
   register('lspilot.resumeCompletions', () => inline.setPaused(false));
   register('lspilot.toggleCompletions', () => inline.setPaused(!inline.paused));
 
   context.subscriptions.push(
-    tracker.onDidChange(() => status.render()),
+    runs.onDidChange(() => status.render()),
     tracker.onDidEnd(() => status.refresh()), // its usage is in the session's totals now
-    chat.onDidChange(() => status.render()),
     chat.onDidEnd(() => status.refresh()),
     inline.onDidChange(() => status.render()),
     inline.onDidAnswer(() => status.refreshSoon()),

@@ -1,9 +1,11 @@
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient } from 'vscode-languageclient/node';
+import { LanguageClient } from 'vscode-languageclient/node';
 import { errorMessage } from './errors';
-import type { ServerStatus } from './protocol';
-import { describeStatus, sessionFigure } from './usage';
+import { execute, ServerStatus } from './protocol';
+import { describeMcpServer, describeStatus, sessionFigure } from './usage';
 
+/** The status menu waits this long for a fresh status (MCP servers' states), else shows the last one. */
+const MENU_STATUS_MS = 1000;
 /** After completions the status is asked at most this often. */
 const AFTER_COMPLETIONS_MS = 2000;
 
@@ -22,7 +24,7 @@ export class StatusBar implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly client: () => LanguageClient | undefined,
+    readonly client: () => LanguageClient | undefined,
     /** True while an action or a chat answer of this window runs, or a completion keeps the user waiting. */
     private readonly busy: () => boolean,
     /** `on`, `paused …`, `off …`: the inline completions. */
@@ -86,6 +88,17 @@ export class StatusBar implements vscode.Disposable {
     return this.status;
   }
 
+  /** The status asked now, or the last one when the server takes longer than `ms` to answer. */
+  async recent(ms: number): Promise<ServerStatus | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    });
+    await Promise.race([this.ask(), late]);
+    clearTimeout(timer);
+    return this.status;
+  }
+
   lastProblem(): string | undefined {
     return this.problem;
   }
@@ -111,7 +124,7 @@ export class StatusBar implements vscode.Disposable {
     const c = this.client();
     if (c !== undefined) {
       try {
-        this.status = (await c.sendRequest(ExecuteCommandRequest.type, { command: 'lspilot.status' })) as ServerStatus;
+        this.status = (await execute(c, 'lspilot.status', undefined)) ?? undefined;
         this.problem = undefined;
       } catch (error) {
         this.problem = `no status from the server: ${errorMessage(error)}`;
@@ -128,9 +141,13 @@ export class StatusBar implements vscode.Disposable {
   }
 }
 
-/** The status bar item's menu. */
-export async function showStatusMenu(paused: boolean): Promise<void> {
-  type Item = vscode.QuickPickItem & { command: string };
+/**
+ * The status bar item's menu: its commands, then the configured MCP servers with their state and
+ * tool count (from `lspilot.status`'s `mcpServers`); picking a server shows the whole status.
+ */
+export async function showStatusMenu(bar: StatusBar, paused: boolean): Promise<void> {
+  type Item = vscode.QuickPickItem & { command?: string };
+  const status = bar.client() !== undefined ? await bar.recent(MENU_STATUS_MS) : undefined;
   const items: Item[] = [
     { label: '$(info) Show status', command: 'lspilot.showStatus' },
     { label: '$(stop-circle) Cancel all', description: 'running actions', command: 'lspilot.cancelAll' },
@@ -140,8 +157,16 @@ export async function showStatusMenu(paused: boolean): Promise<void> {
     { label: '$(key) Set API key', command: 'lspilot.setApiKey' },
     { label: '$(output) Open log', command: 'lspilot.showOutput' },
   ];
+  const servers = status?.mcpServers ?? [];
+  if (servers.length > 0) {
+    items.push({ label: 'MCP servers', kind: vscode.QuickPickItemKind.Separator });
+    for (const server of servers) {
+      const icon = server.state === 'running' ? '$(plug)' : server.state === 'failed' || server.state === 'refused' ? '$(error)' : '$(debug-disconnect)';
+      items.push({ label: `${icon} ${server.name}`, description: describeMcpServer(server), command: 'lspilot.showStatus' });
+    }
+  }
   const picked = await vscode.window.showQuickPick(items, { title: 'lspilot', placeHolder: 'lspilot' });
-  if (picked !== undefined) {
+  if (picked?.command !== undefined) {
     await vscode.commands.executeCommand(picked.command);
   }
 }

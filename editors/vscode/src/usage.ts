@@ -1,5 +1,5 @@
 // Usage and cost in words. No vscode import: tests/editors/test_vscode.py runs this module in plain Node.
-import type { ServerStatus, Usage } from './protocol';
+import type { McpServerStatus, ServerStatus, Usage } from './protocol';
 
 /** Dollars with enough digits to show a fraction of a cent (as the server's `format_cost`). */
 export function formatCost(cost: number): string {
@@ -63,6 +63,24 @@ export function sessionFigure(session: ServerStatus['session']): string {
   return tokens > 0 ? `${count(tokens)} tokens` : '';
 }
 
+/** `running, 2 tools`, `stopped (starts with the first agent turn)`, `failed: <why>`: one MCP server's state. */
+export function describeMcpServer(server: McpServerStatus): string {
+  const tools = typeof server.tools === 'number' ? plural(server.tools, 'tool') : undefined;
+  switch (server.state) {
+    case 'running':
+      return tools !== undefined ? `running, ${tools}` : 'running';
+    case 'stopped':
+      return 'stopped (starts with the first agent turn that needs tools)';
+    case 'failed':
+    case 'refused': {
+      const why = (server.error ?? '').trim().split('\n')[0];
+      return why !== '' ? `${server.state}: ${why}` : server.state;
+    }
+    default:
+      return server.state;
+  }
+}
+
 /** The lines of **lspilot: Show status**. */
 export function describeStatus(status: ServerStatus, completions: string): string[] {
   const session = status.session ?? {};
@@ -79,5 +97,6 @@ export function describeStatus(status: ServerStatus, completions: string): strin
     `Running: ${running.length === 0 ? 'nothing' : running.map((r) => r.action ?? String(r.token)).join(', ')}`,
     `This session: ${plural(session.requests ?? 0, 'request')}, ${count(session.promptTokens ?? 0)} tokens in, ` +
       `${count(session.completionTokens ?? 0)} out, ${cost}`,
+    ...(status.mcpServers ?? []).map((server) => `MCP server ${server.name}: ${describeMcpServer(server)}`),
   ];
 }
