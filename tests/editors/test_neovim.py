@@ -1378,3 +1378,44 @@ def test_agent_deny_and_a_dismissed_question_refuse_and_q_cancels_a_running_comm
     # Nothing was changed: not the buffer, not the disk.
     assert result["source"] == ORIGINAL_LINES and result["source_modified"] is False
     assert not (tmp_path / "ws" / "notes.txt").exists()
+
+
+# The plugin's module layers ---------------------------------------------------------
+
+PLUGIN_LUA = REPO / "editors" / "neovim" / "lua" / "lspilot"
+REQUIRE = re.compile(r"""require\(\s*["']lspilot(?:\.([\w.]+))?["']\s*\)""")
+
+
+def plugin_requires() -> dict[str, set[str]]:
+    """Each module of the plugin and the plugin modules it requires (at load time or
+    inside a function alike): ``init`` is require("lspilot")."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PLUGIN_LUA.glob("*.lua")):
+        code = "\n".join(
+            line.split("--", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()
+        )
+        graph[path.stem] = {m.group(1) or "init" for m in REQUIRE.finditer(code)} - {path.stem}
+    return graph
+
+
+def test_the_plugins_modules_require_each_other_one_way() -> None:
+    graph = plugin_requires()
+    assert {"init", "client", "jobs", "server", "events"} <= graph.keys()
+    # Nothing below the root module reaches back into it (so nothing writes into it).
+    assert [name for name, deps in graph.items() if "init" in deps] == []
+    for path in PLUGIN_LUA.glob("*.lua"):
+        assert not re.search(r"""require\(["']lspilot["']\)[\w.]*\s*=[^=]""",
+                             path.read_text(encoding="utf-8")), path.name
+    # No cycle, hidden in a function or not: a depth-first walk finds no back edge.
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in done:
+            return
+        for dep in sorted(graph.get(name, ())):
+            assert dep not in path + [name], f"require cycle: {' -> '.join(path + [name, dep])}"
+            walk(dep, path + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])

@@ -63,7 +63,7 @@ local function check_server(report, opts)
   local program = opts.cmd[1]
   local path = vim.fn.exepath(program)
   if path == "" then
-    report.error("`" .. program .. "` is not an executable (cmd = " .. vim.inspect(opts.cmd) .. ")", { require("lspilot.client").INSTALL_HINT })
+    report.error("`" .. program .. "` is not an executable (cmd = " .. vim.inspect(opts.cmd) .. ")", { require("lspilot.server").INSTALL_HINT })
     return false
   end
   local code, out = run(vim.list_extend(vim.deepcopy(opts.cmd), { "--version" }), opts.cmd_env, 15)
@@ -78,7 +78,7 @@ end
 
 local function check_key(report, opts)
   report.start("lspilot: the API key")
-  local c = require("lspilot.client").any(vim.api.nvim_get_current_buf())
+  local c = require("lspilot.server").any(vim.api.nvim_get_current_buf())
   if c then
     local answer, problem = require("lspilot.status").fetch_sync(5000)
     if answer and type(answer.apiKeySet) == "boolean" then

@@ -5,6 +5,8 @@
 -- The parts, one job each:
 --   config.lua      defaults and the options in force
 --   client.lua      the client's configuration, starting it, attaching buffers
+--   server.lua      finding the running client, what it said, how to install it
+--   events.lua      the User events (and the last one's data, for 0.7)
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
 --   float.lua       the explanation window
@@ -18,8 +20,10 @@
 --   compat.lua      the differences between Neovim 0.7 and newer
 local client = require("lspilot.client")
 local config = require("lspilot.config")
+local events = require("lspilot.events")
 local jobs = require("lspilot.jobs")
 local range = require("lspilot.range")
+local server = require("lspilot.server")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -29,9 +33,6 @@ local M = {}
 M.options = config.options
 --- What setup() found wrong with its options (messages naming each), {} when nothing.
 M.option_problems = {}
---- The data of the last User LspilotProgress / LspilotDone event (for Neovim 0.7,
---- whose autocmds carry no `data`).
-M.last_event = nil
 
 -- Options ------------------------------------------------------------------------
 
@@ -166,11 +167,11 @@ M.handlers = client.handlers
 M.client_commands = client.client_commands
 M.capabilities = client.capabilities
 M.client_config = client.client_config
-M.INSTALL_HINT = client.INSTALL_HINT
-M._missing_server = client.missing_server
+M.INSTALL_HINT = server.INSTALL_HINT
+M._missing_server = server.missing_server
 M.attach = client.attach
-M.get_client = client.find
-M._server_said = client.server_said
+M.get_client = server.find
+M._server_said = server.server_said
 
 --- on_attach for a config of your own (vim.lsp.config): ghost text for the buffer.
 function M.on_attach(c, bufnr)
@@ -242,4 +243,14 @@ function M.create_commands()
   require("lspilot.commands").create()
 end
 
-return M
+-- `last_event`: the data of the last User event the plugin fired (LspilotProgress,
+-- LspilotDone...; for Neovim 0.7, whose autocmds carry no `data`). Read from events.lua
+-- when asked, so no module writes into this one.
+return setmetatable(M, {
+  __index = function(_, key)
+    if key == "last_event" then
+      return events.last
+    end
+    return nil
+  end,
+})

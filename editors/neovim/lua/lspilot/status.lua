@@ -1,7 +1,7 @@
 -- :LspilotStatus: asks the server for `lspilot.status` and shows it readably.
 -- Answer: { version, model, baseUrl, apiKeySet, running = { { token, action, uri } },
 --           session = { requests, promptTokens, completionTokens, cost } }.
-local client_mod = require("lspilot.client")
+local server = require("lspilot.server")
 local compat = require("lspilot.compat")
 local util = require("lspilot.util")
 
@@ -16,7 +16,7 @@ local NO_SERVER = "no lspilot server is running for this buffer (or any); open a
 --- Sends lspilot.status to the buffer's client (or any lspilot client);
 --- `callback(err, answer)` with err a message string.
 function M.fetch(callback, bufnr)
-  local c = client_mod.any(bufnr or vim.api.nvim_get_current_buf())
+  local c = server.any(bufnr or vim.api.nvim_get_current_buf())
   if not c then
     callback(NO_SERVER, nil)
     return false
