@@ -442,9 +442,20 @@ function scenarios.status()
   result.buffer = buf_lines(buf)
 end
 
--- :checkhealth lspilot with a running client; the report is the current buffer.
+-- :checkhealth lspilot with a running client; the report is the current buffer. With
+-- spec.agent_message, an agent turn runs first (it starts the MCP servers).
 function scenarios.health()
   open_and_attach()
+  if spec.agent_message then
+    vim.cmd("LspilotAgent " .. spec.agent_message)
+    local job = require("lspilot.chat").state.job
+    if not job then
+      fail(":LspilotAgent started no turn; notifications: " .. vim.inspect(result.notifications))
+    end
+    wait_done(job)
+    result.job = job_summary(job)
+    vim.cmd("only")
+  end
   vim.cmd("checkhealth lspilot")
   result.health = buf_lines(0)
 end

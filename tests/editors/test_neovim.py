@@ -845,6 +845,54 @@ def test_checkhealth_reports_an_unreachable_upstream(nvim: Nvim, tmp_path: Path)
     assert _reported(lines, "OK", "lspilot "), text
 
 
+TIME_SERVER = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(TIME_SERVER is None, reason="mcp-server-time (PyPI) is in the dev extra")
+def test_checkhealth_lists_the_mcp_servers_with_state_and_tools(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    """PyPI's mcp-server-time runs and shows its tools; a server that exits at once
+    shows failed, with its reason. An agent turn starts them first."""
+    source = make_workspace(tmp_path / "ws")
+    broken = [sys.executable, "-c",
+              "import sys; sys.stderr.write('broken: no config here\\n'); sys.exit(3)"]
+    # lspilot starts each server under `python -m lspilot.child_guard`, in Neovim's working
+    # directory (the workspace) with only the server's own env: name this checkout's
+    # package, as an installed lspilot needs not.
+    env = {"PYTHONPATH": str(REPO / "server")}
+    servers = {"time": {"command": TIME_SERVER, "args": ["--local-timezone=UTC"], "env": env},
+               "broken": {"command": broken[0], "args": broken[1:], "env": env}}
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(["Nothing to do.\n"], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "health",
+            "file": str(source),
+            "agent_message": "what time is it?",
+            "options": {"init_options": {"explainShow": "none", "mcpServers": servers}},
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    assert "mcp__time__get_current_time" in {t["function"]["name"] for t in requests[0].json["tools"]}
+    lines = _health_lines(result)
+    text = "\n".join(lines)
+    head = next(i for i, line in enumerate(lines) if "lspilot: MCP servers" in line)
+    section = lines[head:head + 8]
+    assert _reported(section, "OK", "time: running, 2 tools"), text
+    assert _reported(section, "WARNING", "broken: failed"), text
+    assert "no config here" in "\n".join(section), text
+
+
+def test_checkhealth_says_when_no_mcp_server_is_configured(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {"scenario": "health", "file": str(source)})
+    lines = _health_lines(result)
+    head = next(i for i, line in enumerate(lines) if "lspilot: MCP servers" in line)
+    assert "none configured" in "\n".join(lines[head:head + 3]), lines
+
+
 # -- ghost text (inline completions) ---------------------------------------------------
 
 GHOST_SOURCE = "def add(a, b):\n    return a + b\n\n\ntotal = add()\n\ndef mul(a, b)\n"
