@@ -1467,3 +1467,122 @@ def test_the_plugins_modules_require_each_other_one_way() -> None:
 
     for name in sorted(graph):
         walk(name, [])
+
+
+# -- next edit suggestions (textDocument/copilotInlineEdit) ------------------------------
+
+NES_SOURCE = (
+    "def area(width, height):\n"
+    "    return width * height\n"
+    "\n"
+    "\n"
+    "def report(width, height):\n"
+    "    print(area(width, height))\n"
+)
+NES_LINES = NES_SOURCE.splitlines()
+RENAMED = ["def area(w, height):", *NES_LINES[1:]]
+# The model's rewrite of the region (the whole file here): the rename carried on.
+NES_REWRITE = "```python\n" + "\n".join(
+    ["def area(w, height):", "    return w * height", *NES_LINES[2:]]) + "\n```\n"
+# Rename `width` on line 1 (cursor on it, 0-based byte 9): change the word to `w`.
+# Ghost text off: typing `w` would otherwise ask the upstream too.
+RENAME = {"at": [1, 9], "edit": "ciww<Esc>", "suggestion": False}
+
+
+def nes_workspace(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "geometry"\nversion = "0"\n')
+    source = root / "geometry.py"
+    source.write_text(NES_SOURCE, encoding="utf-8")
+    return source
+
+
+def next_edit_events(result: dict[str, Any]) -> list[str]:
+    return [e["event"] for e in result["next_edit_events"]]
+
+
+def test_next_edit_shows_where_it_is_and_jump_accept_apply_it_as_one_undo_step(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "accept",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["supported"] is True
+    assert result["after_edit"] == RENAMED
+    # The server got the rename in its history, asked at the version Neovim had sent.
+    prompt = requests[0].json["messages"][-1]["content"]
+    assert "-def area(width, height):" in prompt and "+def area(w, height):" in prompt
+    # On the next line: `width` struck through, `w` as virtual text right after it
+    # (inline on 0.10+, at the line's end before).
+    assert result["get"]["edits"] == [{"row": 1, "col": 11, "end_row": 1, "end_col": 16,
+                                       "text": "width", "newText": "w"}]
+    marks = result["marks"]
+    struck = [m for m in marks if m.get("hl_group") == "LspilotNextEditDelete"]
+    assert [(m["row"], m["col"], m["end_row"], m["end_col"]) for m in struck] == [(1, 11, 1, 16)]
+    virtual = [m for m in marks if m.get("virt_text")]
+    assert len(virtual) == 1 and virtual[0]["virt_hl"] == "LspilotNextEdit", marks
+    if nvim.minor >= (0, 10):
+        assert (virtual[0]["row"], virtual[0]["col"], virtual[0]["pos"]) == (1, 16, "inline")
+        assert virtual[0]["virt_text"] == "w"
+    else:
+        assert (virtual[0]["row"], virtual[0]["pos"]) == (1, "eol")
+        assert virtual[0]["virt_text"].endswith("w")
+    # Jump: the cursor at the edit; accept: the buffer changes, the marks go.
+    assert result["cursor_after_jump"] == [2, 11]
+    assert result["after_accept"] == ["def area(w, height):", "    return w * height",
+                                      *NES_LINES[2:]]
+    assert result["marks_after"] == []
+    # One undo takes back the accepted edit alone, not the rename before it.
+    assert result["after_undo"] == RENAMED
+    assert "accepted" in next_edit_events(result)
+    assert source.read_text(encoding="utf-8") == NES_SOURCE  # in the buffer, not saved
+
+
+def test_next_edit_dismiss_clears_it_and_asks_nothing_more(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "dismiss",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+        assert len(upstream.requests) == 1
+
+    assert result["marks"] and result["marks_after"] == []
+    assert result["after_dismiss"] == RENAMED
+    events_seen = next_edit_events(result)
+    assert events_seen[-1] == "cleared" and result["next_edit_events"][-1]["reason"] == "dismissed"
+    assert events_seen.count("requested") == 1, events_seen
+
+
+def test_a_newer_edit_clears_a_stale_next_edit(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "edit",
+            "second_edit": "GA  # done<Esc>",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+
+    assert result["marks"] and result["marks_after"] == [] and result["get_after"] is None
+    assert result["cleared"]["reason"] == "edited"
+    assert result["buffer"] == [*RENAMED[:-1], RENAMED[-1] + "  # done"]
+    assert next_edit_events(result).count("requested") == 2
+
+
+def test_no_next_edit_is_asked_when_turned_off(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit_off", "file": str(source), **RENAME,
+            "options": {"next_edit": {"enabled": False, "debounce": 100}},
+        })
+        assert upstream.requests == []
+    assert result["buffer"] == RENAMED and result["next_edit_events"] == []

@@ -7,6 +7,7 @@ local chat = require("lspilot.chat")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
 local jobs = require("lspilot.jobs")
+local nextedit = require("lspilot.nextedit")
 local server = require("lspilot.server")
 local suggestion = require("lspilot.suggestion")
 local util = require("lspilot.util")
@@ -146,9 +147,11 @@ function M.capabilities(extra)
   return caps
 end
 
---- on_attach for lspilot clients: ghost text for the buffer, then the user's own.
+--- on_attach for lspilot clients: ghost text and next edit suggestions for the buffer,
+--- then the user's own.
 function M.on_attach(client, bufnr, user_on_attach)
   suggestion.attach(client, bufnr)
+  nextedit.attach(client, bufnr)
   if type(user_on_attach) == "function" then
     user_on_attach(client, bufnr)
   end

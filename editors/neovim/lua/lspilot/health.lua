@@ -187,6 +187,9 @@ local function check_neovim(report)
     report.info("ghost text: the plugin's own (extmarks; Neovim 0.7 to 0.11)" .. (compat.has_0_10 and ", inline" or ", overlay"))
   end
   report.info("ghost text is " .. (suggestion.is_enabled() and "on" or "off") .. " (:LspilotSuggestion toggle)")
+  local next_edit = config.options.next_edit or {}
+  report.info("next edit suggestions are " .. (next_edit.enabled and "on" or "off") .. " (next_edit.enabled); shown "
+    .. (compat.has_0_10 and "inline" or "at the end of the line") .. " where the server advertises them")
   report.info(compat.has_0_8 and "User LspilotDone carries args.data" or "User LspilotDone: read require(\"lspilot\").last_event (0.7 has no args.data)")
   report.info(compat.has_0_11 and "vim.lsp.enable(\"lspilot\") works (lsp/lspilot.lua)" or "vim.lsp.enable needs Neovim 0.11: use require(\"lspilot\").setup()")
 end

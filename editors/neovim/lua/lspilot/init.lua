@@ -14,6 +14,7 @@
 --   agent.lua       agent mode in words: steps, approvals, the turn's cost
 --   ask.lua         the server's questions (approvals) through vim.ui.select
 --   suggestion.lua  ghost text (inline completions)
+--   nextedit.lua    next edit suggestions (textDocument/copilotInlineEdit)
 --   status.lua      :LspilotStatus (the server's lspilot.status)
 --   health.lua      :checkhealth lspilot
 --   commands.lua    the user commands
@@ -50,6 +51,9 @@ local function merge_options(user)
   end
   if type(opts.cmd) == "string" then
     opts.cmd = { opts.cmd }
+  end
+  if type(opts.next_edit) == "boolean" then
+    opts.next_edit = vim.tbl_deep_extend("force", config.defaults.next_edit, { enabled = opts.next_edit })
   end
   if type(opts.suggestion) == "boolean" then
     opts.suggestion = vim.tbl_deep_extend("force", config.defaults.suggestion, { enabled = opts.suggestion })
@@ -111,6 +115,22 @@ local function check_options(opts)
           table.insert(problems, "suggestion.keys." .. tostring(name) .. " is not a key lspilot maps (it maps " .. table.concat(known, ", ") .. ")")
         elseif key ~= false and (type(key) ~= "string" or key == "") then
           table.insert(problems, "suggestion.keys." .. name .. " must be a key such as \"<M-l>\" or false, not " .. vim.inspect(key))
+        end
+      end
+    end
+  end
+  local n = opts.next_edit
+  if expect("next_edit", n, { "table" }, "a table { enabled, debounce, keys } or a boolean") then
+    expect("next_edit.enabled", n.enabled, { "boolean" }, "true or false")
+    if expect("next_edit.debounce", n.debounce, { "number" }, "a number of milliseconds") and n.debounce < 0 then
+      table.insert(problems, "next_edit.debounce must be 0 or more milliseconds")
+    end
+    if expect("next_edit.keys", n.keys, { "table" }, "a table of key names") then
+      for name, key in pairs(n.keys) do
+        if config.defaults.next_edit.keys[name] == nil then
+          table.insert(problems, "next_edit.keys." .. tostring(name) .. " is not a key lspilot maps (it maps accept, dismiss, jump)")
+        elseif key ~= false and (type(key) ~= "string" or key == "") then
+          table.insert(problems, "next_edit.keys." .. name .. " must be a key such as \"<M-n>\" or false, not " .. vim.inspect(key))
         end
       end
     end
@@ -232,6 +252,12 @@ end
 function M.show_status()
   return require("lspilot.status").show()
 end
+
+M.next_edit = setmetatable({}, {
+  __index = function(_, key)
+    return require("lspilot.nextedit")[key]
+  end,
+})
 
 M.suggestion = setmetatable({}, {
   __index = function(_, key)
