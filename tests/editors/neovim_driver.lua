@@ -442,9 +442,20 @@ function scenarios.status()
   result.buffer = buf_lines(buf)
 end
 
--- :checkhealth lspilot with a running client; the report is the current buffer.
+-- :checkhealth lspilot with a running client; the report is the current buffer. With
+-- spec.agent_message, an agent turn runs first (it starts the MCP servers).
 function scenarios.health()
   open_and_attach()
+  if spec.agent_message then
+    vim.cmd("LspilotAgent " .. spec.agent_message)
+    local job = require("lspilot.chat").state.job
+    if not job then
+      fail(":LspilotAgent started no turn; notifications: " .. vim.inspect(result.notifications))
+    end
+    wait_done(job)
+    result.job = job_summary(job)
+    vim.cmd("only")
+  end
   vim.cmd("checkhealth lspilot")
   result.health = buf_lines(0)
 end
@@ -756,6 +767,124 @@ function scenarios.suggest()
     return api.nvim_get_mode().mode == "n"
   end, "normal mode")
   result.marks_after = ghost_marks(buf)
+end
+
+-- Next edit suggestions ----------------------------------------------------------------
+
+local nextedit = require("lspilot.nextedit")
+
+local function next_edit_events()
+  local list = {}
+  for _, e in ipairs(result.events) do
+    if e.name == "nextEdit" then
+      table.insert(list, e)
+    end
+  end
+  return list
+end
+
+-- lspilot's next-edit extmarks in `buf`: position, end, highlight and virtual text.
+local function next_edit_marks(buf)
+  local marks = {}
+  for _, mark in ipairs(api.nvim_buf_get_extmarks(buf, nextedit.namespace, 0, -1, { details = true })) do
+    local d = mark[4] or {}
+    local text, hl = "", nil
+    for _, chunk in ipairs(d.virt_text or {}) do
+      text = text .. chunk[1]
+      if chunk[2] ~= "NonText" then
+        hl = hl or chunk[2]
+      end
+    end
+    table.insert(marks, {
+      row = mark[2], col = mark[3], end_row = d.end_row, end_col = d.end_col,
+      hl_group = d.hl_group, virt_text = text ~= "" and text or nil, virt_hl = hl, pos = d.virt_text_pos,
+    })
+  end
+  return marks
+end
+
+api.nvim_create_autocmd("User", {
+  pattern = "LspilotNextEdit",
+  callback = function(args)
+    local data = args.data or lspilot.last_event or {}
+    table.insert(result.events, { name = "nextEdit", event = data.event, reason = data.reason,
+      version = data.version, edits = data.edits, message = data.message })
+  end,
+})
+
+-- Waits for the next next-edit event `event` after the `seen`-th; returns it and its index.
+local function wait_next_edit(event, seen, what)
+  local found, index
+  wait(STEP_TIMEOUT, function()
+    local list = next_edit_events()
+    for i = seen + 1, #list do
+      if list[i].event == event then
+        found, index = list[i], i
+        return true
+      end
+    end
+    return false
+  end, what or ("the next edit event " .. event))
+  return found, index
+end
+
+local function keys(lhs)
+  api.nvim_feedkeys(api.nvim_replace_termcodes(lhs, true, false, true), "xt", false)
+end
+
+-- spec.edit: keys that change the buffer at spec.at = {row, col}; the suggestion shows;
+-- then spec.finish: "accept" (the jump key, the accept key, then undo), "dismiss" (the
+-- dismiss key) or "edit" (spec.second_edit's keys: a newer change clears it).
+function scenarios.next_edit()
+  local buf = open_and_attach()
+  result.supported = nextedit.supported(lspilot.get_client(buf))
+  api.nvim_win_set_cursor(0, spec.at)
+  keys(spec.edit)
+  result.after_edit = buf_lines(buf)
+  local shown, seen = wait_next_edit("shown", 0, "the next edit suggestion to show")
+  result.shown = shown
+  result.marks = next_edit_marks(buf)
+  result.get = nextedit.get()
+  local k = lspilot.options.next_edit.keys
+  if spec.finish == "accept" then
+    keys(k.jump)
+    result.cursor_after_jump = api.nvim_win_get_cursor(0)
+    result.mode_after_jump = api.nvim_get_mode().mode
+    keys(k.accept)
+    result.after_accept = buf_lines(buf)
+    result.marks_after = next_edit_marks(buf)
+    vim.cmd("silent undo")
+    result.after_undo = buf_lines(buf)
+  elseif spec.finish == "dismiss" then
+    keys(k.dismiss)
+    result.marks_after = next_edit_marks(buf)
+    result.after_dismiss = buf_lines(buf)
+    -- Nothing comes back until the next change: the pause passes, no request follows.
+    vim.wait(lspilot.options.next_edit.debounce + 700)
+  else
+    keys(spec.second_edit)
+    result.cleared = wait_next_edit("cleared", seen, "the suggestion to clear")
+    result.marks_after = next_edit_marks(buf)
+    result.get_after = nextedit.get() or vim.NIL
+    -- The newer change is asked about in its turn.
+    wait_next_edit("requested", seen, "a request for the newer change")
+  end
+  result.next_edit_events = next_edit_events()
+  result.buffer = buf_lines(buf)
+end
+
+-- next_edit.enabled = false: the change is made, the pause passes, nothing is asked
+-- (the ghost-text-free normal mode change leaves the upstream alone).
+function scenarios.next_edit_off()
+  local buf = open_and_attach()
+  api.nvim_win_set_cursor(0, spec.at)
+  keys(spec.edit)
+  -- A ghost-text request would not come in normal mode; an lspilot.status answer comes
+  -- after anything the server was asked before it.
+  vim.wait(lspilot.options.next_edit.debounce + 500)
+  require("lspilot.status").fetch_sync(5000, buf)
+  result.next_edit_events = next_edit_events()
+  result.buffer = buf_lines(buf)
 end
 
 local function finish()

@@ -34,6 +34,9 @@ else
     notify_done = true,
     settings = spec.settings or {},
     suggestion = spec.suggestion,
+    -- Next edit suggestions ask the upstream after any change: off unless a test turns
+    -- them on (spec.options.next_edit), so other tests' upstream sees only their own.
+    next_edit = false,
     health_timeout = spec.health_timeout,
   }
   -- Options a test passes as they are, bad ones included.

@@ -845,6 +845,54 @@ def test_checkhealth_reports_an_unreachable_upstream(nvim: Nvim, tmp_path: Path)
     assert _reported(lines, "OK", "lspilot "), text
 
 
+TIME_SERVER = shutil.which("mcp-server-time", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(TIME_SERVER is None, reason="mcp-server-time (PyPI) is in the dev extra")
+def test_checkhealth_lists_the_mcp_servers_with_state_and_tools(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    """PyPI's mcp-server-time runs and shows its tools; a server that exits at once
+    shows failed, with its reason. An agent turn starts them first."""
+    source = make_workspace(tmp_path / "ws")
+    broken = [sys.executable, "-c",
+              "import sys; sys.stderr.write('broken: no config here\\n'); sys.exit(3)"]
+    # lspilot starts each server under `python -m lspilot.child_guard`, in Neovim's working
+    # directory (the workspace) with only the server's own env: name this checkout's
+    # package, as an installed lspilot needs not.
+    env = {"PYTHONPATH": str(REPO / "server")}
+    servers = {"time": {"command": TIME_SERVER, "args": ["--local-timezone=UTC"], "env": env},
+               "broken": {"command": broken[0], "args": broken[1:], "env": env}}
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(["Nothing to do.\n"], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "health",
+            "file": str(source),
+            "agent_message": "what time is it?",
+            "options": {"init_options": {"explainShow": "none", "mcpServers": servers}},
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["job"]["status"] == "done", result
+    assert "mcp__time__get_current_time" in {t["function"]["name"] for t in requests[0].json["tools"]}
+    lines = _health_lines(result)
+    text = "\n".join(lines)
+    head = next(i for i, line in enumerate(lines) if "lspilot: MCP servers" in line)
+    section = lines[head:head + 8]
+    assert _reported(section, "OK", "time: running, 2 tools"), text
+    assert _reported(section, "WARNING", "broken: failed"), text
+    assert "no config here" in "\n".join(section), text
+
+
+def test_checkhealth_says_when_no_mcp_server_is_configured(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {"scenario": "health", "file": str(source)})
+    lines = _health_lines(result)
+    head = next(i for i, line in enumerate(lines) if "lspilot: MCP servers" in line)
+    assert "none configured" in "\n".join(lines[head:head + 3]), lines
+
+
 # -- ghost text (inline completions) ---------------------------------------------------
 
 GHOST_SOURCE = "def add(a, b):\n    return a + b\n\n\ntotal = add()\n\ndef mul(a, b)\n"
@@ -1378,3 +1426,163 @@ def test_agent_deny_and_a_dismissed_question_refuse_and_q_cancels_a_running_comm
     # Nothing was changed: not the buffer, not the disk.
     assert result["source"] == ORIGINAL_LINES and result["source_modified"] is False
     assert not (tmp_path / "ws" / "notes.txt").exists()
+
+
+# The plugin's module layers ---------------------------------------------------------
+
+PLUGIN_LUA = REPO / "editors" / "neovim" / "lua" / "lspilot"
+REQUIRE = re.compile(r"""require\(\s*["']lspilot(?:\.([\w.]+))?["']\s*\)""")
+
+
+def plugin_requires() -> dict[str, set[str]]:
+    """Each module of the plugin and the plugin modules it requires (at load time or
+    inside a function alike): ``init`` is require("lspilot")."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PLUGIN_LUA.glob("*.lua")):
+        code = "\n".join(
+            line.split("--", 1)[0] for line in path.read_text(encoding="utf-8").splitlines()
+        )
+        graph[path.stem] = {m.group(1) or "init" for m in REQUIRE.finditer(code)} - {path.stem}
+    return graph
+
+
+def test_the_plugins_modules_require_each_other_one_way() -> None:
+    graph = plugin_requires()
+    assert {"init", "client", "jobs", "server", "events"} <= graph.keys()
+    # Nothing below the root module reaches back into it (so nothing writes into it).
+    assert [name for name, deps in graph.items() if "init" in deps] == []
+    for path in PLUGIN_LUA.glob("*.lua"):
+        assert not re.search(r"""require\(["']lspilot["']\)[\w.]*\s*=[^=]""",
+                             path.read_text(encoding="utf-8")), path.name
+    # No cycle, hidden in a function or not: a depth-first walk finds no back edge.
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        if name in done:
+            return
+        for dep in sorted(graph.get(name, ())):
+            assert dep not in path + [name], f"require cycle: {' -> '.join(path + [name, dep])}"
+            walk(dep, path + [name])
+        done.add(name)
+
+    for name in sorted(graph):
+        walk(name, [])
+
+
+# -- next edit suggestions (textDocument/copilotInlineEdit) ------------------------------
+
+NES_SOURCE = (
+    "def area(width, height):\n"
+    "    return width * height\n"
+    "\n"
+    "\n"
+    "def report(width, height):\n"
+    "    print(area(width, height))\n"
+)
+NES_LINES = NES_SOURCE.splitlines()
+RENAMED = ["def area(w, height):", *NES_LINES[1:]]
+# The model's rewrite of the region (the whole file here): the rename carried on.
+NES_REWRITE = "```python\n" + "\n".join(
+    ["def area(w, height):", "    return w * height", *NES_LINES[2:]]) + "\n```\n"
+# Rename `width` on line 1 (cursor on it, 0-based byte 9): change the word to `w`.
+# Ghost text off: typing `w` would otherwise ask the upstream too.
+RENAME = {"at": [1, 9], "edit": "ciww<Esc>", "suggestion": False}
+
+
+def nes_workspace(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[project]\nname = "geometry"\nversion = "0"\n')
+    source = root / "geometry.py"
+    source.write_text(NES_SOURCE, encoding="utf-8")
+    return source
+
+
+def next_edit_events(result: dict[str, Any]) -> list[str]:
+    return [e["event"] for e in result["next_edit_events"]]
+
+
+def test_next_edit_shows_where_it_is_and_jump_accept_apply_it_as_one_undo_step(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "accept",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+        requests = upstream.wait_for_requests(1)
+
+    assert result["supported"] is True
+    assert result["after_edit"] == RENAMED
+    # The server got the rename in its history, asked at the version Neovim had sent.
+    prompt = requests[0].json["messages"][-1]["content"]
+    assert "-def area(width, height):" in prompt and "+def area(w, height):" in prompt
+    # On the next line: `width` struck through, `w` as virtual text right after it
+    # (inline on 0.10+, at the line's end before).
+    assert result["get"]["edits"] == [{"row": 1, "col": 11, "end_row": 1, "end_col": 16,
+                                       "text": "width", "newText": "w"}]
+    marks = result["marks"]
+    struck = [m for m in marks if m.get("hl_group") == "LspilotNextEditDelete"]
+    assert [(m["row"], m["col"], m["end_row"], m["end_col"]) for m in struck] == [(1, 11, 1, 16)]
+    virtual = [m for m in marks if m.get("virt_text")]
+    assert len(virtual) == 1 and virtual[0]["virt_hl"] == "LspilotNextEdit", marks
+    if nvim.minor >= (0, 10):
+        assert (virtual[0]["row"], virtual[0]["col"], virtual[0]["pos"]) == (1, 16, "inline")
+        assert virtual[0]["virt_text"] == "w"
+    else:
+        assert (virtual[0]["row"], virtual[0]["pos"]) == (1, "eol")
+        assert virtual[0]["virt_text"].endswith("w")
+    # Jump: the cursor at the edit; accept: the buffer changes, the marks go.
+    assert result["cursor_after_jump"] == [2, 11]
+    assert result["after_accept"] == ["def area(w, height):", "    return w * height",
+                                      *NES_LINES[2:]]
+    assert result["marks_after"] == []
+    # One undo takes back the accepted edit alone, not the rename before it.
+    assert result["after_undo"] == RENAMED
+    assert "accepted" in next_edit_events(result)
+    assert source.read_text(encoding="utf-8") == NES_SOURCE  # in the buffer, not saved
+
+
+def test_next_edit_dismiss_clears_it_and_asks_nothing_more(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "dismiss",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+        assert len(upstream.requests) == 1
+
+    assert result["marks"] and result["marks_after"] == []
+    assert result["after_dismiss"] == RENAMED
+    events_seen = next_edit_events(result)
+    assert events_seen[-1] == "cleared" and result["next_edit_events"][-1]["reason"] == "dismissed"
+    assert events_seen.count("requested") == 1, events_seen
+
+
+def test_a_newer_edit_clears_a_stale_next_edit(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream([NES_REWRITE], delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit", "file": str(source), **RENAME, "finish": "edit",
+            "second_edit": "GA  # done<Esc>",
+            "options": {"next_edit": {"debounce": 200}},
+        })
+
+    assert result["marks"] and result["marks_after"] == [] and result["get_after"] is None
+    assert result["cleared"]["reason"] == "edited"
+    assert result["buffer"] == [*RENAMED[:-1], RENAMED[-1] + "  # done"]
+    assert next_edit_events(result).count("requested") == 2
+
+
+def test_no_next_edit_is_asked_when_turned_off(nvim: Nvim, tmp_path: Path) -> None:
+    source = nes_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "next_edit_off", "file": str(source), **RENAME,
+            "options": {"next_edit": {"enabled": False, "debounce": 100}},
+        })
+        assert upstream.requests == []
+    assert result["buffer"] == RENAMED and result["next_edit_events"] == []

@@ -6,8 +6,10 @@
 -- questions show in its answer as they happen, and its steps and cost at its end.
 local agent = require("lspilot.agent")
 local ask = require("lspilot.ask")
-local client_mod = require("lspilot.client")
+local server = require("lspilot.server")
 local compat = require("lspilot.compat")
+local events = require("lspilot.events")
+local jobs = require("lspilot.jobs")
 local range = require("lspilot.range")
 local util = require("lspilot.util")
 
@@ -97,7 +99,7 @@ local function ensure_buf()
   end, "lspilot: send the message", true)
   map("n", "q", function()
     if state.job and state.job.status == "running" then
-      require("lspilot.jobs").cancel(state.job.token)
+      jobs.cancel(state.job.token)
     elseif #api.nvim_list_wins() > 1 then
       pcall(api.nvim_win_close, 0, false)
     end
@@ -257,7 +259,7 @@ local function turn_client(bufnr)
   if c and not compat.is_stopped(c) then
     return c
   end
-  return client_mod.any(bufnr)
+  return server.any(bufnr)
 end
 
 --- Sends `message` as the next turn; `context` { bufnr, uri, range } or nil.
@@ -287,7 +289,6 @@ local function send(message, context)
     args.range = context.range
   end
   local generation = state.generation
-  local jobs = require("lspilot.jobs")
   local token = jobs.run(M.COMMAND, {
     bufnr = (valid_buf(src) and src) or state.buf,
     client_id = c.id,
@@ -388,7 +389,7 @@ function M.on_tool_call(params, ctx)
     name = params.name, arguments = params.arguments, status = params.status,
     summary = util.value(params.summary, nil), client_id = ctx and ctx.client_id,
   }
-  require("lspilot.jobs").fire("LspilotToolCall", data)
+  events.fire("LspilotToolCall", data)
   if not (job and answer and job.token == params.token and valid_buf(state.buf)) then
     return
   end
@@ -476,7 +477,7 @@ local function context_for(bufnr, cmd_opts)
     return nil
   end
   local has_range = cmd_opts and cmd_opts.range and cmd_opts.range > 0
-  local c = has_range and client_mod.wait_for(bufnr, 15000) or client_mod.find(bufnr)
+  local c = has_range and server.wait_for(bufnr, 15000) or server.find(bufnr)
   if not c then
     return nil
   end
@@ -611,7 +612,7 @@ function M.apply()
     util.notify("no source buffer: start the chat from a file (:'<,'>LspilotChat) to apply its code", levels.WARN)
     return false
   end
-  local c = client_mod.find(src)
+  local c = server.find(src)
   if not c then
     util.notify("the lspilot server is not attached to " .. api.nvim_buf_get_name(src), levels.WARN)
     return false
@@ -655,7 +656,7 @@ end
 function M.new()
   state.generation = state.generation + 1
   if state.job and state.job.status == "running" then
-    require("lspilot.jobs").cancel(state.job.token)
+    jobs.cancel(state.job.token)
   end
   local old = state.conversation
   local c = turn_client(state.source and state.source.bufnr)

@@ -1,8 +1,15 @@
 -- The lspilot client: its configuration (handlers, capabilities, client-side commands),
--- starting it or attaching it to a buffer, and finding it again.
+-- starting it or attaching it to a buffer. The top of the plugin's layers: it wires the
+-- server's messages into jobs, chat, ask and suggestions, and none of those requires it
+-- (they find the running client through server.lua).
 local ask = require("lspilot.ask")
+local chat = require("lspilot.chat")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
+local jobs = require("lspilot.jobs")
+local nextedit = require("lspilot.nextedit")
+local server = require("lspilot.server")
+local suggestion = require("lspilot.suggestion")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -11,8 +18,6 @@ local levels = vim.log.levels
 local M = {}
 
 local started_by_root = {} -- root_dir -> client id (Neovim 0.7, which has no vim.lsp.start)
-local started_for_buf = {} -- bufnr -> the client id attach() gave it
-local recent_errors = {} -- { message, at } of the server's error messages
 
 --- The settings as a `{ lspilot = {...} }` table (what workspace/configuration looks up).
 function M.settings_section(settings)
@@ -69,7 +74,6 @@ end
 --- Handlers for the lspilot client: the stream, progress (on top of Neovim's own,
 --- so vim.lsp.status() keeps working) and showDocument where Neovim lacks it.
 function M.handlers()
-  local jobs = require("lspilot.jobs")
   local handlers = {
     ["lspilot/stream"] = function(err, result, ctx)
       jobs.on_stream(err, result, ctx)
@@ -87,42 +91,27 @@ function M.handlers()
   end
   -- Agent mode's steps, into the chat buffer.
   handlers["lspilot/toolCall"] = function(_, result, ctx)
-    require("lspilot.chat").on_tool_call(result, ctx)
+    chat.on_tool_call(result, ctx)
   end
   -- The server's questions (agent approvals above all): vim.ui.select, answered when
   -- the user chooses, never a blocking inputlist (lspilot.ask).
   handlers["window/showMessageRequest"] = function(err, result, ctx, cfg)
-    return require("lspilot.ask").handler(err, result, ctx, cfg)
+    return ask.handler(err, result, ctx, cfg)
   end
   -- The server reports a failed action with window/showMessage too; remember those so
   -- the plugin does not notify the same failure twice.
   handlers["window/showMessage"] = function(err, result, ctx, cfg)
     if type(result) == "table" and result.type == 1 and type(result.message) == "string" then
-      table.insert(recent_errors, { message = result.message, at = compat.uv.now() })
-      if #recent_errors > 20 then
-        table.remove(recent_errors, 1)
-      end
+      server.said(result.message)
     end
     return vim.lsp.handlers["window/showMessage"](err, result, ctx, cfg)
   end
   return handlers
 end
 
---- Whether the server showed an error message holding `message` in the last 10 s.
-function M.server_said(message)
-  local now = compat.uv.now()
-  for _, said in ipairs(recent_errors) do
-    if now - said.at < 10000 and said.message:find(message, 1, true) then
-      return true
-    end
-  end
-  return false
-end
-
 --- Client-side commands: the server's code actions (vim.lsp.buf.code_action())
 --- run through the plugin, so they stream into the same window and progress.
 function M.client_commands()
-  local jobs = require("lspilot.jobs")
   local commands = {}
   for _, name in ipairs({ jobs.COMMANDS.explain, jobs.COMMANDS.refactor, jobs.COMMANDS.tests }) do
     commands[name] = function(command, ctx)
@@ -158,9 +147,11 @@ function M.capabilities(extra)
   return caps
 end
 
---- on_attach for lspilot clients: ghost text for the buffer, then the user's own.
+--- on_attach for lspilot clients: ghost text and next edit suggestions for the buffer,
+--- then the user's own.
 function M.on_attach(client, bufnr, user_on_attach)
-  require("lspilot.suggestion").attach(client, bufnr)
+  suggestion.attach(client, bufnr)
+  nextedit.attach(client, bufnr)
   if type(user_on_attach) == "function" then
     user_on_attach(client, bufnr)
   end
@@ -185,22 +176,6 @@ function M.client_config(opts, root_dir)
   }
 end
 
--- lspilot is not on PyPI: install it from a checkout of its repository.
-M.INSTALL_HINT = "install it from a checkout of lspilot: `pipx install /path/to/lspilot` "
-  .. "or `uv tool install /path/to/lspilot`, or set cmd = { \"/path/to/lspilot/.venv/bin/lspilot\" } "
-  .. "(made by ./dev/demo); see :help lspilot-install"
-
-local told_missing = {}
-
---- Says once per program that the server command cannot be found, and how to install it.
-function M.missing_server(program)
-  if told_missing[program] then
-    return
-  end
-  told_missing[program] = true
-  util.notify("cannot start the server: `" .. program .. "` is not an executable; " .. M.INSTALL_HINT, levels.ERROR)
-end
-
 --- Starts (or reuses) the server for `bufnr` and attaches it. Returns the client id.
 function M.attach(bufnr)
   if bufnr == nil or bufnr == 0 then
@@ -215,7 +190,7 @@ function M.attach(bufnr)
   end
   local opts = config.options
   if vim.fn.executable(opts.cmd[1]) ~= 1 then
-    M.missing_server(opts.cmd[1])
+    server.missing_server(opts.cmd[1])
     return nil
   end
   local root = compat.find_root(path, opts.root_markers) or vim.fn.fnamemodify(path, ":p:h")
@@ -227,7 +202,7 @@ function M.attach(bufnr)
         return vim.lsp.start(cfg, { bufnr = bufnr })
       end)
     end)
-    started_for_buf[bufnr] = id
+    server.started(bufnr, id)
     return id
   end
   local id = started_by_root[root]
@@ -243,59 +218,8 @@ function M.attach(bufnr)
     started_by_root[root] = id
   end
   vim.lsp.buf_attach_client(bufnr, id)
-  started_for_buf[bufnr] = id
+  server.started(bufnr, id)
   return id
-end
-
---- The buffer's initialized lspilot client, or nil.
-function M.find(bufnr)
-  for _, client in ipairs(compat.get_clients({ bufnr = bufnr, name = config.name })) do
-    if client.initialized and not compat.is_stopped(client) then
-      return client
-    end
-  end
-  return nil
-end
-
---- Any running lspilot client: the buffer's first, else the first one there is.
-function M.any(bufnr)
-  local client = bufnr and M.find(bufnr)
-  if client then
-    return client
-  end
-  for _, c in ipairs(compat.get_clients({ name = config.name })) do
-    if c.initialized and not compat.is_stopped(c) then
-      return c
-    end
-  end
-  return nil
-end
-
---- The buffer's client; when a server is still starting (a command typed right after
---- opening a file), waits up to `ms` for it.
-function M.wait_for(bufnr, ms)
-  if M.find(bufnr) then
-    return M.find(bufnr)
-  end
-  local starting = false
-  local candidates = compat.get_clients({ name = config.name })
-  -- Older Neovims list only initialized clients; the one setup() started is known.
-  local id = started_for_buf[bufnr]
-  if id and vim.lsp.get_client_by_id(id) then
-    table.insert(candidates, vim.lsp.get_client_by_id(id))
-  end
-  for _, client in ipairs(candidates) do
-    if not client.initialized and not compat.is_stopped(client) then
-      starting = true
-    end
-  end
-  if starting then
-    api.nvim_echo({ { "lspilot: waiting for the server to start…" } }, false, {})
-    vim.wait(ms, function()
-      return M.find(bufnr) ~= nil
-    end, 50)
-  end
-  return M.find(bufnr)
 end
 
 return M

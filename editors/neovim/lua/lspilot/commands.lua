@@ -1,4 +1,5 @@
 -- The user commands (:help lspilot-commands).
+local jobs = require("lspilot.jobs")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -26,27 +27,26 @@ local function suggestion_command(o)
 end
 
 function M.create()
-  local lspilot = require("lspilot")
   local function create(name, fn, opts)
     opts.force = true
     api.nvim_create_user_command(name, fn, opts)
   end
   create("LspilotExplain", function(o)
-    lspilot.explain({ cmd_opts = o, instruction = o.args })
+    jobs.run(jobs.COMMANDS.explain, { cmd_opts = o, instruction = o.args })
   end, { range = true, nargs = "*", desc = "lspilot: explain the selection" })
   create("LspilotRefactor", function(o)
-    lspilot.refactor({ cmd_opts = o, instruction = o.args })
+    jobs.run(jobs.COMMANDS.refactor, { cmd_opts = o, instruction = o.args })
   end, { range = true, nargs = "*", desc = "lspilot: refactor the selection [instruction]" })
   create("LspilotTests", function(o)
-    lspilot.write_tests({ cmd_opts = o, instruction = o.args })
+    jobs.run(jobs.COMMANDS.tests, { cmd_opts = o, instruction = o.args })
   end, { range = true, nargs = "*", desc = "lspilot: write tests for the selection [instruction]" })
   create("LspilotCancel", function()
-    if lspilot.cancel() == 0 then
+    if jobs.cancel() == 0 then
       util.notify("nothing to cancel")
     end
   end, { nargs = 0, desc = "lspilot: cancel running actions" })
   create("LspilotStatus", function()
-    lspilot.show_status()
+    require("lspilot.status").show()
   end, { nargs = 0, desc = "lspilot: the server's status and this session's usage and cost" })
   create("LspilotChat", function(o)
     require("lspilot.chat").open(o.args, o)

@@ -58,6 +58,19 @@ M.defaults = {
       dismiss = "<C-]>",
     },
   },
+  -- Next edit suggestions: after a change and `debounce` ms without another, the edit
+  -- that follows from it, shown where it is (:help lspilot-next-edit).
+  next_edit = {
+    enabled = true,
+    debounce = 500,
+    -- Normal- and insert-mode keys; false leaves one unmapped. Each falls through to the
+    -- key's own meaning when no suggestion is shown.
+    keys = {
+      jump = "<M-n>",
+      accept = "<M-a>",
+      dismiss = "<M-d>",
+    },
+  },
   -- :checkhealth lspilot: seconds to wait for `lspilot check` to reach the upstream.
   health_timeout = 20,
 }

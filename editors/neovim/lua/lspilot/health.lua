@@ -1,5 +1,5 @@
--- :checkhealth lspilot: the server command, the key, the upstream, this Neovim's
--- features and where the log is.
+-- :checkhealth lspilot: the server command, the key, the upstream, the MCP servers,
+-- this Neovim's features and where the log is.
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
 local util = require("lspilot.util")
@@ -63,7 +63,7 @@ local function check_server(report, opts)
   local program = opts.cmd[1]
   local path = vim.fn.exepath(program)
   if path == "" then
-    report.error("`" .. program .. "` is not an executable (cmd = " .. vim.inspect(opts.cmd) .. ")", { require("lspilot.client").INSTALL_HINT })
+    report.error("`" .. program .. "` is not an executable (cmd = " .. vim.inspect(opts.cmd) .. ")", { require("lspilot.server").INSTALL_HINT })
     return false
   end
   local code, out = run(vim.list_extend(vim.deepcopy(opts.cmd), { "--version" }), opts.cmd_env, 15)
@@ -76,11 +76,22 @@ local function check_server(report, opts)
   return false
 end
 
-local function check_key(report, opts)
+-- The running server's lspilot.status: answer, or nil and why not (nil, nil when no
+-- server runs).
+local function running_status()
+  if not require("lspilot.server").any(vim.api.nvim_get_current_buf()) then
+    return nil, nil
+  end
+  local answer, problem = require("lspilot.status").fetch_sync(5000)
+  if type(answer) ~= "table" then
+    return nil, problem or "no answer"
+  end
+  return answer, nil
+end
+
+local function check_key(report, opts, answer, problem)
   report.start("lspilot: the API key")
-  local c = require("lspilot.client").any(vim.api.nvim_get_current_buf())
-  if c then
-    local answer, problem = require("lspilot.status").fetch_sync(5000)
+  if answer or problem then
     if answer and type(answer.apiKeySet) == "boolean" then
       if answer.apiKeySet then
         report.ok("the running server has a key (for " .. tostring(util.value(answer.baseUrl, "?")) .. ")")
@@ -90,7 +101,7 @@ local function check_key(report, opts)
       end
       return
     end
-    report.info("could not ask the running server: " .. tostring(problem) .. "; looking at the environment")
+    report.info("could not ask the running server: " .. tostring(problem or "its answer has no apiKeySet") .. "; looking at the environment")
   end
   local settings = plugin_settings(opts)
   local env_name = key_in_env(opts.cmd_env or {})
@@ -136,6 +147,34 @@ local function check_upstream(report, opts)
   end
 end
 
+-- The configured MCP servers, as the running server sees them (lspilot.status).
+local function check_mcp(report, answer, problem)
+  report.start("lspilot: MCP servers")
+  if not answer then
+    report.info(problem and ("could not ask the running server: " .. tostring(problem))
+      or "no lspilot server is running: open a file it serves to see its MCP servers")
+    return
+  end
+  if answer.mcpServers == nil then
+    report.info("this server does not report MCP servers (it is older than the plugin)")
+    return
+  end
+  local servers = require("lspilot.status").mcp_servers(answer)
+  if #servers == 0 then
+    report.info("none configured (mcpServers: :help lspilot-agent)")
+    return
+  end
+  for _, server in ipairs(servers) do
+    if server.state == "running" then
+      report.ok(server.text)
+    elseif server.state == "failed" then
+      report.warn(server.text, { "its tools are left out; check `command`, `args` and `env` in mcpServers" })
+    else
+      report.info(server.text)
+    end
+  end
+end
+
 local function check_neovim(report)
   report.start("lspilot: Neovim")
   local v = vim.version()
@@ -148,6 +187,9 @@ local function check_neovim(report)
     report.info("ghost text: the plugin's own (extmarks; Neovim 0.7 to 0.11)" .. (compat.has_0_10 and ", inline" or ", overlay"))
   end
   report.info("ghost text is " .. (suggestion.is_enabled() and "on" or "off") .. " (:LspilotSuggestion toggle)")
+  local next_edit = config.options.next_edit or {}
+  report.info("next edit suggestions are " .. (next_edit.enabled and "on" or "off") .. " (next_edit.enabled); shown "
+    .. (compat.has_0_10 and "inline" or "at the end of the line") .. " where the server advertises them")
   report.info(compat.has_0_8 and "User LspilotDone carries args.data" or "User LspilotDone: read require(\"lspilot\").last_event (0.7 has no args.data)")
   report.info(compat.has_0_11 and "vim.lsp.enable(\"lspilot\") works (lsp/lspilot.lua)" or "vim.lsp.enable needs Neovim 0.11: use require(\"lspilot\").setup()")
 end
@@ -170,8 +212,10 @@ function M.check()
   local report = reporter()
   local opts = config.options
   if check_server(report, opts) then
-    check_key(report, opts)
+    local answer, problem = running_status()
+    check_key(report, opts, answer, problem)
     check_upstream(report, opts)
+    check_mcp(report, answer, problem)
   end
   check_neovim(report)
   check_log(report)

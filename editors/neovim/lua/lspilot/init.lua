@@ -5,6 +5,8 @@
 -- The parts, one job each:
 --   config.lua      defaults and the options in force
 --   client.lua      the client's configuration, starting it, attaching buffers
+--   server.lua      finding the running client, what it said, how to install it
+--   events.lua      the User events (and the last one's data, for 0.7)
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
 --   float.lua       the explanation window
@@ -12,14 +14,17 @@
 --   agent.lua       agent mode in words: steps, approvals, the turn's cost
 --   ask.lua         the server's questions (approvals) through vim.ui.select
 --   suggestion.lua  ghost text (inline completions)
+--   nextedit.lua    next edit suggestions (textDocument/copilotInlineEdit)
 --   status.lua      :LspilotStatus (the server's lspilot.status)
 --   health.lua      :checkhealth lspilot
 --   commands.lua    the user commands
 --   compat.lua      the differences between Neovim 0.7 and newer
 local client = require("lspilot.client")
 local config = require("lspilot.config")
+local events = require("lspilot.events")
 local jobs = require("lspilot.jobs")
 local range = require("lspilot.range")
+local server = require("lspilot.server")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -29,9 +34,6 @@ local M = {}
 M.options = config.options
 --- What setup() found wrong with its options (messages naming each), {} when nothing.
 M.option_problems = {}
---- The data of the last User LspilotProgress / LspilotDone event (for Neovim 0.7,
---- whose autocmds carry no `data`).
-M.last_event = nil
 
 -- Options ------------------------------------------------------------------------
 
@@ -49,6 +51,9 @@ local function merge_options(user)
   end
   if type(opts.cmd) == "string" then
     opts.cmd = { opts.cmd }
+  end
+  if type(opts.next_edit) == "boolean" then
+    opts.next_edit = vim.tbl_deep_extend("force", config.defaults.next_edit, { enabled = opts.next_edit })
   end
   if type(opts.suggestion) == "boolean" then
     opts.suggestion = vim.tbl_deep_extend("force", config.defaults.suggestion, { enabled = opts.suggestion })
@@ -114,6 +119,22 @@ local function check_options(opts)
       end
     end
   end
+  local n = opts.next_edit
+  if expect("next_edit", n, { "table" }, "a table { enabled, debounce, keys } or a boolean") then
+    expect("next_edit.enabled", n.enabled, { "boolean" }, "true or false")
+    if expect("next_edit.debounce", n.debounce, { "number" }, "a number of milliseconds") and n.debounce < 0 then
+      table.insert(problems, "next_edit.debounce must be 0 or more milliseconds")
+    end
+    if expect("next_edit.keys", n.keys, { "table" }, "a table of key names") then
+      for name, key in pairs(n.keys) do
+        if config.defaults.next_edit.keys[name] == nil then
+          table.insert(problems, "next_edit.keys." .. tostring(name) .. " is not a key lspilot maps (it maps accept, dismiss, jump)")
+        elseif key ~= false and (type(key) ~= "string" or key == "") then
+          table.insert(problems, "next_edit.keys." .. name .. " must be a key such as \"<M-n>\" or false, not " .. vim.inspect(key))
+        end
+      end
+    end
+  end
   return problems
 end
 
@@ -166,11 +187,11 @@ M.handlers = client.handlers
 M.client_commands = client.client_commands
 M.capabilities = client.capabilities
 M.client_config = client.client_config
-M.INSTALL_HINT = client.INSTALL_HINT
-M._missing_server = client.missing_server
+M.INSTALL_HINT = server.INSTALL_HINT
+M._missing_server = server.missing_server
 M.attach = client.attach
-M.get_client = client.find
-M._server_said = client.server_said
+M.get_client = server.find
+M._server_said = server.server_said
 
 --- on_attach for a config of your own (vim.lsp.config): ghost text for the buffer.
 function M.on_attach(c, bufnr)
@@ -232,6 +253,12 @@ function M.show_status()
   return require("lspilot.status").show()
 end
 
+M.next_edit = setmetatable({}, {
+  __index = function(_, key)
+    return require("lspilot.nextedit")[key]
+  end,
+})
+
 M.suggestion = setmetatable({}, {
   __index = function(_, key)
     return require("lspilot.suggestion")[key]
@@ -242,4 +269,14 @@ function M.create_commands()
   require("lspilot.commands").create()
 end
 
-return M
+-- `last_event`: the data of the last User event the plugin fired (LspilotProgress,
+-- LspilotDone...; for Neovim 0.7, whose autocmds carry no `data`). Read from events.lua
+-- when asked, so no module writes into this one.
+return setmetatable(M, {
+  __index = function(_, key)
+    if key == "last_event" then
+      return events.last
+    end
+    return nil
+  end,
+})

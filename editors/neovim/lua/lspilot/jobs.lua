@@ -1,11 +1,12 @@
 -- Jobs: the actions (explain, refactor, write tests, custom) the plugin runs, their
 -- lspilot/stream text and progress, the answer (status, text, usage, error), cancel,
 -- and the User LspilotProgress / LspilotDone events.
-local client_mod = require("lspilot.client")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
+local events = require("lspilot.events")
 local float = require("lspilot.float")
 local range = require("lspilot.range")
+local server = require("lspilot.server")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -54,12 +55,7 @@ local function job_data(job)
   }
 end
 
---- Fires `User <pattern>` with `data` (kept as require("lspilot").last_event for 0.7).
-function M.fire(pattern, data)
-  require("lspilot").last_event = data
-  compat.user_event(pattern, data)
-  pcall(vim.cmd, "redrawstatus")
-end
+local fire = events.fire
 
 local function new_job(fields)
   local job = vim.tbl_extend("force", {
@@ -149,7 +145,7 @@ function M.finish(job, err, result)
   local suffix = spent and (" (" .. spent .. ")") or ""
   if job.status == "failed" then
     local message = tostring(job.error and job.error.message or "unknown error")
-    if not client_mod.server_said(message) then
+    if not server.server_said(message) then
       util.notify(job.title .. " failed: " .. message, levels.ERROR)
     end
   elseif job.status == "cancelled" then
@@ -157,7 +153,7 @@ function M.finish(job, err, result)
   elseif job.command ~= M.COMMANDS.explain and job.command ~= M.COMMANDS.chat and config.options.notify_done then
     util.notify(job.title .. " done" .. suffix)
   end
-  M.fire("LspilotDone", job_data(job))
+  fire("LspilotDone", job_data(job))
 end
 
 --- Runs an lspilot command on a range. `opts`: bufnr, range (LSP Range; default:
@@ -171,11 +167,11 @@ function M.run(command, opts)
   if bufnr == nil or bufnr == 0 then
     bufnr = api.nvim_get_current_buf()
   end
-  local client = opts.client_id and vim.lsp.get_client_by_id(opts.client_id) or client_mod.wait_for(bufnr, 15000)
+  local client = opts.client_id and vim.lsp.get_client_by_id(opts.client_id) or server.wait_for(bufnr, 15000)
   if not client or compat.is_stopped(client) then
     local program = config.options.cmd[1]
     if vim.fn.executable(program) ~= 1 then
-      util.notify("the server `" .. program .. "` is not installed; " .. client_mod.INSTALL_HINT, levels.WARN)
+      util.notify("the server `" .. program .. "` is not installed; " .. server.INSTALL_HINT, levels.WARN)
       return nil
     end
     util.notify("the lspilot server is not attached to this buffer (yet); see :help lspilot-setup", levels.WARN)
@@ -347,7 +343,7 @@ function M.on_stream(_, params, ctx)
   if params.done == true and job.external and job.status == "running" then
     job.status = "done"
     float.set_status(job)
-    M.fire("LspilotDone", job_data(job))
+    fire("LspilotDone", job_data(job))
   end
 end
 
@@ -371,7 +367,7 @@ function M.on_progress(params, ctx)
   if job then
     job.progress = data
   end
-  M.fire("LspilotProgress", data)
+  fire("LspilotProgress", data)
 end
 
 return M

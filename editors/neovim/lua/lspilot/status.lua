@@ -1,7 +1,8 @@
 -- :LspilotStatus: asks the server for `lspilot.status` and shows it readably.
 -- Answer: { version, model, baseUrl, apiKeySet, running = { { token, action, uri } },
---           session = { requests, promptTokens, completionTokens, cost } }.
-local client_mod = require("lspilot.client")
+--           session = { requests, promptTokens, completionTokens, cost },
+--           mcpServers = { { name, state, tools, error? } } }.
+local server = require("lspilot.server")
 local compat = require("lspilot.compat")
 local util = require("lspilot.util")
 
@@ -16,7 +17,7 @@ local NO_SERVER = "no lspilot server is running for this buffer (or any); open a
 --- Sends lspilot.status to the buffer's client (or any lspilot client);
 --- `callback(err, answer)` with err a message string.
 function M.fetch(callback, bufnr)
-  local c = client_mod.any(bufnr or vim.api.nvim_get_current_buf())
+  local c = server.any(bufnr or vim.api.nvim_get_current_buf())
   if not c then
     callback(NO_SERVER, nil)
     return false
@@ -70,6 +71,37 @@ local function file_of(uri)
   return ok and vim.fn.fnamemodify(path, ":~:.") or uri
 end
 
+--- The configured MCP servers of an answer (`mcpServers`), each as { name, state,
+--- tools, error, text }: `text` says it in words ("time: running, 2 tools").
+function M.mcp_servers(answer)
+  local list = {}
+  local servers = type(answer) == "table" and answer.mcpServers or nil
+  if type(servers) ~= "table" then
+    return list
+  end
+  for _, s in ipairs(servers) do
+    if type(s) == "table" then
+      local name = tostring(value(s.name, "?"))
+      local state = tostring(value(s.state, "?"))
+      local tools = tonumber(value(s.tools, 0)) or 0
+      local err = value(s.error, nil)
+      local text = name .. ": " .. state
+      if state == "running" then
+        text = text .. ", " .. tools .. (tools == 1 and " tool" or " tools")
+      elseif state == "stopped" then
+        text = text .. " (it starts with the first agent turn)"
+      elseif state == "refused" then
+        text = text .. " (the workspace's settings named it and you said not to start it)"
+      end
+      if type(err) == "string" and err ~= "" then
+        text = text .. ": " .. err
+      end
+      table.insert(list, { name = name, state = state, tools = tools, error = err, text = text })
+    end
+  end
+  return list
+end
+
 --- The answer as lines of text.
 function M.format(answer)
   local lines = {}
@@ -94,6 +126,9 @@ function M.format(answer)
   add("session", string.format("%s requests, %s tokens in, %s out, %s",
     util.thousands(value(session.requests, 0)), util.thousands(value(session.promptTokens, 0)),
     util.thousands(value(session.completionTokens, 0)), cost))
+  for i, server in ipairs(M.mcp_servers(answer)) do
+    add(i == 1 and "MCP" or "", server.text)
+  end
   local suggestion = require("lspilot.suggestion")
   add("ghost text", (suggestion.is_enabled() and "on" or "off") .. " (" .. suggestion.engine() .. ")")
   return lines

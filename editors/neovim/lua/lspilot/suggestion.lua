@@ -8,9 +8,10 @@
 -- (the first line as virt_text, the rest as virt_lines) and cleared on leaving insert
 -- mode and on any cursor move it did not predict. Typing the suggested characters keeps
 -- the rest shown without asking again.
-local client_mod = require("lspilot.client")
+local server = require("lspilot.server")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
+local events = require("lspilot.events")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -46,7 +47,7 @@ api.nvim_create_autocmd("ColorScheme", {
 
 local function fire(event, fields)
   local data = vim.tbl_extend("force", { event = event }, fields or {})
-  require("lspilot.jobs").fire("LspilotSuggestion", data)
+  events.fire("LspilotSuggestion", data)
 end
 
 function M.native_available()
@@ -240,7 +241,7 @@ end
 --- kind (1 Invoked by a key, 2 Automatic as you type).
 function M.request(bufnr, kind)
   cancel_pending()
-  local client = client_mod.find(bufnr)
+  local client = server.find(bufnr)
   if not client then
     return false
   end
