@@ -188,13 +188,13 @@ class ScrubbingWriter:
         return header + separator + scrubbed
 
 
-async def serve(fd: int, pump: MessagePump, read_size: int = 65536) -> None:
-    """Read frames from ``fd`` until it ends: the client is gone."""
+def read_in_thread(fd: int, name: str, read_size: int = 65536) -> asyncio.Queue[bytes]:
+    """What ``fd`` brings, chunk by chunk, ``b""`` at its end, read by a daemon thread (a
+    read blocked on a silent client never holds up the exit). LSP over stdio and ACP use it."""
     loop = asyncio.get_running_loop()
     chunks: asyncio.Queue[bytes] = asyncio.Queue()
 
     def read_forever() -> None:
-        # A daemon thread: a read blocked on a silent client never holds up the exit.
         while True:
             try:
                 data = os.read(fd, read_size)
@@ -207,7 +207,13 @@ async def serve(fd: int, pump: MessagePump, read_size: int = 65536) -> None:
             if not data:
                 return
 
-    threading.Thread(target=read_forever, name="lspilot-stdin", daemon=True).start()
+    threading.Thread(target=read_forever, name=name, daemon=True).start()
+    return chunks
+
+
+async def serve(fd: int, pump: MessagePump, read_size: int = 65536) -> None:
+    """Read frames from ``fd`` until it ends: the client is gone."""
+    chunks = read_in_thread(fd, "lspilot-stdin", read_size)
     frames = FrameReader()
     while data := await chunks.get():
         for body in frames.feed(data):

@@ -11,7 +11,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from tests.e2e.harness import API_KEY, capabilities, session
+from tests.e2e.harness import API_KEY, capabilities, plain, session
 from tests.fake_upstream import Reply
 
 UTIL = "def add(a, b):\n    return a - b\n"
@@ -57,7 +57,7 @@ class Agent:
 
         @editor.client.feature("lspilot/toolCall")
         def tool_call(params: Any) -> None:
-            self.steps.append(_plain(params))
+            self.steps.append(plain(params))
 
     async def chat(self, message: str, **extra: Any) -> dict[str, Any]:
         return await self.editor.command("lspilot.chat", {"message": message,
@@ -255,12 +255,3 @@ async def test_run_tests_runs_the_test_command_and_counts(upstream, workspace):
         done = next(s for s in agent.steps if s["status"] == "done")
         assert done["summary"] == "1 passed, 0 failed"
         assert "1 passed" in sent_messages(upstream, 1)[-1]["content"]
-
-
-def _plain(value: Any) -> Any:
-    """pygls hands an unknown notification's params over as named tuples."""
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value

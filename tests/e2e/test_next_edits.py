@@ -7,7 +7,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from tests.e2e.harness import capabilities, session
+from tests.e2e.harness import capabilities, plain, session
 from tests.fake_upstream import Reply
 
 METHOD = "textDocument/copilotInlineEdit"
@@ -48,15 +48,7 @@ async def ask(editor: Any, uri: str, line: int, character: int,
         result = await editor.client.protocol.send_request_async(METHOD, params, msg_id=msg_id)
     else:
         result = await editor.client.protocol.send_request_async(METHOD, params)
-    return _plain(result)["edits"]
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    return plain(result)["edits"]
 
 
 async def test_a_rename_on_one_line_is_offered_on_the_next(upstream, workspace):

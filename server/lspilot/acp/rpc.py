@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, BinaryIO
+
+from lspilot.transport import read_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -202,24 +202,7 @@ class Connection:
     # -- the loop ------------------------------------------------------------------------
     async def serve(self, fd: int, read_size: int = 65536) -> None:
         """Read lines from ``fd`` until it ends (the client is gone)."""
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def read_forever() -> None:
-            # A daemon thread: a read blocked on a silent client never holds up the exit.
-            while True:
-                try:
-                    data = os.read(fd, read_size)
-                except OSError:
-                    data = b""
-                try:
-                    loop.call_soon_threadsafe(chunks.put_nowait, data)
-                except RuntimeError:  # the loop is gone: we are exiting
-                    return
-                if not data:
-                    return
-
-        threading.Thread(target=read_forever, name="lspilot-acp-stdin", daemon=True).start()
+        chunks = read_in_thread(fd, "lspilot-acp-stdin", read_size)
         buffer = bytearray()
         while data := await chunks.get():
             buffer += data
