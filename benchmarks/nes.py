@@ -41,7 +41,9 @@ import inspect
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -640,7 +642,14 @@ async def nes_local(config: Config) -> list[Figure]:
     # Spread over the kinds: every other session first.
     chosen = [*SPECS[::2], *SPECS[1::2]][:count]
     plans = [plan(i, s) for i, s in enumerate(chosen)]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    # A cache of its own (llama.cpp's log is rewritten at each start: another lspilot on
+    # the machine must not share it), the assembled models linked in from the user's.
+    cache = Path(tempfile.mkdtemp(prefix="lspilot-bench-nes-local-"))
+    models = cache / "lspilot" / "models"
+    models.mkdir(parents=True)
+    for found in (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                  / "lspilot" / "models").glob("*"):
+        (models / found.name).symlink_to(found)
     options = {"baseUrl": "local", "temperature": 0.0}
     runs: list[Run] = []
     async with Session(config, "nes-local", options,
@@ -662,11 +671,16 @@ async def nes_local(config: Config) -> list[Figure]:
     grades: dict[str, int] = {"exact": 0, "partial": 0, "wrong": 0, "none": 0}
     for run in runs:
         grades[(run.first or {"grade": "none"})["grade"]] += 1
-    latency = [(q.answered - max(q.sent, q.last_change)) * 1000 for run in runs
-               for q in run.requests[-1:] if q.answered is not None]
+    # The last key's request; one still open at the time-out was answered empty when the
+    # document closed: that is no answer, not a latency.
+    latency = [(q.answered - q.sent) * 1000 for run in runs for q in run.requests[-1:]
+               if q.answered is not None and q.answered - q.sent < LOCAL_ANSWER_TIMEOUT_S]
+    timed_out = len(runs) - len(latency)
     speed = local_speed(cache / "lspilot" / "local" / "llama-server.log")
+    shutil.rmtree(cache, ignore_errors=True)
     worthy = grades["exact"] + grades["partial"]
     result = {"sessions": len(runs), "grades": grades, "warm_up_s": warm_s,
+              "timed_out": timed_out, "timeout_s": LOCAL_ANSWER_TIMEOUT_S,
               "last_key_to_answer_ms": _q(latency), "speed": speed,
               "status_next_edit": ((status or {}).get("session") or {}).get(
                   "actions", {}).get("nextEdit"),
@@ -678,7 +692,8 @@ async def nes_local(config: Config) -> list[Figure]:
         "nes_local", "next edits, local model (Qwen2.5-Coder 0.5B Instruct, chat)",
         f"{len(runs)} sessions: accept-worthy {worthy}/{len(runs)} ({grades['exact']} exact, "
         f"{grades['partial']} partial), {grades['wrong']} wrong, {grades['none']} nothing "
-        f"suggested; last key → answer p50 {fms(lat['p50'])}, p90 {fms(lat['p90'])}, "
+        f"suggested ({timed_out} of them no answer in {LOCAL_ANSWER_TIMEOUT_S:.0f} s); "
+        f"last key → answer p50 {fms(lat['p50'])}, p90 {fms(lat['p90'])}, "
         f"max {fms(lat['max'])}; "
         f"{speed.get('tokens_per_s') or 0:.1f} tokens/s generated, prompt "
         f"{speed.get('prompt_tokens_per_s') or 0:.0f} tokens/s; first request (start) "
