@@ -18,7 +18,13 @@ work lspilot does for ``workspace/executeCommand`` ``lspilot.refactor``
 No retries, no settings layers, no validation, no cancellation: the floor the benchmarks
 compare lspilot with (``floor_instant``, ``floor_paced``, ``floor_inline``). It also answers
 ``textDocument/codeAction`` with ``[]`` (the harness's readiness probe) and
-``textDocument/inlineCompletion`` with one canned item (the inline floor).
+``textDocument/inlineCompletion`` with one canned item (the inline floor), and
+``textDocument/copilotInlineEdit`` (the ``nes`` floor) with the least a next-edit server
+does: one request per document (a newer one cancels the older, which closes its
+upstream), 250 ms after the last change, a chat prompt with the document's change since
+the previous request as a unified diff and the lines around the cursor with an editable
+region (lspilot's markers and sizes), the streamed answer's fenced code diffed line by
+line against the region, one edit per changed run of whole lines.
 
 ``python -m benchmarks.floor_server --reader URL`` is the bare client: for each line on
 stdin, ``httpx`` or ``raw``, it reads one streamed answer from ``URL`` (the same request and
@@ -30,6 +36,7 @@ of this process (``time.process_time``) over that one read.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import sys
 import time
@@ -126,6 +133,30 @@ def strip_fence(answer: str) -> str:
     return "".join(body[:closing])
 
 
+NES_DEBOUNCE = 0.25  # as lspilot's next edits
+NES_BEFORE, NES_AFTER, NES_CONTEXT = 4, 8, 30  # lspilot's editable region and context
+NES_START, NES_END = "<|editable_region_start|>", "<|editable_region_end|>"
+NES_CURSOR = "<|user_cursor_is_here|>"
+NES_SYSTEM = ("Predict the programmer's next edit from their recent edit. Rewrite the code "
+              f"between {NES_START} and {NES_END}; answer with one fenced code block.")
+
+
+def nes_edits(lines: list[str], first: int, region: list[str], new: list[str], uri: str,
+              version: int) -> list[dict[str, Any]]:
+    """One edit per changed run of whole lines (ASCII: characters are UTF-16 units)."""
+    edits = []
+    matcher = difflib.SequenceMatcher(a=region, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        text = "".join(line + "\n" for line in new[j1:j2])
+        range_ = {"start": {"line": first + i1, "character": 0},
+                  "end": {"line": first + i2, "character": 0}}
+        edits.append({"text": text, "newText": text, "range": range_,
+                      "textDocument": {"uri": uri, "version": version}})
+    return edits
+
+
 def make_server() -> LanguageServer:
     server = LanguageServer("lspilot-floor", "0")
     options: dict[str, Any] = {}
@@ -146,6 +177,68 @@ def make_server() -> LanguageServer:
         return types.InlineCompletionList(items=[types.InlineCompletionItem(
             insert_text="return total\n",
             range=types.Range(start=position, end=position))])
+
+    changed: dict[str, float] = {}  # uri → when its last change was handled
+    seen: dict[str, str] = {}  # uri → its text at the previous next-edit request
+    asking: dict[str, asyncio.Task[list[dict[str, Any]]]] = {}
+
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: LanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+        seen[params.text_document.uri] = params.text_document.text
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: LanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+        changed[params.text_document.uri] = time.monotonic()
+
+    async def next_edit(ls: LanguageServer, uri: str, line: int) -> list[dict[str, Any]]:
+        quiet = changed.get(uri, 0.0) + NES_DEBOUNCE - time.monotonic()
+        if quiet > 0:
+            await asyncio.sleep(quiet)
+        document = ls.workspace.get_text_document(uri)
+        version, source = document.version or 0, document.source
+        lines = source.split("\n")
+        first, last = max(0, line - NES_BEFORE), min(len(lines), line + NES_AFTER + 1)
+        region = lines[first:last]
+        diff = "".join(difflib.unified_diff(seen.get(uri, source).splitlines(keepends=True),
+                                            source.splitlines(keepends=True), n=1))
+        seen[uri] = source
+        code = "\n".join([*lines[max(0, first - NES_CONTEXT):first], NES_START,
+                          *region[:line - first], NES_CURSOR + region[line - first],
+                          *region[line - first + 1:], NES_END, *lines[last:last + NES_CONTEXT]])
+        name = document.path.rsplit("/", 1)[-1]
+        user = (f"File: {name} (python)\n\nRecent edits:\n```diff\n{diff}```\n\n"
+                f"Code:\n```python\n{code}\n```")
+        if not http:
+            http.append(httpx.AsyncClient(headers={"user-agent": "lspilot-floor"}))
+        parts: list[str] = []
+        await read_stream(http[0], options["baseUrl"].rstrip("/") + "/chat/completions",
+                          chat_body(options.get("model", "bench-model"), NES_SYSTEM, user),
+                          options.get("apiKey", ""), parts.append)
+        current = ls.workspace.get_text_document(uri)
+        if current.version != version:
+            return []
+        code = strip_fence("".join(parts))
+        new = (code[:-1] if code.endswith("\n") else code).split("\n")
+        return nes_edits(lines, first, region, new, uri, version)
+
+    @server.feature("textDocument/copilotInlineEdit")
+    async def copilot_inline_edit(ls: LanguageServer, params: Any) -> dict[str, Any]:
+        uri = str(params.textDocument.uri)
+        previous = asking.pop(uri, None)
+        if previous is not None:
+            previous.cancel()  # superseded: its upstream stream is closed
+        task = asyncio.get_running_loop().create_task(
+            next_edit(ls, uri, int(params.position.line)))
+        asking[uri] = task
+        try:
+            return {"edits": await task}
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # the request itself was cancelled
+            return {"edits": []}
+        finally:
+            if asking.get(uri) is task:
+                del asking[uri]
 
     @server.command("lspilot.refactor")
     async def refactor(ls: LanguageServer, *args: Any) -> dict[str, Any]:

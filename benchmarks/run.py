@@ -23,6 +23,7 @@ from typing import Any
 from benchmarks.acp import ACP_BENCHMARKS
 from benchmarks.agent import AGENT_BENCHMARKS
 from benchmarks.floor import FLOOR_BENCHMARKS
+from benchmarks.nes import LOCAL_NES_BENCHMARKS, NES_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
 from benchmarks.scenarios import Config, Figure
 from benchmarks.toolcalls import TOOLCALL_BENCHMARKS
@@ -30,10 +31,10 @@ from benchmarks.toolcalls_local import LOCAL_TOOL_BENCHMARKS
 from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
 BENCHMARKS = {**LSPILOT_BENCHMARKS, **ACP_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS,
-              **AGENT_BENCHMARKS, **TOOLCALL_BENCHMARKS}
+              **AGENT_BENCHMARKS, **TOOLCALL_BENCHMARKS, **NES_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
 # list nor in --smoke.
-EXTRA = {**LOCAL_BENCHMARKS, **LOCAL_TOOL_BENCHMARKS}
+EXTRA = {**LOCAL_BENCHMARKS, **LOCAL_TOOL_BENCHMARKS, **LOCAL_NES_BENCHMARKS}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -50,10 +50,29 @@ def test_the_edits_turn_the_region_into_the_answer_and_none_restates_text(old, n
     result = _apply(old, edits)
     # The text is the region alone here; a deletion at its very end takes the newline
     # before it, so an all-empty result is one empty line.
-    expected = list(new)
-    while old and old[-1] == "" and (not expected or expected[-1] != ""):
-        expected.append("")
+    expected = list(new) + [""] * (_blank_tail(old) - _blank_tail(new))
     assert result == expected
+
+
+def _blank_tail(lines: list[str]) -> int:
+    n = 0
+    while n < len(lines) and lines[-1 - n] == "":
+        n += 1
+    return n
+
+
+def test_blank_lines_that_end_the_region_are_not_deleted():
+    # Found by the nes benchmark (calendar.py): the region ended with the two blank lines
+    # between two classes, the answer (fenced, so stripped of them) changed a line above,
+    # and the suggestion also deleted one of the blank lines.
+    old = ["    def f(self, day, width, upper=False):",
+           "        return super().f(day, width)", "", ""]
+    answer = "```python\n" + "\n".join([old[0], "        return super().f(day, width, upper)",
+                                         "", ""]) + "\n```\n"
+    new = prompt.rewritten(answer)
+    assert new is not None
+    edits = prompt.edits(prompt.Region(0, 4, tuple(old)), new)
+    assert [(e.start_line, e.old, e.text) for e in edits] == [(1, "", ", upper")]
 
 
 def test_a_renamed_word_is_shown_whole():

@@ -91,10 +91,10 @@ def edits(region: Region, new_lines: Sequence[str]) -> list[LineEdit]:
     lines, trimmed to the words that change; none that only restates the text."""
     old_lines = list(region.lines)
     new_lines = list(new_lines)
-    # The region's last line may be the empty one after a final newline, which a fenced
-    # answer cannot show: it is not a deletion.
-    while old_lines and old_lines[-1] == "" and (not new_lines or new_lines[-1] != ""):
-        new_lines.append("")
+    # The region may end with empty lines (the one after a final newline, the blank lines
+    # between two definitions), which a fenced answer cannot show (`rewritten` strips
+    # them): they are not deletions.
+    new_lines += [""] * (_blank_tail(old_lines) - _blank_tail(new_lines))
     old_text = "\n".join(old_lines)
     starts = [0]
     for line in old_lines:
@@ -133,6 +133,13 @@ def edits(region: Region, new_lines: Sequence[str]) -> list[LineEdit]:
         end_line, end_char = _position(old_text, end, region.first)
         out.append(LineEdit(start_line, start_char, end_line, end_char, removed, added))
     return out
+
+
+def _blank_tail(lines: Sequence[str]) -> int:
+    n = 0
+    while n < len(lines) and lines[-1 - n] == "":
+        n += 1
+    return n
 
 
 def _trimmed(text: str, begin: int, end: int, new: str) -> tuple[int, int, str]:
