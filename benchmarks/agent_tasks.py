@@ -449,9 +449,12 @@ async def run_suite(session: Session, tasks: list[Task], timeout: float,
             before(task)
         notices.clear()
         record, previous = await run_task(session, task, base, previous, timeout)
+        ended = [n for n in notices if n.get("status") != "running"]
         record["calls"] = [f"{n['name']}({str(n.get('arguments', ''))[:160]}) {n['status']}"
                            + (f": {n['summary'][:160]}" if n.get("summary") else "")
-                           for n in notices if n.get("status") != "running"]
+                           for n in ended]
+        # A cancelled turn's answer has no steps: the notices still counted them.
+        record["steps"] = max(record["steps"], len(ended))
         if after:
             after(task, record)
         records.append(record)
