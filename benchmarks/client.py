@@ -77,6 +77,9 @@ class ServerProcess:
         self._reader: asyncio.Task[None] | None = None
         self.on_stream: Callable[[dict[str, Any], float], None] | None = None
         self.on_edit: Callable[[str, dict[str, Any], float], None] | None = None
+        # window/showMessageRequest's answer (None: dismissed); any other notification.
+        self.on_ask: Callable[[dict[str, Any]], Any] | None = None
+        self.on_notice: Callable[[str, Any], None] | None = None
         self.counts: dict[str, int] = {}
         self.closed = asyncio.Event()
 
@@ -215,9 +218,13 @@ class ServerProcess:
                 result = {"success": True}
             elif method == "workspace/configuration":
                 result = [None for _ in params.get("items", ())]
+            elif method == "window/showMessageRequest" and self.on_ask is not None:
+                result = self.on_ask(params)
             self.send({"jsonrpc": "2.0", "id": message["id"], "result": result})
         elif method == "lspilot/stream" and self.on_stream is not None:
             self.on_stream(params, now)
+        elif self.on_notice is not None:
+            self.on_notice(method, params)
 
     # -- /proc --------------------------------------------------------------------------
     def cpu_seconds(self) -> float:

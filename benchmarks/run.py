@@ -22,6 +22,7 @@ from typing import Any
 
 from benchmarks.acp import ACP_BENCHMARKS
 from benchmarks.agent import AGENT_BENCHMARKS
+from benchmarks.agent_tasks import AGENT_TASK_BENCHMARKS, LOCAL_AGENT_TASK_BENCHMARKS
 from benchmarks.floor import FLOOR_BENCHMARKS
 from benchmarks.nes import LOCAL_NES_BENCHMARKS, NES_BENCHMARKS
 from benchmarks.scenarios import BENCHMARKS as LSPILOT_BENCHMARKS
@@ -31,10 +32,12 @@ from benchmarks.toolcalls_local import LOCAL_TOOL_BENCHMARKS
 from benchmarks.typing_sim import LOCAL_BENCHMARKS, TYPING_BENCHMARKS
 
 BENCHMARKS = {**LSPILOT_BENCHMARKS, **ACP_BENCHMARKS, **FLOOR_BENCHMARKS, **TYPING_BENCHMARKS,
-              **AGENT_BENCHMARKS, **TOOLCALL_BENCHMARKS, **NES_BENCHMARKS}
+              **AGENT_BENCHMARKS, **AGENT_TASK_BENCHMARKS, **TOOLCALL_BENCHMARKS,
+              **NES_BENCHMARKS}
 # Only with --only (the local model takes minutes and needs llama_cpp): not in the default
 # list nor in --smoke.
-EXTRA = {**LOCAL_BENCHMARKS, **LOCAL_TOOL_BENCHMARKS, **LOCAL_NES_BENCHMARKS}
+EXTRA = {**LOCAL_BENCHMARKS, **LOCAL_TOOL_BENCHMARKS, **LOCAL_NES_BENCHMARKS,
+         **LOCAL_AGENT_TASK_BENCHMARKS}
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -96,7 +99,9 @@ async def run(config: Config, names: list[str]) -> tuple[list[Figure], dict[str,
         start = time.perf_counter()
         try:
             bench = {**BENCHMARKS, **EXTRA}[name]
-            got = await asyncio.wait_for(bench(config), 120 if config.smoke else 900)
+            # A benchmark may need longer (the local model's agent tasks): time_limit.
+            limit = getattr(bench, "time_limit", 900)
+            got = await asyncio.wait_for(bench(config), 120 if config.smoke else limit)
         except Exception:
             crashed[name] = traceback.format_exc()
             print(f"    CRASHED:\n{crashed[name]}", file=sys.stderr, flush=True)

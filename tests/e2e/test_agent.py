@@ -148,6 +148,28 @@ async def test_paths_outside_excluded_files_bad_arguments_and_unknown_tools_fail
         assert "hunter2" not in everything and "private" not in everything
 
 
+async def test_an_edit_outside_the_workspace_fails_without_asking(upstream, workspace):
+    outside = workspace.parent / "outside.txt"
+    outside.write_text("hello\n")
+    (workspace / ".env").write_text("SECRET=1\n")
+    upstream.enqueue(
+        tool_reply(("edit_file", {"path": "../outside.txt", "old": "hello", "new": "bye"}),
+                   ("create_file", {"path": "../new.txt", "content": "x"}),
+                   ("edit_file", {"path": ".env", "old": "1", "new": "2"}),
+                   ("run_tests", {"path": "../t.py"})),
+        Reply.stream(["I cannot."]))
+    async with session(upstream, workspace) as editor:
+        agent = Agent(editor)  # it would Allow: nothing may be asked
+        result = await agent.chat("edit outside")
+        assert [s["status"] for s in result["steps"]] == ["failed"] * 4
+        assert agent.questions == []
+        results = [m["content"] for m in sent_messages(upstream, 1) if m["role"] == "tool"]
+        assert "outside the workspace" in results[0] and "outside the workspace" in results[1]
+        assert "excluded" in results[2] and "outside the workspace" in results[3]
+        assert outside.read_text() == "hello\n" and not (workspace.parent / "new.txt").exists()
+        assert (workspace / ".env").read_text() == "SECRET=1\n" and editor.edits == []
+
+
 async def test_list_and_search_honour_gitignore_and_exclusions(upstream, workspace):
     (workspace / ".gitignore").write_text("build/\n*.log\n")
     (workspace / "build").mkdir()

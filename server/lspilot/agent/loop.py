@@ -131,6 +131,10 @@ async def _run_call(call: ToolCall, tools: Mapping[str, Tool], setup: TurnSetup,
     step.label = tool.label(args)
     job.report(step.label)
     setup.on_step(step)
+    try:
+        tool.precheck(args, setup.host)
+    except ToolError as exc:
+        return _ended(step, setup, "failed", str(exc))
     if not await _approved(tool, args, call, setup):
         return _ended(step, setup, "refused",
                       "The user refused this call, so it did not run. Do not make the same "

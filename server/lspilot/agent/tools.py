@@ -89,12 +89,22 @@ class Tool:
         """What "Allow for this conversation" approves: this tool, any arguments."""
         return self.name
 
+    def precheck(self, args: Mapping[str, Any], host: Host) -> None:
+        """Raises ToolError for a call that cannot run whatever the user answers, so the
+        user is not asked about it (built-in tools: a path outside the workspace or
+        excluded)."""
+
     async def run(self, args: Mapping[str, Any], host: Host) -> Result:
         raise NotImplementedError
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
                 "parameters": dict(self.parameters)}
+
+
+def _path_precheck(args: Mapping[str, Any], host: Host) -> None:
+    if args.get("path"):
+        host.files.resolve(args["path"])
 
 
 def _object(properties: dict[str, Any], required: Sequence[str]) -> dict[str, Any]:
@@ -268,6 +278,9 @@ class EditFile(Tool):
     parameters = _object({"path": _STRING, "old": _STRING, "new": _STRING},
                          ["path", "old", "new"])
 
+    def precheck(self, args: Mapping[str, Any], host: Host) -> None:
+        _path_precheck(args, host)
+
     def label(self, args: Mapping[str, Any]) -> str:
         return f"Editing {args.get('path')}…"
 
@@ -335,6 +348,9 @@ class CreateFile(Tool):
     description = "Create a new workspace file with the given content (never overwrites)."
     parameters = _object({"path": _STRING, "content": _STRING}, ["path", "content"])
 
+    def precheck(self, args: Mapping[str, Any], host: Host) -> None:
+        _path_precheck(args, host)
+
     def label(self, args: Mapping[str, Any]) -> str:
         return f"Creating {args.get('path')}…"
 
@@ -360,6 +376,9 @@ class RunTests(Tool):
     description = ("Run the project's tests (the test command for the file's language), "
                    "optionally for one test file; answers passed/failed counts and output.")
     parameters = _object({"path": _STRING}, [])
+
+    def precheck(self, args: Mapping[str, Any], host: Host) -> None:
+        _path_precheck(args, host)
 
     def label(self, args: Mapping[str, Any]) -> str:
         return f"Running the tests{' in ' + args['path'] if args.get('path') else ''}…"
