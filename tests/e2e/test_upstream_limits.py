@@ -90,10 +90,12 @@ async def test_an_endless_line_fails_at_once_as_too_large(upstream, workspace):
         started = time.monotonic()
         result = await explain(editor, uri)
         elapsed = time.monotonic() - started
-        assert upstream.requests[0].client_closed.wait(5), "the connection was dropped"
+        closed = await asyncio.to_thread(upstream.requests[0].client_closed.wait, 20)
+        assert closed, "the connection was dropped"
     assert result["status"] == "failed", result
     assert result["error"]["type"] == "response_too_large", result
-    assert elapsed < 3, f"{elapsed:.1f} s"
+    # Before, the 48 MB took ~60 s of a full core; a loaded CI machine needs some slack.
+    assert elapsed < 15, f"{elapsed:.1f} s"
 
 
 async def test_response_headers_trickled_a_byte_at_a_time_time_out(upstream, workspace):
