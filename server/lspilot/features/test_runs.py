@@ -18,10 +18,12 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from lspilot import consent
-from lspilot.actions import selection
+from lspilot.actions import selection, small_model_tests, test_answers
 from lspilot.actions.appliers import WriteTestFile
+from lspilot.actions.extract import extract_code
 from lspilot.actions.registry import Action
 from lspilot.actions.results import EditTarget, WrittenTests, replacement_edit, test_code
+from lspilot.actions.small_model_tests import Prefill
 from lspilot.features.base import Services
 from lspilot.jobs.job import Job
 from lspilot.llm.wire import ChatRequest
@@ -43,8 +45,10 @@ class TestRuns:
         self.always = consent.Remembered(services.cache_dir / "run-tests-always.json")
 
     async def after_writing(self, job: Job, applier: WriteTestFile, action: Action,
-                            code_under_test: str) -> tuple[dict[str, Any] | None, str | None]:
-        """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words)."""
+                            code_under_test: str, prefill: Prefill | None = None,
+                            ) -> tuple[dict[str, Any] | None, str | None]:
+        """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words).
+        ``prefill``: a small local model's answers are begun for it, repairs too."""
         written = applier.written
         if written is None:
             return None, None
@@ -81,7 +85,7 @@ class TestRuns:
             job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
                        f"(round {rounds} of {settings.test_repair_rounds})…")
             repaired = await self._repair(job, applier, action, written, code_under_test,
-                                          commands.shown(argv), run.output)
+                                          commands.shown(argv), run.output, prefill)
             if repaired is None:
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
@@ -117,7 +121,7 @@ class TestRuns:
 
     async def _repair(self, job: Job, applier: WriteTestFile, action: Action,
                       written: WrittenTests, code_under_test: str, command: str,
-                      output: str) -> WrittenTests | None:
+                      output: str, prefill: Prefill | None) -> WrittenTests | None:
         settings = job.settings
         document = applier.snap.document
         root = selection.root_for(self.services.workspace, Path(document.path))
@@ -127,12 +131,26 @@ class TestRuns:
             tests=written.code, command=command,
             output=report.trimmed(output, min(report.OUTPUT_CHARS,
                                               settings.context_budget_chars // 2)))
-        answer = await job.stream(ChatRequest(
-            model=action.model or settings.model, messages=messages,
-            temperature=action.temperature if action.temperature is not None
-            else settings.temperature,
-            max_tokens=action.max_tokens or settings.max_tokens))
-        new_code = test_code(applier.test, answer.text)
+        model = action.model or settings.model
+        temperature = action.temperature if action.temperature is not None \
+            else settings.temperature
+        max_tokens = action.max_tokens or settings.max_tokens
+        if prefill is not None:
+            raw, begun = prefill.request(messages, model=model, temperature=temperature,
+                                         top_p=None, max_tokens=max_tokens)
+            text = small_model_tests.finish(begun, (await job.stream(raw)).text)
+        else:
+            text = (await job.stream(ChatRequest(model=model, messages=messages,
+                                                 temperature=temperature,
+                                                 max_tokens=max_tokens))).text
+        language = selection.language_of(document)
+        code = extract_code(text)
+        if code is not None and language == "python":
+            code = test_answers.complete_python_tests(code)
+            text = f"```python\n{code}```\n"
+        if not test_answers.has_tests(language, code):
+            return written  # a "repair" without tests is not applied: the tests stay
+        new_code = test_code(applier.test, text)
         current, version = self._current(written, applier.test.path)
         start = written.start if current[written.start:written.start + len(written.code)] \
             == written.code else current.find(written.code)

