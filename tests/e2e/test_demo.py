@@ -140,17 +140,18 @@ SUMMARIZE_RIGHT = ("```python\nfrom stats import summarize\n\n\ndef test_empty()
 def test_demo_runs_the_tests_it_wrote_and_has_them_repaired(upstream, tmp_path):
     cwd = tmp_path / "somewhere"
     cwd.mkdir()
-    upstream.enqueue(Reply.stream(EXPLANATION), Reply.stream(REFACTOR[:1] + [
-        "def summarize(values):\n    if not values:\n        return None\n"
-        "    return {'count': len(values), 'mean': sum(values) / len(values), "
-        "'largest': max(values)}\n", "```\n"]),
-        Reply.stream([SUMMARIZE_WRONG]), Reply.stream([SUMMARIZE_RIGHT]))
+    refactored = ("def summarize(values):\n    if not values:\n        return None\n"
+                  "    return {'count': len(values), 'mean': sum(values) / len(values), "
+                  "'largest': max(values)}\n")
+    upstream.enqueue(Reply.stream(EXPLANATION), Reply.stream([REFACTOR[0], refactored, "```\n"]),
+                     Reply.stream([SUMMARIZE_WRONG]), Reply.stream([SUMMARIZE_RIGHT]))
     done = run_demo(upstream, cwd)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "the demo answers Run" in out
     assert "✓ Tests run: 2 tests, all pass after 1 repair round" in out
-    assert out.rstrip().splitlines()[-3:][0] == "Write tests: 2 tests, all pass after 1 repair round."
+    verdict = out.rstrip().splitlines()[-3]  # then the time taken, then what was written
+    assert verdict == "Write tests: 2 tests, all pass after 1 repair round."
     # the repair was asked with the failure pytest printed
     repair = upstream.wait_for_requests(4)[3].json["messages"][-1]["content"]
     assert "assert None == {}" in repair
