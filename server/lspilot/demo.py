@@ -253,8 +253,11 @@ class Demo(ScriptedEditor):
 
     def __init__(self, target: Target, *, settings: Settings, local: bool, apply: bool,
                  out: TextIO, run_tests: bool = False) -> None:
+        # The tests run against the files on disk: in the scratch folder (removed after,
+        # unless --apply) the edits are saved, so they test the code as the diffs show it.
+        saved = apply or (run_tests and target.scratch is not None)
         super().__init__(LanguageClient("lspilot-demo", __version__),
-                         save="all" if apply else "none")
+                         save="all" if saved else "none")
         self.target = target
         self.settings = settings
         self.local = local
@@ -481,6 +484,10 @@ class Demo(ScriptedEditor):
             term.line("No file was changed.")
         elif self.apply:
             term.line("Written: " + ", ".join(self._relative(p) for p in changed))
+        elif self.target.scratch is not None:
+            term.line(f"Nothing of yours was written: the changes ("
+                      f"{', '.join(self._relative(p) for p in changed)}) went to the scratch "
+                      "folder, now removed (--apply keeps it).")
         else:
             term.line(f"Nothing was written: the diffs above are what --apply would write "
                       f"({', '.join(self._relative(p) for p in changed)}).")
