@@ -99,11 +99,14 @@ class ActionsFeature(Feature):
         )
         if isinstance(applier, WriteTestFile):
             prefill = self._prefill(args.uri, snap)
+            if request.max_tokens is None and self._bundled_local(args.uri):
+                # A small model may ramble to the context's end: tests are short.
+                request = attrs.evolve(request, max_tokens=small_model_tests.MAX_TOKENS)
             text = await self._tests_answer(job, request, snap, prefill, args.instruction)
             job.applying()
             await applier.apply(text)
             tests, note = await self.test_runs.after_writing(job, applier, action, snap.selected,
-                                                             prefill)
+                                                             prefill, request.max_tokens)
             return Outcome(text=text, extra={"tests": tests} if tests else {}, note=note)
         answer = await job.stream(request, on_text=applier.on_text
                                   if action.apply == "replace" and settings.live_refactor
@@ -112,13 +115,16 @@ class ActionsFeature(Feature):
         await applier.apply(answer.text)
         return Outcome(text=answer.text)
 
-    def _prefill(self, uri: str, snap: Snapshot) -> Prefill | None:
-        """For a bundled local model whose turn format lspilot knows, and Python code it
-        can import: begin the answer for it (lspilot.actions.small_model_tests)."""
+    def _bundled_local(self, uri: str) -> local_model.BundledModel | None:
         settings = self.services.store.settings_for(uri)
         if settings.base_url != LOCAL_BASE_URL:
             return None
-        bundled = local_model.bundled(settings.local_model)
+        return local_model.bundled(settings.local_model)
+
+    def _prefill(self, uri: str, snap: Snapshot) -> Prefill | None:
+        """For a bundled local model whose turn format lspilot knows, and Python code it
+        can import: begin the answer for it (lspilot.actions.small_model_tests)."""
+        bundled = self._bundled_local(uri)
         if bundled is None or bundled.chat_template is None:
             return None
         imports, _ = selection.test_import(self.services.workspace, snap)

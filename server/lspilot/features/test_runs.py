@@ -46,9 +46,11 @@ class TestRuns:
 
     async def after_writing(self, job: Job, applier: WriteTestFile, action: Action,
                             code_under_test: str, prefill: Prefill | None = None,
+                            max_tokens: int | None = None,
                             ) -> tuple[dict[str, Any] | None, str | None]:
         """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words).
-        ``prefill``: a small local model's answers are begun for it, repairs too."""
+        ``prefill``: a small local model's answers are begun for it, repairs too; the
+        repairs are capped as the tests' answer was (``max_tokens``)."""
         written = applier.written
         if written is None:
             return None, None
@@ -85,7 +87,8 @@ class TestRuns:
             job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
                        f"(round {rounds} of {settings.test_repair_rounds})…")
             repaired = await self._repair(job, applier, action, written, code_under_test,
-                                          commands.shown(argv), run.output, prefill)
+                                          commands.shown(argv), run.output, prefill,
+                                          max_tokens)
             if repaired is None:
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
@@ -121,7 +124,8 @@ class TestRuns:
 
     async def _repair(self, job: Job, applier: WriteTestFile, action: Action,
                       written: WrittenTests, code_under_test: str, command: str,
-                      output: str, prefill: Prefill | None) -> WrittenTests | None:
+                      output: str, prefill: Prefill | None,
+                      cap: int | None) -> WrittenTests | None:
         settings = job.settings
         document = applier.snap.document
         root = selection.root_for(self.services.workspace, Path(document.path))
@@ -134,7 +138,7 @@ class TestRuns:
         model = action.model or settings.model
         temperature = action.temperature if action.temperature is not None \
             else settings.temperature
-        max_tokens = action.max_tokens or settings.max_tokens
+        max_tokens = action.max_tokens or settings.max_tokens or cap
         if prefill is not None:
             raw, begun = prefill.request(messages, model=model, temperature=temperature,
                                          top_p=None, max_tokens=max_tokens)
