@@ -242,6 +242,7 @@ class ActionState:
         self.streamed = False
         self.message = ""
         self.diffs: list[tuple[str, str, str, str]] = []
+        self.tests: dict[str, Any] | None = None  # lspilot's run of the tests it wrote
 
 
 class Demo(ScriptedEditor):
@@ -377,6 +378,8 @@ class Demo(ScriptedEditor):
         outcome = self._report(state, plain(result))
         for old, new, old_name, new_name in state.diffs:
             term.diff(old, new, old_name, new_name)
+        if state.tests is not None:
+            self._report_tests(state.tests)
         return outcome
 
     def _answer(self, params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
@@ -420,7 +423,7 @@ class Demo(ScriptedEditor):
                                  "32"))
             tests = result.get("tests") if isinstance(result, dict) else None
             if isinstance(tests, dict):
-                self._report_tests(tests)
+                state.tests = tests  # said after the diffs: what was written, then its run
             return "done"
         error = (result.get("error") if isinstance(result, dict) else None) or {}
         kind = error.get("type", status or "unknown")

