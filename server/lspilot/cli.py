@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                       "file; the sample's function)")
     demo.add_argument("--apply", action="store_true",
                       help="write the edits to the files (default: only show them as diffs)")
+    demo.add_argument("--no-run", action="store_true",
+                      help="do not run the tests Write tests wrote (by default the demo runs "
+                      "them, and has them repaired, in its scratch copy of the sample)")
     return parser
 
 

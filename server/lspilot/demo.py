@@ -1,7 +1,9 @@
 """``lspilot demo``: play the editor against a real ``lspilot --stdio`` in a subprocess.
 
 It speaks real LSP (pygls's client): opens the file, asks for the code actions on the
-range and runs Explain, Refactor and Write tests one after the other. The explanation
+range and runs Explain, Refactor and Write tests one after the other; on its scratch copy of
+the sample it then lets lspilot run the new tests and have them repaired (the demo is the
+user's consent there; ``--no-run`` says "Not now" instead). The explanation
 streams to the terminal as ``lspilot/stream`` arrives, each action has a progress line
 (elapsed time, tokens), and every edit the server sends is printed as a unified diff.
 Files change only with ``--apply``: otherwise edits are applied to an in-memory copy
@@ -16,6 +18,7 @@ import ast
 import asyncio
 import contextlib
 import difflib
+import importlib.util
 import os
 import shutil
 import sys
@@ -70,7 +73,8 @@ def main(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"lspilot demo: {exc}", file=sys.stderr)
         return 1
-    demo = Demo(target, settings=settings, local=local, apply=args.apply, out=out)
+    demo = Demo(target, settings=settings, local=local, apply=args.apply, out=out,
+                run_tests=target.scratch is not None and not getattr(args, "no_run", False))
     try:
         return asyncio.run(demo.run())
     except KeyboardInterrupt:
@@ -238,6 +242,7 @@ class ActionState:
         self.streamed = False
         self.message = ""
         self.diffs: list[tuple[str, str, str, str]] = []
+        self.tests: dict[str, Any] | None = None  # lspilot's run of the tests it wrote
 
 
 class Demo(ScriptedEditor):
@@ -248,13 +253,21 @@ class Demo(ScriptedEditor):
     """
 
     def __init__(self, target: Target, *, settings: Settings, local: bool, apply: bool,
-                 out: TextIO) -> None:
+                 out: TextIO, run_tests: bool = False) -> None:
+        # The tests run against the files on disk: in the scratch folder (removed after,
+        # unless --apply) the edits are saved, so they test the code as the diffs show it.
+        saved = apply or (run_tests and target.scratch is not None)
         super().__init__(LanguageClient("lspilot-demo", __version__),
-                         save="all" if apply else "none")
+                         save="all" if saved else "none")
         self.target = target
         self.settings = settings
         self.local = local
         self.apply = apply
+        # Run the tests Write tests wrote: only in the demo's own scratch folder.
+        self.run_tests = run_tests
+        self.tests_outcome: str | None = None  # what the summary says of the tests
+        self.tests_pass = False
+        self.started = time.monotonic()
         self.term = Terminal(out)
         self.uri = from_fs_path(str(target.path)) or target.path.as_uri()
         # pygls marks a handler with attributes, which a bound method cannot take.
@@ -290,6 +303,10 @@ class Demo(ScriptedEditor):
     async def _session(self) -> int:
         term = self.term
         options: dict[str, Any] = {"explainShow": "none"}
+        if self.run_tests and importlib.util.find_spec("pytest") is not None:
+            # The demo's own Python has pytest: the run needs nothing else installed.
+            options["testCommand"] = {"python": [sys.executable, "-m", "pytest", "-q",
+                                                 "-p", "no:cacheprovider", "{file}"]}
         if self.local:
             # llama.cpp's default (0.8) makes the small local model wander; the benchmarks
             # (benchmarks/README.md, "Local models") were measured at 0.2.
@@ -317,7 +334,7 @@ class Demo(ScriptedEditor):
                 continue
             outcomes.append(await self._run_action(command, title))
         self._summary()
-        bad = [o for o in outcomes if o not in ("done", "no_code")]
+        bad = [o for o in outcomes if o not in ("done", "no_code", "no_tests")]
         return 1 if bad else 0
 
     async def _code_actions(self) -> tuple[list[str], dict[str, types.Command]]:
@@ -361,17 +378,28 @@ class Demo(ScriptedEditor):
         outcome = self._report(state, plain(result))
         for old, new, old_name, new_name in state.diffs:
             term.diff(old, new, old_name, new_name)
+        if state.tests is not None:
+            self._report_tests(state.tests)
         return outcome
 
     def _answer(self, params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
-        """The demo runs no model-written code: "Not now" to running the new tests."""
+        """Running the new tests: "Run" in the demo's scratch folder (running the demo there
+        is the consent), "Not now" for the user's own files or with --no-run."""
         titles = [action.title for action in params.actions or []]
-        if "Not now" in titles:
+        if "Not now" not in titles:
+            return None
+        if self.run_tests and "Run" in titles:
             self.term.line(self.term.paint(
-                "  lspilot asks to run the new tests; the demo answers Not now (your editor "
-                "asks you: see Tests that run in the README)", "2"))
-            return types.MessageActionItem(title="Not now")
-        return None
+                "  lspilot asks to run the new tests; the demo answers Run: they run in its "
+                "scratch folder (--no-run to skip; your editor asks you, see Tests that run "
+                "in the README)", "2"))
+            return types.MessageActionItem(title="Run")
+        why = "--no-run" if self.target.scratch is not None else \
+            "the demo runs tests only in its scratch copy of the sample"
+        self.term.line(self.term.paint(
+            f"  lspilot asks to run the new tests; the demo answers Not now ({why}; your "
+            "editor asks you: see Tests that run in the README)", "2"))
+        return types.MessageActionItem(title="Not now")
 
     def _report(self, state: ActionState, result: Any) -> str:
         term = self.term
@@ -393,6 +421,9 @@ class Demo(ScriptedEditor):
             what = f", {edits} edit{'s' if edits != 1 else ''}" if edits else ""
             term.line(term.paint(f"✓ {state.title}: done in {seconds:.1f} s, {tokens}{what}",
                                  "32"))
+            tests = result.get("tests") if isinstance(result, dict) else None
+            if isinstance(tests, dict):
+                state.tests = tests  # said after the diffs: what was written, then its run
             return "done"
         error = (result.get("error") if isinstance(result, dict) else None) or {}
         kind = error.get("type", status or "unknown")
@@ -402,7 +433,36 @@ class Demo(ScriptedEditor):
         if kind == "no_code":
             term.line("  (the model's answer had no code in it: a normal outcome with a tiny "
                       "model; nothing was changed)")
+        if kind == "no_tests":
+            term.line("  (the model wrote no test, even when asked once more: a normal outcome "
+                      "with a tiny model; nothing was written)")
+            self.tests_outcome = "the model wrote no test"
         return str(kind)
+
+    def _report_tests(self, tests: dict[str, Any]) -> None:
+        """The run of the new tests, as lspilot reported it in the answer's ``tests``."""
+        term = self.term
+        passed, failed = int(tests.get("passed") or 0), int(tests.get("failed") or 0)
+        rounds = int(tests.get("rounds") or 0)
+        repaired = f" after {rounds} repair round{'s' if rounds != 1 else ''}" if rounds \
+            else " as written"
+        command = tests.get("command", "")
+        if failed == 0 and passed > 0:
+            self.tests_outcome = (f"{passed} test{'s' if passed != 1 else ''}, all pass"
+                                  f"{repaired}")
+            self.tests_pass = True
+            term.line(term.paint(f"✓ Tests run: {self.tests_outcome} (`{command}`)", "32"))
+            return
+        if failed == 0:
+            self.tests_outcome = "the tests did not run"
+        else:
+            self.tests_outcome = f"{passed} pass, {failed} still fail{'s' if failed == 1 else ''}" \
+                f"{repaired}"
+        term.line(term.paint(f"✗ Tests run: {self.tests_outcome} (`{command}`); what it "
+                             "printed last:", "33"))
+        tail = [line for line in str(tests.get("output", "")).splitlines() if line.strip()]
+        for line in tail[-8:]:
+            term.line(term.paint(f"    {line}", "2"))
 
     async def _tick(self, state: ActionState) -> None:
         frame = 0
@@ -419,10 +479,18 @@ class Demo(ScriptedEditor):
         term = self.term
         changed = [p for p, text in self.latest.items() if self.original.get(p) != text]
         term.line()
+        if self.tests_outcome is not None:
+            term.line(term.paint(f"Write tests: {self.tests_outcome}.",
+                                 "1;32" if self.tests_pass else "1;33"))
+        term.line(f"The demo took {time.monotonic() - self.started:.0f} s.")
         if not changed:
             term.line("No file was changed.")
         elif self.apply:
             term.line("Written: " + ", ".join(self._relative(p) for p in changed))
+        elif self.target.scratch is not None:
+            term.line(f"Nothing of yours was written: the changes ("
+                      f"{', '.join(self._relative(p) for p in changed)}) went to the scratch "
+                      "folder, now removed (--apply keeps it).")
         else:
             term.line(f"Nothing was written: the diffs above are what --apply would write "
                       f"({', '.join(self._relative(p) for p in changed)}).")

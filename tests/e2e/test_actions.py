@@ -248,22 +248,66 @@ async def test_write_tests_appends_to_an_open_test_file_at_its_version(upstream,
 
 
 @pytest.mark.parametrize(
-    ("name", "language", "expected"),
+    ("name", "language", "expected", "tests"),
     [
-        ("src/util.ts", "typescript", "src/util.test.ts"),
-        ("lib/math.js", "javascript", "lib/math.test.js"),
-        ("calc/calc.go", "go", "calc/calc_test.go"),
-        ("src/main/java/com/acme/Calc.java", "java", "src/test/java/com/acme/CalcTest.java"),
+        ("src/util.ts", "typescript", "src/util.test.ts", "test('adds', () => {});\n"),
+        ("lib/math.js", "javascript", "lib/math.test.js", "it('adds', () => {});\n"),
+        ("calc/calc.go", "go", "calc/calc_test.go", "func TestAdd(t *testing.T) {}\n"),
+        ("src/main/java/com/acme/Calc.java", "java", "src/test/java/com/acme/CalcTest.java",
+         "@Test void adds() {}\n"),
     ],
 )
-async def test_write_tests_follows_each_language(upstream, workspace, name, language, expected):
-    upstream.enqueue(Reply.stream(["```\n", "test code\n", "```\n"]))
+async def test_write_tests_follows_each_language(upstream, workspace, name, language, expected,
+                                                 tests):
+    upstream.enqueue(Reply.stream(["```\n", tests, "```\n"]))
     async with session(upstream, workspace) as editor:
         uri = editor.open(name, "code line\nmore code\n", language=language)
         range_ = types.Range(types.Position(0, 0), types.Position(2, 0))
         result = await editor.run("lspilot.writeTests", uri, range_)
         assert result["status"] == "done", result
-        assert (workspace / expected).read_text() == "test code\n"
+        assert (workspace / expected).read_text() == tests
+
+
+@pytest.mark.parametrize(
+    ("name", "language", "not_a_test", "a_test"),
+    [
+        ("calc.py", "python", "def add(a, b):\n    return a + b\n",
+         "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"),
+        ("calc.go", "go", "func Add(a, b int) int { return a + b }\n",
+         "func TestAdd(t *testing.T) {}\n"),
+        ("calc.ts", "typescript", "export function add(a, b) { return a + b; }\n",
+         "test('adds', () => { expect(add(1, 2)).toBe(3); });\n"),
+    ],
+)
+async def test_an_answer_without_tests_is_asked_again_saying_what_was_wrong(
+        upstream, workspace, name, language, not_a_test, a_test):
+    upstream.enqueue(Reply.stream(["```\n", not_a_test, "```\n"]),
+                     Reply.stream(["```\n", a_test, "```\n"]))
+    async with session(upstream, workspace, init_options={"runTests": "never"}) as editor:
+        uri = editor.open(name, not_a_test, language=language)
+        result = await editor.run("lspilot.writeTests", uri, range_of(not_a_test, not_a_test))
+        assert result["status"] == "done", result
+        retry = upstream.wait_for_requests(2)[1].json["messages"]
+        # the first answer is shown to the model with what was wrong with it
+        assert retry[-2] == {"role": "assistant", "content": f"```\n{not_a_test}```\n"}
+        assert "code but no test" in retry[-1]["content"]
+        written = next(p for p in workspace.rglob("*") if p.is_file() and p.name != name)
+        assert written.read_text() == a_test
+
+
+async def test_no_tests_twice_fails_as_no_tests_and_writes_nothing(upstream, workspace):
+    code = "def add(a, b):\n    return a + b\n"
+    again = Reply.stream(["Here is the function:\n```python\n", code, "```\n"])
+    upstream.enqueue(again, Reply.stream(["I cannot write tests for this."]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("calc.py", code)
+        result = await editor.run("lspilot.writeTests", uri, range_of(code, code))
+        assert result["status"] == "failed", result
+        assert result["error"]["type"] == "no_tests"
+        assert "nothing was written" in result["error"]["message"]
+        assert len(upstream.wait_for_requests(2)) == 2
+        assert sorted(p.name for p in workspace.iterdir()) == ["calc.py"]  # no test file
+        assert editor.edits == []
 
 
 async def test_write_tests_for_rust_appends_a_test_module(upstream, workspace):

@@ -111,20 +111,65 @@ def test_demo_on_the_bundled_sample(upstream, tmp_path):
     upstream.enqueue(
         Reply.stream(EXPLANATION),
         Reply.stream(["```python\n", "def summarize(values):\n    return None\n", "```\n"]),
-        Reply.stream(["```\n```\n"]),  # an answer without code: a normal outcome
+        Reply.stream(["```\n```\n"]),  # an answer without code, twice: a normal outcome
+        Reply.stream(["I would rather not."]),
     )
     done = run_demo(upstream, cwd, "--apply")
     out = done.stdout
-    assert done.returncode == 0, out + done.stderr  # no_code is not an error of the demo
+    assert done.returncode == 0, out + done.stderr  # no_tests is not an error of the demo
     assert "bundled sample" in out
     assert "+++ b/stats.py" in out and "+    return None" in out
-    assert "✗ Write tests: failed" in out and "(no_code)" in out
+    assert "✗ Write tests: failed" in out and "(no_tests)" in out
+    assert "Write tests: the model wrote no test." in out
     assert list(cwd.iterdir()) == []  # the sample is a scratch copy, even with --apply
     scratch = Path(re.search(r"bundled sample in (\S+)\)", out).group(1))
     try:  # --apply wrote to the scratch copy, which is kept for the user
         assert "def summarize(values):\n    return None\n" in (scratch / "stats.py").read_text()
     finally:
         shutil.rmtree(scratch)
+
+
+SUMMARIZE_WRONG = ("```python\nfrom stats import summarize\n\n\ndef test_empty():\n"
+                   "    assert summarize([]) == {}\n```\n")
+SUMMARIZE_RIGHT = ("```python\nfrom stats import summarize\n\n\ndef test_empty():\n"
+                   "    assert summarize([]) is None\n\n\ndef test_two():\n"
+                   "    assert summarize([1.0, 3.0]) == {'count': 2, 'mean': 2.0, 'largest': 3.0}\n"
+                   "```\n")
+
+
+def test_demo_runs_the_tests_it_wrote_and_has_them_repaired(upstream, tmp_path):
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    refactored = ("def summarize(values):\n    if not values:\n        return None\n"
+                  "    return {'count': len(values), 'mean': sum(values) / len(values), "
+                  "'largest': max(values)}\n")
+    upstream.enqueue(Reply.stream(EXPLANATION), Reply.stream([REFACTOR[0], refactored, "```\n"]),
+                     Reply.stream([SUMMARIZE_WRONG]), Reply.stream([SUMMARIZE_RIGHT]))
+    done = run_demo(upstream, cwd)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "the demo answers Run" in out
+    assert "✓ Tests run: 2 tests, all pass after 1 repair round" in out
+    verdict = out.rstrip().splitlines()[-3]  # then the time taken, then what was written
+    assert verdict == "Write tests: 2 tests, all pass after 1 repair round."
+    # the repair was asked with the failure pytest printed
+    repair = upstream.wait_for_requests(4)[3].json["messages"][-1]["content"]
+    assert "assert None == {}" in repair
+    assert list(cwd.iterdir()) == []
+
+
+def test_demo_no_run_runs_nothing(upstream, tmp_path):
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    upstream.enqueue(Reply.stream(EXPLANATION), Reply.stream(REFACTOR),
+                     Reply.stream([SUMMARIZE_WRONG]))
+    done = run_demo(upstream, cwd, "--no-run")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "the demo answers Not now (--no-run" in out
+    assert "Tests run" not in out
+    assert len(upstream.wait_for_requests(3)) == 3
+    assert "Write tests:" not in out.split("✓ Write tests: done")[1]  # no verdict on tests
 
 
 def test_demo_fails_with_the_reason_when_the_upstream_does(upstream, workspace):

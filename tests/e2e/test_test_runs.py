@@ -223,3 +223,20 @@ async def test_javascript_tests_run_with_node(upstream, workspace):
         result = await write_tests(editor, source, "calc.js", "javascript")
         assert result["tests"]["command"].startswith("node --test")
         assert (result["tests"]["passed"], result["tests"]["failed"]) == (1, 0)
+
+
+async def test_a_repair_without_tests_is_not_applied(upstream, workspace):
+    # The second answer is the function again, not tests: the tests stay, the next round
+    # asks once more, and its answer is the repair.
+    upstream.enqueue(Reply.stream([WRONG]),
+                     Reply.stream(["```python\ndef add(a, b):\n    return a + b\n```\n"]),
+                     Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        result = await write_tests(editor)
+        assert result["status"] == "done", result
+        tests = result["tests"]
+        assert (tests["passed"], tests["failed"], tests["rounds"]) == (1, 0, 2)
+        written = (workspace / "test_calc.py").read_text()
+        assert written == RIGHT.removeprefix("```python\n").removesuffix("```\n")
+        # the answer without tests never reached the file: two edits, the tests and the fix
+        assert len(editor.edits) == 2

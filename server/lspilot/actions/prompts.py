@@ -60,6 +60,7 @@ class PromptInput:
     diagnostics: tuple[str, ...] = ()
     instruction: str | None = None
     test_file: str | None = None
+    test_import: str | None = None  # how the tests import the code under test, when known
     context_lines: int = 40
     budget_chars: int = 24_000
 
@@ -97,6 +98,9 @@ def build_messages(action: Action, data: PromptInput) -> tuple[ChatMessage, ...]
             parts.append(f"Code after the selection:\n```{fence}\n{after}```")
         if data.diagnostics and "diagnostics" not in used:
             parts.append("Diagnostics in the selection:\n" + "\n".join(data.diagnostics))
+    if action.apply == "testFile" and data.test_import:
+        parts.append(f"The tests import the code under test exactly like this: "
+                     f"`{data.test_import}`")
     if data.instruction and "instruction" not in used:
         parts.append(f"Instruction from the user: {data.instruction}")
     system = _CONTRACTS[action.apply].format(

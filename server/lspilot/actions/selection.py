@@ -9,6 +9,7 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 from pygls.workspace import TextDocument, Workspace
 
+from lspilot.actions import small_model_tests
 from lspilot.actions.prompts import PromptInput
 from lspilot.actions.testfiles import TestTarget, check_test_file, choose_test_file
 from lspilot.settings import Settings
@@ -59,6 +60,18 @@ def test_target(workspace: Workspace, snap: Snapshot) -> TestTarget:
     return target
 
 
+def test_import(workspace: Workspace, snap: Snapshot) -> tuple[str | None, list[str]]:
+    """For Python: how the tests import the code under test (``from stats import
+    summarize``, as ``python -m pytest`` in the workspace folder finds it), and its names."""
+    if language_of(snap.document) != "python":
+        return None, []
+    source = Path(snap.document.path)
+    names = small_model_tests.names_under_test(snap.selected,
+                                               snap.document.lines[: snap.first_line])
+    module = small_model_tests.python_module(source, root_for(workspace, source))
+    return small_model_tests.import_line(module, names), names
+
+
 def prompt_input(workspace: Workspace, snap: Snapshot, settings: Settings, *,
                  test: TestTarget | None, diagnostics: tuple[str, ...],
                  instruction: str | None) -> PromptInput:
@@ -74,6 +87,7 @@ def prompt_input(workspace: Workspace, snap: Snapshot, settings: Settings, *,
         diagnostics=diagnostics,
         instruction=instruction,
         test_file=None if test is None else relative(test.path, root),
+        test_import=None if test is None else test_import(workspace, snap)[0],
         context_lines=settings.context_lines,
         budget_chars=settings.context_budget_chars,
     )

@@ -6,22 +6,30 @@ selection, builds the prompt, and hands the job an applier for the action's appl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import attrs
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from lspilot.actions import selection
+from lspilot.actions import selection, small_model_tests, test_answers
 from lspilot.actions.appliers import WriteTestFile, applier_for
+from lspilot.actions.extract import extract_code
 from lspilot.actions.prompts import build_messages
 from lspilot.actions.registry import BUILTIN_COMMANDS, RUN_COMMAND, Action, build_registry
 from lspilot.actions.results import ActionFailed
+from lspilot.actions.selection import Snapshot
+from lspilot.actions.small_model_tests import Prefill
+from lspilot.backends import backend_for
 from lspilot.commands import CommandError, RunArguments, check_inside, parse_run_arguments
 from lspilot.errors import LspilotError
 from lspilot.features.base import Feature
 from lspilot.features.test_runs import TestRuns
 from lspilot.jobs.job import Job, JobResult, JobSpec, Outcome
+from lspilot.llm.wire import ChatMessage, ChatRequest
 from lspilot.requests import chat_request
+from lspilot.workspace import language_of
 
 
 class ActionsFeature(Feature):
@@ -87,15 +95,69 @@ class ActionsFeature(Feature):
                               cache_dir=services.cache_dir, test=test)
         job.on_wind_down(applier.restore)
         request = chat_request(settings, messages, action=action)
+        if isinstance(applier, WriteTestFile):
+            prefill = self._prefill(args.uri, snap)
+            if request.max_tokens is None and self._small_model(args.uri):
+                # A small model may ramble to the context's end: tests are short.
+                request = attrs.evolve(request, max_tokens=small_model_tests.MAX_TOKENS)
+            text = await self._tests_answer(job, request, snap, prefill, args.instruction)
+            job.applying()
+            await applier.apply(text)
+            tests, note = await self.test_runs.after_writing(job, applier, action, snap.selected,
+                                                             prefill, request.max_tokens)
+            return Outcome(text=text, extra={"tests": tests} if tests else {}, note=note)
         answer = await job.stream(request, on_text=applier.on_text
                                   if action.apply == "replace" and settings.live_refactor
                                   else None)
         job.applying()
         await applier.apply(answer.text)
-        if isinstance(applier, WriteTestFile):
-            tests, note = await self.test_runs.after_writing(job, applier, action, snap.selected)
-            return Outcome(text=answer.text, extra={"tests": tests} if tests else {}, note=note)
         return Outcome(text=answer.text)
+
+    def _small_model(self, uri: str) -> bool:
+        """Whether the backend is a bundled small model, which needs its tests begun."""
+        return backend_for(self.services.store.settings_for(uri)).bundled
+
+    def _prefill(self, uri: str, snap: Snapshot) -> Prefill | None:
+        """For a bundled local model whose turn format lspilot knows, and Python code it
+        can import: begin the answer for it (lspilot.actions.small_model_tests)."""
+        template = backend_for(self.services.store.settings_for(uri)).chat_template
+        if template is None:
+            return None
+        imports, _ = selection.test_import(self.services.workspace, snap)
+        return Prefill(template, imports) if imports else None
+
+    async def _tests_answer(self, job: Job, request: ChatRequest, snap: Snapshot,
+                            prefill: Prefill | None, instruction: str | None) -> str:
+        """An answer that holds tests: asked once more, saying what was wrong, when the
+        first holds none; ``no_tests`` (nothing written) when the second holds none either."""
+        language = language_of(snap.document)
+        messages = request.messages
+        if prefill is not None:
+            _, names = selection.test_import(self.services.workspace, snap)
+            messages = small_model_tests.messages(
+                source_name=Path(snap.document.path).name, selection=snap.selected,
+                imports=prefill.imports, names=names, instruction=instruction)
+        for attempt in (1, 2):
+            if prefill is not None:
+                raw, begun = prefill.request(messages, model=request.model,
+                                             temperature=request.temperature,
+                                             top_p=request.top_p, max_tokens=request.max_tokens)
+                text = small_model_tests.finish(begun, (await job.stream(raw)).text)
+            else:
+                text = (await job.stream(attrs.evolve(request, messages=messages))).text
+            code = extract_code(text)
+            if code is not None and language == "python":
+                whole = test_answers.complete_python_tests(code)
+                if whole != code:  # cut short: the complete tests, without the rest
+                    code, text = whole, f"```python\n{whole}```\n"
+            if test_answers.has_tests(language, code):
+                return text
+            if attempt == 2:
+                raise test_answers.failure(language, code)
+            job.report("The answer held no test: asking once more…")
+            messages = (*messages, ChatMessage("assistant", text),
+                        ChatMessage("user", test_answers.problem(language, code)))
+        raise AssertionError("unreachable")
 
     def _action_for(self, command: str, args: RunArguments) -> Action:
         registry = build_registry(self.services.store.settings_for(args.uri))

@@ -18,9 +18,12 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from lspilot import consent
+from lspilot.actions import small_model_tests, test_answers
 from lspilot.actions.appliers import WriteTestFile
+from lspilot.actions.extract import extract_code
 from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
+from lspilot.actions.small_model_tests import Prefill
 from lspilot.edits import EditTarget, replacement_edit
 from lspilot.jobs.job import Job
 from lspilot.requests import chat_request
@@ -44,8 +47,12 @@ class TestRuns:
         self.always = consent.Remembered(services.cache_dir / "run-tests-always.json")
 
     async def after_writing(self, job: Job, applier: WriteTestFile, action: Action,
-                            code_under_test: str) -> tuple[dict[str, Any] | None, str | None]:
-        """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words)."""
+                            code_under_test: str, prefill: Prefill | None = None,
+                            max_tokens: int | None = None,
+                            ) -> tuple[dict[str, Any] | None, str | None]:
+        """Run the tests ``applier`` wrote, repairing them; (the answer's ``tests``, words).
+        ``prefill``: a small local model's answers are begun for it, repairs too; the
+        repairs are capped as the tests' answer was (``max_tokens``)."""
         written = applier.written
         if written is None:
             return None, None
@@ -82,7 +89,8 @@ class TestRuns:
             job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
                        f"(round {rounds} of {settings.test_repair_rounds})…")
             repaired = await self._repair(job, applier, action, written, code_under_test,
-                                          commands.shown(argv), run.output)
+                                          commands.shown(argv), run.output, prefill,
+                                          max_tokens)
             if repaired is None:
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
@@ -118,7 +126,8 @@ class TestRuns:
 
     async def _repair(self, job: Job, applier: WriteTestFile, action: Action,
                       written: WrittenTests, code_under_test: str, command: str,
-                      output: str) -> WrittenTests | None:
+                      output: str, prefill: Prefill | None,
+                      cap: int | None) -> WrittenTests | None:
         settings = job.settings
         document = applier.snap.document
         root = root_for(self.services.workspace, Path(document.path))
@@ -128,8 +137,22 @@ class TestRuns:
             tests=written.code, command=command,
             output=report.trimmed(output, min(report.OUTPUT_CHARS,
                                               settings.context_budget_chars // 2)))
-        answer = await job.stream(chat_request(settings, messages, action=action))
-        new_code = test_code(applier.test, answer.text)
+        request = chat_request(settings, messages, action=action, max_tokens=cap)
+        if prefill is not None:
+            raw, begun = prefill.request(messages, model=request.model,
+                                         temperature=request.temperature, top_p=None,
+                                         max_tokens=request.max_tokens)
+            text = small_model_tests.finish(begun, (await job.stream(raw)).text)
+        else:
+            text = (await job.stream(request)).text
+        language = language_of(document)
+        code = extract_code(text)
+        if code is not None and language == "python":
+            code = test_answers.complete_python_tests(code)
+            text = f"```python\n{code}```\n"
+        if not test_answers.has_tests(language, code):
+            return written  # a "repair" without tests is not applied: the tests stay
+        new_code = test_code(applier.test, text)
         current, version = self._current(written, applier.test.path)
         start = written.start if current[written.start:written.start + len(written.code)] \
             == written.code else current.find(written.code)

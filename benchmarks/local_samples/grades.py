@@ -1,0 +1,17 @@
+"""Marks to letter grades."""
+
+
+def letter_grade(score):
+    """A, B, C, D or F for a score from 0 to 100."""
+    if score < 0 or score > 100:
+        raise ValueError("score must be between 0 and 100")
+    if score >= 90:
+        return "A"
+    elif score >= 80:
+        return "B"
+    elif score >= 70:
+        return "C"
+    elif score >= 60:
+        return "D"
+    else:
+        return "F"
