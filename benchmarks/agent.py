@@ -62,6 +62,14 @@ class AgentUpstream(LoopbackUpstream):
     answered: list[float] = field(default_factory=list)
     request_bytes: list[int] = field(default_factory=list)
 
+    def record(self, body: bytes) -> None:
+        """Keep what is wanted of a request's body."""
+        self.request_bytes.append(len(body))
+
+    def when_out(self) -> bytes:
+        """The answer once the scripted ones are used up."""
+        return final_answer()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
@@ -70,8 +78,8 @@ class AgentUpstream(LoopbackUpstream):
                 match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
                 body = await reader.readexactly(int(match.group(1)) if match else 0)
                 self.received.append(time.perf_counter())
-                self.request_bytes.append(len(body))
-                writer.write(self.bodies.pop(0) if self.bodies else final_answer())
+                self.record(body)
+                writer.write(self.bodies.pop(0) if self.bodies else self.when_out())
                 await writer.drain()
                 self.answered.append(time.perf_counter())
         except (asyncio.IncompleteReadError, ConnectionError):

@@ -343,23 +343,11 @@ class ScriptedUpstream(AgentUpstream):
 
     messages: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = await reader.readexactly(int(match.group(1)) if match else 0)
-                self.received.append(time.perf_counter())
-                self.messages.append(json.loads(body).get("messages", []))
-                writer.write(self.bodies.pop(0) if self.bodies else answer_body(
-                    "(the script ran out)", 0))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    def record(self, body: bytes) -> None:
+        self.messages.append(json.loads(body).get("messages", []))
+
+    def when_out(self) -> bytes:
+        return answer_body("(the script ran out)", 0)
 
 
 # -- running a task --------------------------------------------------------------------------
