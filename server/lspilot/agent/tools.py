@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -216,13 +216,8 @@ class ListFiles(Tool):
         return "lspilot's agent wants to list the workspace's files."
 
     async def run(self, args: Mapping[str, Any], host: Host) -> Result:
-        names: list[str] = []
-        more = 0
-        for path in host.files.walk(args.get("glob")):
-            if len(names) < MAX_LIST:
-                names.append(host.files.relative(path))
-            else:
-                more += 1
+        names, more = _capped((host.files.relative(path)
+                               for path in host.files.walk(args.get("glob"))), MAX_LIST)
         names.sort()
         text = "\n".join(names) if names else "(no files match)"
         if more:
@@ -249,24 +244,34 @@ class Search(Tool):
         except re.error as exc:
             raise ToolError(f"search: {args['pattern']!r} is not a valid regular expression: "
                             f"{exc}.") from None
-        found: list[str] = []
-        more = 0
-        for path in host.files.walk(args.get("glob")):
-            shown = host.files.relative(path)
-            try:
-                text = host.files.read(path, shown)
-            except ToolError:
-                continue  # binary, huge or unreadable: not searched
-            for number, line in enumerate(text.splitlines(), 1):
-                if pattern.search(line):
-                    if len(found) < MAX_MATCHES:
-                        found.append(f"{shown}:{number}: {line.strip()[:300]}")
-                    else:
-                        more += 1
+        def matches() -> Iterator[str]:
+            for path in host.files.walk(args.get("glob")):
+                shown = host.files.relative(path)
+                try:
+                    text = host.files.read(path, shown)
+                except ToolError:
+                    continue  # binary, huge or unreadable: not searched
+                for number, line in enumerate(text.splitlines(), 1):
+                    if pattern.search(line):
+                        yield f"{shown}:{number}: {line.strip()[:300]}"
+
+        found, more = _capped(matches(), MAX_MATCHES)
         text = "\n".join(found) if found else "(no matches)"
         if more:
             text += f"\n… and {more} more matches: narrow the pattern or the glob"
         return Result(bounded(text), f"{len(found) + more} matches")
+
+
+def _capped(items: Iterable[str], limit: int) -> tuple[list[str], int]:
+    """The first ``limit`` items, and how many more there were."""
+    kept: list[str] = []
+    more = 0
+    for item in items:
+        if len(kept) < limit:
+            kept.append(item)
+        else:
+            more += 1
+    return kept, more
 
 
 # -- editing --------------------------------------------------------------------------------
