@@ -1529,7 +1529,12 @@ async function nesScenario() {
     await page.keyboard.press('Control+I');
     const hover = page.locator('.monaco-hover', { hasText: 'lspilot: next edit' });
     await hover.first().waitFor({ state: 'visible', timeout: 10_000 });
-    const text = await hover.first().innerText();
+    // The hover shows its header before its Markdown (the diff) has rendered: wait for it.
+    let text = '';
+    await waitFor('the hover with its diff', async () => {
+      text = await hover.first().innerText();
+      return EXPECT.hoverOld && text.includes(EXPECT.hoverOld) && text.includes(EXPECT.hoverNew);
+    }, 10_000).catch(() => {});
     log(`hover: ${JSON.stringify(text)}`);
     for (const part of [EXPECT.hoverOld, EXPECT.hoverNew]) {
       if (!text.includes(part)) {
