@@ -658,9 +658,21 @@ function scenarios.agent()
     vim.cmd("silent undo")
   end)
   result.source_after_undo = buf_lines(buf)
-  local agent = require("lspilot.agent")
-  result.dollars = { agent.dollars(0.00004), agent.dollars(0.0041), agent.dollars(0.00413),
-    agent.dollars(1.23456), agent.dollars(0) }
+end
+
+-- The one cost format (util.format_cost) on spec.costs, no server involved; a cost of
+-- false stands for "no cost" (nil).
+function scenarios.format_cost()
+  local util = require("lspilot.util")
+  result.costs = {}
+  for _, cost in ipairs(spec.costs) do
+    table.insert(result.costs, util.format_cost(cost ~= false and cost or nil) or vim.NIL)
+  end
+  -- :LspilotStatus's lines for answers with and without session.groups.
+  result.status_lines = {}
+  for _, answer in ipairs(spec.status_answers or {}) do
+    table.insert(result.status_lines, require("lspilot.status").format(answer))
+  end
 end
 
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as

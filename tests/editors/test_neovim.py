@@ -25,6 +25,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -719,6 +720,57 @@ def test_a_missing_server_says_how_to_install_it(nvim: Nvim, tmp_path: Path) -> 
 PRICES = {"fake-model": {"input": 1000.0, "output": 2000.0}}
 
 
+def cost_text(cost: float) -> str:
+    """The one cost format (contract 1 of issue 28), as the plugin's util.format_cost."""
+    if cost <= 0:
+        return "$0"
+    if cost < 0.0001:
+        return "<$0.0001"
+    decimals = min(4, max(0, 3 - math.floor(math.log10(cost))))
+    return f"${cost:.{decimals}f}"
+
+
+# The contract's examples that are not rounding ties, and the edges.
+COST_EXAMPLES = [
+    (0, "$0"), (0.00004, "<$0.0001"), (0.0001, "$0.0001"), (0.0041, "$0.0041"),
+    (0.004123, "$0.0041"), (0.01234, "$0.0123"), (0.021, "$0.0210"), (0.5, "$0.5000"),
+    (12.3456, "$12.35"), (1234.7, "$1235"), (False, None),
+]
+
+
+def _totals(requests: int, prompt: int, completion: int, cost: float) -> dict[str, Any]:
+    return {"requests": requests, "promptTokens": prompt, "completionTokens": completion,
+            "cost": cost}
+
+
+STATUS_SESSIONS: list[dict[str, Any]] = [
+    {**_totals(12, 4200, 300, 0.0041), "groups": {
+        "actions": _totals(2, 3000, 200, 0.003), "chat": _totals(1, 1000, 90, 0.0011),
+        "ghostText": _totals(9, 200, 10, 0.00004), "nextEdits": _totals(0, 0, 0, 0)}},
+    _totals(12, 4200, 300, 0.0041),
+]
+
+
+def test_one_cost_format_everywhere(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "format_cost", "file": str(source),
+            "costs": [cost for cost, _ in COST_EXAMPLES],
+            "status_answers": [{"session": session} for session in STATUS_SESSIONS]})
+    assert result["costs"] == [text for _, text in COST_EXAMPLES]
+    with_groups, without_groups = result["status_lines"]
+    assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in with_groups
+    assert "  actions    2 requests, 3,000 tokens in, 200 out, $0.0030" in with_groups
+    assert "  chat       1 request, 1,000 tokens in, 90 out, $0.0011" in with_groups
+    assert "  ghost text 9 requests, 200 tokens in, 10 out, <$0.0001" in with_groups
+    assert "  next edits 0 requests, 0 tokens in, 0 out, $0" in with_groups
+    # An older server without groups: the session line alone, nothing made up.
+    assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in without_groups
+    assert not any(line.startswith("  ") for line in without_groups), without_groups
+    assert [cost_text(c) for c, t in COST_EXAMPLES if t] == [t for _, t in COST_EXAMPLES if t]
+
+
 def _expected_cost(usage: dict[str, Any]) -> float:
     return (usage["promptTokens"] * 1000.0 + usage["completionTokens"] * 2000.0) / 1e6
 
@@ -750,7 +802,7 @@ def test_done_event_carries_usage_and_cost(nvim: Nvim, tmp_path: Path) -> None:
     assert "estimated" not in usage or usage["estimated"] is False
     # The done notification says it in words.
     said = [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]]
-    cost = f"${_expected_cost(usage):.2f}"  # $0.02: 11 x $1000/M in + 5 x $2000/M out
+    cost = cost_text(_expected_cost(usage))  # 11 x $1000/M in + 5 x $2000/M out
     assert said and f"11 tokens in, {chunks} out, {cost}" in said[0], result["notifications"]
 
 
@@ -779,12 +831,20 @@ def test_lspilot_status_shows_the_session(nvim: Nvim, tmp_path: Path) -> None:
     assert "sk-test-neovim" not in message
     lines = message.splitlines()
     assert lines[0].startswith("lspilot "), message
-    assert f"endpoint   {upstream.base_url}" in lines, message
-    assert "model      fake-model" in lines and "API key    set" in lines, message
-    assert "running    nothing" in lines, message
+    assert f"endpoint     {upstream.base_url}" in lines, message
+    assert "model        fake-model" in lines and "API key      set" in lines, message
+    assert "running      nothing" in lines, message
     chunks = len(fenced(REFACTORED))
-    cost = f"${_expected_cost({'promptTokens': 11, 'completionTokens': chunks}):.2f}"
-    assert f"session    1 requests, 11 tokens in, {chunks} out, {cost}" in lines, message
+    cost = cost_text(_expected_cost({"promptTokens": 11, "completionTokens": chunks}))
+    spent = f"1 request, 11 tokens in, {chunks} out, {cost}"
+    assert f"session      {spent}" in lines, message
+    # Split by where it went (session.groups), when the server says so.
+    groups = answer["session"].get("groups")
+    if groups is not None:
+        assert f"  actions    {spent}" in lines, message
+        assert "  chat       0 requests, 0 tokens in, 0 out, $0" in lines, message
+        assert any(line.startswith("  ghost text 0 requests") for line in lines), message
+        assert any(line.startswith("  next edits 0 requests") for line in lines), message
     assert answer["session"]["cost"] == pytest.approx(_expected_cost(
         {"promptTokens": 11, "completionTokens": chunks}))
 
@@ -1357,12 +1417,11 @@ def test_agent_reads_then_edits_with_approval_through_vim_ui_select(
     assert "Inlined the temporary in `add`." in body
     usage = result["job"]["usage"]
     assert usage["cost"] > 0
-    cost = f"${usage['cost']:.4f}"
+    cost = cost_text(usage["cost"])
     summary = f"2 steps (2 done) · {usage['promptTokens']:,} tokens in, " \
               f"{usage['completionTokens']:,} out · {cost}"
     assert result["summary"] == summary
     assert f"*{summary}*" in body
-    assert result["dollars"] == ["<$0.0001", "$0.0041", "$0.0041", "$1.235", "$0"]
     # The edit landed in the buffer (not on disk), and one undo takes it back whole.
     assert result["source"] == ORIGINAL_LINES[:3] + ["def add(a, b):", "    return a + b"] \
         + ORIGINAL_LINES[6:]
