@@ -527,7 +527,10 @@ def test_failure_is_notified_with_the_servers_message(nvim: Nvim, tmp_path: Path
     errors = [n["msg"] for n in result["notifications"] if n["level"] == 4]
     assert len(errors) == 1, result["notifications"]
     assert message in errors[0]
-    assert "failed" in errors[0]
+    assert "failed" in errors[0].lower()
+    # One "lspilot: " prefix: not Neovim's "LSP[lspilot][Error]", not the server's own too.
+    assert errors[0].startswith("lspilot: "), errors[0]
+    assert "LSP[" not in errors[0] and "lspilot: lspilot:" not in errors[0], errors[0]
 
 
 def test_code_action_runs_through_the_plugin(nvim: Nvim, tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ local levels = vim.log.levels
 
 local M = {}
 
+-- LSP MessageType (Error, Warning, Info, Log) to vim.log.levels.
+local MESSAGE_LEVELS = { levels.ERROR, levels.WARN, levels.INFO, levels.DEBUG }
+
 local started_by_root = {} -- root_dir -> client id (Neovim 0.7, which has no vim.lsp.start)
 
 --- The settings as a `{ lspilot = {...} }` table (what workspace/configuration looks up).
@@ -100,11 +103,17 @@ function M.handlers()
   end
   -- The server reports a failed action with window/showMessage too; remember those so
   -- the plugin does not notify the same failure twice.
-  handlers["window/showMessage"] = function(err, result, ctx, cfg)
-    if type(result) == "table" and result.type == 1 and type(result.message) == "string" then
+  -- Shown with one "lspilot: " prefix (Neovim's own handler says "LSP[lspilot][Info]"
+  -- before the server's text, which older servers began with "lspilot:" as well).
+  handlers["window/showMessage"] = function(_, result)
+    if type(result) ~= "table" or type(result.message) ~= "string" then
+      return vim.NIL
+    end
+    if result.type == 1 then
       server.said(result.message)
     end
-    return vim.lsp.handlers["window/showMessage"](err, result, ctx, cfg)
+    util.notify(result.message, MESSAGE_LEVELS[result.type] or levels.INFO)
+    return vim.NIL
   end
   return handlers
 end
