@@ -41,7 +41,10 @@ local function record_event(name)
       command = data.command,
       usage = data.usage,
       lsp_status = vim.lsp.status and vim.lsp.status() or nil,
-      statusline = lspilot.status(),
+      statusline = lspilot.statusline(),
+      -- What the command line shows now (the plugin's echo), and the message sent.
+      echo = require("lspilot.progress").echoed,
+      message = data.message,
     })
   end
 end
@@ -900,6 +903,8 @@ function scenarios.next_edit_off()
 end
 
 local function finish()
+  -- :messages: what the plugin echoed (progress) must not pile up there.
+  result.messages = vim.fn.execute("messages")
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")
 end

@@ -356,6 +356,15 @@ def test_refactor_replaces_the_selected_lines(nvim: Nvim, tmp_path: Path) -> Non
     assert kinds[0] == "begin" and kinds[-1] == "end", kinds
     assert [e["status"] for e in events(result, "done")] == ["done"]
     assert any(e["statusline"].startswith("lspilot: refactor") for e in events(result, "progress"))
+    # Each step was echoed in the command line as the server said it, while it ran...
+    shown = [e for e in events(result, "progress") if e["kind"] != "end"]
+    assert shown and all(e["echo"] == f"lspilot: Refactor: {e['message']}" for e in shown), shown
+    # ...and cleared at the end, which is said once, by the done notification.
+    assert events(result, "progress")[-1].get("echo") is None
+    assert [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]], result
+    # Echoed, not kept: nothing of it in :messages.
+    assert not any(e["message"] and e["message"] in result["messages"] for e in shown), \
+        result["messages"]
     if nvim.minor >= (0, 10):
         # Neovim's own progress tracking saw it too.
         assert any("lspilot" in (e.get("lsp_status") or "") for e in events(result, "progress"))

@@ -9,6 +9,7 @@
 --   events.lua      the User events (and the last one's data, for 0.7)
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
+--   progress.lua    a running action's progress echoed in the command line
 --   float.lua       the explanation window
 --   chat.lua        the chat buffer (:LspilotChat, :LspilotAgent)
 --   agent.lua       agent mode in words: steps, approvals, the turn's cost
@@ -100,6 +101,7 @@ local function check_options(opts)
   expect("autostart", opts.autostart, { "boolean" }, "true or false")
   expect("float", opts.float, { "table" }, "a table { border, max_width, max_height }")
   expect("notify_done", opts.notify_done, { "boolean" }, "true or false")
+  expect("echo_progress", opts.echo_progress, { "boolean" }, "true or false")
   if expect("health_timeout", opts.health_timeout, { "number" }, "a number of seconds") and opts.health_timeout <= 0 then
     table.insert(problems, "health_timeout must be more than 0 seconds")
   end
@@ -236,10 +238,14 @@ function M.agent(message, opts)
   return require("lspilot.chat").open(message, opts, "agent")
 end
 
---- A short statusline string: "lspilot: refactor 40%" while actions run, else "".
-function M.status()
+--- A statusline component: "lspilot: refactor Asking the model…" while an action
+--- runs, "" otherwise (e.g. `set statusline+=%{v:lua.require'lspilot'.statusline()}`).
+function M.statusline()
   return jobs.statusline()
 end
+
+--- The same (its first name).
+M.status = M.statusline
 
 -- Status, suggestions, commands ------------------------------------------------------
 

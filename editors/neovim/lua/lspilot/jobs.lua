@@ -5,6 +5,7 @@ local compat = require("lspilot.compat")
 local config = require("lspilot.config")
 local events = require("lspilot.events")
 local float = require("lspilot.float")
+local progress = require("lspilot.progress")
 local range = require("lspilot.range")
 local server = require("lspilot.server")
 local util = require("lspilot.util")
@@ -141,6 +142,7 @@ function M.finish(job, err, result)
       util.notify("internal error: " .. tostring(problem), levels.ERROR)
     end
   end
+  progress.clear()
   local spent = util.usage_words(job.usage)
   local suffix = spent and (" (" .. spent .. ")") or ""
   if job.status == "failed" then
@@ -284,7 +286,8 @@ function M.running()
   return list
 end
 
---- A short statusline string: "lspilot: refactor 40%" while actions run, else "".
+--- A short statusline string while actions run ("lspilot: refactor Asking the model…",
+--- "lspilot: refactor 40%"), else "".
 function M.statusline()
   local parts = {}
   for _, job in ipairs(M.running()) do
@@ -293,7 +296,7 @@ function M.statusline()
     if p and type(p.percentage) == "number" then
       s = s .. " " .. p.percentage .. "%"
     elseif p and type(p.message) == "string" and p.message ~= "" then
-      s = s .. " " .. vim.fn.strcharpart(p.message, 0, 30)
+      s = s .. ": " .. vim.fn.strcharpart(p.message, 0, 40)
     else
       s = s .. "…"
     end
@@ -366,6 +369,17 @@ function M.on_progress(params, ctx)
   }
   if job then
     job.progress = data
+    if type(value.title) == "string" then
+      job.progress_title = value.title
+    end
+    -- The chat buffer shows its own turn's state; every other action echoes.
+    if job.command ~= M.COMMANDS.chat then
+      if value.kind == "end" then
+        progress.clear()
+      else
+        progress.echo(progress.text(job.progress_title or ("lspilot: " .. job.title), value.message))
+      end
+    end
   end
   fire("LspilotProgress", data)
 end
