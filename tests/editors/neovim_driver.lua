@@ -140,6 +140,22 @@ api.nvim_create_autocmd("User", {
   end,
 })
 
+-- Screens (tests/editors/test_neovim.py's screen tests run Neovim in a terminal): at
+-- each named point the driver redraws and waits until the test has read the screen.
+-- Without spec.screens this does nothing.
+function driver_screen(name)
+  if not spec.screens then
+    return
+  end
+  vim.cmd("redraw!")
+  local ready = spec.screens .. "/" .. name .. ".ready"
+  local taken = spec.screens .. "/" .. name .. ".taken"
+  vim.fn.writefile({ name }, ready)
+  vim.wait(10000, function()
+    return vim.fn.filereadable(taken) == 1
+  end, 20)
+end
+
 local function fail(message)
   error(message, 2)
 end
@@ -274,11 +290,12 @@ end
 
 function scenarios.explain()
   local buf = open_and_attach()
+  local float = require("lspilot.float")
   local job = run_on_selection("LspilotExplain")
   result.float_is_current = api.nvim_win_get_config(0).relative ~= ""
   local last
   wait(STEP_TIMEOUT, function()
-    local text = float_text()
+    local text = job.float and float.text(job)
     if text ~= nil and text ~= last then
       table.insert(result.snapshots, text)
       last = text
@@ -287,20 +304,51 @@ function scenarios.explain()
   end, "the explanation to finish")
   result.job = job_summary(job)
   result.float_count = #floats()
-  result.float_text = float_text()
+  result.float_text = job.float and float.text(job)
+  result.float_lines = job.float and buf_lines(job.float.buf)
   local wins = floats()
   if #wins > 0 then
-    result.float_filetype = vim.bo[api.nvim_win_get_buf(wins[1])].filetype
+    local win = wins[1]
+    result.float_filetype = vim.bo[api.nvim_win_get_buf(win)].filetype
+    result.float_conceallevel = vim.wo[win].conceallevel
+    local title = api.nvim_win_get_config(win).title
+    if type(title) == "table" then
+      local joined = ""
+      for _, chunk in ipairs(title) do
+        joined = joined .. (type(chunk) == "table" and chunk[1] or tostring(chunk))
+      end
+      title = joined
+    end
+    result.float_title = title
+    local ok, parser = pcall(vim.treesitter.get_parser, api.nvim_win_get_buf(win))
+    result.float_treesitter = ok and parser ~= nil and vim.treesitter.highlighter ~= nil
+      and vim.treesitter.highlighter.active[api.nvim_win_get_buf(win)] ~= nil
   end
   result.buffer = buf_lines(buf)
-  -- q in the window closes it; the job is done, so nothing is cancelled.
+  result.current_after = api.nvim_win_get_config(0).relative ~= ""
+  driver_screen("explain")
+  -- :LspilotFocus enters the window; q there closes it; the job is done, so nothing is
+  -- cancelled.
+  vim.cmd("LspilotFocus")
+  result.float_is_current_after_focus = api.nvim_win_get_config(0).relative ~= ""
   if #wins > 0 then
-    api.nvim_set_current_win(wins[1])
     api.nvim_feedkeys("q", "xt", false)
   end
   vim.wait(200)
   result.float_count_after_q = #floats()
   result.job_after_q = job_summary(job)
+  if spec.move_closes then
+    -- A second explanation, closed by moving the cursor once it is done.
+    local second = run_on_selection("LspilotExplain")
+    wait_done(second)
+    result.float_count_second = #floats()
+    api.nvim_win_set_cursor(0, { 1, 0 })
+    vim.cmd("doautocmd <nomodeline> CursorMoved")
+    vim.wait(200, function()
+      return #floats() == 0
+    end, 10)
+    result.float_count_after_move = #floats()
+  end
 end
 
 -- Cancels a running refactor with :LspilotCancel once text streams in.

@@ -419,6 +419,7 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
     select = {"from": [10, start], "to": [10, start + len("str(n)") - 1], "mode": "v"}
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(EXPLANATION, delay=0.15))
+        upstream.enqueue(Reply.stream(EXPLANATION, delay=0.01))
         result = run_nvim(
             nvim,
             tmp_path,
@@ -427,15 +428,32 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
                 "scenario": "explain",
                 "file": str(source),
                 "select": select,
+                "settings": {"prices": PRICES},
+                "move_closes": True,
             },
         )
         requests = upstream.wait_for_requests(1)
 
     explanation = "".join(EXPLANATION)
     assert result["job"]["status"] == "done", result
-    assert result["float_is_current"] is True
+    # The cursor stayed in the code; :LspilotFocus entered the window.
+    assert result["float_is_current"] is False and result["current_after"] is False
+    assert result["float_is_current_after_focus"] is True
     assert result["float_count"] == 1
-    assert result["float_filetype"] == "markdown"
+    assert result["float_filetype"] == "markdown" and result["float_conceallevel"] == 2
+    if nvim.minor >= (0, 10):
+        assert result["float_treesitter"] is True  # the bundled markdown parser
+    # A title: the border's (0.9+), else the first line; a done line with tokens and cost.
+    lines = result["float_lines"]
+    if nvim.minor >= (0, 9):
+        assert result["float_title"].strip() == "lspilot: Explain", result["float_title"]
+    else:
+        assert lines[:2] == ["lspilot: Explain", ""], lines
+    usage = events(result, "done")[0]["usage"]
+    done = f"── done · 11 tokens in, {usage['completionTokens']} out, " \
+           f"{cost_text(_expected_cost(usage))} · "
+    assert lines[-1].startswith(done) and lines[-1].endswith(" s"), lines
+    assert lines[-2] == "", lines
     assert (
         result["float_text"] == explanation.rstrip("\n") or result["float_text"] == explanation
     ), result["float_text"]
@@ -448,6 +466,9 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
     assert result["buffer"] == ORIGINAL_LINES
     assert result["float_count_after_q"] == 0
     assert result["job_after_q"]["cancel_sent"] is False
+    # A done explanation closes when the cursor moves on in the code, as a hover does.
+    assert result["float_count_second"] == 1
+    assert result["float_count_after_move"] == 0
     # The range is in the negotiated encoding (UTF-16 on 0.7, UTF-8 on 0.11+): the
     # emoji before the selection counts 2 units in UTF-16, 4 in UTF-8, 1 in UTF-32.
     codec = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}
@@ -1215,7 +1236,7 @@ def test_bad_options_are_named_and_keep_their_defaults(nvim: Nvim, tmp_path: Pat
     setup_error = "; ".join(result["option_problems"])
     assert len(result["option_problems"]) == 3, setup_error
     (command_error,) = [n["msg"] for n in result["notifications"] if n["level"] == 4]
-    assert 'float must be a table { border, max_width, max_height }, not "big"' in setup_error
+    assert 'float must be a table { border, max_width, max_height, focus }, not "big"' in setup_error
     assert 'notify_done must be true or false, not "yes"' in setup_error
     assert "suggestion.keys.acept is not a key lspilot maps (it maps accept," in setup_error
     # The server started anyway, with the defaults for those options.

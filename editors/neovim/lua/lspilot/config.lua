@@ -39,6 +39,9 @@ M.defaults = {
     border = "rounded",
     max_width = 90,
     max_height = 30,
+    -- Enter the window when it opens; otherwise the cursor stays in your code and
+    -- :LspilotFocus enters it (q there closes it).
+    focus = false,
   },
   -- vim.notify when a refactor or test action finishes (failures are always shown).
   notify_done = true,

@@ -99,7 +99,9 @@ local function check_options(opts)
   expect("capabilities", opts.capabilities, { "table", "nil" }, "a table of client capabilities")
   expect("on_attach", opts.on_attach, { "function", "nil" }, "a function(client, bufnr)")
   expect("autostart", opts.autostart, { "boolean" }, "true or false")
-  expect("float", opts.float, { "table" }, "a table { border, max_width, max_height }")
+  if expect("float", opts.float, { "table" }, "a table { border, max_width, max_height, focus }") then
+    expect("float.focus", opts.float.focus, { "boolean", "nil" }, "true or false")
+  end
   expect("notify_done", opts.notify_done, { "boolean" }, "true or false")
   expect("echo_progress", opts.echo_progress, { "boolean" }, "true or false")
   if expect("health_timeout", opts.health_timeout, { "number" }, "a number of seconds") and opts.health_timeout <= 0 then
@@ -213,6 +215,7 @@ M._on_stream = jobs.on_stream
 M._on_progress = jobs.on_progress
 M.cancel = jobs.cancel
 M.close = jobs.close
+M.focus = jobs.focus
 M.get_job = jobs.get
 M.jobs = jobs.list
 

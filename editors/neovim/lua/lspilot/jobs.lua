@@ -103,6 +103,20 @@ function M.clean_usage(usage)
   return clean
 end
 
+--- The last line of an explanation: "done · 812 tokens in, 240 out, $0.0003 · 1.2 s".
+function M.done_line(job)
+  local parts = { tostring(job.status) }
+  local spent = util.usage_words(job.usage)
+  if spent then
+    if job.usage.cost == nil then
+      spent = spent .. ", cost unknown"
+    end
+    table.insert(parts, spent)
+  end
+  table.insert(parts, string.format("%.1f s", (compat.uv.hrtime() - job.started) / 1e9))
+  return "── " .. table.concat(parts, " · ")
+end
+
 --- Ends `job` with the command's answer (or its error): float, notification, event.
 function M.finish(job, err, result)
   if job.status ~= "running" then
@@ -135,6 +149,7 @@ function M.finish(job, err, result)
     end
     float.update(job, shown)
     float.set_status(job)
+    float.set_done(job, M.done_line(job))
   end
   if job.on_done then
     local ok, problem = pcall(job.on_done, job, result)
@@ -260,6 +275,17 @@ function M.close(token)
     local job = job_list[i]
     if (token == nil or job.token == token) and job.float then
       job.float.close()
+      return true
+    end
+  end
+  return false
+end
+
+--- Enters the explanation window of `token` (or the newest one). True when there was one.
+function M.focus(token)
+  for i = #job_list, 1, -1 do
+    local job = job_list[i]
+    if (token == nil or job.token == token) and job.float and float.focus(job) then
       return true
     end
   end
