@@ -570,6 +570,7 @@ function scenarios.chat()
   result.chat_is_current = api.nvim_get_current_buf() == chat.state.buf
   result.chat_floating = api.nvim_win_get_config(0).relative ~= ""
   result.chat_filetype = vim.bo.filetype
+  result.chat_wrap = { vim.wo.wrap, vim.wo.linebreak, vim.wo.breakindent }
   result.windows = #api.nvim_tabpage_list_wins(0)
   result.first_request = job.arguments
   wait_chat_turn(job, result.snapshots)
@@ -586,6 +587,7 @@ function scenarios.chat()
   wait_chat_turn(second)
   result.second = job_summary(second)
   result.after_second = chat_lines()
+  driver_screen("chat")
   local before = #result.notifications
   api.nvim_win_set_cursor(0, { row_of(chat_lines(), spec.outside_line), 0 })
   vim.cmd("LspilotChatApply")

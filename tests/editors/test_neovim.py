@@ -1282,6 +1282,8 @@ def test_chat_streams_a_prompt_turn_keeps_the_conversation_and_apply_edits(
     # A split (not a float) with the chat buffer, current, markdown.
     assert result["chat_is_current"] is True and result["chat_floating"] is False
     assert result["chat_filetype"] == "markdown" and result["windows"] == 2
+    # Long lines wrap at words, continuations indented (wrap, linebreak, breakindent).
+    assert result["chat_wrap"] == [True, True, True]
     # The selection went with the first turn.
     assert result["first_request"]["uri"].endswith("/calc.py")
     assert result["first_request"]["range"] == {
