@@ -281,10 +281,18 @@ function scenarios.tests()
   result.buffers = {}
   for _, b in ipairs(api.nvim_list_bufs()) do
     if api.nvim_buf_is_loaded(b) and api.nvim_buf_get_name(b) ~= "" then
-      table.insert(result.buffers, { name = api.nvim_buf_get_name(b), lines = buf_lines(b) })
+      table.insert(result.buffers, { name = api.nvim_buf_get_name(b), lines = buf_lines(b),
+        modified = vim.bo[b].modified })
     end
   end
   result.source_after = buf_lines(buf)
+  result.tests = job.tests
+  if spec.show_output then
+    vim.cmd("LspilotTestOutput")
+    result.output_buffer = { name = api.nvim_buf_get_name(0), lines = buf_lines(0),
+      modifiable = vim.bo.modifiable, buftype = vim.bo.buftype }
+    driver_screen("test_output")
+  end
   vim.cmd("silent! wall")
 end
 
@@ -720,6 +728,11 @@ function scenarios.format_cost()
   result.costs = {}
   for _, cost in ipairs(spec.costs) do
     table.insert(result.costs, util.format_cost(cost ~= false and cost or nil) or vim.NIL)
+  end
+  -- What a Write tests end message adds for a run's `tests`.
+  result.tests_words = {}
+  for _, tests in ipairs(spec.tests or {}) do
+    table.insert(result.tests_words, require("lspilot.testrun").finished(tests))
   end
   -- :LspilotStatus's lines for answers with and without session.groups.
   result.status_lines = {}

@@ -410,6 +410,46 @@ def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir
     assert "def add(a, b):" in user_prompt(requests[0])
 
 
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "{file}"]
+
+
+def test_a_test_run_shows_its_progress_and_output_and_leaves_the_file_saved(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    root = tmp_path / "ws"
+    source = make_workspace(root)
+    test_file = root / "tests" / "test_calc.py"
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "tests", "file": str(source), "select": ADD_LINES,
+            "answer": 1,  # "Run"
+            "settings": {"testCommand": {"python": PYTEST}},
+            "show_output": True,
+        })
+
+    assert result["job"]["status"] == "done", result
+    assert result["tests"]["passed"] == 1, result["tests"]
+    # "Running the new tests…" was echoed while the run went on.
+    echoes = [e.get("echo") or "" for e in events(result, "progress")]
+    assert any(e.startswith("lspilot: Write tests: Running") for e in echoes), echoes
+    # The end message offers the output, with one prefix.
+    done = [n["msg"] for n in result["notifications"] if n["msg"].startswith("lspilot: tests done")]
+    assert done and done[0].endswith("(:LspilotTestOutput shows the output)"), result["notifications"]
+    assert not [n for n in result["notifications"] if "lspilot: lspilot:" in n["msg"]]
+    # The test file lspilot wrote to disk is not left 'modified' in its buffer.
+    buffers = {str(Path(b["name"]).resolve()): b for b in result["buffers"]}
+    written = buffers[str(test_file.resolve())]
+    assert "def test_add():" in written["lines"]
+    assert written["modified"] is False, written
+    # :LspilotTestOutput: the command and pytest's output in a read-only scratch buffer.
+    shown = result["output_buffer"]
+    assert shown["name"].endswith("lspilot://tests/output"), shown
+    assert shown["buftype"] == "nofile" and shown["modifiable"] is False
+    assert shown["lines"][0].startswith("$ ") and "pytest" in shown["lines"][0]
+    assert any("1 passed" in line for line in shown["lines"]), shown["lines"]
+
+
 def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     # Select `str(n)` on line 10, charwise: after an emoji, so the UTF-16 columns
@@ -790,7 +830,12 @@ def test_one_cost_format_everywhere(nvim: Nvim, tmp_path: Path) -> None:
         result = run_nvim(nvim, tmp_path, upstream, {
             "scenario": "format_cost", "file": str(source),
             "costs": [cost for cost, _ in COST_EXAMPLES],
-            "status_answers": [{"session": session} for session in STATUS_SESSIONS]})
+            "status_answers": [{"session": session} for session in STATUS_SESSIONS],
+            "tests": [
+                {"command": "pytest t.py", "passed": 1, "failed": 0, "output": "1 passed\n"},
+                {"command": "python3 -m pytest t.py", "passed": 0, "failed": 0,
+                 "ran": False, "problem": "/usr/bin/python3 has no pytest", "output": ""},
+            ]})
     assert result["costs"] == [text for _, text in COST_EXAMPLES]
     with_groups, without_groups = result["status_lines"]
     assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in with_groups
@@ -798,6 +843,11 @@ def test_one_cost_format_everywhere(nvim: Nvim, tmp_path: Path) -> None:
     assert "  chat       1 request, 1,000 tokens in, 90 out, $0.0011" in with_groups
     assert "  ghost text 9 requests, 200 tokens in, 10 out, <$0.0001" in with_groups
     assert "  next edits 0 requests, 0 tokens in, 0 out, $0" in with_groups
+    # A run's output is offered; a run that never ran a test says why.
+    assert result["tests_words"] == [
+        " (:LspilotTestOutput shows the output)",
+        "; no test ran: /usr/bin/python3 has no pytest",
+    ]
     # An older server without groups: the session line alone, nothing made up.
     assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in without_groups
     assert not any(line.startswith("  ") for line in without_groups), without_groups

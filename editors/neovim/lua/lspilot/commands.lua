@@ -45,6 +45,9 @@ function M.create()
       util.notify("no explanation window is open")
     end
   end, { nargs = 0, desc = "lspilot: enter the explanation window (q there closes it)" })
+  create("LspilotTestOutput", function()
+    require("lspilot.testrun").show()
+  end, { nargs = 0, desc = "lspilot: the last test run's output in a scratch buffer" })
   create("LspilotCancel", function()
     if jobs.cancel() == 0 then
       util.notify("nothing to cancel")

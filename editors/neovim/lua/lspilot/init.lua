@@ -10,6 +10,7 @@
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
 --   progress.lua    a running action's progress echoed in the command line
+--   testrun.lua     Write tests' runs: the end message's words, :LspilotTestOutput
 --   float.lua       the explanation window
 --   chat.lua        the chat buffer (:LspilotChat, :LspilotAgent)
 --   agent.lua       agent mode in words: steps, approvals, the turn's cost

@@ -8,6 +8,7 @@ local float = require("lspilot.float")
 local progress = require("lspilot.progress")
 local range = require("lspilot.range")
 local server = require("lspilot.server")
+local testrun = require("lspilot.testrun")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -160,6 +161,8 @@ function M.finish(job, err, result)
   progress.clear()
   local spent = util.usage_words(job.usage)
   local suffix = spent and (" (" .. spent .. ")") or ""
+  -- Write tests' run: its problem when no test ran, the hint to see its output.
+  local about_tests = testrun.finished(job.tests)
   if job.status == "failed" then
     local message = tostring(job.error and job.error.message or "unknown error")
     if not server.server_said(message) then
@@ -167,8 +170,10 @@ function M.finish(job, err, result)
     end
   elseif job.status == "cancelled" then
     util.notify(job.title .. " cancelled" .. suffix)
+  elseif job.tests and job.tests.ran == false then
+    util.notify(job.title .. " done" .. suffix .. about_tests, levels.WARN)
   elseif job.command ~= M.COMMANDS.explain and job.command ~= M.COMMANDS.chat and config.options.notify_done then
-    util.notify(job.title .. " done" .. suffix)
+    util.notify(job.title .. " done" .. suffix .. about_tests)
   end
   fire("LspilotDone", job_data(job))
 end
