@@ -968,6 +968,8 @@ end
 local function finish()
   -- :messages: what the plugin echoed (progress) must not pile up there.
   result.messages = vim.fn.execute("messages")
+  -- The ghost text's highlight as defined now (the plugin's default or the user's).
+  result.suggestion_highlight = vim.trim(vim.fn.execute("highlight LspilotSuggestion"))
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")
 end

@@ -1120,6 +1120,8 @@ def test_ghost_text_appears_and_the_accept_key_inserts_it(nvim: Nvim, tmp_path: 
     assert (mark["row"], mark["col"]) == (CALL_ROW - 1, IN_PARENS + 1)
     assert mark["virt_text_first"] == CALL_SUGGESTION and mark["virt_lines"] == []
     assert mark["hl"] == "LspilotSuggestion"
+    # Its own group, dimmed as comments are unless the user says otherwise.
+    assert re.search(r"LspilotSuggestion\s+xxx links to Comment", result["suggestion_highlight"])
     if nvim.minor >= (0, 10):
         assert mark["pos"] == "inline"
     else:
@@ -1138,6 +1140,17 @@ def test_ghost_text_appears_and_the_accept_key_inserts_it(nvim: Nvim, tmp_path: 
     assert accept["event"]["marks"] == [] and accept["mode"] == "i"
     assert result["buffer"][CALL_ROW - 1] == "total = add(1, 2)"
     assert result["buffer"][: CALL_ROW - 1] == GHOST_LINES[: CALL_ROW - 1]
+
+
+@needs_inline
+def test_the_users_ghost_text_highlight_wins(nvim: Nvim, tmp_path: Path) -> None:
+    result, _ = suggest(
+        nvim, tmp_path, [Reply.stream(CALL_ANSWER)], [{"keys": "<M-l>", "wait": "cleared"}],
+        user_highlight="highlight LspilotSuggestion ctermfg=8 guifg=#5c6370",
+    )
+    assert result["shown"]["marks"][0]["hl"] == "LspilotSuggestion"
+    highlight = result["suggestion_highlight"]
+    assert "guifg=#5c6370" in highlight and "links to" not in highlight, highlight
 
 
 @needs_inline
