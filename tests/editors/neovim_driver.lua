@@ -151,9 +151,23 @@ function driver_screen(name)
   local ready = spec.screens .. "/" .. name .. ".ready"
   local taken = spec.screens .. "/" .. name .. ".taken"
   vim.fn.writefile({ name }, ready)
-  vim.wait(10000, function()
+  local function taken_yet()
     return vim.fn.filereadable(taken) == 1
-  end, 20)
+  end
+  local co, is_main = coroutine.running()
+  if co == nil or is_main then
+    vim.wait(10000, taken_yet, 20)
+    return
+  end
+  -- Inside the ghost text scenario's coroutine: yield to the event loop between looks,
+  -- so insert mode and its redraws go on.
+  local deadline = vim.loop.now() + 10000
+  while not taken_yet() and vim.loop.now() < deadline do
+    vim.defer_fn(function()
+      coroutine.resume(co)
+    end, 20)
+    coroutine.yield()
+  end
 end
 
 local function fail(message)
@@ -258,6 +272,13 @@ function scenarios.refactor()
   local buf = open_and_attach()
   local tick = api.nvim_buf_get_changedtick(buf)
   local job = run_on_selection("LspilotRefactor")
+  if spec.screens then
+    -- The command line while it runs: the echoed progress.
+    wait(STEP_TIMEOUT, function()
+      return require("lspilot.progress").echoed ~= nil or job.status ~= "running"
+    end, "the progress echo")
+    driver_screen("progress")
+  end
   wait_done(job)
   -- The edit arrives before the command's answer; give a late one a moment anyway.
   vim.wait(2000, function()
@@ -812,6 +833,7 @@ function scenarios.suggest()
     shown, seen = await_event("shown", seen, "the ghost text to appear")
     result.shown = shown
     result.get = suggestion.get()
+    driver_screen("ghost_text")
   else
     await(function()
       return api.nvim_get_mode().mode:sub(1, 1) == "i" and api.nvim_get_current_line() ~= result.original[spec.at[1]]

@@ -21,17 +21,23 @@ another binary: it replaces the case of its own minor version, or adds one
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import html
 import importlib.util
 import itertools
 import json
 import math
 import os
+import pty
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -208,8 +214,16 @@ def make_workspace(root: Path, *, tests_dir: bool = True) -> Path:
 
 
 def run_nvim(
-    nvim: Nvim, tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]
+    nvim: Nvim,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    spec: dict[str, Any],
+    screens: Screens | None = None,
 ) -> dict[str, Any]:
+    """Runs the scenario in headless Neovim; with ``screens``, in a terminal (Neovim's own
+    TUI on a pty) whose screen is read at each of the driver's ``driver_screen`` points."""
+    if screens is not None:
+        spec = {**spec, "screens": str(screens.signals)}
     out = tmp_path / "result.json"
     state = tmp_path / "nvim-state"
     env = {
@@ -231,7 +245,7 @@ def run_nvim(
     )
     argv = [
         nvim.path,
-        "--headless",
+        *([] if screens is not None else ["--headless"]),
         "--clean",
         "-n",
         "-i",
@@ -242,25 +256,29 @@ def run_nvim(
         f"luafile {DRIVER}",
     ]
     started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        cwd=Path(spec["file"]).parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
     timed_out = False
-    try:
-        stdout, stderr = proc.communicate(timeout=NVIM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        stdout, stderr = proc.communicate(timeout=10)
-    finally:
-        # The server is Neovim's child, in the same process group: never leave it behind.
-        _kill_group(proc.pid)
+    if screens is not None:
+        env.update(TERM="xterm-256color", COLORTERM="truecolor")
+        stdout, stderr, timed_out = screens.run(argv, Path(spec["file"]).parent, env)
+    else:
+        proc = subprocess.Popen(
+            argv,
+            cwd=Path(spec["file"]).parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=NVIM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            stdout, stderr = proc.communicate(timeout=10)
+        finally:
+            # The server is Neovim's child, in the same process group: never leave it behind.
+            _kill_group(proc.pid)
     elapsed = time.monotonic() - started
 
     def context() -> str:
@@ -281,7 +299,8 @@ def run_nvim(
     result["elapsed"] = elapsed
     # Nothing the plugin calls may be deprecated in this Neovim (vim.deprecate writes
     # to the message area, which headless Neovim prints; older ones use vim.notify).
-    printed = stdout.decode(errors="replace") + stderr.decode(errors="replace")
+    printed = "" if screens is not None else stdout.decode(errors="replace")
+    printed += stderr.decode(errors="replace")
     deprecated = [n for n in result.get("notifications", []) if "deprecated" in n["msg"]]
     assert "deprecated" not in printed and not deprecated, (
         f"deprecation warnings on Neovim {result.get('nvim')}: {deprecated}{context()}"
@@ -295,6 +314,143 @@ def run_nvim(
             f"{result.get('error')}\nresult: {result}{context()}"
         )
     return result
+
+
+class Screens:
+    """Neovim in a terminal: its TUI on a pty, emulated by pyte; at each ``driver_screen``
+    point (the driver writes ``<name>.ready`` and waits for ``<name>.taken``) the screen
+    is written to the artifacts as text and as HTML with its colours."""
+
+    ROWS, COLUMNS = 30, 100
+
+    def __init__(self, tmp_path: Path, prefix: str) -> None:
+        self.signals = tmp_path / "screens"
+        self.signals.mkdir(parents=True, exist_ok=True)
+        self.artifacts = Path(os.environ.get("LSPILOT_E2E_ARTIFACTS") or tmp_path / "artifacts")
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.taken: dict[str, list[str]] = {}
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[bytes, bytes, bool]:
+        pyte = pytest.importorskip("pyte", reason="pyte (the dev extra) reads the screen")
+        screen = pyte.Screen(self.COLUMNS, self.ROWS)
+        stream = pyte.ByteStream(screen)
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", self.ROWS, self.COLUMNS, 0, 0))
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        os.close(slave)
+        lock = threading.Lock()
+        last_output = [time.monotonic()]
+
+        def read() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                with lock:
+                    stream.feed(data)
+                    last_output[0] = time.monotonic()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        stderr_chunks: list[bytes] = []
+        err_reader = threading.Thread(
+            target=lambda: stderr_chunks.append(proc.stderr.read() if proc.stderr else b""),
+            daemon=True)
+        err_reader.start()
+        deadline = time.monotonic() + NVIM_TIMEOUT
+        timed_out = False
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                for ready in sorted(self.signals.glob("*.ready")):
+                    name = ready.stem
+                    if name in self.taken:
+                        continue
+                    # The driver redrew before saying so: take it once the output settles.
+                    settle = time.monotonic() + 2.0
+                    while time.monotonic() < settle and time.monotonic() - last_output[0] < 0.25:
+                        time.sleep(0.05)
+                    with lock:
+                        self._write(name, screen)
+                    (self.signals / f"{name}.taken").write_text("taken")
+                time.sleep(0.05)
+        finally:
+            _kill_group(proc.pid)
+            proc.wait(timeout=10)
+            err_reader.join(timeout=5)
+            with contextlib.suppress(OSError):
+                os.close(master)
+        return b"", b"".join(stderr_chunks), timed_out
+
+    def _write(self, name: str, screen: Any) -> None:
+        lines = [line.rstrip() for line in screen.display]
+        self.taken[name] = lines
+        base = f"{self.prefix}-{name}"
+        (self.artifacts / f"{base}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (self.artifacts / f"{base}.html").write_text(screen_html(screen, base), encoding="utf-8")
+
+
+# pyte's colour names for the 16 ANSI colours.
+ANSI = {
+    "black": "#000000", "red": "#cd0000", "green": "#00cd00", "brown": "#cdcd00",
+    "blue": "#0000ee", "magenta": "#cd00cd", "cyan": "#00cdcd", "white": "#e5e5e5",
+    "brightblack": "#7f7f7f", "brightred": "#ff0000", "brightgreen": "#00ff00",
+    "brightbrown": "#ffff00", "brightblue": "#5c5cff", "brightmagenta": "#ff00ff",
+    "brightcyan": "#00ffff", "brightwhite": "#ffffff",
+}
+
+
+def _colour(value: str, default: str) -> str:
+    if value == "default":
+        return default
+    if value in ANSI:
+        return ANSI[value]
+    if re.fullmatch(r"[0-9a-fA-F]{6}", value):
+        return f"#{value}"
+    return default
+
+
+def screen_html(screen: Any, title: str) -> str:
+    """The screen as HTML: each run of cells with the same colours in one span."""
+    rows = []
+    for y in range(screen.lines):
+        row = screen.buffer[y]
+        spans: list[str] = []
+        current: tuple[str, str, bool] | None = None
+        text = ""
+        for x in range(screen.columns):
+            char = row[x]
+            fg = _colour(char.fg, "#d0d0d0")
+            bg = _colour(char.bg, "#1c1c1c")
+            if char.reverse:
+                fg, bg = bg, fg
+            style = (fg, bg, bool(char.bold))
+            if style != current and text:
+                spans.append(_span(current, text))
+                text = ""
+            current = style
+            text += char.data or " "
+        if text:
+            spans.append(_span(current, text))
+        rows.append("".join(spans))
+    body = "\n".join(rows)
+    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<pre style='background:#1c1c1c;font:14px monospace;line-height:1.2'>"
+            f"{body}</pre>\n")
+
+
+def _span(style: tuple[str, str, bool] | None, text: str) -> str:
+    fg, bg, bold = style or ("#d0d0d0", "#1c1c1c", False)
+    weight = ";font-weight:bold" if bold else ""
+    return f"<span style='color:{fg};background:{bg}{weight}'>{html.escape(text)}</span>"
 
 
 def _kill_group(pid: int) -> None:
@@ -410,7 +566,9 @@ def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir
     assert "def add(a, b):" in user_prompt(requests[0])
 
 
-PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "{file}"]
+# The dev venv's pytest-asyncio would warn about its settings in every run's output.
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
+          "{file}"]
 
 
 def test_a_test_run_shows_its_progress_and_output_and_leaves_the_file_saved(
@@ -1743,3 +1901,82 @@ def test_no_next_edit_is_asked_when_turned_off(nvim: Nvim, tmp_path: Path) -> No
         })
         assert upstream.requests == []
     assert result["buffer"] == RENAMED and result["next_edit_events"] == []
+
+
+# -- screens ------------------------------------------------------------------------------
+# Neovim in a terminal (its TUI on a pty, read by pyte): what the user sees at each fixed
+# screen of issue 28, written to the artifacts (LSPILOT_E2E_ARTIFACTS, else
+# tmp_path/artifacts) as <nvim>-<screen>.txt and .html, and checked on the screen itself.
+
+LONG_LINE = ("- It keeps a temporary, `result`, which it returns at once; the variable adds "
+             "nothing, so inlining it makes the function shorter and just as clear.")
+CHAT_WRAPPED = ["`add` returns the sum:\n", f"{LONG_LINE}\n", "```python\n", "add(2, 3)  # 5\n",
+                "```\n"]
+
+
+def _chat_column(lines: list[str]) -> list[str]:
+    """The right-hand window's text (the chat is split off to the right)."""
+    bar = next((line.rfind("│") for line in lines if "│" in line), -1)
+    assert bar >= 0, lines
+    return [line[bar + 1:] if len(line) > bar else "" for line in lines]
+
+
+SCREEN_NAMES = ["progress", "explain", "chat", "ghost_text", "test_output"]
+
+
+@pytest.mark.parametrize("name", SCREEN_NAMES)
+def test_screens(nvim: Nvim, tmp_path: Path, name: str) -> None:
+    screens = Screens(tmp_path, nvim_id(nvim.minor))
+    source = make_workspace(tmp_path / "ws")
+    spec: dict[str, Any] = {"file": str(source), "select": ADD_LINES}
+    with FakeUpstream() as upstream:
+        if name == "progress":
+            upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.3))
+            spec.update(scenario="refactor")
+        elif name == "explain":
+            upstream.enqueue(Reply.stream(EXPLANATION, delay=0.02))
+            spec.update(scenario="explain", settings={"prices": PRICES})
+        elif name == "chat":
+            upstream.enqueue(Reply.stream(CHAT_WRAPPED, delay=0.02),
+                             Reply.stream(CHAT_SECOND, delay=0.02))
+            spec.update(scenario="chat", message="what does add do?", second="make it shorter",
+                        outside_line="or", apply_line="    return a + b")
+        elif name == "ghost_text":
+            if not _server_has_inline_completions():
+                pytest.skip("this checkout's server has no inline completions")
+            source = ghost_workspace(tmp_path / "ghost")
+            upstream.default = Reply.stream([""])
+            upstream.enqueue(Reply.stream(CALL_ANSWER))
+            spec = {"scenario": "suggest", "file": str(source), "at": [CALL_ROW, IN_PARENS],
+                    "type": "1", "steps": []}
+        else:
+            upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+            spec.update(scenario="tests", answer=1, show_output=True,
+                        settings={"testCommand": {"python": PYTEST}})
+        run_nvim(nvim, tmp_path, upstream, spec, screens=screens)
+
+    assert name in screens.taken, f"no {name} screen was taken: {sorted(screens.taken)}"
+    lines = screens.taken[name]
+    text = "\n".join(lines)
+    assert (screens.artifacts / f"{nvim_id(nvim.minor)}-{name}.txt").exists()
+    assert (screens.artifacts / f"{nvim_id(nvim.minor)}-{name}.html").exists()
+    if name == "progress":
+        # The command line (the last row) says what runs, as the server said it.
+        assert lines[-1].startswith("lspilot: Refactor: "), text
+    elif name == "explain":
+        assert "lspilot: Explain" in text, text
+        assert re.search(r"── done · 11 tokens in, \d+ out, \$[0-9.]+ · [0-9.]+ s", text), text
+        assert "display string" in text
+    elif name == "chat":
+        chat = _chat_column(lines)
+        first = next(i for i, line in enumerate(chat) if line.startswith("- It keeps"))
+        # Wrapped at a word, the continuation indented (breakindent, shift:2).
+        assert chat[first + 1].startswith("  ") and chat[first + 1].strip(), chat
+        assert not chat[first].rstrip().endswith("-"), chat
+    elif name == "ghost_text":
+        row = lines[CALL_ROW - 1]
+        assert "total = add(1" + CALL_SUGGESTION in row, text
+    else:
+        # The end of the output (the counts) is in view; the command heads the buffer.
+        assert "1 passed" in text, text
+        assert "lspilot://tests/output" in text, text

@@ -107,6 +107,8 @@ function M.show()
   else
     api.nvim_set_current_win(win)
   end
+  -- The counts come last: show the end, the beginning is a scroll up.
+  pcall(api.nvim_win_set_cursor, win, { #lines, 0 })
   return buf
 end
 
