@@ -70,13 +70,22 @@ class Priced:
 
 
 def format_cost(cost: float) -> str:
-    """Dollars with enough digits to show a fraction of a cent."""
-    if cost == 0:
+    """The one way lspilot writes dollars (the editors use the same rule): ``$0``, below a
+    hundredth of a cent ``<$0.0001``, else four significant digits and at most four
+    decimals (``$0.0041``, ``$0.0123``, ``$1.235``, ``$1235``). Unknown cost is the
+    caller's to word ("cost unknown")."""
+    if cost <= 0:
         return "$0"
-    if cost >= 0.01:
-        return f"${cost:.2f}"
-    digits = max(4, 1 - math.floor(math.log10(cost)) + 1)
-    return f"${cost:.{digits}f}".rstrip("0")
+    if cost < 0.0001:
+        return "<$0.0001"
+    digits = _decimals(cost)
+    # Rounding up to the next power of ten (9.99996 -> 10.000) would show a fifth digit.
+    digits = _decimals(round(cost, digits))
+    return f"${cost:.{digits}f}"
+
+
+def _decimals(cost: float) -> int:
+    return min(4, max(0, 3 - math.floor(math.log10(cost))))
 
 
 def price_for(model: str, prices: Mapping[str, Price]) -> Price | None:

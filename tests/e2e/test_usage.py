@@ -22,7 +22,7 @@ async def test_a_known_model_is_priced_and_the_end_says_so(upstream, workspace):
         assert result["usage"]["cost"] == pytest.approx((1000 * 0.15 + 200 * 0.90) / 1e6)
         assert "estimated" not in result["usage"]
         end = editor.progress("t1")[-1]
-        assert "1,000 tokens in, 200 out, $0.00033" in end.message
+        assert "1,000 tokens in, 200 out, $0.0003," in end.message
 
 
 async def test_an_unknown_model_has_tokens_but_no_cost_until_priced(upstream, workspace):
@@ -106,5 +106,5 @@ async def test_past_max_session_cost_new_requests_are_refused(upstream, workspac
         assert first["status"] == "done" and first["usage"]["cost"] == pytest.approx(0.15)
         refused = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
         assert refused["status"] == "failed" and refused["error"]["type"] == "cost_limit"
-        assert "maxSessionCost" in refused["error"]["message"]
+        assert "has cost $0.1500, past maxSessionCost ($0.1000)" in refused["error"]["message"]
         assert len(upstream.requests) == 1

@@ -39,8 +39,11 @@ def test_estimates_are_about_four_characters_a_token() -> None:
     assert estimate_prompt(["abcd", "abcdefgh"]) == 1 + 2 + 2 * 4
 
 
-@pytest.mark.parametrize("cost, shown", [(0, "$0"), (0.5, "$0.50"), (0.0005, "$0.0005"),
-                                         (0.000123, "$0.000123"), (12.345, "$12.35")])
+@pytest.mark.parametrize("cost, shown", [
+    (0, "$0"), (0.00005, "<$0.0001"), (0.0001, "$0.0001"), (0.0005, "$0.0005"),
+    (0.000123, "$0.0001"), (0.0041, "$0.0041"), (0.004123, "$0.0041"), (0.01234, "$0.0123"),
+    (0.5, "$0.5000"), (1.2346, "$1.235"), (12.346, "$12.35"), (1234.6, "$1235"),
+    (9.99996, "$10.00"), (123456.0, "$123456")])
 def test_costs_are_shown_with_the_digits_that_matter(cost: float, shown: str) -> None:
     assert format_cost(cost) == shown
 

@@ -212,8 +212,9 @@ class Job:
         limit = self.settings.max_session_cost
         if context.meter.over(limit):
             spent = pricing.format_cost(context.meter.total.cost or 0.0)
+            allowed = pricing.format_cost(limit or 0.0)
             raise CostLimitReached(
-                f"This session has cost {spent}, past maxSessionCost (${limit:g}): "
+                f"This session has cost {spent}, past maxSessionCost ({allowed}): "
                 "new requests are refused.",
                 hint="Raise the setting maxSessionCost, or restart lspilot for a new session.")
         limiter = context.lanes[self.spec.lane]
