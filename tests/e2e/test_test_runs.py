@@ -171,6 +171,10 @@ async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace)
         assert (await editor.command("lspilot.cancel", {"token": "c1"}))["cancelled"] == ["c1"]
         result = await running
         assert result["status"] == "cancelled"
+        # The tests lspilot wrote stay in the test file: the end says so.
+        assert editor.progress("c1")[-1].message == \
+            "Cancelled; the edits already applied stay (undo reverts them)."
+        assert (workspace / "test_calc.py").exists()
         for _ in range(100):
             if not _alive(child):
                 break

@@ -25,7 +25,7 @@ from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
 from lspilot.actions.small_model_tests import Prefill
 from lspilot.edits import EditTarget, replacement_edit
-from lspilot.jobs.job import Job
+from lspilot.jobs.job import EditDeclined, Job
 from lspilot.requests import chat_request
 from lspilot.services import Services
 from lspilot.testing import commands, report, runner
@@ -88,9 +88,13 @@ class TestRuns:
             rounds += 1
             job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
                        f"(round {rounds} of {settings.test_repair_rounds})…")
-            repaired = await self._repair(job, applier, action, written, code_under_test,
-                                          commands.shown(argv), run.output, prefill,
-                                          max_tokens)
+            try:
+                repaired = await self._repair(job, applier, action, written,
+                                              code_under_test, commands.shown(argv),
+                                              run.output, prefill, max_tokens)
+            except EditDeclined:
+                note = "; the repair was not applied: you declined it"
+                break
             if repaired is None:
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
