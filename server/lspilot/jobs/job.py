@@ -60,6 +60,9 @@ class CostLimitReached(LspilotError):
     kind = "cost_limit"
 
 
+# The progress messages editors show as they are sent (docs/protocol.md).
+ASKING_THE_MODEL = "Asking the model…"
+WRITING_THE_ANSWER = "Writing the answer…"
 DECLINED_MESSAGE = "Not applied: you declined it."
 WAITING_FOR_REVIEW = "Waiting for your review…"
 CANCELLED_UNCHANGED = "Cancelled; nothing was changed."
@@ -349,26 +352,21 @@ class Job:
         elif editor.supports_progress:
             self._has_progress = await editor.create_progress(str(self.token))
         if self._has_progress:
-            editor.progress_begin(self.token, self.spec.title, "Asking the model…")
+            editor.progress_begin(self.token, self.spec.title, ASKING_THE_MODEL)
             editor.on_progress_cancel(self.token, self.cancel)
 
     async def _relay(self, stream: TextStream, on_text: Callable[[str], None] | None) -> None:
-        """Hand the answer on as it arrives: coalesced progress, stream notifications."""
-        tail = ""
-        newest = ""
+        """Hand the answer on as it arrives: coalesced progress, stream notifications.
+
+        The progress says the step and how far it is, never the answer's words: a fragment
+        of a sentence in a progress bar reads as noise (the text itself streams to the
+        editor as ``lspilot/stream``)."""
         visible = self.spec.visible
 
         def flush(delta: str) -> None:
-            nonlocal newest, tail
             if visible:
-                tail = (tail + delta)[-1000:]  # the newest line is near the end
-                lines = [
-                    line for line in tail.splitlines()
-                    if line.strip() and not line.lstrip().startswith(("```", "~~~"))
-                ]
-                newest = lines[-1].strip()[:80] if lines else newest
                 self._notify(delta, done=False)
-                self.report(f"{newest} ({self._chars:,} chars)")
+                self.report(f"{WRITING_THE_ANSWER} {self._chars:,} chars")
             if on_text is not None:
                 on_text("".join(self._text))
 
