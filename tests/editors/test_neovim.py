@@ -1389,6 +1389,40 @@ def test_a_block_shows_its_lines_below(nvim: Nvim, tmp_path: Path) -> None:
     assert accept["cursor"] == [DEF_ROW + 2, len("    return product")]
 
 
+def _server_sends_early_lines() -> bool:
+    try:
+        from lspilot.features.inline import LINES_NOTIFICATION  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@needs_inline
+@pytest.mark.skipif(not _server_sends_early_lines(),
+                    reason="this checkout's server has no lspilot/inlineCompletionLines yet")
+def test_a_blocks_first_line_shows_while_the_rest_streams(nvim: Nvim, tmp_path: Path) -> None:
+    # The model writes the block's first line and part of the next, then stalls for good:
+    # what shows came before any answer (lspilot/inlineCompletionLines).
+    answer = ["def mul(a, b):\n", "    product = a * b\n", "    ret"]
+    result, _ = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(answer, hang_after=4)],
+        [{"keys": "<M-l>", "wait": "cleared"}],
+        at=[DEF_ROW],
+        type=":",
+        early_shown=True,
+    )
+
+    shown = result["shown"]
+    assert shown["early"] is True, shown
+    assert shown["text"] == "\n    product = a * b", shown["text"]
+    (mark,) = shown["marks"]
+    assert mark["row"] == DEF_ROW - 1 and mark["virt_lines"] == ["    product = a * b"]
+    # Accepting it inserts the line shown.
+    assert result["buffer"][DEF_ROW - 1:DEF_ROW + 1] == ["def mul(a, b):", "    product = a * b"]
+
+
 @needs_inline
 def test_suggestions_turned_off_ask_nothing(nvim: Nvim, tmp_path: Path) -> None:
     """With suggestion.enabled = false typing sends no request; :LspilotSuggestion

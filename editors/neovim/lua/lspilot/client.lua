@@ -92,6 +92,9 @@ function M.handlers()
   if not vim.lsp.handlers["window/showDocument"] then
     handlers["window/showDocument"] = show_document
   end
+  handlers["lspilot/inlineCompletionLines"] = function(_, result, ctx)
+    suggestion.on_lines(result, ctx)
+  end
   -- Agent mode's steps, into the chat buffer.
   handlers["lspilot/toolCall"] = function(_, result, ctx)
     chat.on_tool_call(result, ctx)
@@ -147,6 +150,10 @@ function M.capabilities(extra)
   -- say so; lspilot needs it to create test files.
   caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
   caps.workspace.workspaceEdit.documentChanges = true
+  -- A block suggestion's first lines while the rest streams (lspilot/inlineCompletionLines,
+  -- shown by the plugin's own ghost text).
+  caps.experimental = vim.tbl_extend("force", type(caps.experimental) == "table" and caps.experimental or {},
+    { lspilotInlineCompletionLines = true })
   -- Ghost text: Neovim 0.12+ says so itself; before, the plugin renders it.
   caps.textDocument = caps.textDocument or {}
   caps.textDocument.inlineCompletion = caps.textDocument.inlineCompletion or { dynamicRegistration = false }
