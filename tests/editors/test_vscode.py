@@ -811,6 +811,62 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
     assert profile.workspace.joinpath("calc.py").read_text() == CHAT_INSERTED
 
 
+
+# --- issue 28: the chat view's code blocks, and the explanation panel across a window reload -----
+CHATUX_QUESTION = "Make add shorter and show me how to call it."
+CHATUX_CODE = "def add(x, y):\n    return x + y\n"
+CHATUX_REPL = ">>> add(1, 2)"
+CHATUX_ANSWER = ["Shorter:\n\n", "```python\n", CHATUX_CODE, "```\n\n", "In the REPL:\n\n",
+                 "```pycon\n", CHATUX_REPL + "\n3\n", "```\n"]
+CHATUX_EXPLAIN = ["The function ", "**adds** ", "its two arguments."]
+
+
+def test_vscode_chat_code_blocks_and_explanation_reload(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 28 in a real VS Code: a chat answer's Python block is highlighted (keywords in another
+    theme colour than the code) with a one-row toolbar of icon buttons in its header (Apply to
+    selection / Insert at cursor / Copy, named by title and aria-label); its REPL transcript block
+    offers Copy only; Apply with no editor open shows "Not applied" on the button and says why,
+    changing nothing; Apply with the selection shows "Applied ✓" and "Applied to calc.py:4-5" in the
+    status bar; after an Explain, Developer: Reload Window brings the explanation panel back with
+    its text, leaving no empty editor group. Screenshots of each screen in the artifacts."""
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
+    )
+    upstream.enqueue(Reply.stream(CHATUX_ANSWER, delay=0.05),
+                     Reply.stream(CHATUX_EXPLAIN, delay=0.05))
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-chatux",
+                  "LSPILOT_MODEL": "fake-model"}
+    applied = ORIGINAL.replace(
+        "def add(x, y):\n    result = x\n    result = result + y\n    return result\n", CHATUX_CODE)
+    expect = {
+        "original": ORIGINAL,
+        "applyLines": [4, 4],  # def add … return result
+        "question": CHATUX_QUESTION,
+        "code": CHATUX_CODE,
+        "replLine": CHATUX_REPL,
+        "applied": applied,
+        "appliedWhere": "calc.py:4-5",
+        "explainLines": [4, 2],
+        "explainText": "The function adds its two arguments.",
+        "explainHtml": "<strong>adds</strong>",
+    }
+    _run_scenario(profile, server_env, "chatux", expect)
+
+    # two requests (the chat turn, the explanation); the failed Apply and the reload asked nothing
+    requests = upstream.wait_for_requests(2, timeout=5)
+    assert [r.path for r in requests] == ["/v1/chat/completions"] * 2
+    assert len(upstream.requests) == 2, [r.json for r in upstream.requests]
+    assert profile.workspace.joinpath("calc.py").read_text() == applied
+    for name in ("chat-highlighted-block-toolbar", "chat-repl-block-without-apply",
+                 "chat-apply-not-applied", "chat-apply-confirmed", "explain-panel-after-reload"):
+        assert (profile.artifacts / f"{name}.png").exists(), name
+
 # The agent scenario: in Agent mode, "make add shorter" reads calc.py (a read step, no question),
 # edits it (asked in the view and as a notification; Show diff; Allow in the view), and says what
 # it did; a second turn's edit is denied from the notification (refused); a third turn's command
