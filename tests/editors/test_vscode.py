@@ -855,6 +855,7 @@ def test_vscode_chat_code_blocks_and_explanation_reload(
         "explainLines": [4, 2],
         "explainText": "The function adds its two arguments.",
         "explainHtml": "<strong>adds</strong>",
+        "model": "fake-model",
     }
     _run_scenario(profile, server_env, "chatux", expect)
 

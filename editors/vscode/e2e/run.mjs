@@ -34,7 +34,7 @@
 //                  editDiffNew, cost1, rename, refusedAnswer, run, sleepArgv, doneAnswer } (agent);
 //                  { model, renamedLine, bodyLine, acceptedLine, hoverOld, hoverNew, stallMs, mcp } (nes);
 //                  { applyLines, question, code, replLine, applied, appliedWhere, explainLines,
-//                  explainText } (chatux)
+//                  explainText, explainHtml, model } (chatux)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -1350,6 +1350,16 @@ async function chatUxScenario() {
     }
     if (!restored.html.includes(EXPECT.explainHtml) || restored.status !== 'done') {
       throw new Error(`the restored panel: ${JSON.stringify(restored)}`);
+    }
+    // the reloaded window works: its server started (the status item names the model), no error
+    const status = await waitFor('the server started again (the model in the status bar)', async () => {
+      const text = await statusBarText();
+      return text.includes(EXPECT.model) ? text : null;
+    }, 30_000);
+    const toasts = await page.locator('.notifications-toasts .notification-toast').allInnerTexts();
+    log(`notifications after the reload: ${JSON.stringify(toasts)}; status bar: ${JSON.stringify(status)}`);
+    if (toasts.some((t) => /lspilot|server/i.test(t))) {
+      throw new Error(`after the reload: ${JSON.stringify(toasts)}`);
     }
     await screenshot('explain-panel-after-reload');
   });

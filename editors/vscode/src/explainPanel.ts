@@ -12,7 +12,13 @@ interface Session {
   detail?: string;
 }
 
-/** The panel's view type (`onWebviewPanel:` in package.json's activation events). */
+/**
+ * The panel's view type. Deliberately not an `onWebviewPanel:` activation event: in code-server that
+ * activated the extension while the reloaded window had not yet read the user's settings, and the
+ * server started with the default command (lspilot.serverCommand unseen). The panel is revived once
+ * the extension activates as usual (the source file beside it, or the chat view), which is also when
+ * VS Code asks its serializer.
+ */
 export const EXPLAIN_PANEL = 'lspilot.explanation';
 
 /** What the panel's webview keeps across a window reload (`vscode.setState`): its last explanation. */
