@@ -829,8 +829,10 @@ def test_vscode_chat_code_blocks_and_explanation_reload(
     selection / Insert at cursor / Copy, named by title and aria-label); its REPL transcript block
     offers Copy only; Apply with no editor open shows "Not applied" on the button and says why,
     changing nothing; Apply with the selection shows "Applied ✓" and "Applied to calc.py:4-5" in the
-    status bar; after an Explain, Developer: Reload Window brings the explanation panel back with
-    its text, leaving no empty editor group. Screenshots of each screen in the artifacts."""
+    status bar; in a dark theme the block takes the dark theme's colours; after an Explain,
+    Developer: Reload Window brings the explanation panel back with its text, leaving no empty
+    editor group, and the server back without an error. Screenshots of each screen in the
+    artifacts."""
     profile = _profile(
         tmp_path,
         user_settings={"lspilot.serverCommand": _server_command()},
@@ -865,7 +867,8 @@ def test_vscode_chat_code_blocks_and_explanation_reload(
     assert len(upstream.requests) == 2, [r.json for r in upstream.requests]
     assert profile.workspace.joinpath("calc.py").read_text() == applied
     for name in ("chat-highlighted-block-toolbar", "chat-repl-block-without-apply",
-                 "chat-apply-not-applied", "chat-apply-confirmed", "explain-panel-after-reload"):
+                 "chat-apply-not-applied", "chat-apply-confirmed", "chat-highlighted-block-dark",
+                 "explain-panel-after-reload"):
         assert (profile.artifacts / f"{name}.png").exists(), name
 
 # The agent scenario: in Agent mode, "make add shorter" reads calc.py (a read step, no question),

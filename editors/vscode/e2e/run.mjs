@@ -1300,6 +1300,11 @@ async function chatUxScenario() {
     if (button.text !== 'Not applied' || !/open the file/i.test(button.title)) {
       throw new Error(`the failed Apply: ${JSON.stringify(button)}`);
     }
+    // the toast slides in: the screenshot once it is wholly on screen
+    await waitFor('the message on screen', async () => {
+      const box = await toast.first().boundingBox();
+      return box !== null && box.y + box.height <= page.viewportSize().height;
+    }, 5_000);
     await screenshot('chat-apply-not-applied');
     await page.keyboard.press('Escape');
   });
@@ -1325,6 +1330,20 @@ async function chatUxScenario() {
     await focusEditor();
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+
+  await step('in a dark theme the block takes the dark theme\'s colours', async () => {
+    const [light] = await chatBlocks(1);
+    await runCommand('Preferences: Toggle between Light/Dark Themes');
+    const dark = await waitFor('the block in the dark theme', async () => {
+      const [block] = await chatBlocks(1);
+      return block.plainColor !== light.plainColor && block.keywordColor !== light.keywordColor ? block : null;
+    }, 15_000);
+    log(`light: keyword ${light.keywordColor} on ${light.plainColor}; dark: keyword ${dark.keywordColor} on ${dark.plainColor}`);
+    if (dark.keywordColor === dark.plainColor) {
+      throw new Error(`the dark theme's block is not highlighted: ${JSON.stringify(dark)}`);
+    }
+    await screenshot('chat-highlighted-block-dark');
   });
 
   await step('after a window reload the explanation panel shows its explanation again, no empty group', async () => {
