@@ -17,7 +17,10 @@ host is never proxied) and writes a line to stderr (it must not show in the outp
 
 The chat scenario types questions into the chat view's webview, as a user does, and checks the
 streamed answer, its code block applied, inserted and copied, the history a later turn carries (on
-the upstream's side), Stop, reopening a kept conversation and Ask lspilot about this.
+the upstream's side), Stop, reopening a kept conversation and Ask lspilot about this. The chatux
+scenario (issue 28) checks its code blocks as shown: highlighted in the theme's colours (light and
+dark), a toolbar of icon buttons in their header, Copy only on a REPL transcript, Applied ✓ / Not
+applied; and the explanation panel coming back after Developer: Reload Window.
 
 A second scenario checks that the API key in VS Code's secret storage goes only to the host it was
 stored for: a workspace pointing ``lspilot.baseUrl`` elsewhere makes the extension ask first, and a
