@@ -21,11 +21,13 @@ function M.text(title, message)
   return (text:gsub("%s*\n%s*", " "))
 end
 
--- Whether an echo now would disturb the user: typing a command line, a prompt waiting.
+-- Whether an echo now would disturb the user: typing a command line, a prompt waiting,
+-- or no command line at all ('cmdheight' 0, 0.8+: an echo there may ask for Enter; the
+-- statusline component still says it).
 local function busy()
   local mode = api.nvim_get_mode()
   local m = mode.mode:sub(1, 1)
-  return mode.blocking or m == "c" or m == "r"
+  return mode.blocking or m == "c" or m == "r" or vim.o.cmdheight == 0
 end
 
 --- Echoes `text` in the command line (not kept in :messages), cut to fit.
