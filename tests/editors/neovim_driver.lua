@@ -836,7 +836,7 @@ function scenarios.suggest()
     shown, seen = await_event("shown", seen, "the ghost text to appear")
     result.shown = shown
     result.get = suggestion.get()
-    driver_screen("ghost_text")
+    driver_screen(spec.early_shown and "ghost_block" or "ghost_text")
   else
     await(function()
       return api.nvim_get_mode().mode:sub(1, 1) == "i" and api.nvim_get_current_line() ~= result.original[spec.at[1]]

@@ -1953,7 +1953,7 @@ def _chat_column(lines: list[str]) -> list[str]:
     return [line[bar + 1:] if len(line) > bar else "" for line in lines]
 
 
-SCREEN_NAMES = ["progress", "explain", "chat", "ghost_text", "test_output"]
+SCREEN_NAMES = ["progress", "explain", "chat", "ghost_text", "ghost_block", "test_output"]
 
 
 @pytest.mark.parametrize("name", SCREEN_NAMES)
@@ -1981,6 +1981,16 @@ def test_screens(nvim: Nvim, tmp_path: Path, name: str) -> None:
             upstream.enqueue(Reply.stream(CALL_ANSWER))
             spec = {"scenario": "suggest", "file": str(source), "at": [CALL_ROW, IN_PARENS],
                     "type": "1", "steps": []}
+        elif name == "ghost_block":
+            if not (_server_has_inline_completions() and _server_sends_early_lines()):
+                pytest.skip("this checkout's server sends no early block lines")
+            source = ghost_workspace(tmp_path / "ghost")
+            upstream.default = Reply.stream([""])
+            # The first line and part of the next, then the model stalls for good.
+            upstream.enqueue(Reply.stream(
+                ["def mul(a, b):\n", "    product = a * b\n", "    ret"], hang_after=4))
+            spec = {"scenario": "suggest", "file": str(source), "at": [DEF_ROW], "type": ":",
+                    "steps": [], "early_shown": True}
         else:
             upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
             spec.update(scenario="tests", answer=1, show_output=True,
@@ -2008,6 +2018,10 @@ def test_screens(nvim: Nvim, tmp_path: Path, name: str) -> None:
     elif name == "ghost_text":
         row = lines[CALL_ROW - 1]
         assert "total = add(1" + CALL_SUGGESTION in row, text
+    elif name == "ghost_block":
+        # The block's first line below the one typed, while the rest is still coming.
+        assert lines[DEF_ROW - 1].startswith("def mul(a, b):"), text
+        assert lines[DEF_ROW].rstrip() == "    product = a * b", text
     else:
         # The end of the output (the counts) is in view; the command heads the buffer.
         assert "1 passed" in text, text
