@@ -591,10 +591,10 @@ def test_a_test_run_shows_its_progress_and_output_and_leaves_the_file_saved(
     # "Running the new tests…" was echoed while the run went on.
     echoes = [e.get("echo") or "" for e in events(result, "progress")]
     assert any(e.startswith("lspilot: Write tests: Running") for e in echoes), echoes
-    # The end message offers the output, with one prefix.
-    done = [n["msg"] for n in result["notifications"] if n["msg"].startswith("lspilot: tests done")]
-    assert done and done[0].endswith("(:LspilotTestOutput shows the output)"), result["notifications"]
-    assert not [n for n in result["notifications"] if "lspilot: lspilot:" in n["msg"]]
+    # One end message: the server's words on the run, the tokens, and the output offered.
+    (done,) = [n["msg"] for n in result["notifications"]]
+    assert re.fullmatch(r"lspilot: Write tests: 1 test.* \(11 tokens in, \d+ out\); "
+                        r":LspilotTestOutput shows the output", done), done
     # The test file lspilot wrote to disk is not left 'modified' in its buffer.
     buffers = {str(Path(b["name"]).resolve()): b for b in result["buffers"]}
     written = buffers[str(test_file.resolve())]
@@ -1003,7 +1003,7 @@ def test_one_cost_format_everywhere(nvim: Nvim, tmp_path: Path) -> None:
     assert "  next edits 0 requests, 0 tokens in, 0 out, $0" in with_groups
     # A run's output is offered; a run that never ran a test says why.
     assert result["tests_words"] == [
-        " (:LspilotTestOutput shows the output)",
+        "; :LspilotTestOutput shows the output",
         "; no test ran: /usr/bin/python3 has no pytest",
     ]
     # An older server without groups: the session line alone, nothing made up.

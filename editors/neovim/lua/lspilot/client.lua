@@ -115,6 +115,9 @@ function M.handlers()
     if result.type == 1 then
       server.said(result.message)
     end
+    if jobs.hold_message(result.message, result.type) then
+      return vim.NIL -- said with the action's done message
+    end
     util.notify(result.message, MESSAGE_LEVELS[result.type] or levels.INFO)
     return vim.NIL
   end

@@ -162,7 +162,7 @@ function M.finish(job, err, result)
   local spent = util.usage_words(job.usage)
   local suffix = spent and (" (" .. spent .. ")") or ""
   -- Write tests' run: its problem when no test ran, the hint to see its output.
-  local about_tests = testrun.finished(job.tests)
+  local about_tests = testrun.finished(job.tests, job.run_said and job.run_said.text)
   if job.status == "failed" then
     local message = tostring(job.error and job.error.message or "unknown error")
     if not server.server_said(message) then
@@ -170,12 +170,35 @@ function M.finish(job, err, result)
     end
   elseif job.status == "cancelled" then
     util.notify(job.title .. " cancelled" .. suffix)
+  elseif job.run_said then
+    -- The server's words on the run ("Write tests: 1 test, all pass") end it, once.
+    util.notify(job.run_said.text .. suffix .. about_tests,
+      (job.run_said.type == 2 or (job.tests and job.tests.ran == false)) and levels.WARN or levels.INFO)
   elseif job.tests and job.tests.ran == false then
     util.notify(job.title .. " done" .. suffix .. about_tests, levels.WARN)
   elseif job.command ~= M.COMMANDS.explain and job.command ~= M.COMMANDS.chat and config.options.notify_done then
     util.notify(job.title .. " done" .. suffix .. about_tests)
   end
   fire("LspilotDone", job_data(job))
+end
+
+--- The server's message on a Write tests run ("lspilot: Write tests: 1 test, all pass",
+--- window/showMessage Info or Warning, just before the action ends) is kept for the
+--- action's done message, so the end is said once. True when kept.
+function M.hold_message(message, kind)
+  if kind ~= 2 and kind ~= 3 then
+    return false
+  end
+  local text = util.unprefixed(message)
+  for _, job in ipairs(M.running()) do
+    local title = job.progress_title and util.unprefixed(job.progress_title)
+    if job.command == M.COMMANDS.tests and title and title ~= ""
+      and text:sub(1, #title + 2) == title .. ": " then
+      job.run_said = { text = text, type = kind }
+      return true
+    end
+  end
+  return false
 end
 
 --- Runs an lspilot command on a range. `opts`: bufnr, range (LSP Range; default:

@@ -19,7 +19,9 @@ end
 --- Keeps `tests` as the last run's and returns what the end message adds: the problem
 --- of a run that never ran a test, and the hint to see the output. Also takes the
 --- 'modified' mark off the buffers the run wrote to disk.
-function M.finished(tests)
+--- `said`: the server's own words on the run, when it said them (the problem is not
+--- repeated when they hold it).
+function M.finished(tests, said)
   if type(tests) ~= "table" then
     return ""
   end
@@ -27,11 +29,12 @@ function M.finished(tests)
   M.sync_written()
   local words = ""
   local problem = util.value(tests.problem, nil)
-  if tests.ran == false and type(problem) == "string" and problem ~= "" then
+  if tests.ran == false and type(problem) == "string" and problem ~= ""
+    and not (type(said) == "string" and said:find(problem, 1, true)) then
     words = words .. "; no test ran: " .. problem
   end
   if has_output(tests) then
-    words = words .. " (:LspilotTestOutput shows the output)"
+    words = words .. "; :LspilotTestOutput shows the output"
   end
   return words
 end
