@@ -515,6 +515,8 @@ def test_refactor_replaces_the_selected_lines(nvim: Nvim, tmp_path: Path) -> Non
     # Each step was echoed in the command line as the server said it, while it ran...
     shown = [e for e in events(result, "progress") if e["kind"] != "end"]
     assert shown and all(e["echo"] == f"lspilot: Refactor: {e['message']}" for e in shown), shown
+    # The statusline component says the same step.
+    assert all(e["statusline"] == f"lspilot: refactor: {e['message'][:40]}" for e in shown), shown
     # ...and cleared at the end, which is said once, by the done notification.
     assert events(result, "progress")[-1].get("echo") is None
     assert [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]], result
