@@ -28,6 +28,10 @@ class TestCommandFailed(LspilotError):
 
     kind = "test_command"
 
+    def __init__(self, message: str, *, problem: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.problem = problem  # one line, as a test run's `problem`
+
 
 @define(frozen=True)
 class TestRun:
@@ -68,8 +72,13 @@ async def run(argv: Sequence[str], cwd: Path, *, limit_seconds: float,
             start_new_session=True,  # its own process group, ended as one
         )
     except OSError as exc:
+        problem = (f"the test command {argv[0]} was not found"
+                   if isinstance(exc, FileNotFoundError)
+                   else f"the test command {argv[0]} could not be started: "
+                        f"{exc.strerror or exc}")
         raise TestCommandFailed(
             f"Could not start the test command {argv[0]!r}: {exc.strerror or exc}.",
+            problem=problem,
             hint="Install it, or set the setting testCommand for this language, e.g. "
                  '{"python": ["python", "-m", "pytest", "-q", "{file}"]}.') from None
     assert process.stdout is not None
