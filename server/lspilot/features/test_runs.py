@@ -10,6 +10,7 @@ lspilot wrote are ever replaced by a repair, never the user's.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -33,6 +34,8 @@ from lspilot.testing import commands, diagnose, report, runner
 from lspilot.testing.repair import repair_messages
 from lspilot.text import position_of
 from lspilot.workspace import encoding_of, language_of, relative, root_for
+
+log = logging.getLogger(__name__)
 
 RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
 RUNNING_THE_TESTS = "Running the tests…"
@@ -82,11 +85,17 @@ class TestRuns:
                 run = await runner.run(argv, root, limit_seconds=settings.test_timeout,
                                        env=environment)
             except runner.TestCommandFailed as exc:
+                log.info("Test run: `%s` in %s did not start: %s", commands.shown(argv), root,
+                         exc.problem)
                 setup = self._setup(language, argv, root, test_path, document.source,
                                     Path(document.path), environment)
                 return self._not_run(action, setup, exc.problem, "", rounds)
+            found = report.counts(run.output, run.exit_code)
+            log.info("Test run: %s; %d passed, %d failed", runner.describe(run, root),
+                     found.passed, found.failed)
             if (language == "python" and language not in settings.test_command
                     and commands.NO_PYTEST in run.output and not pytest_missing):
+                log.info("Test run: no pytest for %s; trying unittest", argv[0])
                 pytest_missing = True
                 argv = commands.expand(commands.unittest_command(template), root, test_path)
                 continue  # this Python has no pytest: unittest runs pytest-free tests too
@@ -95,24 +104,30 @@ class TestRuns:
             problem = diagnose.problem(setup, run.output, run.exit_code)
             if problem is not None and not run.timed_out:
                 # Not the tests' fault: a repair cannot help, so none is asked for.
+                log.info("Test run: no test ran (%s); not repaired", problem)
                 return self._not_run(action, setup, problem, run.output, rounds)
-            found = report.counts(run.output, run.exit_code)
             passed = run.exit_code == 0
             if passed or run.timed_out or rounds >= settings.test_repair_rounds:
                 break
             rounds += 1
             job.report(f"Repairing the tests (round {rounds} of {settings.test_repair_rounds})…")
+            log.info("Test repair round %d of %d: %d failed; asking the model", rounds,
+                     settings.test_repair_rounds, found.failed)
             try:
                 repaired = await self._repair(job, applier, action, written,
                                               code_under_test, commands.shown(argv),
                                               run.output, prefill, max_tokens)
             except EditDeclined:
+                log.info("Test repair round %d: declined by the user", rounds)
                 note = "; the repair was not applied: you declined it"
                 break
             if repaired is None:
+                log.info("Test repair round %d: the test file changed; not repaired", rounds)
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
                 break
+            log.info("Test repair round %d: %s", rounds, "the new tests applied"
+                     if repaired is not written else "the answer held no tests; kept as they were")
             written = repaired
         loaded = not (language == "python" and run.exit_code in PYTEST_NOT_LOADED
                       and "pytest" in argv[1:3])

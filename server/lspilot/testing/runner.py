@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -105,6 +106,12 @@ async def run(argv: Sequence[str], cwd: Path, *, limit_seconds: float,
     output = b"".join(chunks).decode("utf-8", errors="replace")
     return TestRun(tuple(argv), None if timed_out else process.returncode, output, timed_out,
                    time.monotonic() - started)
+
+
+def describe(run: TestRun, cwd: Path) -> str:
+    """The run in one line for the log: command, folder, exit, time (never its output)."""
+    ended = "timed out" if run.timed_out else f"exit {run.exit_code}"
+    return f"`{shlex.join(run.argv)}` in {cwd}: {ended} after {run.seconds:.1f} s"
 
 
 async def _end_group(process: asyncio.subprocess.Process) -> None:
