@@ -229,6 +229,9 @@ async def session(
     editor.connected(result)
     try:
         yield editor
+        # Editors put their own "lspilot:" before what the server shows: never twice.
+        prefixed = [m.message for m in editor.messages if m.message.startswith("lspilot:")]
+        assert not prefixed, f"messages that start with 'lspilot:': {prefixed}"
     finally:
         try:
             await asyncio.wait_for(client.shutdown_session(), 10)

@@ -168,7 +168,7 @@ async def test_explain_never_writes_through_a_symbolic_link(upstream, workspace,
         assert not editor.client.shown_documents
         messages = [m.message for m in editor.client.messages]
         assert messages[-1] == "It computes the area."  # the answer, as a message
-        assert any("not writing the explanation" in m and "symbolic link" in m
+        assert any("Not writing the explanation" in m and "symbolic link" in m
                    for m in messages)
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
     assert victim.read_text() == "precious\n"

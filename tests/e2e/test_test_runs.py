@@ -73,7 +73,7 @@ async def test_tests_that_still_fail_stop_after_the_rounds(upstream, workspace):
         assert "1 failed" in tests["output"]
         assert len(upstream.requests) == 2
         shown = [m.message for m in editor.client.messages if "still fails" in m.message]
-        assert shown == ["lspilot: Write tests: 0 pass, 1 still fails"]
+        assert shown == ["Write tests: 0 pass, 1 still fails"]
 
 
 async def test_only_the_tests_lspilot_wrote_are_replaced(upstream, workspace):
@@ -126,7 +126,7 @@ async def test_always_from_the_workspace_settings_is_still_asked(upstream, works
         questions = answering(editor, "Not now")
         result = await write_tests(editor)
         assert "tests" not in result and len(questions) == 1
-        assert "run the new tests with `true`?" in questions[0]  # the workspace's command
+        assert "Run the new tests with `true`?" in questions[0]  # the workspace's command
 
 
 async def test_a_hanging_command_is_stopped_at_the_time_limit(upstream, workspace):

@@ -27,7 +27,7 @@ from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
 from lspilot.actions.small_model_tests import Prefill
 from lspilot.edits import EditTarget, replacement_edit
-from lspilot.jobs.job import EditDeclined, Job
+from lspilot.jobs.job import EditDeclined, Job, shown_title
 from lspilot.requests import chat_request
 from lspilot.services import Services
 from lspilot.testing import commands, diagnose, report, runner
@@ -137,7 +137,7 @@ class TestRuns:
                  "output": report.trimmed(run.output), "ran": True}
         self.services.editor.show_message(
             types.MessageType.Info if passed else types.MessageType.Warning,
-            f"{action.title}: {words}")
+            f"{shown_title(action.title)}: {words}")
         return tests, words
 
     def _setup(self, language: str, argv: list[str], root: Path, test_path: Path,
@@ -165,7 +165,7 @@ class TestRuns:
                  "rounds": rounds, "output": report.trimmed(output), "ran": False,
                  "problem": problem}
         self.services.editor.show_message(types.MessageType.Warning,
-                                          f"{action.title}: {words}")
+                                          f"{shown_title(action.title)}: {words}")
         return tests, words
 
     async def _may_run(self, uri: str, root: Path, template: tuple[str, ...],
@@ -178,7 +178,7 @@ class TestRuns:
                                                                          "testCommand"))
         folder = from_fs_path(str(root)) or str(root)
         question = consent.Question(
-            f"lspilot: run the new tests with `{commands.shown(argv)}`? This runs code the "
+            f"Run the new tests with `{commands.shown(argv)}`? This runs code the "
             "model wrote on your machine.", allow=RUN, always=ALWAYS, deny=NOT_NOW)
         return await consent.decide(
             consent.effective_policy(policy, chosen_by_workspace), question,

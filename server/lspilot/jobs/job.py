@@ -69,6 +69,12 @@ CANCELLED_UNCHANGED = "Cancelled; nothing was changed."
 CANCELLED_EDITS_STAY = "Cancelled; the edits already applied stay (undo reverts them)."
 
 
+def shown_title(title: str) -> str:
+    """A title as a message names it: editors put their own "lspilot:" before messages,
+    so the server's never start with one (the progress title keeps it)."""
+    return title.removeprefix("lspilot: ")
+
+
 class EditDeclined(LspilotError):
     """The user said no to an edit lspilot asked them to confirm: the job ends as
     cancelled (their choice, not a failure), with this kind and message."""
@@ -348,8 +354,8 @@ class Job:
                              extra=self.spec.extra)
         message = str(failure)
         if self.spec.visible:
-            self.context.editor.show_message(types.MessageType.Error,
-                                             f"{self.spec.title} failed: {message}")
+            self.context.editor.show_message(
+                types.MessageType.Error, f"{shown_title(self.spec.title)} failed: {message}")
         self._end(f"Failed: {message}")
         return JobResult(status="failed", text=text, usage=self.usage,
                          error_type=failure.kind, error_message=message, extra=self.spec.extra)
