@@ -610,6 +610,31 @@ def test_a_test_run_shows_its_progress_and_output_and_leaves_the_file_saved(
     assert any("1 passed" in line for line in shown["lines"]), shown["lines"]
 
 
+def test_a_run_that_never_ran_a_test_says_why_once(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "tests", "file": str(source), "select": ADD_LINES,
+            "answer": 1,  # "Run"
+            "settings": {"testCommand": {"python": ["no-such-test-runner", "{file}"]}},
+        })
+
+    assert result["job"]["status"] == "done", result
+    tests = result["tests"]
+    if "ran" not in tests:
+        pytest.skip("this checkout's server does not say when no test ran (tests.ran)")
+    assert tests["ran"] is False, tests
+    # One message, a warning, with the problem (once) and nothing spent on repairs.
+    (said,) = result["notifications"]
+    assert said["level"] == 3, said  # vim.log.levels.WARN
+    message = said["msg"]
+    assert message.startswith("lspilot: Write tests: "), message
+    assert message.count(tests["problem"]) == 1, message
+    assert "testCommand" in message, message
+    assert tests["rounds"] == 0
+
+
 def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     # Select `str(n)` on line 10, charwise: after an emoji, so the UTF-16 columns
