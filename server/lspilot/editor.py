@@ -45,6 +45,55 @@ class StreamNotice:
                 "uri": self.uri, "delta": self.delta, "done": self.done, **self.extra}
 
 
+class OwnEdits:
+    """Which ``didChange`` notifications come from lspilot's own ``workspace/applyEdit``
+    (refactor, write tests, chat's apply, the agent), so what follows the user's editing
+    (next edit suggestions) does not follow lspilot's.
+
+    An editor sends the ``didChange`` of an applied edit before it answers the request, so
+    a change to a document while an edit of it is out is lspilot's; one answered
+    ``applied`` before its ``didChange`` arrived claims that document's next change."""
+
+    def __init__(self) -> None:
+        self._out: dict[str, int] = {}
+        self._late: set[str] = set()
+
+    def sending(self, uris: set[str]) -> None:
+        for uri in uris:
+            self._out[uri] = self._out.get(uri, 0) + 1
+
+    def answered(self, uris: set[str], unchanged: set[str]) -> None:
+        """``unchanged``: the documents an applied edit has not changed yet."""
+        for uri in uris:
+            left = self._out.get(uri, 0) - 1
+            if left > 0:
+                self._out[uri] = left
+            else:
+                self._out.pop(uri, None)
+        self._late |= unchanged
+
+    def claims(self, uri: str) -> bool:
+        """Whether this change of ``uri`` is lspilot's (asked once per change)."""
+        if self._out.get(uri):
+            return True
+        if uri in self._late:
+            self._late.discard(uri)
+            return True
+        return False
+
+
+def _edited_uris(edit: types.WorkspaceEdit) -> set[str]:
+    uris = set(edit.changes or {})
+    for change in edit.document_changes or ():
+        if isinstance(change, types.TextDocumentEdit):
+            uris.add(change.text_document.uri)
+        elif isinstance(change, types.CreateFile | types.DeleteFile):
+            uris.add(change.uri)
+        elif isinstance(change, types.RenameFile):
+            uris |= {change.old_uri, change.new_uri}
+    return uris
+
+
 def _capability(caps: Any, path: str) -> Any:
     for name in path.split("."):
         caps = getattr(caps, name, None)
@@ -56,6 +105,7 @@ def _capability(caps: Any, path: str) -> Any:
 class Editor:
     def __init__(self, server: LanguageServer) -> None:
         self._server = server
+        self.own_edits = OwnEdits()
 
     # -- what the client can do -------------------------------------------------------
     def _has(self, path: str) -> Any:
@@ -132,10 +182,15 @@ class Editor:
         """``review``: the user is asked to confirm it, so the answer may take minutes."""
         params = types.ApplyWorkspaceEditParams(edit=edit, label=label)
         wait = REVIEW_TIMEOUT if review else CLIENT_REPLY_TIMEOUT
+        uris = _edited_uris(edit)
+        before = self._versions(uris)
+        self.own_edits.sending(uris)
+        applied = False
         try:
             result: types.ApplyWorkspaceEditResult = await self._reply(
                 self._server.workspace_apply_edit_async(params), wait
             )
+            applied = result.applied
             return result
         except TimeoutError:
             return types.ApplyWorkspaceEditResult(
@@ -148,6 +203,15 @@ class Editor:
             log.info("The editor refused the edit: %s (code %s)", exc.message, exc.code)
             return types.ApplyWorkspaceEditResult(
                 applied=False, failure_reason=f"the editor refused it ({exc.message or exc.code})")
+        finally:
+            after = self._versions(uris)
+            self.own_edits.answered(uris, {uri for uri in uris if applied and uri in before
+                                           and before[uri] == after.get(uri)})
+
+    def _versions(self, uris: set[str]) -> dict[str, int | None]:
+        """The versions of the open documents among ``uris``."""
+        documents = self._server.workspace.text_documents
+        return {uri: documents[uri].version for uri in uris if uri in documents}
 
     async def ask(self, message: str, choices: list[str], *, wait: float = 300.0) -> str | None:
         """A question with buttons (``window/showMessageRequest``); None when unanswered."""

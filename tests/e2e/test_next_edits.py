@@ -136,3 +136,36 @@ async def test_cancel_closes_the_upstream_request(upstream, workspace):
         # so the client is not left with an answer to a future it threw away.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(pending, 10)
+
+
+async def test_suggestions_follow_the_users_edits_not_lspilots(upstream, workspace):
+    refactored = "```python\ndef area(w, height):\n    return w * height\n```\n"
+    upstream.enqueue(Reply.stream([refactored]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("geometry.py", SOURCE)
+        rename_first_parameter(editor, uri)  # the user's edit
+        start, end = types.Position(0, 0), types.Position(2, 0)
+        result = await editor.run("lspilot.refactor", uri, types.Range(start, end))
+        assert result["status"] == "done"
+        assert editor.text(uri).startswith("def area(w, height):\n    return w * height\n")
+        # lspilot's refactor changed the document last: nothing is asked from that.
+        assert await ask(editor, uri, 1, 4) == []
+        assert len(upstream.requests) == 1  # the refactor's only
+        # The user edits again: suggestions follow that edit.
+        upstream.enqueue(Reply.stream([REWRITE]))
+        editor.type_at(uri, types.Position(5, 4), "#")
+        await ask(editor, uri, 5, 5)
+        assert len(upstream.requests) == 2
+
+
+async def test_an_accepted_suggestion_is_not_followed_by_another(upstream, workspace):
+    upstream.enqueue(Reply.stream([REWRITE]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("geometry.py", SOURCE)
+        rename_first_parameter(editor, uri)
+        (suggested,) = await ask(editor, uri, 0, 10)
+        start, end = suggested["range"]["start"], suggested["range"]["end"]
+        editor.change(uri, types.Range(types.Position(**start), types.Position(**end)),
+                      suggested["newText"])  # the user accepts it: the editor applies it
+        assert await ask(editor, uri, 1, 12) == []
+        assert len(upstream.requests) == 1

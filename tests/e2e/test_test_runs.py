@@ -99,6 +99,24 @@ async def test_ask_says_the_command_and_not_now_runs_nothing(upstream, workspace
         assert len(upstream.requests) == 1  # no repair: nothing ran
 
 
+async def test_while_asked_to_run_the_progress_waits_without_cancel(upstream, workspace):
+    upstream.enqueue(Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options()) as editor:
+        seen: list[Any] = []
+
+        @editor.client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
+        def ask(params: types.ShowMessageRequestParams) -> types.MessageActionItem:
+            seen.append(editor.progress("q1")[-1])
+            return types.MessageActionItem(title="Run")
+
+        result = await write_tests(editor, token="q1")
+        assert result["tests"]["passed"] == 1
+        (waiting,) = seen
+        assert waiting.message == "Waiting for your review…" and waiting.cancellable is False
+        reports = [p for p in editor.progress("q1") if p.kind == "report"]
+        assert reports[reports.index(waiting) + 1].cancellable is True
+
+
 async def test_always_in_this_workspace_is_remembered(upstream, workspace):
     upstream.enqueue(Reply.stream([RIGHT]), Reply.stream([RIGHT]))
     async with session(upstream, workspace, init_options=options()) as editor:

@@ -81,6 +81,7 @@ async def test_the_session_adds_up_and_status_never_holds_the_key(upstream, work
         assert session_["cost"] == pytest.approx(first["usage"]["cost"] + second["usage"]["cost"])
         assert session_["models"]["gpt-5-4-mini"]["requests"] == 2
         assert status["apiKeySet"] is True and status["model"] == "gpt-5-4-mini"
+        assert status["apiKeyNeeded"] is True
         assert status["upstream"]["reachable"] is True and status["running"] == []
         assert API_KEY not in str(status)
 
@@ -118,6 +119,13 @@ async def test_an_unpriced_model_has_no_cost_in_its_groups(upstream, workspace):
         status = (await editor.command("lspilot.status"))["session"]
         assert status["cost"] is None
         assert {group["cost"] for group in status["groups"].values()} == {None}
+
+
+async def test_the_bundled_local_model_needs_no_key(upstream, workspace):
+    async with session(upstream, workspace, init_options={"baseUrl": "local",
+                                                          "apiKey": None}) as editor:
+        status = await editor.command("lspilot.status")
+        assert status["apiKeyNeeded"] is False and status["apiKeySet"] is False
 
 
 async def test_status_lists_what_runs(upstream, workspace):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lspilot.editor import OwnEdits
 from lspilot.next_edits import prompt
 from lspilot.next_edits.history import EditHistory
 
@@ -80,3 +81,23 @@ def test_a_renamed_word_is_shown_whole():
     [edit] = prompt.edits(region, ["    return w * height"])
     assert (edit.start_line, edit.start_char, edit.end_char, edit.old, edit.text) == (
         3, 11, 16, "width", "w")
+
+
+def test_a_change_not_made_by_the_user_ends_the_burst_and_is_not_theirs() -> None:
+    history = EditHistory("a = 1\n")
+    history.record("a = 2\n", 1.0, "f.py")
+    history.adopt("a = 2\nb = 3\n", "f.py")
+    assert history.changes == 0 and history.text == "a = 2\nb = 3\n"
+    (diff,) = history.diffs("f.py")  # the user's burst, without lspilot's line
+    assert "+a = 2" in diff and "b = 3" not in diff
+
+
+def test_own_edits_claim_the_changes_they_cause() -> None:
+    own = OwnEdits()
+    own.sending({"u"})
+    assert own.claims("u") and not own.claims("v")
+    own.answered({"u"}, unchanged=set())
+    assert not own.claims("u")  # the user's next change
+    own.sending({"u"})
+    own.answered({"u"}, unchanged={"u"})  # applied, its didChange not here yet
+    assert own.claims("u") and not own.claims("u")

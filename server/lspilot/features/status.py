@@ -54,6 +54,9 @@ class StatusFeature(Feature):
             "completionModel": completion_model,
             "baseUrl": settings.base_url,
             "apiKeySet": settings.api_key is not None,
+            # Every upstream but the bundled local model is sent a key (a local server that
+            # needs none accepts any): editors warn while one is needed and not set.
+            "apiKeyNeeded": not backend.local,
             "running": [
                 {"token": token, "action": job.spec.action, "uri": job.spec.uri}
                 for token, job in self.services.jobs.items() if job.spec.visible

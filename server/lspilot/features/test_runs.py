@@ -71,7 +71,7 @@ class TestRuns:
                           "the tests")
         test_path = applier.test.path
         argv = commands.expand(template, root, test_path)
-        if not await self._may_run(document.uri, root, template, argv):
+        if not await self._may_run(job, document.uri, root, template, argv):
             return None, None
         job.resume()
         environment = runner.clean_environment(os.environ, self._secrets())
@@ -168,7 +168,7 @@ class TestRuns:
                                           f"{shown_title(action.title)}: {words}")
         return tests, words
 
-    async def _may_run(self, uri: str, root: Path, template: tuple[str, ...],
+    async def _may_run(self, job: Job, uri: str, root: Path, template: tuple[str, ...],
                        argv: list[str]) -> bool:
         """Asked with the exact command; "Always" remembers this command (its template,
         before ``{file}`` is filled in) in this folder, nothing wider."""
@@ -180,9 +180,15 @@ class TestRuns:
         question = consent.Question(
             f"Run the new tests with `{commands.shown(argv)}`? This runs code the "
             "model wrote on your machine.", allow=RUN, always=ALWAYS, deny=NOT_NOW)
+        editor = self.services.editor
+
+        async def ask(message: str, choices: list[str]) -> str | None:
+            # The tests are written and the question is the user's: no Cancel meanwhile.
+            return await job.review(editor.ask(message, choices))
+
         return await consent.decide(
             consent.effective_policy(policy, chosen_by_workspace), question,
-            self.services.editor.ask, remembered=self.always,
+            ask, remembered=self.always,
             entry=consent.command_entry(folder, template))
 
     async def _repair(self, job: Job, applier: WriteTestFile, action: Action,

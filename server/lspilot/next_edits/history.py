@@ -47,6 +47,14 @@ class EditHistory:
         self._last_change = now
         self.changes += 1
 
+    def adopt(self, after: str, path: str = "file") -> None:
+        """The document changed to ``after``, but not by the user (lspilot's own edit, or
+        a suggestion the user accepted): the user's burst ends, the change is not one of
+        theirs, and there is nothing new to predict from until they edit again."""
+        self._finish(path)
+        self.text = after
+        self.changes = 0
+
     def diffs(self, path: str) -> list[str]:
         """The recent edits as unified diffs, oldest first, the current burst last."""
         current = _diff(self._burst_base, self.text, path) if self._burst_base else None
