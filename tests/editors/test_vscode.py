@@ -1302,3 +1302,137 @@ console.log(JSON.stringify({{
     run = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"size": 64, "newest": 99999, "old": False, "refreshed": True}
+
+
+# --- issue 28, VS Code (edit preview, test output, key onboarding, status): plain-Node checks ----
+
+def _node_or_skip() -> None:
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _node(script: str, *args: str) -> Any:
+    run = subprocess.run(["node", "-e", script, *args], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+# Issue 28's one cost format (contract 1): the examples that are not rounding ties.
+COST_EXAMPLES = [(0, "$0"), (0.00004, "<$0.0001"), (0.0000999, "<$0.0001"), (0.0001, "$0.0001"),
+                 (0.0041, "$0.0041"), (0.004123, "$0.0041"), (0.01234, "$0.0123"),
+                 (0.5, "$0.5000"), (1.2346, "$1.235"), (12.346, "$12.35"), (1234.6, "$1235"),
+                 (0.00334, "$0.0033")]
+
+
+def test_vscode_cost_format_is_the_contracts() -> None:
+    """usage.ts formatCost writes issue 28's examples: `$0.0041`, four significant digits but at
+    most four decimals, `<$0.0001` below; the chat view's formatCostShort is the same function."""
+    _node_or_skip()
+    compiled = _compiled("usage")
+    got = _node(f"""
+const u = require({json.dumps(str(compiled))});
+const xs = {json.dumps([x for x, _ in COST_EXAMPLES])};
+console.log(JSON.stringify({{ cost: xs.map(u.formatCost), short: xs.map(u.formatCostShort) }}));
+""")
+    want = [text for _, text in COST_EXAMPLES]
+    assert got["cost"] == want
+    assert got["short"] == want
+
+
+def test_vscode_status_words_split_the_session() -> None:
+    """The status tooltip and page: 'no requests yet' (not 'cost unknown') before any request,
+    one line per group of `session.groups` (next edits only once used), and the key warning only
+    for a host that needs a key."""
+    _node_or_skip()
+    compiled = _compiled("usage")
+    empty = {"requests": 0, "promptTokens": 0, "completionTokens": 0, "cost": 0}
+    used = {"requests": 2, "promptTokens": 1234, "completionTokens": 56, "cost": 0.004123}
+    statuses = [
+        {"model": "gpt-5-4-mini", "baseUrl": "https://api.openai.com/v1", "apiKeySet": False,
+         "session": {**empty, "cost": None}},
+        {"model": "m", "baseUrl": "local", "apiKeySet": False,
+         "session": {**used, "groups": {"actions": used, "chat": empty, "ghostText": empty,
+                                        "nextEdits": empty}}},
+        {"model": "m", "baseUrl": "http://127.0.0.1:9/v1", "apiKeySet": True,
+         "session": {**used, "cost": None,
+                     "groups": {"actions": empty, "chat": empty, "ghostText": empty,
+                                "nextEdits": {**used, "cost": None}}}},
+    ]
+    got = _node(f"""
+const u = require({json.dumps(str(compiled))});
+const statuses = {json.dumps(statuses)};
+console.log(JSON.stringify(statuses.map((s) => ({{ lines: u.describeStatus(s, 'on'), key: u.needsKey(s) }}))));
+""")
+    first, local, priced_unknown = got
+    assert "This session: no requests yet" in first["lines"], first
+    assert not any("cost unknown" in line for line in first["lines"]), first
+    assert first["key"] is True and local["key"] is False and priced_unknown["key"] is False
+    assert "API key: not set (needed: lspilot: Set API key)" in first["lines"]
+    assert [line.strip() for line in local["lines"] if line.startswith("  ")] == [
+        "Actions: 2 requests, 1,234 tokens in, 56 out, $0.0041",
+        "Chat: no requests yet",
+        "Ghost text: no requests yet",
+    ]
+    assert ("This session: 2 requests, 1,234 tokens in, 56 out, cost unknown (no price for the "
+            "model; see lspilot.prices)") in priced_unknown["lines"]
+    assert "  Next edits: 2 requests, 1,234 tokens in, 56 out, cost unknown" in \
+        priced_unknown["lines"]
+
+
+def test_vscode_preview_text_is_the_edit_applied() -> None:
+    """previewText.ts: the proposed side of the preview is the document with the LSP edits
+    applied (ranges of the original text, CRLF lines, a created file); the edit accepted is the
+    same edit without its change annotations; only an annotation that needs confirmation asks."""
+    _node_or_skip()
+    compiled = _compiled("previewText")
+
+    def edit(sl: int, sc: int, el: int, ec: int, text: str) -> dict[str, Any]:
+        return {"range": {"start": {"line": sl, "character": sc},
+                          "end": {"line": el, "character": ec}},
+                "newText": text, "annotationId": "lspilot"}
+
+    source = "def add(x, y):\n    result = x\n    return result\n"
+    annotated = {
+        "documentChanges": [
+            {"kind": "create", "uri": "file:///w/test_calc.py", "annotationId": "lspilot",
+             "options": {"ignoreIfExists": True}},
+            {"textDocument": {"uri": "file:///w/test_calc.py", "version": None},
+             "edits": [edit(0, 0, 0, 0, "def test_add():\n    assert add(1, 2) == 3\n")]},
+            {"textDocument": {"uri": "file:///w/calc.py", "version": 3},
+             "edits": [edit(1, 4, 2, 17, "return x + y"), edit(0, 8, 0, 12, "a, b")]},
+        ],
+        "changeAnnotations": {"lspilot": {"label": "lspilot", "needsConfirmation": True}},
+    }
+    got = _node(f"""
+const p = require({json.dumps(str(compiled))});
+const e = {json.dumps(annotated)};
+const files = p.fileChanges(e);
+const plain = p.withoutAnnotations(e);
+console.log(JSON.stringify({{
+  needs: p.needsConfirmation(e),
+  plainNeeds: p.needsConfirmation(plain),
+  unconfirmed: p.needsConfirmation({{ changeAnnotations: {{ x: {{ label: 'x' }} }} }}),
+  files: files.map((f) => ({{ uri: f.uri, created: f.created, version: f.version ?? null }})),
+  created: p.applyTextEdits('', files[0].edits),
+  changed: p.applyTextEdits({json.dumps(source)}, files[1].edits),
+  crlf: p.applyTextEdits('a\\r\\nbc\\r\\n', [{{ range: {{ start: {{ line: 1, character: 0 }}, end: {{ line: 1, character: 99 }} }}, newText: 'X' }}]),
+  plain,
+}}));
+""")
+    assert got["needs"] is True and got["plainNeeds"] is False and got["unconfirmed"] is False
+    assert got["files"] == [
+        {"uri": "file:///w/test_calc.py", "created": True, "version": None},
+        {"uri": "file:///w/calc.py", "created": False, "version": 3},
+    ]
+    assert got["created"] == "def test_add():\n    assert add(1, 2) == 3\n"
+    assert got["changed"] == "def add(a, b):\n    return x + y\n"
+    assert got["crlf"] == "a\r\nX\r\n"
+    plain = got["plain"]
+    assert "changeAnnotations" not in plain
+    assert "annotationId" not in json.dumps(plain)
+    assert plain["documentChanges"][0] == {"kind": "create", "uri": "file:///w/test_calc.py",
+                                           "options": {"ignoreIfExists": True}}
