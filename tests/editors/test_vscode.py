@@ -1436,3 +1436,70 @@ console.log(JSON.stringify({{
     assert "annotationId" not in json.dumps(plain)
     assert plain["documentChanges"][0] == {"kind": "create", "uri": "file:///w/test_calc.py",
                                            "options": {"ignoreIfExists": True}}
+
+
+# --- issue 28, VS Code, in code-server: preview, declined, Show output, Set API key, status page --
+
+UX_KEY = "sk-set-from-the-error"
+UX_REJECTED = "    return math.pi * r ** 2"
+
+
+def test_vscode_preview_output_key_and_status(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 28's VS Code screens, as a new user meets them: with no key for the endpoint the
+    status item warns, and the error of the first action offers "Set API key…", which stores one in
+    secret storage; with confirmEdits, Refactor opens lspilot's own diff (the proposed text on the
+    right) with Accept / Reject in its title bar: Accept applies it, Reject leaves the file and
+    says "not applied: you declined it"; Write tests previews the new file, is accepted from the
+    notification, runs the tests and offers "Show output" (the "lspilot tests" channel with the
+    command and its output), and the test file is not left marked unsaved; Show status is a quick
+    pick splitting the session into actions, chat and ghost text. Screenshots: ux-*.png."""
+    profile = _profile(
+        tmp_path,
+        user_settings={
+            "lspilot.serverCommand": _server_command(),
+            # the user's own settings: the new tests run without a question, with this
+            # interpreter's pytest
+            "lspilot.runTests": "always",
+            "lspilot.testCommand": {"python": [sys.executable, "-m", "pytest", "-q", "{file}"]},
+        },
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False, "lspilot.confirmEdits": True,
+                            "lspilot.testRepairRounds": 0},
+    )
+    fence = "```python\n"
+    upstream.enqueue(
+        Reply.stream([fence, "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "def area(r):\n", UX_REJECTED + "\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"],
+                     delay=0.02),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    # no key anywhere: the user sets it from the error; the default model (priced)
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url}
+    expect = {
+        "original": ORIGINAL,
+        "file": "calc.py",
+        "model": "gpt-5-4-mini",
+        "apiKey": UX_KEY,
+        "explainLines": [4, 4],
+        "refactorLines": [4, 4],
+        "refactoredCode": REFACTORED_CODE,
+        "rejectLines": [8, 2],
+        "rejectedCode": UX_REJECTED.strip(),
+        "testLines": [4, 2],
+        "testFile": "test_calc.py",
+        "testCode": TEST_CODE,
+        "testCommandShown": "-m pytest -q",
+    }
+    _run_scenario(profile, server_env, "ux", expect)
+
+    # The explain without a key asked nothing upstream; the three requests after carried the key
+    # set from the error's button.
+    requests = upstream.wait_for_requests(3, timeout=5)
+    assert len(upstream.requests) == 3, [r.json["messages"][-1] for r in upstream.requests]
+    assert all(r.headers.get("authorization") == f"Bearer {UX_KEY}" for r in requests)
+    saved = profile.workspace.joinpath("calc.py").read_text()
+    assert UX_REJECTED not in saved, saved
+    assert TEST_CODE in profile.workspace.joinpath("test_calc.py").read_text()

@@ -385,6 +385,8 @@ async function main() {
     await agentScenario();
   } else if (SCENARIO === 'nes') {
     await nesScenario();
+  } else if (SCENARIO === 'ux') {
+    await uxScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -1558,5 +1560,185 @@ async function nesScenario() {
   await step('save', async () => {
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}
+
+// --- issue 28, VS Code: the edit preview, test output, key onboarding, the status page ----------
+
+/** The visible notification toast whose text matches `pattern`, or null. */
+async function toastMatching(pattern) {
+  const toasts = page.locator('.notifications-toasts .notification-toast');
+  const n = await toasts.count();
+  for (let i = 0; i < n; i++) {
+    const text = ((await toasts.nth(i).innerText().catch(() => '')) ?? '').replace(/\s+/g, ' ');
+    if (pattern.test(text)) {
+      return toasts.nth(i);
+    }
+  }
+  return null;
+}
+
+/** The editor title bar's action `label` (of the active editor group), or null. */
+async function titleAction(label) {
+  const action = page.locator(`.editor-group-container.active .editor-actions a.action-label[aria-label^="${label}"]`);
+  return (await action.count()) > 0 ? action.first() : null;
+}
+
+/** The open diff editor's modified (right) side text, or null. */
+async function diffModifiedText() {
+  return page.evaluate(() => {
+    const side = [...document.querySelectorAll('.monaco-diff-editor .editor.modified .view-lines')].find((e) => {
+      const box = e.getBoundingClientRect();
+      return box.width > 0 && box.height > 0;
+    });
+    if (!side) {
+      return null;
+    }
+    return [...side.querySelectorAll('.view-line')]
+      .map((line) => ({ top: parseFloat(line.style.top || '0'), text: line.textContent ?? '' }))
+      .sort((a, b) => a.top - b.top)
+      .map((line) => line.text.replace(/\u00a0/g, ' '))
+      .join('\n');
+  });
+}
+
+/** The tab titled `name` shows unsaved changes. */
+async function tabDirty(name) {
+  const tab = page.locator('.tabs-container .tab', { has: page.locator('.label-name', { hasText: new RegExp(`^${name.replace(/\./g, '\\.')}$`) }) });
+  return (await tab.count()) > 0 && (await tab.first().getAttribute('class')).split(/\s+/).includes('dirty');
+}
+
+/** Runs a Refactor on `lines` and waits for lspilot's diff with Accept / Reject in its title bar. */
+async function refactorIntoPreview(lines, expected) {
+  await focusEditor();
+  await selectLines(...lines);
+  await runCommand('lspilot: Refactor');
+  await waitFor('the preview diff', async () => (await titleAction("Accept lspilot's change")) !== null, 60_000);
+  const right = await waitFor('the proposed text on the right', async () => {
+    const t = await diffModifiedText();
+    return t !== null && t.includes(expected) ? t : null;
+  }, 20_000);
+  if ((await titleAction("Reject lspilot's change")) === null) {
+    throw new Error('the diff has Accept but no Reject');
+  }
+  const tab = await page.locator('.tabs-container .tab.active').first().innerText();
+  log(`preview tab: ${JSON.stringify(tab)}; proposed:\n${right}`);
+  if (!tab.includes('proposed change')) {
+    throw new Error(`the diff is not lspilot's preview: ${tab}`);
+  }
+}
+
+async function uxScenario() {
+  await step('no key for the endpoint: the status item warns', async () => {
+    await waitFor('the lspilot status item', async () => (await statusItemText()).includes(EXPECT.model), 60_000);
+    await waitFor('the warning sign on the status item', () => statusItemIcon('warning'), 20_000);
+    const classes = await statusItem().getAttribute('class');
+    log(`status item: ${JSON.stringify(await statusItemText())} (${classes})`);
+    if (!/warning-kind/.test(classes ?? '')) {
+      throw new Error(`the status item has no warning background: ${classes}`);
+    }
+    await screenshot('ux-status-no-key');
+  });
+
+  await step('an action without a key: the error offers Set API key…, which stores one', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Explain');
+    const toast = await waitFor('the missing-key error', () => toastMatching(/API key/), 30_000);
+    const text = (await toast.innerText()).replace(/\s+/g, ' ');
+    log(`error: ${text}`);
+    const button = toast.locator('.monaco-button', { hasText: /^Set API key…$/ });
+    await button.first().waitFor({ state: 'visible', timeout: 10_000 });
+    await page.waitForTimeout(500); // the toast slides in
+    await screenshot('ux-missing-key-error');
+    await button.first().click();
+    const input = page.locator('.quick-input-widget input[type="password"]');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(EXPECT.apiKey);
+    await page.keyboard.press('Enter');
+    await waitFor('the key saved', () => toastMatching(/API key saved/), 15_000);
+    await waitFor('the warning gone from the status item', async () => !(await statusItemIcon('warning')), 20_000);
+  });
+
+  await step('confirmEdits: Refactor opens lspilot\'s diff; Accept in its title bar applies it', async () => {
+    await refactorIntoPreview(EXPECT.refactorLines, EXPECT.refactoredCode.split('\n')[1].trim());
+    const waiting = await toastMatching(/Waiting for your review/);
+    log(`progress while reviewing: ${waiting === null ? '(no "Waiting for your review" yet)' : (await waiting.innerText()).replace(/\s+/g, ' ')}`);
+    await screenshot('ux-preview-diff');
+    await (await titleAction("Accept lspilot's change")).click();
+    await waitFor('the preview closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);
+    await waitFor('the refactored file', async () => norm((await editorTextOf(EXPECT.file)) ?? '').includes(EXPECT.refactoredCode), 20_000);
+    await waitFor('Refactor done', () => toastMatching(/Refactor done/), 20_000);
+  });
+
+  await step('Reject in the title bar: nothing changes, and lspilot says you declined it', async () => {
+    const before = await editorTextOf(EXPECT.file);
+    await refactorIntoPreview(EXPECT.rejectLines, EXPECT.rejectedCode);
+    await (await titleAction("Reject lspilot's change")).click();
+    await waitFor('the preview closed', async () => (await titleAction("Reject lspilot's change")) === null, 10_000);
+    const toast = await waitFor('the declined message', () => toastMatching(/declined/i), 20_000);
+    const text = (await toast.innerText()).replace(/\s+/g, ' ');
+    log(`declined: ${text}`);
+    await screenshot('ux-declined');
+    if ((await editorTextOf(EXPECT.file)) !== before) {
+      throw new Error('the rejected change is in the file');
+    }
+    if (!/you declined it/i.test(text) || /failed/i.test(text)) {
+      throw new Error(`a declined change must say "not applied: you declined it", not fail: ${text}`);
+    }
+  });
+
+  await step('Write tests: the new file in the preview, accepted from the notification; the tests run; Show output', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.testLines);
+    await runCommand('lspilot: Write tests');
+    const question = await waitFor('the preview question', () => toastMatching(/proposes a change/), 60_000);
+    await waitFor('the proposed tests', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.testCode.split('\n')[0]), 20_000);
+    await question.locator('.monaco-button', { hasText: /^Accept$/ }).first().click();
+    const done = await waitFor('Write tests done with Show output', async () => {
+      const toast = await toastMatching(/Write tests done/);
+      return toast !== null && (await toast.locator('.monaco-button', { hasText: /^Show output$/ }).count()) > 0 ? toast : null;
+    }, 90_000);
+    log(`tests: ${(await done.innerText()).replace(/\s+/g, ' ')}`);
+    await done.locator('.monaco-button', { hasText: /^Show output$/ }).first().click();
+    const panel = page.locator('.part.panel');
+    const output = await waitFor('the lspilot tests output', async () => {
+      const text = (await panel.innerText().catch(() => '')) ?? '';
+      return text.includes(EXPECT.testCommandShown) && /1 passed/.test(text) ? text : null;
+    }, 20_000);
+    log(`output panel: ${JSON.stringify(output.slice(0, 600))}`);
+    await screenshot('ux-show-output');
+    if (await tabDirty(EXPECT.testFile)) {
+      throw new Error(`${EXPECT.testFile} is marked unsaved although lspilot wrote it to disk`);
+    }
+    const onDisk = fs.readFileSync(path.join(FOLDER, EXPECT.testFile), 'utf8');
+    if (!onDisk.includes(EXPECT.testCode)) {
+      throw new Error(`${EXPECT.testFile} on disk lacks the tests: ${JSON.stringify(onDisk)}`);
+    }
+  });
+
+  await step('Show status: a quick pick with the session split into actions, chat and ghost text', async () => {
+    await runCommand('lspilot: Show status', { asks: true });
+    const list = page.locator('.quick-input-widget .quick-input-list');
+    await list.waitFor({ state: 'visible', timeout: 10_000 });
+    const text = await waitFor('the status lines', async () => {
+      const t = ((await page.locator('.quick-input-widget').innerText()) ?? '').replace(/[ \t]+/g, ' ');
+      return t.includes('This session:') ? t : null;
+    }, 10_000);
+    log(`status quick pick:\n${text}`);
+    await screenshot('ux-status-quick-pick');
+    for (const part of [`Model: ${EXPECT.model}`, 'API key: set', 'Actions: ', 'Chat: no requests yet', 'Ghost text: no requests yet']) {
+      if (!text.includes(part)) {
+        throw new Error(`the status lacks ${JSON.stringify(part)}`);
+      }
+    }
+    if (text.includes(EXPECT.apiKey)) {
+      throw new Error('the status shows the API key');
+    }
+    if ((await seen()).dialogs.length > 0) {
+      throw new Error(`a modal dialog opened: ${JSON.stringify((await seen()).dialogs)}`);
+    }
+    await page.keyboard.press('Escape');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
   });
 }

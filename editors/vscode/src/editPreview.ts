@@ -81,8 +81,25 @@ export class EditPreview implements vscode.Disposable {
   private readonly created = new Set<string>();
   private readonly subscriptions: vscode.Disposable[] = [];
   private readonly texts = ProposedTexts.shared();
+  /** Accept / Reject in the status bar too, while a review is open: the title bar's are icons, the
+   *  notification goes to the notification center after a while. */
+  private readonly bar: vscode.StatusBarItem[];
 
   constructor(private readonly output: vscode.OutputChannel) {
+    const item = (id: string, text: string, command: string, tooltip: string): vscode.StatusBarItem => {
+      const it = vscode.window.createStatusBarItem(id, vscode.StatusBarAlignment.Left, 1000);
+      it.name = tooltip;
+      it.text = text;
+      it.command = command;
+      it.tooltip = tooltip;
+      it.backgroundColor = new vscode.ThemeColor('statusBarItem.warningBackground');
+      return it;
+    };
+    this.bar = [
+      item('lspilot.acceptEdit', "$(check) Accept lspilot's change", 'lspilot.acceptEdit', "Apply the change shown in lspilot's diff"),
+      item('lspilot.rejectEdit', '$(close) Reject', 'lspilot.rejectEdit', "Leave the file as it is (lspilot's diff closes)"),
+    ];
+    this.subscriptions.push(...this.bar);
     this.subscriptions.push(
       vscode.commands.registerCommand('lspilot.acceptEdit', () => this.answer(true)),
       vscode.commands.registerCommand('lspilot.rejectEdit', () => this.answer(false)),
@@ -92,13 +109,31 @@ export class EditPreview implements vscode.Disposable {
           const input = tab.input;
           if (input instanceof vscode.TabInputTextDiff && input.modified.scheme === PROPOSED) {
             const review = this.reviewOf(input.modified);
-            if (review !== undefined && review.rejectOnClose && !this.shown(review)) {
-              review.settle(false);
+            if (review !== undefined && !this.shown(review)) {
+              if (review.rejectOnClose) {
+                review.settle(false);
+              } else {
+                this.reviews.delete(review); // the question stays open in the chat view
+                this.reviewing();
+              }
             }
           }
         }
       }),
     );
+  }
+
+  /** The context key of the title bar's buttons, and the status bar's, follow the open reviews. */
+  private reviewing(): void {
+    const on = this.reviews.size > 0;
+    void vscode.commands.executeCommand('setContext', 'lspilot.reviewing', on);
+    for (const it of this.bar) {
+      if (on) {
+        it.show();
+      } else {
+        it.hide();
+      }
+    }
   }
 
   /** Whether any diff tab of the review is still open. */
@@ -137,13 +172,13 @@ export class EditPreview implements vscode.Disposable {
         }
         done = true;
         this.reviews.delete(review);
-        void vscode.commands.executeCommand('setContext', 'lspilot.reviewing', this.reviews.size > 0);
+        this.reviewing();
         void this.close(review, false);
         answer(accepted);
       },
     };
     this.reviews.add(review);
-    void vscode.commands.executeCommand('setContext', 'lspilot.reviewing', true);
+    this.reviewing();
   }
 
   /** The client's `workspace/applyEdit` handler. */
@@ -197,7 +232,7 @@ export class EditPreview implements vscode.Disposable {
           done = true;
           this.reviews.delete(review);
           listening.dispose();
-          void vscode.commands.executeCommand('setContext', 'lspilot.reviewing', this.reviews.size > 0);
+          this.reviewing();
           void this.close(review, !inToast).finally(() => {
             for (const uri of proposed) {
               this.texts.delete(uri);
@@ -208,7 +243,7 @@ export class EditPreview implements vscode.Disposable {
       };
       this.reviews.add(review);
       const listening = cancel.onCancellationRequested(() => review.settle(false));
-      void vscode.commands.executeCommand('setContext', 'lspilot.reviewing', true);
+      this.reviewing();
       void (async () => {
         for (const diff of opened) {
           await vscode.commands.executeCommand('vscode.diff', diff.left, diff.right, diff.title, {
