@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 STREAM_NOTIFICATION = "lspilot/stream"
 # How long we wait for the editor to answer applyEdit/showDocument/progress create.
 CLIENT_REPLY_TIMEOUT = 30.0
+# An edit the user is asked to confirm waits for them to read it.
+REVIEW_TIMEOUT = 900.0
 
 T = TypeVar("T")
 
@@ -102,9 +104,10 @@ class Editor:
             types.WorkDoneProgressBegin(title=title, message=message, cancellable=True),
         )
 
-    def progress_report(self, token: types.ProgressToken, message: str) -> None:
+    def progress_report(self, token: types.ProgressToken, message: str, *,
+                        cancellable: bool = True) -> None:
         self._server.work_done_progress.report(
-            token, types.WorkDoneProgressReport(message=message, cancellable=True)
+            token, types.WorkDoneProgressReport(message=message, cancellable=cancellable)
         )
 
     def progress_end(self, token: types.ProgressToken, message: str) -> None:
@@ -124,18 +127,20 @@ class Editor:
         self._server.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
     async def apply_edit(
-        self, edit: types.WorkspaceEdit, label: str
+        self, edit: types.WorkspaceEdit, label: str, *, review: bool = False
     ) -> types.ApplyWorkspaceEditResult:
+        """``review``: the user is asked to confirm it, so the answer may take minutes."""
         params = types.ApplyWorkspaceEditParams(edit=edit, label=label)
+        wait = REVIEW_TIMEOUT if review else CLIENT_REPLY_TIMEOUT
         try:
             result: types.ApplyWorkspaceEditResult = await self._reply(
-                self._server.workspace_apply_edit_async(params)
+                self._server.workspace_apply_edit_async(params), wait
             )
             return result
         except TimeoutError:
             return types.ApplyWorkspaceEditResult(
                 applied=False,
-                failure_reason=f"the editor did not answer within {CLIENT_REPLY_TIMEOUT:g} s",
+                failure_reason=f"the editor did not answer within {wait:g} s",
             )
         except JsonRpcException as exc:
             # An error reply is a refusal too: eglot answers one when the user says no to
@@ -168,5 +173,5 @@ class Editor:
             return False
         return bool(result and result.success)
 
-    async def _reply(self, request: Any) -> Any:
-        return await asyncio.wait_for(asyncio.shield(request), CLIENT_REPLY_TIMEOUT)
+    async def _reply(self, request: Any, wait: float = CLIENT_REPLY_TIMEOUT) -> Any:
+        return await asyncio.wait_for(asyncio.shield(request), wait)

@@ -9,7 +9,7 @@ the text, about four characters a token, and marked ``estimated``: it was billed
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from attrs import define, field
@@ -70,13 +70,22 @@ class Priced:
 
 
 def format_cost(cost: float) -> str:
-    """Dollars with enough digits to show a fraction of a cent."""
-    if cost == 0:
+    """The one way lspilot writes dollars (the editors use the same rule): ``$0``, below a
+    hundredth of a cent ``<$0.0001``, else four significant digits and at most four
+    decimals (``$0.0041``, ``$0.0123``, ``$1.235``, ``$1235``). Unknown cost is the
+    caller's to word ("cost unknown")."""
+    if cost <= 0:
         return "$0"
-    if cost >= 0.01:
-        return f"${cost:.2f}"
-    digits = max(4, 1 - math.floor(math.log10(cost)) + 1)
-    return f"${cost:.{digits}f}".rstrip("0")
+    if cost < 0.0001:
+        return "<$0.0001"
+    digits = _decimals(cost)
+    # Rounding up to the next power of ten (9.99996 -> 10.000) would show a fifth digit.
+    digits = _decimals(round(cost, digits))
+    return f"${cost:.{digits}f}"
+
+
+def _decimals(cost: float) -> int:
+    return min(4, max(0, 3 - math.floor(math.log10(cost))))
 
 
 def price_for(model: str, prices: Mapping[str, Price]) -> Price | None:
@@ -123,6 +132,18 @@ class Totals:
                 "completionTokens": self.completion_tokens, "cost": self.cost}
 
 
+# The session's usage as the editors show it: what each kind of request has cost. Every
+# other action name (explain, refactor, writeTests and its repair rounds, custom actions) is
+# an action.
+GROUPS = ("actions", "chat", "ghostText", "nextEdits")
+_GROUP_OF_ACTION = {"chat": "chat", "agent": "chat", "inlineCompletion": "ghostText",
+                    "nextEdit": "nextEdits"}
+
+
+def group_of(action: str) -> str:
+    return _GROUP_OF_ACTION.get(action, "actions")
+
+
 @define
 class Meter:
     """The session's usage, in all and per model, across actions, completions and chat."""
@@ -141,9 +162,31 @@ class Meter:
     def over(self, limit: float | None) -> bool:
         return limit is not None and (self.total.cost or 0.0) > limit
 
-    def to_json(self) -> dict[str, Any]:
+    def groups(self, priced: Collection[str] = ()) -> dict[str, Totals]:
+        """The totals per group (all four, always). A group in ``priced`` (its model has a
+        price) that has asked nothing yet has cost 0, not an unknown one."""
+        out = {group: Totals() for group in GROUPS}
+        for action, totals in self.by_action.items():
+            group = out[group_of(action)]
+            group.requests += totals.requests
+            group.prompt_tokens += totals.prompt_tokens
+            group.completion_tokens += totals.completion_tokens
+            if totals.cost is not None:
+                group.cost = (group.cost or 0.0) + totals.cost
+        for name, group in out.items():
+            if group.requests == 0 and name in priced:
+                group.cost = 0.0
+        return out
+
+    def to_json(self, priced: Collection[str] = ()) -> dict[str, Any]:
+        """``priced``: the groups whose model has a price (see ``groups``); the session's
+        own cost is 0 before any request when the actions' model has one."""
         out = self.total.to_json()
+        if self.total.requests == 0 and "actions" in priced:
+            out["cost"] = 0.0
         out["models"] = {model: totals.to_json() for model, totals in self.by_model.items()}
         out["actions"] = {action: totals.to_json()
                           for action, totals in self.by_action.items()}
+        out["groups"] = {group: totals.to_json()
+                         for group, totals in self.groups(priced).items()}
         return out

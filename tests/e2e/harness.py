@@ -45,10 +45,13 @@ class Editor(ScriptedEditor):
         self.upstream = upstream
         self.root = root
         # How to answer applyEdit: "apply", "reject", "error" (a JSON-RPC error, as eglot
-        # says no), or "hold" (answer only once `release_edits` is set, as a slow or stuck
-        # editor would).
+        # says no), "decline" (the user turned down the preview, as lspilot's VS Code
+        # extension answers it), or "hold" (answer only once `release_edits` is set, as a
+        # slow or stuck editor would).
         self.apply_mode = "apply"
         self.release_edits = asyncio.Event()
+        # Each applyEdit's moment: the newest progress of every token when it arrived.
+        self.progress_at_edits: list[dict[Any, Any]] = []
         self.stream_event = asyncio.Event()
         # workspace/configuration: answered from `client.set_configuration`; with
         # `hold_configuration` set, only once that event is set (an editor slow to answer).
@@ -82,8 +85,12 @@ class Editor(ScriptedEditor):
     async def on_apply_edit(
         self, params: types.ApplyWorkspaceEditParams
     ) -> types.ApplyWorkspaceEditResult:
+        self.progress_at_edits.append(
+            {token: reports[-1] for token, reports in self.progress_reports.items() if reports})
         if self.apply_mode == "reject":
             return types.ApplyWorkspaceEditResult(applied=False, failure_reason="user said no")
+        if self.apply_mode == "decline":
+            return types.ApplyWorkspaceEditResult(applied=False, failure_reason="declined")
         if self.apply_mode == "error":  # as eglot answers a "no" (its code is positive)
             raise JsonRpcException("User cancelled server edit", code=32603)
         if self.apply_mode == "hold":

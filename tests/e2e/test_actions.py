@@ -439,3 +439,50 @@ async def test_write_tests_when_the_editor_cannot_create_files(upstream, workspa
         assert (workspace / "test_shapes.py").read_text() == "".join(TESTS_ANSWER[1:-1])
         assert not any(isinstance(c, types.CreateFile)
                        for c in editor.edits[0].edit.document_changes)
+
+
+CONFIRMING = {"confirmEdits": True}
+
+
+async def test_a_declined_preview_is_not_applied_and_not_a_failure(upstream, workspace):
+    upstream.enqueue(Reply.stream(ANSWER))
+    async with session(upstream, workspace, caps=capabilities(annotations=True),
+                       init_options=CONFIRMING) as editor:
+        editor.apply_mode = "decline"
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, METHOD), token="d1")
+        assert result["status"] == "cancelled", result
+        assert result["error"] == {"type": "declined", "message": "Not applied: you declined it."}
+        assert result["text"] == "".join(ANSWER)  # the answer is still the user's to read
+        assert editor.text(uri) == SOURCE
+        assert editor.progress("d1")[-1].message == "Not applied: you declined it."
+        assert not [m for m in editor.client.messages if m.type == types.MessageType.Error]
+        # While the preview was out, the progress said so and offered no Cancel.
+        (at_edit,) = editor.progress_at_edits
+        waiting = at_edit["d1"]
+        assert waiting.message == "Waiting for your review…" and waiting.cancellable is False
+
+
+async def test_a_reviewed_edit_makes_the_progress_cancellable_again(upstream, workspace):
+    upstream.enqueue(Reply.stream(ANSWER))
+    async with session(upstream, workspace, caps=capabilities(annotations=True),
+                       init_options=CONFIRMING) as editor:
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, METHOD), token="r1")
+        assert result["status"] == "done" and result["error"] is None
+        reports = [p for p in editor.progress("r1") if p.kind == "report"]
+        waiting = next(i for i, p in enumerate(reports)
+                       if p.message == "Waiting for your review…")
+        assert reports[waiting].cancellable is False
+        assert reports[waiting + 1].cancellable is True
+
+
+async def test_without_confirm_edits_a_refused_edit_still_fails(upstream, workspace):
+    upstream.enqueue(Reply.stream(ANSWER))
+    async with session(upstream, workspace) as editor:
+        editor.apply_mode = "decline"  # no preview was asked for: the editor could not apply it
+        uri = editor.open("shapes.py", SOURCE)
+        result = await editor.run("lspilot.refactor", uri, range_of(SOURCE, METHOD), token="f1")
+        assert result["status"] == "failed" and result["error"]["type"] == "edit_rejected"
+        assert not [p for p in editor.progress("f1")
+                    if getattr(p, "message", None) == "Waiting for your review…"]

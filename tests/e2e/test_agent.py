@@ -47,10 +47,15 @@ class Agent:
         self.answer = answer
         self.questions: list[str] = []
         self.steps: list[dict[str, Any]] = []
+        # At each question: the newest progress of every token.
+        self.progress_when_asked: list[dict[Any, Any]] = []
 
         @editor.client.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)
         def ask(params: types.ShowMessageRequestParams) -> types.MessageActionItem | None:
             self.questions.append(params.message)
+            self.progress_when_asked.append(
+                {token: reports[-1] for token, reports in editor.progress_reports.items()
+                 if reports})
             titles = [a.title for a in params.actions or []]
             assert titles == ["Allow", "Allow for this conversation", "Deny"], titles
             return types.MessageActionItem(title=self.answer)
@@ -277,3 +282,67 @@ async def test_run_tests_runs_the_test_command_and_counts(upstream, workspace):
         done = next(s for s in agent.steps if s["status"] == "done")
         assert done["summary"] == "1 passed, 0 failed"
         assert "1 passed" in sent_messages(upstream, 1)[-1]["content"]
+
+
+async def agent_turn(editor: Any, message: str, token: str) -> asyncio.Future[Any]:
+    params = types.ExecuteCommandParams(command="lspilot.chat", arguments=[
+        {"message": message, "mode": "agent"}], work_done_token=token)
+    editor.expect_progress(token)
+    return asyncio.ensure_future(editor.client.workspace_execute_command_async(params))
+
+
+async def test_an_edit_declined_in_the_editor_is_a_refused_step(upstream, workspace):
+    (workspace / "util.py").write_text(UTIL)
+    upstream.enqueue(tool_reply(("edit_file", {"path": "util.py", "old": "a - b",
+                                               "new": "a + b"})),
+                     Reply.stream(["Left as it is."]))
+    async with session(upstream, workspace,
+                       init_options={"agentApproval": {"edit": "auto"}}) as editor:
+        editor.apply_mode = "decline"  # an editor that previews the edit; the user said no
+        result = await Agent(editor).chat("fix add")
+        assert result["status"] == "done"
+        assert [s["status"] for s in result["steps"]] == ["refused"]
+        told = sent_messages(upstream, 1)[-1]
+        assert told["role"] == "tool" and "the user declined this edit" in told["content"]
+        assert (workspace / "util.py").read_text() == UTIL
+
+
+async def test_while_a_call_waits_for_approval_the_progress_has_no_cancel(upstream, workspace):
+    (workspace / "util.py").write_text(UTIL)
+    upstream.enqueue(tool_reply(("edit_file", {"path": "util.py", "old": "a - b",
+                                               "new": "a + b"})),
+                     Reply.stream(["Fixed."]))
+    async with session(upstream, workspace) as editor:
+        agent = Agent(editor)
+        result = await (await agent_turn(editor, "fix add", "q1"))
+        assert result["status"] == "done"
+        (at_question,) = agent.progress_when_asked
+        waiting = at_question["q1"]
+        assert waiting.message == "Waiting for your review…" and waiting.cancellable is False
+        reports = [p for p in editor.progress("q1") if p.kind == "report"]
+        after = reports.index(waiting) + 1
+        assert reports[after].cancellable is True
+
+
+async def test_a_turn_cancelled_after_an_edit_says_the_edit_stays(upstream, workspace):
+    (workspace / "util.py").write_text(UTIL)
+    pid_file = workspace.parent / "pid"
+    script = (f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
+              "time.sleep(60)")
+    upstream.enqueue(tool_reply(("edit_file", {"path": "util.py", "old": "a - b",
+                                               "new": "a + b"})),
+                     tool_reply(("run_command", {"argv": [sys.executable, "-c", script]})))
+    async with session(upstream, workspace, init_options={
+            "agentApproval": {"edit": "auto", "run": "auto"}}) as editor:
+        Agent(editor)
+        running = await agent_turn(editor, "fix and check", "agent-2")
+        for _ in range(200):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert pid_file.exists(), "the command never ran"
+        await editor.command("lspilot.cancel", {"token": "agent-2"})
+        assert (await running)["status"] == "cancelled"
+        assert editor.progress("agent-2")[-1].message == \
+            "Cancelled; the edits already applied stay (undo reverts them)."
+        assert "a + b" in (workspace / "util.py").read_text()

@@ -34,7 +34,9 @@ async def test_client_token_carries_progress_and_stream(upstream, workspace):
         assert begin.cancellable is True and begin.title == "lspilot: Explain"
         last_report = [p for p in editor.progress("client-token-1")
                        if isinstance(p, types.WorkDoneProgressReport)][-1]
-        assert "last line" in last_report.message and "chars" in last_report.message
+        # The step and its progress, never fragments of the answer.
+        assert last_report.message == "Writing the answer… 27 chars"
+        assert not [p for p in editor.progress("client-token-1") if "line" in (p.message or "")]
         end = editor.progress("client-token-1")[-1]
         assert end.message.startswith("Done:") and "tokens in" in end.message
         assert {s["token"] for s in editor.streams} == {"client-token-1"}

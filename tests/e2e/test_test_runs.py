@@ -58,8 +58,8 @@ async def test_failing_tests_are_repaired_and_the_answer_counts_them(upstream, w
         written = (workspace / "test_calc.py").read_text()
         assert "== 4" in written and "== 5" not in written
         messages = [p.message for p in editor.progress("w1") if getattr(p, "message", None)]
-        assert any(m.startswith("Running the new tests:") for m in messages)
-        assert any("failed: asking for a fix (round 1 of 2)" in m for m in messages)
+        assert messages.count("Running the tests…") == 2
+        assert "Repairing the tests (round 1 of 2)…" in messages
         assert messages[-1].endswith("1 test, all pass")
 
 
@@ -171,6 +171,10 @@ async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace)
         assert (await editor.command("lspilot.cancel", {"token": "c1"}))["cancelled"] == ["c1"]
         result = await running
         assert result["status"] == "cancelled"
+        # The tests lspilot wrote stay in the test file: the end says so.
+        assert editor.progress("c1")[-1].message == \
+            "Cancelled; the edits already applied stay (undo reverts them)."
+        assert (workspace / "test_calc.py").exists()
         for _ in range(100):
             if not _alive(child):
                 break

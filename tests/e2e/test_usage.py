@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from lsprotocol import types
 
 from tests.e2e.harness import API_KEY, range_of, session
 from tests.fake_upstream import Reply
@@ -22,7 +23,7 @@ async def test_a_known_model_is_priced_and_the_end_says_so(upstream, workspace):
         assert result["usage"]["cost"] == pytest.approx((1000 * 0.15 + 200 * 0.90) / 1e6)
         assert "estimated" not in result["usage"]
         end = editor.progress("t1")[-1]
-        assert "1,000 tokens in, 200 out, $0.00033" in end.message
+        assert "1,000 tokens in, 200 out, $0.0003," in end.message
 
 
 async def test_an_unknown_model_has_tokens_but_no_cost_until_priced(upstream, workspace):
@@ -84,6 +85,41 @@ async def test_the_session_adds_up_and_status_never_holds_the_key(upstream, work
         assert API_KEY not in str(status)
 
 
+async def test_status_splits_actions_chat_ghost_text_and_next_edits(upstream, workspace):
+    def used(prompt: int, completion: int) -> dict[str, int]:
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+    upstream.enqueue(Reply.stream(["It adds."], usage=used(1000, 100)),
+                     Reply.stream(["Hello."], usage=used(2000, 200)),
+                     Reply.stream(["1, 2"], usage=used(300, 3)))
+    async with session(upstream, workspace, init_options={"completionDebounceMs": 0}) as editor:
+        before = (await editor.command("lspilot.status"))["session"]
+        nothing = {"requests": 0, "promptTokens": 0, "completionTokens": 0, "cost": 0.0}
+        assert before["groups"] == {"actions": nothing, "chat": nothing,
+                                    "ghostText": nothing, "nextEdits": nothing}
+        assert before["cost"] == 0.0  # priced, nothing asked yet: not "unknown"
+        uri = editor.open("calc.py", SOURCE)
+        await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
+        await editor.command("lspilot.chat", {"message": "hi"})
+        call = editor.open("call.py", "total = add()\n")
+        assert await editor.complete(call, types.Position(0, len("total = add("))) == ["1, 2"]
+        groups = (await editor.command("lspilot.status"))["session"]["groups"]
+        assert groups["actions"] == {"requests": 1, "promptTokens": 1000,
+                                     "completionTokens": 100,
+                                     "cost": pytest.approx((1000 * 0.15 + 100 * 0.9) / 1e6)}
+        assert groups["chat"]["requests"] == 1 and groups["chat"]["promptTokens"] == 2000
+        assert groups["ghostText"]["requests"] == 1 and groups["ghostText"]["promptTokens"] == 300
+        assert groups["nextEdits"] == nothing
+
+
+async def test_an_unpriced_model_has_no_cost_in_its_groups(upstream, workspace):
+    async with session(upstream, workspace, init_options={"model": "house-model"}) as editor:
+        status = (await editor.command("lspilot.status"))["session"]
+        assert status["cost"] is None
+        assert {group["cost"] for group in status["groups"].values()} == {None}
+
+
 async def test_status_lists_what_runs(upstream, workspace):
     upstream.enqueue(Reply.stream([f"w{i} " for i in range(100)], delay=0.05))
     async with session(upstream, workspace) as editor:
@@ -106,5 +142,5 @@ async def test_past_max_session_cost_new_requests_are_refused(upstream, workspac
         assert first["status"] == "done" and first["usage"]["cost"] == pytest.approx(0.15)
         refused = await editor.run("lspilot.explain", uri, range_of(SOURCE, SOURCE))
         assert refused["status"] == "failed" and refused["error"]["type"] == "cost_limit"
-        assert "maxSessionCost" in refused["error"]["message"]
+        assert "has cost $0.1500, past maxSessionCost ($0.1000)" in refused["error"]["message"]
         assert len(upstream.requests) == 1

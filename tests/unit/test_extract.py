@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lspilot.actions.extract import extract_code
-from lspilot.edits import fit_to_selection
+from lspilot.edits import declined, fit_to_selection
 
 
 @pytest.mark.parametrize(
@@ -152,3 +152,15 @@ def test_crlf_answer_closing_fence_is_recognised() -> None:
     assert "```" not in code
     assert "Done." not in code
     assert code.replace("\r\n", "\n") == "x = 1\n"
+
+
+# -- declined --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason, said_no", [
+    (None, True), ("", True), ("  ", True), ("declined", True), ("Rejected by the user", True),
+    ("User cancelled server edit", True), ("the document changed", False),
+    ("the editor did not answer within 900 s", False)])
+def test_a_confirmed_edit_not_applied_is_declined_by_its_reason(reason: str | None,
+                                                                said_no: bool) -> None:
+    assert declined(reason) is said_no

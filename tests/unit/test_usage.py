@@ -39,8 +39,11 @@ def test_estimates_are_about_four_characters_a_token() -> None:
     assert estimate_prompt(["abcd", "abcdefgh"]) == 1 + 2 + 2 * 4
 
 
-@pytest.mark.parametrize("cost, shown", [(0, "$0"), (0.5, "$0.50"), (0.0005, "$0.0005"),
-                                         (0.000123, "$0.000123"), (12.345, "$12.35")])
+@pytest.mark.parametrize("cost, shown", [
+    (0, "$0"), (0.00005, "<$0.0001"), (0.0001, "$0.0001"), (0.0005, "$0.0005"),
+    (0.000123, "$0.0001"), (0.0041, "$0.0041"), (0.004123, "$0.0041"), (0.01234, "$0.0123"),
+    (0.5, "$0.5000"), (1.2346, "$1.235"), (12.346, "$12.35"), (1234.6, "$1235"),
+    (9.99996, "$10.00"), (123456.0, "$123456")])
 def test_costs_are_shown_with_the_digits_that_matter(cost: float, shown: str) -> None:
     assert format_cost(cost) == shown
 
@@ -67,3 +70,21 @@ def test_the_meter_adds_up_per_model_and_in_all() -> None:
     assert total["cost"] == pytest.approx(0.75)
     assert total["models"]["b"]["cost"] is None and total["models"]["a"]["requests"] == 2
     assert meter.over(0.7) and not meter.over(0.75) and not meter.over(None)
+
+
+def test_the_groups_are_what_editors_show_and_always_all_four() -> None:
+    meter = Meter()
+    for action, cost in [("explain", 0.1), ("writeTests", 0.2), ("myAction", 0.3),
+                         ("chat", 1.0), ("agent", 2.0), ("inlineCompletion", 0.01),
+                         ("nextEdit", None)]:
+        meter.record("m", Priced(Usage(1, 1), cost), action)
+    groups = meter.groups()
+    assert groups["actions"].requests == 3 and groups["actions"].cost == pytest.approx(0.6)
+    assert groups["chat"].requests == 2 and groups["chat"].cost == pytest.approx(3.0)
+    assert groups["ghostText"].cost == pytest.approx(0.01)
+    assert groups["nextEdits"].requests == 1 and groups["nextEdits"].cost is None
+    fresh = Meter().to_json(priced={"actions", "chat"})
+    assert fresh["cost"] == 0.0
+    assert [fresh["groups"][g]["cost"] for g in ("actions", "chat", "ghostText", "nextEdits")] \
+        == [0.0, 0.0, None, None]
+    assert Meter().to_json()["cost"] is None

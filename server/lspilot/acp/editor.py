@@ -39,7 +39,8 @@ class AcpEditor:
     def progress_begin(self, token: types.ProgressToken, title: str, message: str) -> None:
         pass
 
-    def progress_report(self, token: types.ProgressToken, message: str) -> None:
+    def progress_report(self, token: types.ProgressToken, message: str, *,
+                        cancellable: bool = True) -> None:
         pass
 
     def progress_end(self, token: types.ProgressToken, message: str) -> None:

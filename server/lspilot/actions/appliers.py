@@ -28,7 +28,8 @@ from lspilot.actions.results import ActionFailed, WrittenTests
 from lspilot.actions.selection import Snapshot
 from lspilot.actions.testfiles import TestTarget
 from lspilot.editor import Editor
-from lspilot.edits import EditTarget, edit_target, replacement_edit
+from lspilot.edits import EditTarget, declined, edit_target, replacement_edit
+from lspilot.jobs.job import EditDeclined, Job
 from lspilot.settings import ApplyMode, Settings
 from lspilot.workspace import encoding_of
 
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 class Applier:
     """The interface, and the defaults: nothing to show while streaming, nothing to undo."""
+
+    # The job the edits belong to: it says "waiting for your review" while a confirmed
+    # edit is out, and knows that an edit was applied when it is cancelled later.
+    job: Job | None = None
 
     def __init__(self, editor: Editor, settings: Settings, snap: Snapshot, title: str) -> None:
         self.editor = editor
@@ -58,10 +63,16 @@ class Applier:
         return self.settings.confirm_edits and self.editor.supports_change_annotations
 
     async def send_edit(self, edit: types.WorkspaceEdit) -> None:
-        reply = await self.editor.apply_edit(edit, self.title)
+        confirm = self.confirm
+        sent = self.editor.apply_edit(edit, self.title, review=confirm)
+        reply = await (self.job.review(sent) if confirm and self.job is not None else sent)
         if not reply.applied:
+            if confirm and declined(reply.failure_reason):
+                raise EditDeclined()
             reason = reply.failure_reason or "no reason given"
             raise ActionFailed("edit_rejected", f"The editor did not apply the edit: {reason}.")
+        if self.job is not None:
+            self.job.edited()
 
 
 class ShowExplanation(Applier):
@@ -170,16 +181,20 @@ class WriteTestFile(Applier):
 
 def applier_for(apply: ApplyMode, *, editor: Editor, settings: Settings, snap: Snapshot,
                 title: str, workspace: Workspace, cache_dir: Path,
-                test: TestTarget | None) -> Applier:
+                test: TestTarget | None, job: Job | None = None) -> Applier:
     """The one place the apply mode is chosen on."""
+    applier: Applier
     if apply == "show":
-        return ShowExplanation(editor, settings, snap, title, cache_dir)
-    if apply == "replace":
-        if settings.live_refactor:
-            return ReplaceLive(editor, settings, snap, title, encoding_of(workspace))
-        return ReplaceSelection(editor, settings, snap, title)
-    assert test is not None, "a testFile action has its test target"
-    return WriteTestFile(editor, settings, snap, title, workspace, test)
+        applier = ShowExplanation(editor, settings, snap, title, cache_dir)
+    elif apply == "replace" and settings.live_refactor:
+        applier = ReplaceLive(editor, settings, snap, title, encoding_of(workspace))
+    elif apply == "replace":
+        applier = ReplaceSelection(editor, settings, snap, title)
+    else:
+        assert test is not None, "a testFile action has its test target"
+        applier = WriteTestFile(editor, settings, snap, title, workspace, test)
+    applier.job = job
+    return applier
 
 
 class UnsafeExplanationPath(OSError):

@@ -24,6 +24,10 @@ class ToolError(Exception):
     """A step that failed; the message is what the model reads."""
 
 
+class ToolRefused(ToolError):
+    """A step the user turned down while it ran (an edit's preview declined)."""
+
+
 class WorkspaceFiles:
     def __init__(self, folders: Sequence[Path], exclude: Sequence[str],
                  open_text: Callable[[Path], str | None],

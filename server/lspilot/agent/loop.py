@@ -14,7 +14,7 @@ from typing import Any, Literal
 from attrs import define, field
 
 from lspilot import consent
-from lspilot.agent.files import ToolError
+from lspilot.agent.files import ToolError, ToolRefused
 from lspilot.agent.tools import Host, Tool, check_arguments
 from lspilot.jobs.job import CostLimitReached, Job
 from lspilot.llm.wire import ChatMessage, ChatRequest, ToolCall, ToolSpec
@@ -135,12 +135,14 @@ async def _run_call(call: ToolCall, tools: Mapping[str, Tool], setup: TurnSetup,
         tool.precheck(args, setup.host)
     except ToolError as exc:
         return _ended(step, setup, "failed", str(exc))
-    if not await _approved(tool, args, call, setup):
+    if not await _approved(tool, args, call, setup, job):
         return _ended(step, setup, "refused",
                       "The user refused this call, so it did not run. Do not make the same "
                       "call again: continue another way, or say what you need and stop.")
     try:
         result = await tool.run(args, setup.host)
+    except ToolRefused as exc:
+        return _ended(step, setup, "refused", str(exc))
     except ToolError as exc:
         return _ended(step, setup, "failed", str(exc))
     step.summary = result.summary
@@ -148,7 +150,7 @@ async def _run_call(call: ToolCall, tools: Mapping[str, Tool], setup: TurnSetup,
 
 
 async def _approved(tool: Tool, args: Mapping[str, Any], call: ToolCall,
-                    setup: TurnSetup) -> bool:
+                    setup: TurnSetup, job: Job) -> bool:
     policy = consent.effective_policy(
         _POLICIES.get(setup.approval.get(tool.kind, "ask"), "ask"),
         setup.host.chosen_by_workspace(tool.name))
@@ -163,7 +165,7 @@ async def _approved(tool: Tool, args: Mapping[str, Any], call: ToolCall,
     if setup.ask is None:
         setup.approvals.refused.add(exact)
         return False
-    answer = await setup.ask(question.message, question.titles())
+    answer = await job.review(setup.ask(question.message, question.titles()))
     if answer == ALLOW_CONVERSATION:
         setup.approvals.allowed.add(remembered)
         return True

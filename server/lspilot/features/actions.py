@@ -92,7 +92,7 @@ class ActionsFeature(Feature):
             diagnostics=tuple(selection.describe_diagnostic(d) for d in diagnostics)))
         applier = applier_for(action.apply, editor=services.editor, settings=settings,
                               snap=snap, title=action.title, workspace=workspace,
-                              cache_dir=services.cache_dir, test=test)
+                              cache_dir=services.cache_dir, test=test, job=job)
         job.on_wind_down(applier.restore)
         request = chat_request(settings, messages, action=action)
         if isinstance(applier, WriteTestFile):

@@ -41,7 +41,7 @@ class AgentTurns:
                      files: list[chat_prompt.Context]) -> Outcome:
         settings = job.settings
         backend = backend_for(self.services.store.settings_for(uri))
-        host = LspHost(self.services, settings, uri)
+        host = LspHost(self.services, settings, uri, on_edit=job.edited)
         tools: list[Tool] = [t for t in BUILTIN_TOOLS
                  if not (t.name == "run_command" and settings.agent_approval["run"] == "never")]
         if settings.mcp_servers and settings.agent_approval["mcp"] != "never":

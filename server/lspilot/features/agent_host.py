@@ -9,16 +9,16 @@ the agent's work.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lsprotocol import types
 from pygls.uris import from_fs_path
 
 from lspilot import logs
-from lspilot.agent.files import ToolError, WorkspaceFiles
+from lspilot.agent.files import ToolError, ToolRefused, WorkspaceFiles
 from lspilot.agent.tools import CommandRun, TestsRun
-from lspilot.edits import EditTarget, replacement_edit
+from lspilot.edits import EditTarget, declined, replacement_edit
 from lspilot.services import Services
 from lspilot.settings import Settings
 from lspilot.testing import commands, report, runner
@@ -36,10 +36,12 @@ PROJECT_FILES = (("pyproject.toml", "python"), ("setup.py", "python"), ("pytest.
 
 
 class LspHost:
-    def __init__(self, services: Services, settings: Settings, uri: str | None) -> None:
+    def __init__(self, services: Services, settings: Settings, uri: str | None,
+                 on_edit: Callable[[], None] = lambda: None) -> None:
         self.services = services
         self.settings = settings
         self.uri = uri
+        self.on_edit = on_edit  # an edit is in the user's files (a cancel says so)
         self.files = WorkspaceFiles(folders(services.workspace), settings.context_exclude,
                                     lambda path: open_text(services.workspace, path))
         self.changed: set[Path] = set()
@@ -61,9 +63,11 @@ class LspHost:
                                 confirm=False)
         reply = await editor.apply_edit(edit, "lspilot agent: edit")
         if not reply.applied:
+            _refused_by_user(reply.failure_reason)
             raise ToolError("The editor did not apply the edit"
                             f"{': ' + reply.failure_reason if reply.failure_reason else ''}; "
                             "the file is unchanged.")
+        self.on_edit()
         if document is None:
             # Not open: the editor may keep it in an unsaved buffer, so the disk gets the
             # same text now (what runs must see it).
@@ -84,10 +88,12 @@ class LspHost:
                     edits=[types.TextEdit(range=empty, new_text=content)])])
             reply = await editor.apply_edit(edit, "lspilot agent: create a file")
             if not reply.applied:
+                _refused_by_user(reply.failure_reason)
                 raise ToolError("The editor did not create the file"
                                 f"{': ' + reply.failure_reason if reply.failure_reason else ''}.")
         _write(path, content, only_if_empty=True)
         self.changed.add(path)
+        self.on_edit()
 
     def _sync_to_disk(self) -> None:
         """The files the agent changed, written as the editor holds them."""
@@ -145,6 +151,15 @@ class LspHost:
         found = report.counts(run.output, run.exit_code)
         return TestsRun(commands.shown(argv), found.passed, found.failed, run.exit_code,
                         report.trimmed(logs.scrub(run.output)), run.timed_out)
+
+
+def _refused_by_user(reason: str | None) -> None:
+    """An editor that previews the agent's edits says when the user declined one (an
+    empty reason is not enough here: lspilot did not ask for a confirmation)."""
+    if reason and reason.strip() and declined(reason):
+        raise ToolRefused("Not applied: the user declined this edit, so the file is "
+                          "unchanged. Do not make the same edit again: continue another "
+                          "way, or say what you need and stop.")
 
 
 def _write(path: Path, text: str, *, only_if_empty: bool = False) -> None:

@@ -11,6 +11,7 @@ from lspilot import __version__
 from lspilot.backends import backend_for
 from lspilot.commands import CommandError, parse_token
 from lspilot.features.base import Feature
+from lspilot.usage import price_for
 
 CANCEL_COMMAND = "lspilot.cancel"
 STATUS_COMMAND = "lspilot.status"
@@ -57,7 +58,18 @@ class StatusFeature(Feature):
                 {"token": token, "action": job.spec.action, "uri": job.spec.uri}
                 for token, job in self.services.jobs.items() if job.spec.visible
             ],
-            "session": self.services.meter.to_json(),
+            "session": self.services.meter.to_json(priced=self._priced_groups()),
             "upstream": self.services.upstream.to_json(),
             "mcpServers": self.services.mcp.status(),
         }
+
+    def _priced_groups(self) -> set[str]:
+        """The groups whose model has a price: ghost text and next edits ask the
+        completion model, the rest the model."""
+        settings = self.services.store.settings
+        backend = backend_for(settings)
+        models = {"actions": backend.model_name(settings), "chat": backend.model_name(settings),
+                  "ghostText": backend.completion_model_name(settings),
+                  "nextEdits": backend.completion_model_name(settings)}
+        return {group for group, model in models.items()
+                if price_for(model, settings.prices) is not None}

@@ -25,7 +25,7 @@ from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
 from lspilot.actions.small_model_tests import Prefill
 from lspilot.edits import EditTarget, replacement_edit
-from lspilot.jobs.job import Job
+from lspilot.jobs.job import EditDeclined, Job
 from lspilot.requests import chat_request
 from lspilot.services import Services
 from lspilot.testing import commands, report, runner
@@ -34,6 +34,7 @@ from lspilot.text import position_of
 from lspilot.workspace import encoding_of, language_of, relative, root_for
 
 RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
+RUNNING_THE_TESTS = "Running the tests…"
 # pytest's exit codes for "did not get to run the tests": interrupted (a collection
 # error), usage error, no tests collected.
 PYTEST_NOT_LOADED = (2, 4, 5)
@@ -74,7 +75,7 @@ class TestRuns:
         note = ""
         while True:
             self._sync_to_disk(written, test_path)
-            job.report(f"Running the new tests: {commands.shown(argv)}…")
+            job.report(RUNNING_THE_TESTS)
             run = await runner.run(argv, root, limit_seconds=settings.test_timeout,
                                    env=environment)
             if (language == "python" and language not in settings.test_command
@@ -86,11 +87,14 @@ class TestRuns:
             if passed or run.timed_out or rounds >= settings.test_repair_rounds:
                 break
             rounds += 1
-            job.report(f"{found.failed or 'The tests'} failed: asking for a fix "
-                       f"(round {rounds} of {settings.test_repair_rounds})…")
-            repaired = await self._repair(job, applier, action, written, code_under_test,
-                                          commands.shown(argv), run.output, prefill,
-                                          max_tokens)
+            job.report(f"Repairing the tests (round {rounds} of {settings.test_repair_rounds})…")
+            try:
+                repaired = await self._repair(job, applier, action, written,
+                                              code_under_test, commands.shown(argv),
+                                              run.output, prefill, max_tokens)
+            except EditDeclined:
+                note = "; the repair was not applied: you declined it"
+                break
             if repaired is None:
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"

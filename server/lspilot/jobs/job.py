@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 from attrs import define, field
@@ -46,6 +46,7 @@ from lspilot.usage import Meter, Priced, Usage
 log = logging.getLogger(__name__)
 
 ModelRequest = ChatRequest | CompletionRequest
+T = TypeVar("T")
 
 
 class State(enum.Enum):
@@ -57,6 +58,25 @@ class State(enum.Enum):
 
 class CostLimitReached(LspilotError):
     kind = "cost_limit"
+
+
+# The progress messages editors show as they are sent (docs/protocol.md).
+ASKING_THE_MODEL = "Asking the model…"
+WRITING_THE_ANSWER = "Writing the answer…"
+DECLINED_MESSAGE = "Not applied: you declined it."
+WAITING_FOR_REVIEW = "Waiting for your review…"
+CANCELLED_UNCHANGED = "Cancelled; nothing was changed."
+CANCELLED_EDITS_STAY = "Cancelled; the edits already applied stay (undo reverts them)."
+
+
+class EditDeclined(LspilotError):
+    """The user said no to an edit lspilot asked them to confirm: the job ends as
+    cancelled (their choice, not a failure), with this kind and message."""
+
+    kind = "declined"
+
+    def __init__(self) -> None:
+        super().__init__(DECLINED_MESSAGE)
 
 
 @define(frozen=True, kw_only=True)
@@ -87,7 +107,8 @@ class JobEditor(Protocol):
 
     def progress_begin(self, token: types.ProgressToken, title: str, message: str) -> None: ...
 
-    def progress_report(self, token: types.ProgressToken, message: str) -> None: ...
+    def progress_report(self, token: types.ProgressToken, message: str, *,
+                        cancellable: bool = True) -> None: ...
 
     def progress_end(self, token: types.ProgressToken, message: str) -> None: ...
 
@@ -167,6 +188,7 @@ class Job:
     _started: float = field(factory=time.monotonic)
     _chars: int = 0
     _cleanups: list[Callable[[], Awaitable[None]]] = field(factory=list)
+    _edited: bool = False  # an edit of this job's is in the user's files
 
     def __attrs_post_init__(self) -> None:
         if self.spec.client_token is not None:
@@ -201,9 +223,22 @@ class Job:
         """Run ``cleanup`` when the job is cancelled or fails (live text put back)."""
         self._cleanups.append(cleanup)
 
-    def report(self, message: str) -> None:
+    def report(self, message: str, *, cancellable: bool = True) -> None:
         if self._has_progress:
-            self.context.editor.progress_report(self.token, message)
+            self.context.editor.progress_report(self.token, message, cancellable=cancellable)
+
+    def edited(self) -> None:
+        """An edit of this job's was applied: a later cancel cannot say nothing changed."""
+        self._edited = True
+
+    async def review(self, reply: Awaitable[T]) -> T:
+        """Wait for the user to review an edit lspilot asked them to confirm. The
+        progress says so, without a Cancel button: the preview is theirs to answer."""
+        self.report(WAITING_FOR_REVIEW, cancellable=False)
+        try:
+            return await reply
+        finally:
+            self.report("Reviewed.", cancellable=True)
 
     async def stream(self, request: ModelRequest,
                      on_text: Callable[[str], None] | None = None) -> Streamed:
@@ -212,8 +247,9 @@ class Job:
         limit = self.settings.max_session_cost
         if context.meter.over(limit):
             spent = pricing.format_cost(context.meter.total.cost or 0.0)
+            allowed = pricing.format_cost(limit or 0.0)
             raise CostLimitReached(
-                f"This session has cost {spent}, past maxSessionCost (${limit:g}): "
+                f"This session has cost {spent}, past maxSessionCost ({allowed}): "
                 "new requests are refused.",
                 hint="Raise the setting maxSessionCost, or restart lspilot for a new session.")
         limiter = context.lanes[self.spec.lane]
@@ -284,8 +320,14 @@ class Job:
             await cleanup()
         text = "".join(self._text)
         if failure is None:
-            self._end("Cancelled; nothing was changed.")
+            self._end(CANCELLED_EDITS_STAY if self._edited else CANCELLED_UNCHANGED)
             return JobResult(status="cancelled", text=text, usage=self.usage,
+                             extra=self.spec.extra)
+        if isinstance(failure, EditDeclined):
+            # The user's own choice: said in the progress end, never as an error.
+            self._end(DECLINED_MESSAGE)
+            return JobResult(status="cancelled", text=text, usage=self.usage,
+                             error_type=failure.kind, error_message=DECLINED_MESSAGE,
                              extra=self.spec.extra)
         message = str(failure)
         if self.spec.visible:
@@ -310,26 +352,21 @@ class Job:
         elif editor.supports_progress:
             self._has_progress = await editor.create_progress(str(self.token))
         if self._has_progress:
-            editor.progress_begin(self.token, self.spec.title, "Asking the model…")
+            editor.progress_begin(self.token, self.spec.title, ASKING_THE_MODEL)
             editor.on_progress_cancel(self.token, self.cancel)
 
     async def _relay(self, stream: TextStream, on_text: Callable[[str], None] | None) -> None:
-        """Hand the answer on as it arrives: coalesced progress, stream notifications."""
-        tail = ""
-        newest = ""
+        """Hand the answer on as it arrives: coalesced progress, stream notifications.
+
+        The progress says the step and how far it is, never the answer's words: a fragment
+        of a sentence in a progress bar reads as noise (the text itself streams to the
+        editor as ``lspilot/stream``)."""
         visible = self.spec.visible
 
         def flush(delta: str) -> None:
-            nonlocal newest, tail
             if visible:
-                tail = (tail + delta)[-1000:]  # the newest line is near the end
-                lines = [
-                    line for line in tail.splitlines()
-                    if line.strip() and not line.lstrip().startswith(("```", "~~~"))
-                ]
-                newest = lines[-1].strip()[:80] if lines else newest
                 self._notify(delta, done=False)
-                self.report(f"{newest} ({self._chars:,} chars)")
+                self.report(f"{WRITING_THE_ANSWER} {self._chars:,} chars")
             if on_text is not None:
                 on_text("".join(self._text))
 
