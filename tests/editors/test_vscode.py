@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shlex
@@ -614,7 +615,7 @@ def _initialize_result(cmd: list[str]) -> dict[str, Any]:
 # The built-in price of the default model gpt-5-4-mini: $0.15 per 1M tokens in, $0.90 out. The fake
 # upstream reports 11 prompt tokens and a completion token per chunk.
 USAGE_CHUNKS = ["The function ", "adds."]
-USAGE_COST = "$0.00000345"  # (11 * 0.15 + 2 * 0.90) / 1e6, with the digits a fraction of a cent needs
+USAGE_COST = "<$0.0001"  # (11 * 0.15 + 2 * 0.90) / 1e6 = $0.00000345, in issue 28's one format
 USAGE_WORDS = f"11 tokens in, 2 out, {USAGE_COST}"
 
 
@@ -836,11 +837,13 @@ def _agent_turn_cost(tool_answers: int, text_chunks: int) -> float:
 
 
 def _cost_short(cost: float) -> str:
-    """usage.ts formatCostShort: four significant digits, `<$0.0001` below."""
+    """usage.ts formatCost (issue 28's one format): four significant digits but at most four
+    decimals, `<$0.0001` below."""
+    if cost == 0:
+        return "$0"
     if cost < 0.0001:
         return "<$0.0001"
-    text = f"{float(f'{cost:.4g}'):f}".rstrip("0").rstrip(".")
-    return f"${text}0" if cost >= 0.01 and re.search(r"\.\d$", text) else f"${text}"
+    return f"${cost:.{min(4, max(0, 3 - math.floor(math.log10(cost))))}f}"
 
 
 def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -848,7 +851,7 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
     the tools; the read step shows inline with a link that opens calc.py at its lines; the edit's
     question shows on its step in the view (Allow / Allow for this conversation / Deny / Show diff)
     and as a notification; Show diff opens the file against the proposed text; Allow in the view
-    applies the edit; the turn ends with its steps and cost ($0.00334); a Deny from the
+    applies the edit; the turn ends with its steps and cost ($0.0033); a Deny from the
     notification shows the step refused and leaves the file; Stop while an allowed command runs
     ends the turn at once and the command with it."""
     from tests.e2e.test_agent import tool_reply
@@ -889,7 +892,7 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
         "run": AGENT_RUN,
         "sleepArgv": AGENT_SLEEP,
     }
-    assert expect["cost1"] == "$0.00334"
+    assert expect["cost1"] == "$0.0033"
     _run_scenario(profile, server_env, "agent", expect)
 
     requests = upstream.wait_for_requests(6, timeout=5)
@@ -1259,7 +1262,8 @@ def test_vscode_agent_steps_in_brief() -> None:
     assert "Show diff" in asked and "waiting for your answer" in asked
     assert "You denied it." in refused and "The user refused" not in refused
     assert "data-choice" not in refused and "Show diff" in refused
-    assert out["costs"] == ["$0.0041", "$0.00334", "<$0.0001", "$0.0001", "$0.10", "$1.235",
+    # issue 28's one cost format (usage.ts formatCost; formatCostShort is the same function)
+    assert out["costs"] == ["$0.0041", "$0.0033", "<$0.0001", "$0.0001", "$0.1000", "$1.235",
                             "$0"]
 
 
@@ -1452,16 +1456,14 @@ def test_vscode_preview_output_key_and_status(
     secret storage; with confirmEdits, Refactor opens lspilot's own diff (the proposed text on the
     right) with Accept / Reject in its title bar: Accept applies it, Reject leaves the file and
     says "not applied: you declined it"; Write tests previews the new file, is accepted from the
-    notification, runs the tests and offers "Show output" (the "lspilot tests" channel with the
+    notification, runs the tests (Run) and offers "Show output" (the "lspilot tests" channel with the
     command and its output), and the test file is not left marked unsaved; Show status is a quick
     pick splitting the session into actions, chat and ghost text. Screenshots: ux-*.png."""
     profile = _profile(
         tmp_path,
         user_settings={
             "lspilot.serverCommand": _server_command(),
-            # the user's own settings: the new tests run without a question, with this
-            # interpreter's pytest
-            "lspilot.runTests": "always",
+            # the user's own setting: the new tests run with this interpreter's pytest
             "lspilot.testCommand": {"python": [sys.executable, "-m", "pytest", "-q", "{file}"]},
         },
         workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,

@@ -753,8 +753,8 @@ async function statusItemIcon(name) {
   return (await item.count()) > 0 && (await item.locator(`.codicon-${name}`).count()) > 0;
 }
 
-/** Clicks the status item and picks `label` in its menu. */
-async function statusMenu(label) {
+/** Clicks the status item and picks `label` in its menu; `opens`: the entry opens a quick pick of its own. */
+async function statusMenu(label, { opens = false } = {}) {
   await statusItem().click();
   const list = page.locator('.quick-input-widget .quick-input-list');
   await list.waitFor({ state: 'visible', timeout: 10_000 });
@@ -762,7 +762,9 @@ async function statusMenu(label) {
     await list.locator('.label-name', { hasText: entry }).first().waitFor({ timeout: 10_000 });
   }
   await list.locator('.monaco-list-row', { has: page.locator('.label-name', { hasText: label }) }).first().click();
-  await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  if (!opens) {
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  }
 }
 
 /** The ghost text shown in the editor now ('' when none). */
@@ -821,10 +823,14 @@ async function usageScenario() {
   });
 
   await step('its menu: Show status tells the session, never the key', async () => {
-    await statusMenu('Show status');
-    const dialog = await modal('lspilot status');
-    const text = (await dialog.innerText()).replace(/\s+/g, ' ');
-    log(`status dialog: ${text}`);
+    await statusMenu('Show status', { opens: true });
+    // a quick pick (issue 28: not a modal)
+    const dialog = page.locator('.quick-input-widget');
+    const text = await waitFor('the status lines', async () => {
+      const t = ((await dialog.innerText()) ?? '').replace(/\s+/g, ' ');
+      return t.includes('This session:') ? t : null;
+    }, 10_000);
+    log(`status page: ${text}`);
     for (const part of [EXPECT.sessionLine, `Model: ${EXPECT.model}`, 'API key: set']) {
       if (!text.includes(part)) {
         throw new Error(`the status lacks ${JSON.stringify(part)}: ${text}`);
@@ -1570,7 +1576,8 @@ async function toastMatching(pattern) {
   const toasts = page.locator('.notifications-toasts .notification-toast');
   const n = await toasts.count();
   for (let i = 0; i < n; i++) {
-    const text = ((await toasts.nth(i).innerText().catch(() => '')) ?? '').replace(/\s+/g, ' ');
+    // a short limit: a toast going away meanwhile must not hold the poll (others purge meanwhile)
+    const text = ((await toasts.nth(i).innerText({ timeout: 500 }).catch(() => '')) ?? '').replace(/\s+/g, ' ');
     if (pattern.test(text)) {
       return toasts.nth(i);
     }
@@ -1584,21 +1591,14 @@ async function titleAction(label) {
   return (await action.count()) > 0 ? action.first() : null;
 }
 
-/** The open diff editor's modified (right) side text, or null. */
+/** The text the visible diff editor shows (both sides, or the inline view), or null. */
 async function diffModifiedText() {
   return page.evaluate(() => {
-    const side = [...document.querySelectorAll('.monaco-diff-editor .editor.modified .view-lines')].find((e) => {
+    const diff = [...document.querySelectorAll('.monaco-diff-editor')].find((e) => {
       const box = e.getBoundingClientRect();
       return box.width > 0 && box.height > 0;
     });
-    if (!side) {
-      return null;
-    }
-    return [...side.querySelectorAll('.view-line')]
-      .map((line) => ({ top: parseFloat(line.style.top || '0'), text: line.textContent ?? '' }))
-      .sort((a, b) => a.top - b.top)
-      .map((line) => line.text.replace(/\u00a0/g, ' '))
-      .join('\n');
+    return diff ? (diff.textContent ?? '').replace(/\u00a0/g, ' ') : null;
   });
 }
 
@@ -1675,10 +1675,17 @@ async function uxScenario() {
     const before = await editorTextOf(EXPECT.file);
     await refactorIntoPreview(EXPECT.rejectLines, EXPECT.rejectedCode);
     await (await titleAction("Reject lspilot's change")).click();
+    log('clicked Reject');
     await waitFor('the preview closed', async () => (await titleAction("Reject lspilot's change")) === null, 10_000);
-    const toast = await waitFor('the declined message', () => toastMatching(/declined/i), 20_000);
+    log('the preview closed');
+    const toast = await waitFor('the declined message', () => toastMatching(/declined/i), 20_000).catch(async (error) => {
+      log(`status bar: ${await statusBarText()}`);
+      log(`toasts: ${await page.locator('.notifications-toasts').innerText().catch(() => '')}`);
+      throw error;
+    });
     const text = (await toast.innerText()).replace(/\s+/g, ' ');
     log(`declined: ${text}`);
+    await page.waitForTimeout(500); // the toast slides in
     await screenshot('ux-declined');
     if ((await editorTextOf(EXPECT.file)) !== before) {
       throw new Error('the rejected change is in the file');
@@ -1695,6 +1702,9 @@ async function uxScenario() {
     const question = await waitFor('the preview question', () => toastMatching(/proposes a change/), 60_000);
     await waitFor('the proposed tests', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.testCode.split('\n')[0]), 20_000);
     await question.locator('.monaco-button', { hasText: /^Accept$/ }).first().click();
+    // the server asks before it runs code the model wrote
+    const run = await waitFor('the question to run the tests', () => toastMatching(/run the new tests/), 30_000);
+    await run.locator('.monaco-button', { hasText: /^Run$/ }).first().click();
     const done = await waitFor('Write tests done with Show output', async () => {
       const toast = await toastMatching(/Write tests done/);
       return toast !== null && (await toast.locator('.monaco-button', { hasText: /^Show output$/ }).count()) > 0 ? toast : null;
@@ -1703,7 +1713,7 @@ async function uxScenario() {
     await done.locator('.monaco-button', { hasText: /^Show output$/ }).first().click();
     const panel = page.locator('.part.panel');
     const output = await waitFor('the lspilot tests output', async () => {
-      const text = (await panel.innerText().catch(() => '')) ?? '';
+      const text = ((await panel.innerText().catch(() => '')) ?? '').replace(/\u00a0/g, ' ');
       return text.includes(EXPECT.testCommandShown) && /1 passed/.test(text) ? text : null;
     }, 20_000);
     log(`output panel: ${JSON.stringify(output.slice(0, 600))}`);

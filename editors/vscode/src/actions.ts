@@ -68,6 +68,8 @@ export class ActionTracker implements vscode.Disposable {
     private readonly runs: Runs,
     private readonly panel: ExplainPanel,
     private readonly progress: ProgressNotifications,
+    /** The log: each action's end (status and error type). */
+    private readonly output?: vscode.OutputChannel,
   ) {}
 
   /**
@@ -169,6 +171,7 @@ export class ActionTracker implements vscode.Disposable {
       refused = errorMessage(error);
       result = { status: 'failed', error: { type: 'request', message: refused } };
     }
+    this.output?.appendLine(`[lspilot] ${spec.title}: ${result.status}${result.error?.type ? ` (${result.error.type})` : ''}`);
     const detail = result.error?.message ?? undefined;
     if (run.session !== undefined) {
       this.panel.finish(run.session, result.status, result.text, result.status === 'failed' ? detail : undefined);

@@ -196,6 +196,8 @@ export class EditPreview implements vscode.Disposable {
       this.output.appendLine(`[lspilot] the edit preview failed: ${errorMessage(error)}`);
       return { applied: false, failureReason: `the preview could not be shown: ${errorMessage(error)}` };
     }
+    const names = files.map((f) => vscode.workspace.asRelativePath(vscode.Uri.parse(f.uri), false)).join(', ');
+    this.output.appendLine(`[lspilot] the change to ${names || 'the files'} was ${accepted ? 'accepted' : 'declined'} in the preview`);
     if (!accepted) {
       return { applied: false, failureReason: DECLINED };
     }
@@ -233,12 +235,15 @@ export class EditPreview implements vscode.Disposable {
           this.reviews.delete(review);
           listening.dispose();
           this.reviewing();
-          void this.close(review, !inToast).finally(() => {
-            for (const uri of proposed) {
-              this.texts.delete(uri);
-            }
-          });
-          resolve(accepted);
+          // The answer goes to the server once the question's toast is hidden: hidden later, it
+          // would take the action's end notification with it.
+          void this.close(review, !inToast)
+            .finally(() => resolve(accepted))
+            .finally(() => {
+              for (const uri of proposed) {
+                this.texts.delete(uri);
+              }
+            });
         },
       };
       this.reviews.add(review);
@@ -282,7 +287,7 @@ export class EditPreview implements vscode.Disposable {
     if (toasts) {
       // VS Code cannot close one notification: an answered question's toast goes to the
       // notification center, where its buttons no longer do anything.
-      void vscode.commands.executeCommand('notifications.hideToasts');
+      await vscode.commands.executeCommand('notifications.hideToasts');
     }
   }
 

@@ -45,7 +45,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   const runs = new Runs();
   const preview = new EditPreview(output);
-  const tracker = new ActionTracker(runs, panel, progress);
+  const tracker = new ActionTracker(runs, panel, progress, output);
   const keys = new ApiKeys(context, output, async () => {
     await serverProcess.pushSettings();
     status.refreshSoon(); // the status item's warning about a missing key
