@@ -1505,3 +1505,31 @@ def test_vscode_preview_output_key_and_status(
     saved = profile.workspace.joinpath("calc.py").read_text()
     assert UX_REJECTED not in saved, saved
     assert TEST_CODE in profile.workspace.joinpath("test_calc.py").read_text()
+
+
+def test_vscode_agent_show_diff_accepts(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Agent mode: Show diff on the edit the agent asks about has Accept / Reject in its title
+    bar (as the edit preview); Accept answers the question Allow, the edit is applied and the
+    diff closes. Screenshot: ux-agent-diff-accept.png."""
+    from tests.e2e.test_agent import tool_reply
+
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
+    )
+    upstream.enqueue(
+        tool_reply(("edit_file", {"path": "calc.py", "old": AGENT_OLD, "new": AGENT_NEW})),
+        Reply.stream([AGENT_DONE]),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-agent",
+                  "LSPILOT_MODEL": "fake-model"}
+    expect = {"original": ORIGINAL, "file": "calc.py", "fix": AGENT_FIX, "edited": AGENT_EDITED,
+              "editDiffNew": AGENT_NEW.strip()}
+    _run_scenario(profile, server_env, "ux-agent", expect)
+    requests = upstream.wait_for_requests(2, timeout=5)
+    assert requests[1].json["messages"][-1]["content"].startswith("Edited calc.py")

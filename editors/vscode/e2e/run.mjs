@@ -387,6 +387,8 @@ async function main() {
     await nesScenario();
   } else if (SCENARIO === 'ux') {
     await uxScenario();
+  } else if (SCENARIO === 'ux-agent') {
+    await uxAgentScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -1750,5 +1752,33 @@ async function uxScenario() {
     }
     await page.keyboard.press('Escape');
     await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  });
+}
+
+/** Agent mode: Show diff on the step the agent asks about has Accept / Reject, which answer it. */
+async function uxAgentScenario() {
+  await step('an agent turn asks about its edit', async () => {
+    await focusEditor();
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    const frame = await waitFor('the chat view', chatFrame, 60_000);
+    await frame.locator('#mode-agent').click();
+    await waitFor('Agent chosen', async () => (await chatState())?.modeAgent === 'true', 5_000);
+    await chatType([EXPECT.fix]);
+    await waitStep(1, 'edit_file', 'asked', (s) => s.pending === 'true', 60_000);
+  });
+
+  await step("Show diff has Accept / Reject; Accept allows the edit", async () => {
+    await (await stepControl(1, 'edit_file', 'button[data-step-act="diff"]')).click();
+    await waitFor('Accept in the diff\'s title bar', async () => (await titleAction("Accept lspilot's change")) !== null, 15_000);
+    await waitFor('the proposed text', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.editDiffNew), 15_000);
+    await screenshot('ux-agent-diff-accept');
+    await (await titleAction("Accept lspilot's change")).click();
+    const edit = await waitStep(1, 'edit_file', 'done', (s) => s.status === 'done', 30_000);
+    log(`step: ${JSON.stringify(edit)}`);
+    if (edit.answer !== 'You allowed it.') {
+      throw new Error(`the step was not allowed: ${JSON.stringify(edit)}`);
+    }
+    await waitFor('the diff closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);
+    await waitFor('the edited file', async () => norm((await editorTextOf(EXPECT.file)) ?? '') === norm(EXPECT.edited), 15_000);
   });
 }
