@@ -17,7 +17,10 @@ host is never proxied) and writes a line to stderr (it must not show in the outp
 
 The chat scenario types questions into the chat view's webview, as a user does, and checks the
 streamed answer, its code block applied, inserted and copied, the history a later turn carries (on
-the upstream's side), Stop, reopening a kept conversation and Ask lspilot about this.
+the upstream's side), Stop, reopening a kept conversation and Ask lspilot about this. The chatux
+scenario (issue 28) checks its code blocks as shown: highlighted in the theme's colours (light and
+dark), a toolbar of icon buttons in their header, Copy only on a REPL transcript, Applied ✓ / Not
+applied; and the explanation panel coming back after Developer: Reload Window.
 
 A second scenario checks that the API key in VS Code's secret storage goes only to the host it was
 stored for: a workspace pointing ``lspilot.baseUrl`` elsewhere makes the extension ask first, and a
@@ -811,6 +814,66 @@ def test_vscode_chat_view(prerequisites: None, upstream: FakeUpstream, tmp_path:
     assert profile.workspace.joinpath("calc.py").read_text() == CHAT_INSERTED
 
 
+
+# --- issue 28: the chat view's code blocks, and the explanation panel across a window reload -----
+CHATUX_QUESTION = "Make add shorter and show me how to call it."
+CHATUX_CODE = "def add(x, y):\n    return x + y\n"
+CHATUX_REPL = ">>> add(1, 2)"
+CHATUX_ANSWER = ["Shorter:\n\n", "```python\n", CHATUX_CODE, "```\n\n", "In the REPL:\n\n",
+                 "```pycon\n", CHATUX_REPL + "\n3\n", "```\n"]
+CHATUX_EXPLAIN = ["The function ", "**adds** ", "its two arguments."]
+
+
+def test_vscode_chat_code_blocks_and_explanation_reload(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 28 in a real VS Code: a chat answer's Python block is highlighted (keywords in another
+    theme colour than the code) with a one-row toolbar of icon buttons in its header (Apply to
+    selection / Insert at cursor / Copy, named by title and aria-label); its REPL transcript block
+    offers Copy only; Apply with no editor open shows "Not applied" on the button and says why,
+    changing nothing; Apply with the selection shows "Applied ✓" and "Applied to calc.py:4-5" in the
+    status bar; in a dark theme the block takes the dark theme's colours; after an Explain,
+    Developer: Reload Window brings the explanation panel back with its text, leaving no empty
+    editor group, and the server back without an error. Screenshots of each screen in the
+    artifacts."""
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
+    )
+    upstream.enqueue(Reply.stream(CHATUX_ANSWER, delay=0.05),
+                     Reply.stream(CHATUX_EXPLAIN, delay=0.05))
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-chatux",
+                  "LSPILOT_MODEL": "fake-model"}
+    applied = ORIGINAL.replace(
+        "def add(x, y):\n    result = x\n    result = result + y\n    return result\n", CHATUX_CODE)
+    expect = {
+        "original": ORIGINAL,
+        "applyLines": [4, 4],  # def add … return result
+        "question": CHATUX_QUESTION,
+        "code": CHATUX_CODE,
+        "replLine": CHATUX_REPL,
+        "applied": applied,
+        "appliedWhere": "calc.py:4-5",
+        "explainLines": [4, 2],
+        "explainText": "The function adds its two arguments.",
+        "explainHtml": "<strong>adds</strong>",
+        "model": "fake-model",
+    }
+    _run_scenario(profile, server_env, "chatux", expect)
+
+    # two requests (the chat turn, the explanation); the failed Apply and the reload asked nothing
+    requests = upstream.wait_for_requests(2, timeout=5)
+    assert [r.path for r in requests] == ["/v1/chat/completions"] * 2
+    assert len(upstream.requests) == 2, [r.json for r in upstream.requests]
+    assert profile.workspace.joinpath("calc.py").read_text() == applied
+    for name in ("chat-highlighted-block-toolbar", "chat-repl-block-without-apply",
+                 "chat-apply-not-applied", "chat-apply-confirmed", "chat-highlighted-block-dark",
+                 "explain-panel-after-reload"):
+        assert (profile.artifacts / f"{name}.png").exists(), name
+
 # The agent scenario: in Agent mode, "make add shorter" reads calc.py (a read step, no question),
 # edits it (asked in the view and as a notification; Show diff; Allow in the view), and says what
 # it did; a second turn's edit is denied from the notification (refused); a third turn's command
@@ -1004,7 +1067,7 @@ console.log(JSON.stringify(answers.map((text) => {
   const streaming = renderAnswer(md, text, { apply: false, copy: false });
   // per fence as rendered: the server block its Apply names, or null (Copy only)
   const perFence = kept.html.split('<div class="code-block"').slice(1).map((part) => {
-    const m = /^[^>]*><div class="block-actions">(?:<button[^>]*data-act="apply" data-block="(\d+)")?/.exec(part);
+    const m = /data-act="apply" data-block="(\d+)"/.exec(part.split('<pre')[0]);
     return m && m[1] !== undefined ? Number(m[1]) : null;
   });
   const apply = perFence.filter((n) => n !== null);
@@ -1053,6 +1116,87 @@ def test_vscode_chat_blocks_are_numbered_as_the_server_numbers_them() -> None:
     assert out[1]["copied"] == ["let a = 1;\n", "quoted\n", "last\n"], out[1]
     assert out[2]["perFence"] == [0] and out[2]["copied"] == ["```\ninner\n```\n"], out[2]
     assert "<img" not in out[3]["html"] and "<script" not in out[3]["html"], out[3]["html"]
+
+
+
+# --- the chat view's code blocks: highlighted, a toolbar in their header, no Apply on a REPL ------
+
+CHAT_HIGHLIGHT_SCRIPT = r"""
+const { createMarkdown } = require(process.argv[1]);
+const { renderAnswer, withBlockButtons } = require(process.argv[2]);
+const { isReplTranscript } = require(process.argv[3]);
+const cases = JSON.parse(process.argv[4]);
+const md = withBlockButtons(createMarkdown());
+const blocks = (html) => html.split('<div class="code-block"').slice(1).map((part) => {
+  const [head, rest] = part.split('<pre');
+  return {
+    lang: /<span class="block-lang">([^<]*)<\/span>/.exec(head)?.[1] ?? null,
+    repl: /^[^>]*data-repl="true"/.test(head),
+    acts: [...head.matchAll(/<button[^>]*data-act="(\w+)"[^>]*title="([^"]*)" aria-label="([^"]*)"/g)]
+      .map((m) => [m[1], m[2], m[3]]),
+    apply: /data-act="apply" data-block="(\d+)"/.exec(head)?.[1] ?? null,
+    code: '<pre' + rest,
+  };
+});
+console.log(JSON.stringify({
+  repl: cases.repl.map(([lang, code]) => isReplTranscript(lang, code)),
+  answer: blocks(renderAnswer(md, cases.answer, { apply: true, copy: true }).html),
+  panel: md.render(cases.answer),
+}));
+"""
+
+
+def test_vscode_chat_code_blocks_highlighted_with_toolbar() -> None:
+    """The chat view's code blocks (chatRender.ts, markdown.ts, highlight.ts in plain Node): the
+    code highlighted by the bundled highlight.js (spans with classes, the code escaped: the model's
+    HTML in a string stays text; a language it does not know stays plain), a header with the
+    language and icon buttons named by their title and aria-label, and a REPL transcript (pycon,
+    or a first line that is a `>>>` prompt) offered Copy only, the blocks after it keeping the
+    server's numbers."""
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from lspilot.chat.prompt import code_blocks
+
+    answer = (
+        "Try:\n\n```python\ndef f(x):\n    return '<script>x</script>' + x  # hi\n```\n\n"
+        "```pycon\n>>> f(1)\n'<script>x</script>1'\n```\n\n"
+        "```\n>>> 1 + 1\n2\n```\n\n"
+        "```brainfuck\n+[<b>]\n```\n\n"
+        "```js\nlet a = 1;\n```\n"
+    )
+    repl = [["pycon", "x"], ["python-repl", ""], ["", ">>> 1\n1"], ["python", "\n  >>> x = 1"],
+            ["", ">>>\n"], ["python", "x = 1\n>>> y"], ["", ">>>x"], ["text", "... 1"]]
+    run = subprocess.run(
+        ["node", "-e", CHAT_HIGHLIGHT_SCRIPT, str(_compiled("markdown")),
+         str(_compiled("chatRender")), str(_compiled("highlight")),
+         json.dumps({"answer": answer, "repl": repl})],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["repl"] == [True, True, True, True, True, False, False, False]
+    python, pycon, bare_repl, unknown, js = out["answer"]
+    assert len(code_blocks(answer)) == 5
+    names = [["apply", "Apply to selection", "Apply to selection"],
+             ["insert", "Insert at cursor", "Insert at cursor"], ["copy", "Copy", "Copy"]]
+    assert python["lang"] == "python" and python["acts"] == names and python["apply"] == "0"
+    assert '<span class="hljs-keyword">def</span>' in python["code"], python["code"]
+    assert '<span class="hljs-comment"># hi</span>' in python["code"], python["code"]
+    assert "&lt;script&gt;" in python["code"] and "<script" not in python["code"]
+    for block in (pycon, bare_repl):
+        assert block["repl"] and block["lang"] == "python REPL", block
+        assert block["acts"] == [names[2]] and block["apply"] is None, block
+        assert '<span class="hljs-meta prompt_">&gt;&gt;&gt;</span>' in block["code"], block
+    assert "<script" not in pycon["code"]
+    # a language not bundled: plain, escaped, still with its toolbar
+    assert unknown["lang"] == "brainfuck" and unknown["apply"] == "3"
+    assert "hljs" not in unknown["code"] and "+[&lt;b&gt;]" in unknown["code"], unknown
+    # after the two REPL blocks, the server's numbering goes on
+    assert js["apply"] == "4" and '<span class="hljs-keyword">let</span>' in js["code"]
+    # the explanation panel's Markdown is highlighted too, with no toolbar
+    assert '<span class="hljs-keyword">def</span>' in out["panel"] and "<button" not in out["panel"]
 
 
 INLINE_PROVIDER_SCRIPT = r"""

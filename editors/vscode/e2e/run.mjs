@@ -17,6 +17,9 @@
 //                  Stop, New conversation and Open conversation…, Ask lspilot about this;
 //                  "nes": next edit suggestions shown, jumped to, accepted (one undo step), cleared by
 //                  a newer edit, dismissed; the status menu's MCP servers
+//                  "chatux": the chat view's code blocks (highlighted, a toolbar in their header, no
+//                  Apply on a REPL transcript, Applied ✓ / Not applied), the explanation panel after
+//                  a window reload
 //                  "agent": the chat view's Agent switch, steps inline, approvals in the view and the
 //                  notification, Show diff, Deny shown as refused, Stop during a command
 //   E2E_EXPECT     JSON: { original, refactoredPrefix, refactoredSuffix, refactoredCode, oldCode,
@@ -29,7 +32,9 @@
 //                  answerText, answerHtml, leakUrl, applied, answer2Text, askLines, askQuestion,
 //                  askCode, inserted, title } (chat); { fix, edited, readLink, editSummary, editDiffOld,
 //                  editDiffNew, cost1, rename, refusedAnswer, run, sleepArgv, doneAnswer } (agent);
-//                  { model, renamedLine, bodyLine, acceptedLine, hoverOld, hoverNew, stallMs, mcp } (nes)
+//                  { model, renamedLine, bodyLine, acceptedLine, hoverOld, hoverNew, stallMs, mcp } (nes);
+//                  { applyLines, question, code, replLine, applied, appliedWhere, explainLines,
+//                  explainText, explainHtml, model } (chatux)
 //   E2E_CHROMIUM   browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S  overall budget in seconds (default 240)
 import { createRequire } from 'node:module';
@@ -389,6 +394,8 @@ async function main() {
     await uxScenario();
   } else if (SCENARIO === 'ux-agent') {
     await uxAgentScenario();
+  } else if (SCENARIO === 'chatux') {
+    await chatUxScenario();
   } else if (SCENARIO === 'untrusted') {
     await step('in restricted mode, Explain uses the user\'s endpoint and server', async () => {
       const state = await explainAndWait(EXPECT.explainLines, 'done');
@@ -998,7 +1005,8 @@ async function chatState() {
       text: t.querySelector('.body').textContent,
       html: t.querySelector('.body').innerHTML,
       note: t.querySelector('.note').textContent,
-      buttons: [...t.querySelectorAll('button[data-act]')].map((b) => b.textContent),
+      // icon buttons: named by their aria-label
+      buttons: [...t.querySelectorAll('button[data-act]')].map((b) => b.getAttribute('aria-label') ?? b.textContent),
       links: [...t.querySelectorAll('a')].map((a) => a.getAttribute('href') ?? ''),
     })),
   }));
@@ -1203,6 +1211,186 @@ async function chatScenario() {
     await focusEditor();
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}
+
+// --- the chat view's code blocks; the explanation panel across a window reload (issue 28) -----
+
+/** The code blocks of chat turn `index`: language, buttons, REPL or not, highlighting and its colours. */
+async function chatBlocks(index) {
+  const frame = await chatFrame();
+  return frame.evaluate((i) => {
+    const turn = document.querySelector(`.turn[data-index="${i}"]`);
+    return [...(turn?.querySelectorAll('.code-block') ?? [])].map((block) => {
+      const code = block.querySelector('pre code');
+      const keyword = code?.querySelector('.hljs-keyword');
+      const header = block.querySelector('.block-header');
+      const buttons = [...block.querySelectorAll('.block-header button[data-act]')];
+      return {
+        lang: block.querySelector('.block-lang')?.textContent ?? null,
+        repl: block.dataset.repl === 'true',
+        code: code?.textContent ?? '',
+        spans: code?.querySelectorAll('span[class^="hljs-"]').length ?? 0,
+        keyword: keyword?.textContent ?? null,
+        keywordColor: keyword ? getComputedStyle(keyword).color : null,
+        plainColor: code ? getComputedStyle(code).color : null,
+        buttons: buttons.map((b) => ({
+          act: b.dataset.act,
+          label: b.getAttribute('aria-label'),
+          title: b.title,
+          icon: b.querySelector('svg') !== null,
+          state: b.dataset.state ?? null,
+          text: b.textContent.trim(),
+        })),
+        // the toolbar is one row in the header, above the code, not buttons wrapping over it
+        headerHeight: header ? header.getBoundingClientRect().height : null,
+        toolbarInHeader: buttons.every((b) => header.contains(b)),
+        rows: new Set(buttons.map((b) => Math.round(b.getBoundingClientRect().top))).size,
+      };
+    });
+  }, index);
+}
+
+/** The visible editor groups of the workbench, and how many are empty. */
+async function editorGroups() {
+  return page.evaluate(() => {
+    const groups = [...document.querySelectorAll('.part.editor .editor-group-container')].filter((g) => g.offsetParent !== null);
+    return { count: groups.length, empty: groups.filter((g) => g.classList.contains('empty')).length };
+  });
+}
+
+async function chatUxScenario() {
+  await step('a question about the selection gets an answer with a Python block and a REPL block', async () => {
+    await selectLines(...EXPECT.applyLines);
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    await waitFor('the chat view with the selection as context', async () => (await chatState())?.context?.startsWith('with calc.py:'), 60_000);
+    await chatType([EXPECT.question]);
+    await chatAnswer(1, 'done');
+  });
+
+  await step('the Python block is highlighted in theme colours, with a one-row toolbar in its header', async () => {
+    const [python] = await chatBlocks(1);
+    log(`python block: ${JSON.stringify(python)}`);
+    if (python.lang !== 'python' || python.code.trim() !== EXPECT.code.trim()) {
+      throw new Error(`the block shows another language or code: ${JSON.stringify(python)}`);
+    }
+    if (python.spans < 3 || python.keyword !== 'def' || python.keywordColor === python.plainColor) {
+      throw new Error(`the block is not highlighted: ${JSON.stringify(python)}`);
+    }
+    const acts = python.buttons.map((b) => [b.act, b.label, b.title, b.icon]);
+    const want = [['apply', 'Apply to selection', 'Apply to selection', true], ['insert', 'Insert at cursor', 'Insert at cursor', true], ['copy', 'Copy', 'Copy', true]];
+    if (JSON.stringify(acts) !== JSON.stringify(want) || !python.toolbarInHeader || python.rows !== 1 || python.headerHeight > 32) {
+      throw new Error(`the toolbar: ${JSON.stringify(python)}`);
+    }
+    await screenshot('chat-highlighted-block-toolbar');
+  });
+
+  await step('the REPL transcript block offers Copy only', async () => {
+    const [, repl] = await chatBlocks(1);
+    log(`repl block: ${JSON.stringify(repl)}`);
+    if (!repl.repl || !repl.code.includes(EXPECT.replLine) || JSON.stringify(repl.buttons.map((b) => b.act)) !== '["copy"]') {
+      throw new Error(`the REPL block: ${JSON.stringify(repl)}`);
+    }
+    const frame = await chatFrame();
+    await frame.locator('.turn[data-index="1"] .code-block[data-repl="true"]').scrollIntoViewIfNeeded();
+    await screenshot('chat-repl-block-without-apply');
+  });
+
+  await step('Apply with no editor open says so on the button and in a message; nothing changes', async () => {
+    await runCommand('View: Close All Editors');
+    await waitFor('no editor open', async () => (await page.locator('.part.editor .tab').count()) === 0, 10_000);
+    await chatBlockButton(1, 'apply');
+    const button = await waitFor('Not applied on the Apply button', async () => {
+      const b = (await chatBlocks(1))[0].buttons.find((x) => x.act === 'apply');
+      return b.state === 'failed' ? b : null;
+    }, 15_000);
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'Apply to selection: nothing changed' });
+    await toast.first().waitFor({ state: 'visible', timeout: 10_000 });
+    log(`failed apply: button ${JSON.stringify(button)}; message ${JSON.stringify(await toast.first().innerText())}`);
+    if (button.text !== 'Not applied' || !/open the file/i.test(button.title)) {
+      throw new Error(`the failed Apply: ${JSON.stringify(button)}`);
+    }
+    // the toast slides in: the screenshot once it is wholly on screen
+    await waitFor('the message on screen', async () => {
+      const box = await toast.first().boundingBox();
+      return box !== null && box.y + box.height <= page.viewportSize().height;
+    }, 5_000);
+    await screenshot('chat-apply-not-applied');
+    await page.keyboard.press('Escape');
+  });
+
+  await step('Apply to selection: Applied ✓ on the button, the file and lines in the status bar', async () => {
+    await openFile();
+    await selectLines(...EXPECT.applyLines);
+    await chatBlockButton(1, 'apply');
+    await waitFor('the applied code in the editor', async () => norm((await editorText()) ?? '') === norm(EXPECT.applied), 30_000);
+    const button = await waitFor('Applied ✓ on the Apply button', async () => {
+      const b = (await chatBlocks(1))[0].buttons.find((x) => x.act === 'apply');
+      return b.state === 'ok' ? b : null;
+    }, 15_000);
+    const status = await waitFor('the status bar message', async () => {
+      const text = await statusBarText();
+      return text.includes(`Applied to ${EXPECT.appliedWhere}`) ? text : null;
+    }, 10_000);
+    log(`applied: button ${JSON.stringify(button)}; status bar ${JSON.stringify(status)}`);
+    if (button.text !== 'Applied ✓' || button.title !== `Applied to ${EXPECT.appliedWhere}`) {
+      throw new Error(`the Apply button after applying: ${JSON.stringify(button)}`);
+    }
+    await screenshot('chat-apply-confirmed');
+    await focusEditor();
+    await page.keyboard.press('Control+S');
+    await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+
+  await step('in a dark theme the block takes the dark theme\'s colours', async () => {
+    const [light] = await chatBlocks(1);
+    await runCommand('Preferences: Toggle between Light/Dark Themes');
+    const dark = await waitFor('the block in the dark theme', async () => {
+      const [block] = await chatBlocks(1);
+      return block.plainColor !== light.plainColor && block.keywordColor !== light.keywordColor ? block : null;
+    }, 15_000);
+    log(`light: keyword ${light.keywordColor} on ${light.plainColor}; dark: keyword ${dark.keywordColor} on ${dark.plainColor}`);
+    if (dark.keywordColor === dark.plainColor) {
+      throw new Error(`the dark theme's block is not highlighted: ${JSON.stringify(dark)}`);
+    }
+    await screenshot('chat-highlighted-block-dark');
+  });
+
+  await step('after a window reload the explanation panel shows its explanation again, no empty group', async () => {
+    const state = await explainAndWait(EXPECT.explainLines, 'done');
+    if (!state.text.includes(EXPECT.explainText)) {
+      throw new Error(`unexpected explanation: ${JSON.stringify(state.text)}`);
+    }
+    const before = await editorGroups();
+    log(`before the reload: ${JSON.stringify(before)}`);
+    await page.evaluate(() => { window.__lspilotBeforeReload = true; });
+    await runCommand('Developer: Reload Window');
+    await waitFor('the reloaded workbench', async () =>
+      page.evaluate(() => window.__lspilotBeforeReload !== true && document.querySelector('.monaco-workbench') !== null), 90_000, 250);
+    await page.locator('.part.editor .tab').first().waitFor({ state: 'visible', timeout: 60_000 });
+    const restored = await waitFor('the explanation panel restored with its text', async () => {
+      const s = await panelState();
+      return s !== null && s.text.includes(EXPECT.explainText) ? s : null;
+    }, 60_000, 250);
+    const groups = await editorGroups();
+    log(`after the reload: ${JSON.stringify(groups)}; panel ${JSON.stringify({ status: restored.status, title: restored.title, text: restored.text })}`);
+    if (groups.empty !== 0 || groups.count !== before.count) {
+      throw new Error(`after the reload the editor groups are ${JSON.stringify(groups)} (before: ${JSON.stringify(before)})`);
+    }
+    if (!restored.html.includes(EXPECT.explainHtml) || restored.status !== 'done') {
+      throw new Error(`the restored panel: ${JSON.stringify(restored)}`);
+    }
+    // the reloaded window works: its server started (the status item names the model), no error
+    const status = await waitFor('the server started again (the model in the status bar)', async () => {
+      const text = await statusBarText();
+      return text.includes(EXPECT.model) ? text : null;
+    }, 30_000);
+    const toasts = await page.locator('.notifications-toasts .notification-toast').allInnerTexts();
+    log(`notifications after the reload: ${JSON.stringify(toasts)}; status bar: ${JSON.stringify(status)}`);
+    if (toasts.some((t) => /lspilot|server/i.test(t))) {
+      throw new Error(`after the reload: ${JSON.stringify(toasts)}`);
+    }
+    await screenshot('explain-panel-after-reload');
   });
 }
 

@@ -6,7 +6,7 @@ import { errorMessage } from './errors';
 import { ChatArgs, ChatResult, ChatShown, execute, StreamParams, ToolCallParams } from './protocol';
 import { Run as TrackedRun, Runs } from './runs';
 import { ServerProcess } from './serverProcess';
-import { describeUsage, formatCostShort } from './usage';
+import { describeUsage, formatCost } from './usage';
 
 /** How the server's agent questions begin (docs/protocol.md, window/showMessageRequest). */
 export const AGENT_QUESTION = "lspilot's agent wants to";
@@ -392,7 +392,7 @@ export class Chat implements vscode.Disposable {
         turn.text = result.text;
       }
       turn.status = result.status;
-      const usage = describeUsage(result.usage, formatCostShort);
+      const usage = describeUsage(result.usage, formatCost); // the one cost format (issue 28)
       const notes: string[] = [];
       if (run.mode === 'agent') {
         for (const step of run.steps.values()) {

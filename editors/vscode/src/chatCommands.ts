@@ -193,38 +193,51 @@ export class ChatCommands implements vscode.Disposable {
     if (action.kind === 'copy') {
       await vscode.env.clipboard.writeText(action.code);
       vscode.window.setStatusBarMessage('lspilot: code copied', 3000);
+      this.view.blockResult(action, { ok: true, label: 'Copied', detail: 'Copied to the clipboard' });
       return;
     }
     const what = action.kind === 'apply' ? 'Apply to selection' : 'Insert at cursor';
+    const notApplied = (why: string, warn = false): void => {
+      this.view.blockResult(action, { ok: false, label: action.kind === 'apply' ? 'Not applied' : 'Not inserted', detail: why });
+      const show = warn ? vscode.window.showWarningMessage : vscode.window.showErrorMessage;
+      void show(`lspilot: ${what}: nothing changed. ${why}`);
+    };
     const editor = this.editor();
     const conversation = this.chat.conversationId;
     if (editor === undefined) {
-      void vscode.window.showWarningMessage(`lspilot: ${what}: open the file the code is for first.`);
+      notApplied('Open the file the code is for first (and select what it replaces).', true);
       return;
     }
     const c = await this.server.ensure();
     if (c === undefined || conversation === undefined) {
-      return;
+      return; // the server could not start (it said why), or the answer is of no kept conversation
     }
     const selection = editor.selection;
     const range = action.kind === 'apply' ? new vscode.Range(selection.start, selection.end) : new vscode.Range(selection.active, selection.active);
+    const document = editor.document;
     try {
       const result = await execute(c, 'lspilot.chatApply', {
         conversation,
         // an answer after an agent turn: the server's last one (see Chat.forgetLastAnswer)
         ...(action.answer === LAST_ANSWER ? {} : { turn: action.answer }),
         block: action.block,
-        uri: c.code2ProtocolConverter.asUri(editor.document.uri),
+        uri: c.code2ProtocolConverter.asUri(document.uri),
         range: c.code2ProtocolConverter.asRange(range),
-        version: editor.document.version,
+        version: document.version,
       });
       if (result?.status === 'done') {
-        vscode.window.setStatusBarMessage(`lspilot: ${what}: done`, 5000);
+        const where = blockLines(document.uri, range.start.line, action.code);
+        const done = action.kind === 'apply' ? `Applied to ${where}` : `Inserted at ${where}`;
+        vscode.window.setStatusBarMessage(`lspilot: ${done}`, 8000);
+        this.view.blockResult(action, { ok: true, label: action.kind === 'apply' ? 'Applied ✓' : 'Inserted ✓', detail: done });
+      } else if (result?.error?.type === 'declined') {
+        this.view.blockResult(action, { ok: false, label: 'Not applied', detail: 'You declined it.' });
+        void vscode.window.showInformationMessage(`lspilot: ${what}: not applied: you declined it.`);
       } else {
-        void vscode.window.showErrorMessage(`lspilot: ${what}: ${result?.error?.message ?? 'failed'}`);
+        notApplied(result?.error?.message ?? 'The server gave no reason.');
       }
     } catch (error) {
-      void vscode.window.showErrorMessage(`lspilot: ${what}: ${errorMessage(error)}`);
+      notApplied(errorMessage(error));
     }
   }
 
@@ -237,4 +250,12 @@ export class ChatCommands implements vscode.Disposable {
       subscription.dispose();
     }
   }
+}
+
+/** `calc.py:4-6`: the lines `code` takes once put at 0-based line `start` of the document. */
+export function blockLines(uri: vscode.Uri, start: number, code: string): string {
+  const lines = Math.max(1, code.replace(/\n+$/, '').split('\n').length);
+  const first = start + 1;
+  const last = first + lines - 1;
+  return `${path.basename(uri.path)}:${first === last ? first : `${first}-${last}`}`;
 }

@@ -1,6 +1,7 @@
 // A chat answer as HTML, each code block with its buttons. No vscode import: tests/editors/test_vscode.py
 // runs this module in plain Node (against the server's own numbering of code blocks).
 import type MarkdownIt from 'markdown-it';
+import { fenceLanguage, isReplTranscript } from './highlight';
 
 /**
  * The fenced code blocks of an answer as the server numbers them (`lspilot.chatApply`'s `block`):
@@ -31,6 +32,21 @@ interface FenceMeta {
   lspilotFence?: number;
   /** The server's block number of this fence, or -1 when the server does not see it as one. */
   lspilotBlock?: number;
+  /** A REPL transcript (`>>>`): Copy only. */
+  lspilotRepl?: boolean;
+}
+
+/** The toolbar's icons: inline SVG (the webviews load no icon font or file). */
+const ICONS = {
+  apply:
+    '<svg viewBox="0 0 16 16" aria-hidden="true"><rect x="2.5" y="7.5" width="11" height="6" rx="1"/><path d="M8 1.5v7.5M5.5 6.5 8 9l2.5-2.5"/></svg>',
+  insert: '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M5 2.5h4M5 13.5h4M7 2.5v11M11.5 5.5v5M9 8h5"/></svg>',
+  copy: '<svg viewBox="0 0 16 16" aria-hidden="true"><rect x="5.5" y="1.5" width="8" height="9.5" rx="1"/><path d="M10.5 13v.5a1 1 0 0 1-1 1h-6a1 1 0 0 1-1-1V6a1 1 0 0 1 1-1h.5"/></svg>',
+};
+
+/** One icon button of a code block's toolbar; `label` is its tooltip and its accessible name. */
+function toolButton(act: 'apply' | 'insert' | 'copy', label: string, data: string): string {
+  return `<button class="block-action" data-act="${act}" ${data} title="${label}" aria-label="${label}">${ICONS[act]}</button>`;
 }
 
 /**
@@ -48,16 +64,20 @@ export function withBlockButtons(md: MarkdownIt): MarkdownIt {
     if (meta?.lspilotFence === undefined) {
       return html;
     }
+    const fenceData = `data-fence="${meta.lspilotFence}"`;
     const buttons: string[] = [];
     if (meta.lspilotBlock !== undefined && meta.lspilotBlock >= 0) {
-      const block = meta.lspilotBlock;
-      buttons.push(
-        `<button class="block-action" data-act="apply" data-block="${block}" title="Replace the editor's selection with this code">Apply to selection</button>`,
-        `<button class="block-action" data-act="insert" data-block="${block}" title="Insert this code at the editor's cursor">Insert at cursor</button>`,
-      );
+      const data = `data-block="${meta.lspilotBlock}" ${fenceData}`;
+      buttons.push(toolButton('apply', 'Apply to selection', data), toolButton('insert', 'Insert at cursor', data));
     }
-    buttons.push(`<button class="block-action" data-act="copy" data-fence="${meta.lspilotFence}">Copy</button>`);
-    return `<div class="code-block" data-fence="${meta.lspilotFence}"><div class="block-actions">${buttons.join('')}</div>${html}</div>`;
+    buttons.push(toolButton('copy', 'Copy', fenceData));
+    const language = fenceLanguage(tokens[index].info);
+    const shown = meta.lspilotRepl === true ? 'python REPL' : language;
+    const header =
+      `<div class="block-header"><span class="block-lang">${md.utils.escapeHtml(shown)}</span>` +
+      `<span class="block-tools" role="toolbar" aria-label="Code block">${buttons.join('')}</span></div>`;
+    const repl = meta.lspilotRepl === true ? ' data-repl="true"' : '';
+    return `<div class="code-block" ${fenceData}${repl}>${header}${html}</div>`;
   };
   return md;
 }
@@ -79,10 +99,13 @@ export function renderAnswer(md: MarkdownIt, text: string, buttons: BlockButtons
       }
       const meta: FenceMeta = { lspilotFence: fences.length, lspilotBlock: -1 };
       fences.push(token.content);
+      if (isReplTranscript(fenceLanguage(token.info), token.content)) {
+        meta.lspilotRepl = true; // its server block number is still skipped below, so later ones keep theirs
+      }
       const code = sameCode(token.content);
       const found = blocks.indexOf(code, next);
       if (found >= 0) {
-        meta.lspilotBlock = found;
+        meta.lspilotBlock = meta.lspilotRepl === true ? -1 : found;
         next = found + 1;
       }
       token.meta = { ...((token.meta as object | null) ?? {}), ...meta };

@@ -29,8 +29,21 @@ export interface ChatTurn {
 /** What the user did with a step: answered its question, opened its file, asked for its diff. */
 export type StepAction = { kind: 'answer'; step: StepView; choice: string } | { kind: 'open' | 'diff'; step: StepView };
 
-/** What the user asked for on an answer's code block. */
-export type BlockAction = { kind: 'apply' | 'insert'; answer: number; block: number } | { kind: 'copy'; code: string };
+/**
+ * What the user asked for on an answer's code block: `turn` and `fence` say which block of the view
+ * (for `blockResult`), `code` is its code as rendered.
+ */
+export type BlockAction = { turn: number; fence: number; code: string } & (
+  | { kind: 'apply' | 'insert'; answer: number; block: number }
+  | { kind: 'copy' }
+);
+
+/** How a block's button shows what its action did: `label` beside its icon for a while, `detail` as its tooltip. */
+export interface BlockResult {
+  ok: boolean;
+  label: string;
+  detail: string;
+}
 
 interface Rendered {
   html: string;
@@ -41,8 +54,9 @@ interface Rendered {
 export const CHAT_VIEW = 'lspilot.chatView';
 
 /**
- * The chat's webview: the turns rendered (answers as Markdown with nothing remote, code blocks with
- * Apply to selection / Insert at cursor / Copy), the input box, Send and Stop. It only shows what
+ * The chat's webview: the turns rendered (answers as Markdown with nothing remote, code blocks
+ * highlighted, with a header of their language and the icon buttons Apply to selection / Insert at
+ * cursor / Copy; a REPL transcript only Copy), the input box, Send and Stop. It only shows what
  * chat.ts tells it and reports what the user did; it asks the server nothing.
  *
  * It lives in a view container of its own in the activity bar rather than in the panel: a
@@ -132,6 +146,11 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
   setContext(label: string | undefined): void {
     this.context = label;
     this.post({ type: 'context', label: label ?? null });
+  }
+
+  /** Shows on the block's button what its action did ("Applied ✓", "Not applied"). */
+  blockResult(action: BlockAction, result: BlockResult): void {
+    this.post({ type: 'blockResult', index: action.turn, fence: action.fence, act: action.kind, ...result });
   }
 
   /** Puts text back into the input box (a message that could not be sent). */
@@ -267,13 +286,16 @@ export class ChatView implements vscode.WebviewViewProvider, vscode.Disposable {
         if (turn === undefined) {
           return;
         }
-        if (message.act === 'copy' && typeof message.fence === 'number') {
-          const code = this.rendered[message.turn as number]?.fences[message.fence];
-          if (code !== undefined) {
-            this.acted.fire({ kind: 'copy', code });
-          }
+        const index = message.turn as number;
+        const fence = typeof message.fence === 'number' ? message.fence : -1;
+        const code = this.rendered[index]?.fences[fence];
+        if (code === undefined) {
+          return;
+        }
+        if (message.act === 'copy') {
+          this.acted.fire({ kind: 'copy', turn: index, fence, code });
         } else if ((message.act === 'apply' || message.act === 'insert') && typeof message.block === 'number' && turn.answer !== undefined) {
-          this.acted.fire({ kind: message.act, answer: turn.answer, block: message.block });
+          this.acted.fire({ kind: message.act, answer: turn.answer, block: message.block, turn: index, fence, code });
         }
         return;
       }
@@ -336,12 +358,19 @@ const CHAT_STYLE = `
   .turn.user .message { white-space: pre-wrap; margin: 4px 0; }
   .turn .note { color: var(--vscode-descriptionForeground); font-size: 0.85em; }
   .turn[data-status="failed"] .note { color: var(--vscode-errorForeground); }
-  .code-block { margin: 8px 0; }
-  .block-actions { display: flex; gap: 4px; flex-wrap: wrap; margin-bottom: 2px; }
+  .code-block { margin: 8px 0; border: 1px solid var(--vscode-widget-border, var(--vscode-panel-border, transparent)); border-radius: 3px; background: var(--vscode-textCodeBlock-background); }
+  .code-block pre { margin: 0; border-radius: 0 0 3px 3px; }
+  .block-header { display: flex; align-items: center; justify-content: space-between; gap: 4px; min-height: 22px; padding: 0 2px 0 8px; font-size: 0.85em; color: var(--vscode-descriptionForeground); border-bottom: 1px solid var(--vscode-widget-border, var(--vscode-panel-border, transparent)); }
+  .block-lang { font-family: var(--vscode-editor-font-family); }
+  .block-tools { display: flex; align-items: center; gap: 1px; }
   button { font-family: inherit; font-size: 0.9em; color: var(--vscode-button-foreground); background: var(--vscode-button-background); border: none; padding: 2px 8px; border-radius: 2px; cursor: pointer; }
   button:hover { background: var(--vscode-button-hoverBackground); }
-  button.block-action { color: var(--vscode-button-secondaryForeground); background: var(--vscode-button-secondaryBackground); }
-  button.block-action:hover { background: var(--vscode-button-secondaryHoverBackground); }
+  button.block-action { display: inline-flex; align-items: center; gap: 3px; color: var(--vscode-icon-foreground, var(--vscode-foreground)); background: transparent; padding: 2px 3px; border-radius: 3px; font-size: 1em; }
+  button.block-action:hover { background: var(--vscode-toolbar-hoverBackground, var(--vscode-button-secondaryHoverBackground)); }
+  button.block-action:focus-visible { outline: 1px solid var(--vscode-focusBorder); outline-offset: -1px; }
+  button.block-action svg { width: 16px; height: 16px; fill: none; stroke: currentColor; stroke-width: 1.2; stroke-linecap: round; stroke-linejoin: round; }
+  button.block-action[data-state="ok"] { color: var(--vscode-testing-iconPassed, var(--vscode-charts-green, var(--vscode-foreground))); }
+  button.block-action[data-state="failed"] { color: var(--vscode-errorForeground); }
   footer { border-top: 1px solid var(--vscode-panel-border, transparent); padding: 8px 12px; display: flex; flex-direction: column; gap: 4px; }
   #context-row { color: var(--vscode-descriptionForeground); font-size: 0.85em; }
   #input { resize: vertical; font-family: inherit; font-size: inherit; color: var(--vscode-input-foreground); background: var(--vscode-input-background); border: 1px solid var(--vscode-input-border, transparent); padding: 4px; }
@@ -456,8 +485,30 @@ const CHAT_SCRIPT = `
       if (input.value.trim() === '') { input.value = m.text; save(); }
     } else if (m.type === 'focus') {
       input.focus();
+    } else if (m.type === 'blockResult') {
+      showBlockResult(m);
     }
   });
+  // What a block's action did, on its button for a few seconds ("Applied ✓", "Not applied").
+  function showBlockResult(m) {
+    const selector = '.turn[data-index="' + m.index + '"] button[data-act="' + m.act + '"][data-fence="' + m.fence + '"]';
+    const button = turns.querySelector(selector);
+    if (!button) { return; }
+    if (button.dataset.title === undefined) { button.dataset.title = button.title; }
+    button.querySelector('.block-state')?.remove();
+    const label = document.createElement('span');
+    label.className = 'block-state';
+    label.textContent = m.label;
+    button.append(label);
+    button.dataset.state = m.ok ? 'ok' : 'failed';
+    button.title = m.detail;
+    clearTimeout(button.resultTimer);
+    button.resultTimer = setTimeout(() => {
+      label.remove();
+      delete button.dataset.state;
+      button.title = button.dataset.title;
+    }, m.ok ? 6000 : 10000);
+  }
   function setContext(label) {
     withContext.disabled = label === null;
     contextLabel.textContent = label === null ? 'no file open' : 'with ' + label;

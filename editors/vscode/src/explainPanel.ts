@@ -13,8 +13,29 @@ interface Session {
 }
 
 /**
+ * The panel's view type. Deliberately not an `onWebviewPanel:` activation event: in code-server that
+ * activated the extension while the reloaded window had not yet read the user's settings, and the
+ * server started with the default command (lspilot.serverCommand unseen). The panel is revived once
+ * the extension activates as usual (the source file beside it, or the chat view), which is also when
+ * VS Code asks its serializer.
+ */
+export const EXPLAIN_PANEL = 'lspilot.explanation';
+
+/** What the panel's webview keeps across a window reload (`vscode.setState`): its last explanation. */
+interface SavedExplanation {
+  title?: unknown;
+  text?: unknown;
+  status?: unknown;
+  detail?: unknown;
+}
+
+/**
  * A markdown panel beside the editor that renders an explanation while it streams in.
  * It shows one session at a time: the most recent explanation.
+ *
+ * After a window reload VS Code brings the panel back (its serializer, registered here): it shows
+ * the explanation it had, from the webview's state, rather than leaving an empty editor group where
+ * it was; one that had nothing to show is closed.
  */
 export class ExplainPanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;
@@ -22,6 +43,9 @@ export class ExplainPanel implements vscode.Disposable {
   private nextId = 1;
   private renderTimer: NodeJS.Timeout | undefined;
   private readonly md = createMarkdown();
+  private readonly serializer = vscode.window.registerWebviewPanelSerializer(EXPLAIN_PANEL, {
+    deserializeWebviewPanel: (panel, state) => Promise.resolve(this.restore(panel, state as SavedExplanation | undefined)),
+  });
 
   /** Opens (or reuses) the panel for a new explanation, shows it empty and returns its session id. */
   start(title: string, status: SessionStatus = 'waiting'): number {
@@ -64,21 +88,50 @@ export class ExplainPanel implements vscode.Disposable {
       }
       return;
     }
-    this.panel = vscode.window.createWebviewPanel(
-      'lspilot.explanation',
-      'lspilot: Explanation',
-      { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true },
-      { enableScripts: true, retainContextWhenHidden: true, localResourceRoots: [] },
+    this.adopt(
+      vscode.window.createWebviewPanel(
+        EXPLAIN_PANEL,
+        'lspilot: Explanation',
+        { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true },
+        { enableScripts: true, retainContextWhenHidden: true, localResourceRoots: [] },
+      ),
     );
-    this.panel.webview.html = this.shell();
-    this.panel.onDidDispose(() => {
-      this.panel = undefined;
+  }
+
+  private adopt(panel: vscode.WebviewPanel): void {
+    this.panel = panel;
+    panel.webview.options = { enableScripts: true, localResourceRoots: [] };
+    panel.webview.html = this.shell();
+    panel.onDidDispose(() => {
+      if (this.panel === panel) {
+        this.panel = undefined;
+      }
     });
-    this.panel.webview.onDidReceiveMessage((message: { type?: string }) => {
-      if (message?.type === 'ready') {
+    panel.webview.onDidReceiveMessage((message: { type?: string }) => {
+      if (message?.type === 'ready' && this.panel === panel) {
         this.renderNow();
       }
     });
+  }
+
+  /** The panel VS Code kept across a window reload: shown again with its explanation, or closed. */
+  private restore(panel: vscode.WebviewPanel, state: SavedExplanation | undefined): void {
+    const text = typeof state?.text === 'string' ? state.text : '';
+    if (this.panel !== undefined || text.trim() === '') {
+      panel.dispose(); // nothing to show (or a newer explanation has the panel): no empty group left
+      return;
+    }
+    const status = typeof state?.status === 'string' ? (state.status as SessionStatus) : 'done';
+    const ended = status === 'done' || status === 'cancelled' || status === 'failed';
+    const detail = typeof state?.detail === 'string' ? state.detail : undefined;
+    this.session = {
+      id: this.nextId++,
+      title: typeof state?.title === 'string' ? state.title : 'lspilot: Explanation',
+      text,
+      status: ended ? status : 'cancelled',
+      detail: ended ? detail : 'the window was reloaded while it streamed',
+    };
+    this.adopt(panel);
   }
 
   private scheduleRender(): void {
@@ -114,6 +167,8 @@ export class ExplainPanel implements vscode.Disposable {
       status,
       statusText: detail ? `${label[status]}: ${detail}` : label[status],
       html: this.md.render(text),
+      // kept by the webview for a window reload (see restore)
+      saved: { title, text, status, detail },
     });
   }
 
@@ -141,6 +196,7 @@ ${MARKDOWN_STYLE}`,
     document.body.dataset.status = m.status;
     document.body.dataset.session = String(m.session);
     content.innerHTML = m.html;
+    vscode.setState(m.saved);
     if (atBottom && m.status === 'streaming') { window.scrollTo(0, document.body.scrollHeight); }
   });
   vscode.postMessage({ type: 'ready' });`,
@@ -151,6 +207,7 @@ ${MARKDOWN_STYLE}`,
     if (this.renderTimer !== undefined) {
       clearTimeout(this.renderTimer);
     }
+    this.serializer.dispose();
     this.panel?.dispose();
   }
 }

@@ -2,10 +2,16 @@
 // nothing remote ever loads. No vscode import: tests/editors/test_vscode.py runs this in plain Node.
 import * as crypto from 'crypto';
 import MarkdownIt from 'markdown-it';
+import { HIGHLIGHT_STYLE, highlightCode } from './highlight';
 
-/** A renderer for the model's Markdown: raw HTML escaped, images only links. */
+/**
+ * A renderer for the model's Markdown: raw HTML escaped, images only links, code blocks highlighted
+ * (highlight.js escapes the code; a language it does not know is escaped by markdown-it as before).
+ */
 export function createMarkdown(): MarkdownIt {
-  return noRemoteContent(new MarkdownIt({ html: false, linkify: true, breaks: false }));
+  return noRemoteContent(
+    new MarkdownIt({ html: false, linkify: true, breaks: false, highlight: (code, language) => highlightCode(code, language) ?? '' }),
+  );
 }
 
 /**
@@ -61,7 +67,8 @@ ${page.script}
 export const MARKDOWN_STYLE = `
   pre { background: var(--vscode-textCodeBlock-background); padding: 8px; overflow-x: auto; border-radius: 3px; }
   code { font-family: var(--vscode-editor-font-family); font-size: var(--vscode-editor-font-size); }
-  a { color: var(--vscode-textLink-foreground); }`;
+  a { color: var(--vscode-textLink-foreground); }
+${HIGHLIGHT_STYLE}`;
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c] ?? c);
