@@ -1893,7 +1893,7 @@ async function uxScenario() {
     await waitFor('the proposed tests', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.testCode.split('\n')[0]), 20_000);
     await question.locator('.monaco-button', { hasText: /^Accept$/ }).first().click();
     // the server asks before it runs code the model wrote
-    const run = await waitFor('the question to run the tests', () => toastMatching(/run the new tests/), 30_000);
+    const run = await waitFor('the question to run the tests', () => toastMatching(/run the new tests/i), 30_000);
     await run.locator('.monaco-button', { hasText: /^Run$/ }).first().click();
     const done = await waitFor('Write tests done with Show output', async () => {
       const toast = await toastMatching(/Write tests done/);
