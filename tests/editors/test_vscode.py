@@ -1598,9 +1598,10 @@ def test_vscode_preview_output_key_and_status(
     """Issue 28's VS Code screens, as a new user meets them: with no key for the endpoint the
     status item warns, and the error of the first action offers "Set API key…", which stores one in
     secret storage; with confirmEdits, Refactor opens lspilot's own diff (the proposed text on the
-    right) with Accept / Reject in its title bar: Accept applies it, Reject leaves the file and
+    right) with Accept / Reject in its title bar (the progress "Waiting for your review…" without
+    Cancel meanwhile): Accept applies it, Reject leaves the file and
     says "not applied: you declined it"; Write tests previews the new file, is accepted from the
-    notification, runs the tests (Run) and offers "Show output" (the "lspilot tests" channel with the
+    status bar, runs the tests (Run) and offers "Show output" (the "lspilot tests" channel with the
     command and its output), and the test file is not left marked unsaved; Show status is a quick
     pick splitting the session into actions, chat and ghost text. Screenshots: ux-*.png."""
     profile = _profile(

@@ -1841,9 +1841,16 @@ async function uxScenario() {
     await button.first().waitFor({ state: 'visible', timeout: 10_000 });
     await page.waitForTimeout(500); // the toast slides in
     await screenshot('ux-missing-key-error');
-    await button.first().click();
     const input = page.locator('.quick-input-widget input[type="password"]');
-    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    // a click while the toast still slides in may miss it: click until the input box opens
+    await waitFor('the key input box', async () => {
+      if (await input.isVisible()) {
+        return true;
+      }
+      await button.first().click({ timeout: 2_000 }).catch(() => undefined);
+      await input.waitFor({ state: 'visible', timeout: 2_000 }).catch(() => undefined);
+      return input.isVisible();
+    }, 15_000);
     await input.fill(EXPECT.apiKey);
     await page.keyboard.press('Enter');
     await waitFor('the key saved', () => toastMatching(/API key saved/), 15_000);
@@ -1852,8 +1859,12 @@ async function uxScenario() {
 
   await step('confirmEdits: Refactor opens lspilot\'s diff; Accept in its title bar applies it', async () => {
     await refactorIntoPreview(EXPECT.refactorLines, EXPECT.refactoredCode.split('\n')[1].trim());
-    const waiting = await toastMatching(/Waiting for your review/);
-    log(`progress while reviewing: ${waiting === null ? '(no "Waiting for your review" yet)' : (await waiting.innerText()).replace(/\s+/g, ' ')}`);
+    // the progress says so, without a Cancel that would leave the diff asking
+    const waiting = await waitFor('the progress waiting for the review', () => toastMatching(/Waiting for your review/), 15_000);
+    log(`progress while reviewing: ${(await waiting.innerText()).replace(/\s+/g, ' ')}`);
+    if ((await waiting.locator('.monaco-button', { hasText: /^Cancel$/ }).count()) > 0) {
+      throw new Error('the progress offers Cancel while the review is open');
+    }
     await screenshot('ux-preview-diff');
     await (await titleAction("Accept lspilot's change")).click();
     await waitFor('the preview closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);
@@ -1868,30 +1879,41 @@ async function uxScenario() {
     log('clicked Reject');
     await waitFor('the preview closed', async () => (await titleAction("Reject lspilot's change")) === null, 10_000);
     log('the preview closed');
-    const toast = await waitFor('the declined message', () => toastMatching(/declined/i), 20_000).catch(async (error) => {
-      log(`status bar: ${await statusBarText()}`);
-      log(`toasts: ${await page.locator('.notifications-toasts').innerText().catch(() => '')}`);
-      throw error;
-    });
-    const text = (await toast.innerText()).replace(/\s+/g, ' ');
+    // the outcome: in the status bar, and as a notification (which VS Code may put straight into
+    // the notification center when several come at once)
+    const text = await waitFor('the declined message', async () => {
+      const toast = await toastMatching(/declined/i);
+      if (toast !== null) {
+        return (await toast.innerText({ timeout: 500 }).catch(() => '')).replace(/\s+/g, ' ') || null;
+      }
+      const bar = (await statusBarText().catch(() => '')).replace(/\s+/g, ' ');
+      return /declined/i.test(bar) ? bar : null;
+    }, 20_000);
     log(`declined: ${text}`);
-    await page.waitForTimeout(500); // the toast slides in
+    await page.waitForTimeout(500); // a toast slides in
     await screenshot('ux-declined');
-    if ((await editorTextOf(EXPECT.file)) !== before) {
-      throw new Error('the rejected change is in the file');
-    }
     if (!/you declined it/i.test(text) || /failed/i.test(text)) {
       throw new Error(`a declined change must say "not applied: you declined it", not fail: ${text}`);
     }
+    if ((await toastMatching(/Refactor failed/i)) !== null) {
+      throw new Error('a declined change showed a failure');
+    }
+    if ((await editorTextOf(EXPECT.file)) !== before) {
+      throw new Error('the rejected change is in the file');
+    }
   });
 
-  await step('Write tests: the new file in the preview, accepted from the notification; the tests run; Show output', async () => {
+  await step('Write tests: the new file in the preview, accepted from the status bar; the tests run; Show output', async () => {
     await focusEditor();
     await selectLines(...EXPECT.testLines);
     await runCommand('lspilot: Write tests');
-    const question = await waitFor('the preview question', () => toastMatching(/proposes a change/), 60_000);
+    await waitFor('the preview diff', async () => (await titleAction("Accept lspilot's change")) !== null, 60_000);
     await waitFor('the proposed tests', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.testCode.split('\n')[0]), 20_000);
-    await question.locator('.monaco-button', { hasText: /^Accept$/ }).first().click();
+    // Accept from the status bar this time
+    const accept = page.locator('#workbench\\.parts\\.statusbar .statusbar-item', { hasText: "Accept lspilot's change" }).first();
+    await accept.waitFor({ state: 'visible', timeout: 10_000 });
+    await accept.click();
+    await waitFor('Accept gone from the status bar', async () => (await accept.count()) === 0 || !(await accept.isVisible()), 10_000);
     // the server asks before it runs code the model wrote
     const run = await waitFor('the question to run the tests', () => toastMatching(/run the new tests/i), 30_000);
     await run.locator('.monaco-button', { hasText: /^Run$/ }).first().click();

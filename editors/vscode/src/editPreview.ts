@@ -64,8 +64,10 @@ interface Review {
 /**
  * lspilot's own edit preview. With `confirmEdits` (and for any edit whose change annotation needs
  * confirmation), the server's `workspace/applyEdit` opens VS Code's diff editor: the file as it is
- * against the text the edit would make, with Accept and Reject in the diff's title bar and in a
- * notification. Accept applies the edit without its annotation (one undo step) and answers
+ * against the text the edit would make, with Accept and Reject in the diff's title bar and in the
+ * status bar (the server's progress says "Waiting for your review…" meanwhile). No notification
+ * with buttons: VS Code cannot close one, so after an answer in the diff it would sit there with
+ * buttons that do nothing, and hiding all toasts takes the action's own messages with it. Accept applies the edit without its annotation (one undo step) and answers
  * `{applied: true}`; Reject, closing the diff, or the server giving up answers
  * `{applied: false, failureReason: "declined"}`. Without the annotation an edit is applied as
  * vscode-languageclient does (VS Code's own Refactor Preview would show lspilot's change unticked,
@@ -81,8 +83,7 @@ export class EditPreview implements vscode.Disposable {
   private readonly created = new Set<string>();
   private readonly subscriptions: vscode.Disposable[] = [];
   private readonly texts = ProposedTexts.shared();
-  /** Accept / Reject in the status bar too, while a review is open: the title bar's are icons, the
-   *  notification goes to the notification center after a while. */
+  /** Accept / Reject in the status bar too, while a review is open: the title bar's are icons. */
   private readonly bar: vscode.StatusBarItem[];
 
   constructor(private readonly output: vscode.OutputChannel) {
@@ -173,7 +174,7 @@ export class EditPreview implements vscode.Disposable {
         done = true;
         this.reviews.delete(review);
         this.reviewing();
-        void this.close(review, false);
+        void this.close(review);
         answer(accepted);
       },
     };
@@ -206,6 +207,7 @@ export class EditPreview implements vscode.Disposable {
 
   /** Opens the diffs and waits for Accept or Reject (or the diffs closed, or the server giving up). */
   private async review(label: string | undefined, files: FileChange[], cancel: vscode.CancellationToken): Promise<boolean> {
+    const what = label !== undefined && label.trim() !== '' ? label.replace(/^lspilot:\s*/i, '') : 'lspilot';
     const proposed: vscode.Uri[] = [];
     const opened: { left: vscode.Uri; right: vscode.Uri; title: string; line: number }[] = [];
     for (const file of files) {
@@ -219,11 +221,11 @@ export class EditPreview implements vscode.Disposable {
       proposed.push(right);
       const left = current !== undefined && !file.created ? uri : this.texts.add(`${shown}.empty`, '');
       const firstEdit = file.edits.map((e) => e.range.start.line).sort((a, b) => a - b)[0] ?? 0;
-      opened.push({ left, right, title: `${name} ↔ lspilot's proposed change (review)`, line: firstEdit });
+      // The title says what to do: the buttons are icons in its title bar (and in the status bar).
+      opened.push({ left, right, title: `${name} ↔ ${what}: lspilot's proposed change (✓ Accept, ✗ Reject)`, line: firstEdit });
     }
     return new Promise<boolean>((resolve) => {
       let done = false;
-      let inToast = false;
       const review: Review = {
         proposed,
         rejectOnClose: true,
@@ -235,9 +237,7 @@ export class EditPreview implements vscode.Disposable {
           this.reviews.delete(review);
           listening.dispose();
           this.reviewing();
-          // The answer goes to the server once the question's toast is hidden: hidden later, it
-          // would take the action's end notification with it.
-          void this.close(review, !inToast)
+          void this.close(review)
             .finally(() => resolve(accepted))
             .finally(() => {
               for (const uri of proposed) {
@@ -256,18 +256,6 @@ export class EditPreview implements vscode.Disposable {
             selection: new vscode.Range(diff.line, 0, diff.line, 0),
           });
         }
-        const what = label !== undefined && label.trim() !== '' ? label.replace(/^lspilot:\s*/i, '') : 'lspilot';
-        const names = files.map((f) => path.basename(vscode.Uri.parse(f.uri).path)).join(', ');
-        // Not modal: the diff stays readable (and scrollable) while the question is open.
-        const choice = await vscode.window.showInformationMessage(
-          `lspilot: ${what} proposes a change to ${names || 'your files'}. Review the diff, then accept or reject it.`,
-          'Accept',
-          'Reject',
-        );
-        if (choice !== undefined) {
-          inToast = !done;
-          review.settle(choice === 'Accept');
-        }
       })().catch((error: unknown) => {
         this.output.appendLine(`[lspilot] the edit preview failed: ${errorMessage(error)}`);
         review.settle(false);
@@ -275,19 +263,14 @@ export class EditPreview implements vscode.Disposable {
     });
   }
 
-  /** Closes the review's diff tabs (and its notification, if it is still up). */
-  private async close(review: Review, toasts = true): Promise<void> {
+  /** Closes the review's diff tabs. */
+  private async close(review: Review): Promise<void> {
     const right = new Set(review.proposed.map((u) => u.toString()));
     const tabs = vscode.window.tabGroups.all.flatMap((group) =>
       group.tabs.filter((tab) => tab.input instanceof vscode.TabInputTextDiff && right.has(tab.input.modified.toString())),
     );
     if (tabs.length > 0) {
       await vscode.window.tabGroups.close(tabs);
-    }
-    if (toasts) {
-      // VS Code cannot close one notification: an answered question's toast goes to the
-      // notification center, where its buttons no longer do anything.
-      await vscode.commands.executeCommand('notifications.hideToasts');
     }
   }
 

@@ -8,6 +8,9 @@ import {
 
 type Params = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 
+/** After a review, Cancel comes back this much later, unless the run ended meanwhile. */
+const CANCEL_AGAIN_MS = 1500;
+
 interface Running {
   token: ProgressToken;
   title: string;
@@ -18,6 +21,8 @@ interface Running {
   cancellable: boolean;
   reported: number;
   message?: string;
+  /** Cancel comes back (a review ended) when this timer fires. */
+  again?: NodeJS.Timeout;
   pending: (WorkDoneProgressBegin | WorkDoneProgressReport)[];
 }
 
@@ -52,12 +57,10 @@ export class ProgressNotifications implements vscode.Disposable {
         if (run === undefined) {
           return false;
         }
-        if (typeof params.cancellable === 'boolean' && params.cancellable !== run.cancellable) {
-          if (typeof params.message === 'string') {
-            run.message = params.message;
-          }
-          this.reopen(run, params.cancellable);
-        } else if (run.progress === undefined) {
+        if (typeof params.cancellable === 'boolean') {
+          this.cancellable(run, params.cancellable);
+        }
+        if (run.progress === undefined) {
           run.pending.push(params);
         } else {
           this.report(run, params);
@@ -72,6 +75,7 @@ export class ProgressNotifications implements vscode.Disposable {
         // The outcome is not reported into the notification: it would sit there, under a Cancel
         // button, on an action that has ended. The caller shows it (the status bar).
         this.running.delete(key);
+        clearTimeout(run.again);
         run.finish();
         return false; // let the client clean up its own bookkeeping for the token
       }
@@ -115,6 +119,30 @@ export class ProgressNotifications implements vscode.Disposable {
         });
       },
     );
+  }
+
+  /**
+   * The server says whether Cancel works now. Without Cancel: the notification is replaced at once.
+   * With Cancel again: after a moment, and not at all when the run ends first (a review is usually
+   * the last thing an action waits for: a notification opened to be closed at once only flickers,
+   * and VS Code drops toasts that come too many at once, the action's end message among them).
+   */
+  private cancellable(run: Running, cancellable: boolean): void {
+    clearTimeout(run.again);
+    run.again = undefined;
+    if (cancellable === run.cancellable) {
+      return;
+    }
+    if (!cancellable) {
+      this.reopen(run, false);
+      return;
+    }
+    run.again = setTimeout(() => {
+      run.again = undefined;
+      if (this.running.get(String(run.token)) === run) {
+        this.reopen(run, true);
+      }
+    }, CANCEL_AGAIN_MS);
   }
 
   /** Replaces the run's notification by one with (or without) Cancel, showing the message so far. */

@@ -208,7 +208,7 @@ export async function showStatus(bar: StatusBar, completions: string): Promise<v
     const item: Item = { label: line.trim() };
     if (line.startsWith('API key:')) {
       item.label = `$(key) ${line}`;
-      item.description = 'pick to set it';
+      item.description = status.apiKeySet === true ? 'pick to change it' : 'pick to set it';
       item.command = 'lspilot.setApiKey';
     }
     items.push(item);
