@@ -1865,6 +1865,8 @@ async function uxScenario() {
     if ((await waiting.locator('.monaco-button', { hasText: /^Cancel$/ }).count()) > 0) {
       throw new Error('the progress offers Cancel while the review is open');
     }
+    // the notification with Cancel it replaced goes away
+    await waitFor('no progress with Cancel', async () => (await notificationWithCancel()) === null, 10_000);
     await screenshot('ux-preview-diff');
     await (await titleAction("Accept lspilot's change")).click();
     await waitFor('the preview closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);

@@ -221,8 +221,7 @@ export class EditPreview implements vscode.Disposable {
       proposed.push(right);
       const left = current !== undefined && !file.created ? uri : this.texts.add(`${shown}.empty`, '');
       const firstEdit = file.edits.map((e) => e.range.start.line).sort((a, b) => a - b)[0] ?? 0;
-      // The title says what to do: the buttons are icons in its title bar (and in the status bar).
-      opened.push({ left, right, title: `${name} ↔ ${what}: lspilot's proposed change (✓ Accept, ✗ Reject)`, line: firstEdit });
+      opened.push({ left, right, title: `${name} ↔ lspilot's proposed change (${what})`, line: firstEdit });
     }
     return new Promise<boolean>((resolve) => {
       let done = false;
