@@ -453,7 +453,9 @@ class Demo(ScriptedEditor):
             self.tests_pass = True
             term.line(term.paint(f"✓ Tests run: {self.tests_outcome} (`{command}`)", "32"))
             return
-        if failed == 0:
+        if tests.get("ran") is False and tests.get("problem"):
+            self.tests_outcome = f"the tests did not run: {tests['problem']}"
+        elif failed == 0:
             self.tests_outcome = "the tests did not run"
         else:
             self.tests_outcome = f"{passed} pass, {failed} still fail{'s' if failed == 1 else ''}" \

@@ -4,11 +4,14 @@ and the agent."""
 
 from __future__ import annotations
 
+import re
+
 from attrs import define
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
 CONFIRM_ANNOTATION = "lspilot"
+_BLANK_LINES = re.compile(r"(?:[ \t]*\r?\n)*")
 # What an editor's failureReason says when the user turned down a preview lspilot asked
 # them to confirm (VS Code's extension answers "declined"; other editors say nothing).
 _DECLINED_WORDS = ("declin", "reject", "cancel")
@@ -109,8 +112,34 @@ def fit_to_selection(code: str, selected: str, line_prefix: str) -> str:
 
     ``selected`` is the selected text; ``line_prefix`` is what stands before the selection
     on its first line. The code is dedented, then given the selection's indentation, and
-    ends with a line break exactly when the selection did.
+    ends with a line break exactly when the selection did. Blank lines the selection began
+    or ended with stay as they were: a selection that took the blank lines after a function
+    must not glue the next ``def`` to the new one.
     """
+    if not code.strip():
+        return ""
+    lead, core, tail = _split_blank_edges(selected, line_prefix)
+    if lead:
+        line_prefix = ""  # the code starts on a line of its own
+    return lead + _fit(code, core, line_prefix) + tail
+
+
+def _split_blank_edges(selected: str, line_prefix: str) -> tuple[str, str, str]:
+    """(the blank lines the selection starts with, the rest, the blank lines it ends with).
+    Leading blank lines count only when the selection starts at a line's blank beginning."""
+    if not selected.strip():
+        return "", selected, ""
+    starts_blank = _BLANK_LINES.match(selected) if not line_prefix.strip() else None
+    lead = starts_blank.group(0) if starts_blank else ""
+    body = selected[len(lead):]
+    last = len(body.rstrip())  # just after the last character that is not blank
+    end_of_line = body.find("\n", last)
+    if end_of_line == -1:
+        return lead, body, ""
+    return lead, body[:end_of_line + 1], body[end_of_line + 1:]
+
+
+def _fit(code: str, selected: str, line_prefix: str) -> str:
     lines = code.splitlines()
     while lines and not lines[0].strip():
         lines.pop(0)

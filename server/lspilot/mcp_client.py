@@ -224,14 +224,14 @@ class McpServers:
                         continue
                     await server.start()
                     if server.failed():
-                        notify(f"lspilot: the MCP server {server.name} could not start, so its "
+                        notify(f"The MCP server {server.name} could not start, so its "
                                f"tools are left out: {server.error}")
             return [s for s in self.servers.values() if s.state == "running"]
 
     async def _allowed(self, server: McpServer, ask: consent.Ask | None) -> bool:
         shown = server.setting.shown()
         question = consent.Question(
-            f"lspilot: the workspace settings name the MCP server {server.name}: "
+            f"The workspace settings name the MCP server {server.name}: "
             f"`{shown}`. Start it? It runs as you, and agent mode may call its tools.",
             allow="Start it", deny="Don't start")
         entry = consent.command_entry("mcpServer", [server.name, shown])

@@ -132,7 +132,7 @@ class LspilotServer(LanguageServer):
 
     def _show_problems(self, problems: list[str]) -> None:
         self.window_show_message(types.ShowMessageParams(
-            type=types.MessageType.Warning, message="lspilot settings: " + " ".join(problems)))
+            type=types.MessageType.Warning, message="Settings: " + " ".join(problems)))
 
     # -- the editor as a settings source (lspilot.store.SettingsSource) --------------------
     def can_be_asked(self) -> bool:

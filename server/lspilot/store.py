@@ -305,7 +305,7 @@ class SettingsStore:
             return None
         async with self._asking:  # one question at a time, however many actions wait
             question = consent.Question(
-                f"lspilot: the workspace settings set baseUrl to {moved.to_origin}, but your "
+                f"The workspace settings set baseUrl to {moved.to_origin}, but your "
                 f"API key was set for {moved.from_origin}. Send your key to "
                 f"{moved.to_origin}?", allow=f"Send it to {moved.to_origin}",
                 deny="Don't send")
@@ -330,7 +330,7 @@ class SettingsStore:
                        for s in self._scopes.values()):
                 return None  # allowed and read while this one waited
             question = consent.Question(
-                f"lspilot: the workspace settings want to run `{shown}` to read an API key. "
+                f"The workspace settings want to run `{shown}` to read an API key. "
                 "Run it? (It runs as you, now and after a refused key.)",
                 allow="Run it", deny="Don't run")
             entry = consent.command_entry(KEY_COMMAND, command)

@@ -193,11 +193,13 @@ async def session(
     configuration: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     folders: bool = True,
+    server_args: tuple[str, ...] = (),
 ) -> AsyncIterator[Editor]:
     """A started, initialized lspilot with an editor around it; shut down afterwards.
 
     ``folders``: ``root`` is the workspace folder (else the editor opens no folder, as an
-    editor started on a lone file may).
+    editor started on a lone file may). ``server_args``: more of lspilot's command line
+    (``--log-file``; a later ``--log-level`` wins over the harness's DEBUG).
     """
     client = _client_factory()
     editor = Editor(client, upstream, root)
@@ -210,7 +212,7 @@ async def session(
         "XDG_CACHE_HOME": str(root.parent / "cache"),
         **(env or {}),
     }
-    await client.start_io(*SERVER_COMMAND, env=server_env)
+    await client.start_io(*SERVER_COMMAND, *server_args, env=server_env)
     options = {"baseUrl": upstream.base_url, "apiKey": API_KEY, "retryBaseSeconds": 0.05}
     options.update(init_options or {})
     capabilities_ = caps or capabilities()
@@ -227,6 +229,9 @@ async def session(
     editor.connected(result)
     try:
         yield editor
+        # Editors put their own "lspilot:" before what the server shows: never twice.
+        prefixed = [m.message for m in editor.messages if m.message.startswith("lspilot:")]
+        assert not prefixed, f"messages that start with 'lspilot:': {prefixed}"
     finally:
         try:
             await asyncio.wait_for(client.shutdown_session(), 10)

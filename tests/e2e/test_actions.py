@@ -168,7 +168,7 @@ async def test_explain_never_writes_through_a_symbolic_link(upstream, workspace,
         assert not editor.client.shown_documents
         messages = [m.message for m in editor.client.messages]
         assert messages[-1] == "It computes the area."  # the answer, as a message
-        assert any("not writing the explanation" in m and "symbolic link" in m
+        assert any("Not writing the explanation" in m and "symbolic link" in m
                    for m in messages)
     assert sorted(p.name for p in elsewhere.iterdir()) == ["victim.txt"]
     assert victim.read_text() == "precious\n"
@@ -486,3 +486,14 @@ async def test_without_confirm_edits_a_refused_edit_still_fails(upstream, worksp
         assert result["status"] == "failed" and result["error"]["type"] == "edit_rejected"
         assert not [p for p in editor.progress("f1")
                     if getattr(p, "message", None) == "Waiting for your review…"]
+
+
+async def test_refactor_keeps_the_blank_lines_the_selection_ended_with(upstream, workspace):
+    source = "def first():\n    return 1\n\n\ndef second():\n    return 2\n"
+    selected = "def first():\n    return 1\n\n\n"  # selected down to the next def
+    upstream.enqueue(Reply.stream(["```python\ndef first():\n    return 10\n```\n"]))
+    async with session(upstream, workspace) as editor:
+        uri = editor.open("two.py", source)
+        result = await editor.run("lspilot.refactor", uri, range_of(source, selected))
+        assert result["status"] == "done", result
+        assert editor.text(uri) == "def first():\n    return 10\n\n\ndef second():\n    return 2\n"

@@ -152,6 +152,11 @@ async def test_401_names_the_setting_to_fix(upstream, workspace):
         assert len(upstream.requests) == 1  # never retried
         (message,) = editor.client.messages
         assert message.type == types.MessageType.Error and "apiKey" in message.message
+        # The editor's own prefix goes first; the server's message has none.
+        assert message.message.startswith("Refactor failed: ")
+        hint = message.message
+        assert hint.index('"lspilot: Set API key" command') < hint.index("LSPILOT_API_KEY") \
+            < hint.index("the setting apiKey")
         end = editor.progress("t401")[-1]
         assert isinstance(end, types.WorkDoneProgressEnd) and end.message.startswith("Failed")
         assert editor.text(uri) == SOURCE
@@ -163,8 +168,13 @@ async def test_missing_key_fails_without_a_request(upstream, workspace):
         uri = editor.open("calc.py", SOURCE)
         result = await editor.run("lspilot.explain", uri, range_of(SOURCE, BODY))
         assert result["status"] == "failed" and result["error"]["type"] == "no_api_key"
-        assert "LSPILOT_API_KEY" in result["error"]["message"]
+        assert result["error"]["message"] == (
+            'No API key is set. Set one with the editor\'s "lspilot: Set API key" command, the '
+            "environment variable LSPILOT_API_KEY (or OPENAI_API_KEY), or the setting apiKey. "
+            "Local servers that need no key accept any value.")
         assert not upstream.requests
+        assert [m.message for m in editor.client.messages] == [
+            f"Explain failed: {result['error']['message']}"]
 
 
 async def test_rate_limits_are_retried_then_succeed(upstream, workspace):

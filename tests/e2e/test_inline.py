@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import json
 import threading
+from typing import Any
 
 from lsprotocol import types
 
+from lspilot.scripted_editor import capabilities, plain
 from tests.e2e.harness import position_of, session
 from tests.fake_upstream import Reply
 
@@ -330,3 +332,57 @@ async def test_typing_mid_line_what_the_model_is_writing_waits_for_it(upstream, 
         assert await editor.complete(uri, end) == [", 2"]
         assert await first == []
         assert len(upstream.requests) == 1
+
+
+LINES = "lspilot/inlineCompletionLines"
+BLOCK_AT = types.Position(0, len("def add(a, b):"))
+
+
+def _lines_capabilities() -> types.ClientCapabilities:
+    caps = capabilities()
+    caps.experimental = {"lspilotInlineCompletionLines": True}
+    return caps
+
+
+def _recording(editor: Any) -> tuple[list[dict[str, Any]], asyncio.Event]:
+    seen: list[dict[str, Any]] = []
+    arrived = asyncio.Event()
+
+    @editor.client.feature(LINES)
+    def lines(params: Any) -> None:
+        seen.append(plain(params))
+        arrived.set()
+
+    return seen, arrived
+
+
+async def test_a_blocks_complete_lines_arrive_while_it_streams(upstream, workspace):
+    # The model writes the first line and part of the second, then stalls for good.
+    upstream.enqueue(Reply.stream(["\n    total = a + b\n", "    ret"], hang_after=3),
+                     Reply.stream(["x = 1"]))
+    async with session(upstream, workspace, init_options=QUICK,
+                       caps=_lines_capabilities()) as editor:
+        seen, arrived = _recording(editor)
+        uri = editor.open("calc.py", FUNCTION)
+        request = asyncio.ensure_future(editor.complete(uri, BLOCK_AT))
+        await asyncio.wait_for(arrived.wait(), 10)
+        # Before any answer: the complete line, cleaned, not the one in progress.
+        assert not request.done()
+        assert seen == [{"textDocument": {"uri": uri, "version": 1},  # as opened
+                         "position": {"line": 0, "character": BLOCK_AT.character},
+                         "text": "\n    total = a + b"}]
+        # A newer request supersedes it: answered empty, its stalled stream closed.
+        assert await editor.complete(uri, types.Position(4, 0)) == ["x = 1"]
+        assert await request == []
+        assert upstream.requests[0].client_closed.wait(5)
+        assert len(seen) == 1
+
+
+async def test_without_asking_no_lines_are_sent(upstream, workspace):
+    upstream.enqueue(Reply.stream(["\n    total = a + b\n", "    return total\n", "print(3)\n"]))
+    async with session(upstream, workspace, init_options=QUICK) as editor:
+        seen, _ = _recording(editor)
+        uri = editor.open("calc.py", FUNCTION)
+        assert await editor.complete(uri, BLOCK_AT) == ["\n    total = a + b\n    return total"]
+        # Anything sent for the request came before its answer, on the same pipe.
+        assert seen == []

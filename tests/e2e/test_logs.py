@@ -1,10 +1,11 @@
 """Each log line reaches one place: stderr until the editor listens, then only the editor;
-``--log-file`` keeps all of it."""
+``--log-file`` keeps all of it. Actions, test runs and repair rounds are logged at info."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from tests.e2e.harness import API_KEY, range_of, session
+from tests.fake_upstream import Reply
 
 
 def _frame(message: dict[str, Any]) -> bytes:
@@ -131,3 +135,36 @@ def test_a_log_file_that_existed_is_made_owner_only(tmp_path):
             server.process.kill()
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
     assert log_file.read_text().startswith("an older session\n")  # appended to, not replaced
+
+
+# -- what actions, test runs and repairs leave in the log ----------------------------------------
+
+SOURCE = "def add(a, b):\n    return a + b\n"
+WRONG = "```python\nfrom calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 5\n```\n"
+RIGHT = "```python\nfrom calc import add\n\n\ndef test_add():\n    assert add(2, 2) == 4\n```\n"
+
+
+async def test_actions_test_runs_and_repairs_are_logged_at_info(upstream, workspace, tmp_path):
+    usage = {"prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200}
+    upstream.enqueue(Reply.stream([WRONG], usage=usage), Reply.stream([RIGHT], usage=usage))
+    log_file = tmp_path / "lspilot.log"
+    pytest_argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "{file}"]
+    async with session(upstream, workspace, init_options={
+            "runTests": "always", "testCommand": {"python": pytest_argv}},
+            server_args=("--log-level", "INFO", "--log-file", str(log_file))) as editor:
+        uri = editor.open("calc.py", SOURCE)
+        result = await editor.run("lspilot.writeTests", uri, range_of(SOURCE, SOURCE))
+        assert result["status"] == "done" and result["tests"]["passed"] == 1
+        shown = [m.message for m in editor.client.log_messages]
+    logged = log_file.read_text()
+    assert " INFO lspilot.jobs.job: writeTests started" in logged  # info, not debug
+    for text in (logged, "\n".join(shown)):  # the file and the editor's output channel
+        assert f"writeTests started ({uri}, token " in text
+        assert re.search(r"Test run: `.*pytest .*test_calc\.py` in \S+: exit 1 after "
+                         r"[\d.]+ s; 0 passed, 1 failed", text), text
+        assert "Test repair round 1 of 2: 1 failed; asking the model" in text
+        assert "Test repair round 1: the new tests applied" in text
+        assert re.search(r"exit 0 after [\d.]+ s; 1 passed, 0 failed", text)
+        assert re.search(rf"writeTests done \({re.escape(uri)}\): 2,000 tokens in, 400 out, "
+                         r"\$0\.0007, [\d.]+ s", text), text
+    assert API_KEY not in logged and "return a + b" not in logged  # no key, no prompt

@@ -73,7 +73,7 @@ async def test_tests_that_still_fail_stop_after_the_rounds(upstream, workspace):
         assert "1 failed" in tests["output"]
         assert len(upstream.requests) == 2
         shown = [m.message for m in editor.client.messages if "still fails" in m.message]
-        assert shown == ["lspilot: Write tests: 0 pass, 1 still fails"]
+        assert shown == ["Write tests: 0 pass, 1 still fails"]
 
 
 async def test_only_the_tests_lspilot_wrote_are_replaced(upstream, workspace):
@@ -126,7 +126,7 @@ async def test_always_from_the_workspace_settings_is_still_asked(upstream, works
         questions = answering(editor, "Not now")
         result = await write_tests(editor)
         assert "tests" not in result and len(questions) == 1
-        assert "run the new tests with `true`?" in questions[0]  # the workspace's command
+        assert "Run the new tests with `true`?" in questions[0]  # the workspace's command
 
 
 async def test_a_hanging_command_is_stopped_at_the_time_limit(upstream, workspace):
@@ -145,11 +145,85 @@ async def test_a_missing_command_names_the_setting(upstream, workspace):
     upstream.enqueue(Reply.stream([RIGHT]))
     async with session(upstream, workspace, init_options={
             "runTests": "always", "testCommand": {"python": ["no-such-test-runner"]}}) as editor:
-        result = await write_tests(editor)
-        assert result["status"] == "failed" and result["error"]["type"] == "test_command"
-        assert "no-such-test-runner" in result["error"]["message"]
-        assert "testCommand" in result["error"]["message"]
+        result = await write_tests(editor, token="m1")
+        assert result["status"] == "done", result  # the tests were written; they did not run
+        tests = result["tests"]
+        assert tests["ran"] is False and tests["rounds"] == 0
+        assert tests["problem"] == "the test command no-such-test-runner was not found"
+        end = editor.progress("m1")[-1].message
+        assert "the tests did not run: the test command no-such-test-runner was not " \
+            "found" in end and "testCommand" in end
         assert (workspace / "test_calc.py").exists()  # the tests written are kept
+        assert len(upstream.requests) == 1
+
+
+def python_without_pytest(workspace: Path) -> Path:
+    """A folder whose `python3` is a Python without pytest (no site-packages), as the
+    editor's PATH may offer lspilot (the issue's /usr/bin/python3)."""
+    folder = workspace.parent / "bare-bin"
+    folder.mkdir(exist_ok=True)
+    python = folder / "python3"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    python.chmod(0o755)
+    return folder
+
+
+USES_PYTEST = ("```python\nimport pytest\n\nfrom calc import add\n\n\ndef test_add():\n"
+               "    assert add(2, 2) == 4\n```\n")
+
+
+async def test_a_python_without_pytest_is_said_and_no_repair_is_paid(upstream, workspace):
+    bare = python_without_pytest(workspace)
+    upstream.enqueue(Reply.stream([USES_PYTEST]), Reply.stream([RIGHT]), Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options={"runTests": "always"},
+                       env={"PATH": f"{bare}:/usr/bin:/bin"}) as editor:
+        result = await write_tests(editor, token="p1")
+        assert result["status"] == "done", result
+        tests = result["tests"]
+        assert tests["ran"] is False and tests["rounds"] == 0
+        assert tests["problem"] == \
+            f"pytest is not installed for {bare / 'python3'} (the tests import it)"
+        assert "No module named 'pytest'" in tests["output"]
+        assert len(upstream.requests) == 1  # nothing sent for a repair: nothing spent
+        end = editor.progress("p1")[-1].message
+        assert str(bare / "python3") in end and "testCommand" in end
+        assert "Repairing the tests" not in " ".join(
+            p.message or "" for p in editor.progress("p1"))
+        shown = [m.message for m in editor.client.messages if "did not run" in m.message]
+        assert len(shown) == 1 and "pytest is not installed" in shown[0]
+
+
+async def test_without_pytest_unittest_finding_no_test_case_is_said(upstream, workspace):
+    bare = python_without_pytest(workspace)
+    upstream.enqueue(Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options={"runTests": "always"},
+                       env={"PATH": f"{bare}:/usr/bin:/bin"}) as editor:
+        tests = (await write_tests(editor))["tests"]
+        assert tests["ran"] is False and tests["passed"] == 0  # not "0 tests, all pass"
+        assert tests["problem"] == (f"pytest is not installed for {bare / 'python3'} "
+                                    "(unittest found no TestCase in test_calc.py)")
+        assert len(upstream.requests) == 1
+
+
+async def test_a_package_the_code_under_test_lacks_is_not_repaired(upstream, workspace):
+    source = "import missing_dependency_xyz\n\n\ndef add(a, b):\n    return a + b\n"
+    upstream.enqueue(Reply.stream([RIGHT]), Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        tests = (await write_tests(editor, source=source))["tests"]
+        assert tests["ran"] is False
+        assert tests["problem"] == (f"missing_dependency_xyz is not installed for "
+                                    f"{sys.executable} (calc.py imports it)")
+        assert len(upstream.requests) == 1
+
+
+async def test_a_test_importing_a_name_the_module_lacks_is_repaired(upstream, workspace):
+    wrong_import = RIGHT.replace("from calc import add", "from calc import add, subtract")
+    upstream.enqueue(Reply.stream([wrong_import]), Reply.stream([RIGHT]))
+    async with session(upstream, workspace, init_options=options(runTests="always")) as editor:
+        tests = (await write_tests(editor))["tests"]
+        assert tests["ran"] is True and (tests["passed"], tests["rounds"]) == (1, 1)
+        repair = upstream.requests[1].json["messages"][-1]["content"]
+        assert "cannot import name 'subtract'" in repair
 
 
 async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace):

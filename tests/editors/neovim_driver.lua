@@ -41,7 +41,10 @@ local function record_event(name)
       command = data.command,
       usage = data.usage,
       lsp_status = vim.lsp.status and vim.lsp.status() or nil,
-      statusline = lspilot.status(),
+      statusline = lspilot.statusline(),
+      -- What the command line shows now (the plugin's echo), and the message sent.
+      echo = require("lspilot.progress").echoed,
+      message = data.message,
     })
   end
 end
@@ -127,6 +130,7 @@ api.nvim_create_autocmd("User", {
       text = data.text,
       reason = data.reason,
       what = data.what,
+      early = data.early,
       kind = data.kind,
       message = data.message,
       -- What is drawn at the moment of the event.
@@ -136,6 +140,36 @@ api.nvim_create_autocmd("User", {
     })
   end,
 })
+
+-- Screens (tests/editors/test_neovim.py's screen tests run Neovim in a terminal): at
+-- each named point the driver redraws and waits until the test has read the screen.
+-- Without spec.screens this does nothing.
+function driver_screen(name)
+  if not spec.screens then
+    return
+  end
+  vim.cmd("redraw!")
+  local ready = spec.screens .. "/" .. name .. ".ready"
+  local taken = spec.screens .. "/" .. name .. ".taken"
+  vim.fn.writefile({ name }, ready)
+  local function taken_yet()
+    return vim.fn.filereadable(taken) == 1
+  end
+  local co, is_main = coroutine.running()
+  if co == nil or is_main then
+    vim.wait(10000, taken_yet, 20)
+    return
+  end
+  -- Inside the ghost text scenario's coroutine: yield to the event loop between looks,
+  -- so insert mode and its redraws go on.
+  local deadline = vim.loop.now() + 10000
+  while not taken_yet() and vim.loop.now() < deadline do
+    vim.defer_fn(function()
+      coroutine.resume(co)
+    end, 20)
+    coroutine.yield()
+  end
+end
 
 local function fail(message)
   error(message, 2)
@@ -239,6 +273,13 @@ function scenarios.refactor()
   local buf = open_and_attach()
   local tick = api.nvim_buf_get_changedtick(buf)
   local job = run_on_selection("LspilotRefactor")
+  if spec.screens then
+    -- The command line while it runs: the echoed progress.
+    wait(STEP_TIMEOUT, function()
+      return require("lspilot.progress").echoed ~= nil or job.status ~= "running"
+    end, "the progress echo")
+    driver_screen("progress")
+  end
   wait_done(job)
   -- The edit arrives before the command's answer; give a late one a moment anyway.
   vim.wait(2000, function()
@@ -262,20 +303,29 @@ function scenarios.tests()
   result.buffers = {}
   for _, b in ipairs(api.nvim_list_bufs()) do
     if api.nvim_buf_is_loaded(b) and api.nvim_buf_get_name(b) ~= "" then
-      table.insert(result.buffers, { name = api.nvim_buf_get_name(b), lines = buf_lines(b) })
+      table.insert(result.buffers, { name = api.nvim_buf_get_name(b), lines = buf_lines(b),
+        modified = vim.bo[b].modified })
     end
   end
   result.source_after = buf_lines(buf)
+  result.tests = job.tests
+  if spec.show_output then
+    vim.cmd("LspilotTestOutput")
+    result.output_buffer = { name = api.nvim_buf_get_name(0), lines = buf_lines(0),
+      modifiable = vim.bo.modifiable, buftype = vim.bo.buftype }
+    driver_screen("test_output")
+  end
   vim.cmd("silent! wall")
 end
 
 function scenarios.explain()
   local buf = open_and_attach()
+  local float = require("lspilot.float")
   local job = run_on_selection("LspilotExplain")
   result.float_is_current = api.nvim_win_get_config(0).relative ~= ""
   local last
   wait(STEP_TIMEOUT, function()
-    local text = float_text()
+    local text = job.float and float.text(job)
     if text ~= nil and text ~= last then
       table.insert(result.snapshots, text)
       last = text
@@ -284,20 +334,51 @@ function scenarios.explain()
   end, "the explanation to finish")
   result.job = job_summary(job)
   result.float_count = #floats()
-  result.float_text = float_text()
+  result.float_text = job.float and float.text(job)
+  result.float_lines = job.float and buf_lines(job.float.buf)
   local wins = floats()
   if #wins > 0 then
-    result.float_filetype = vim.bo[api.nvim_win_get_buf(wins[1])].filetype
+    local win = wins[1]
+    result.float_filetype = vim.bo[api.nvim_win_get_buf(win)].filetype
+    result.float_conceallevel = vim.wo[win].conceallevel
+    local title = api.nvim_win_get_config(win).title
+    if type(title) == "table" then
+      local joined = ""
+      for _, chunk in ipairs(title) do
+        joined = joined .. (type(chunk) == "table" and chunk[1] or tostring(chunk))
+      end
+      title = joined
+    end
+    result.float_title = title
+    local ok, parser = pcall(vim.treesitter.get_parser, api.nvim_win_get_buf(win))
+    result.float_treesitter = ok and parser ~= nil and vim.treesitter.highlighter ~= nil
+      and vim.treesitter.highlighter.active[api.nvim_win_get_buf(win)] ~= nil
   end
   result.buffer = buf_lines(buf)
-  -- q in the window closes it; the job is done, so nothing is cancelled.
+  result.current_after = api.nvim_win_get_config(0).relative ~= ""
+  driver_screen("explain")
+  -- :LspilotFocus enters the window; q there closes it; the job is done, so nothing is
+  -- cancelled.
+  vim.cmd("LspilotFocus")
+  result.float_is_current_after_focus = api.nvim_win_get_config(0).relative ~= ""
   if #wins > 0 then
-    api.nvim_set_current_win(wins[1])
     api.nvim_feedkeys("q", "xt", false)
   end
   vim.wait(200)
   result.float_count_after_q = #floats()
   result.job_after_q = job_summary(job)
+  if spec.move_closes then
+    -- A second explanation, closed by moving the cursor once it is done.
+    local second = run_on_selection("LspilotExplain")
+    wait_done(second)
+    result.float_count_second = #floats()
+    api.nvim_win_set_cursor(0, { 1, 0 })
+    vim.cmd("doautocmd <nomodeline> CursorMoved")
+    vim.wait(200, function()
+      return #floats() == 0
+    end, 10)
+    result.float_count_after_move = #floats()
+  end
 end
 
 -- Cancels a running refactor with :LspilotCancel once text streams in.
@@ -519,6 +600,7 @@ function scenarios.chat()
   result.chat_is_current = api.nvim_get_current_buf() == chat.state.buf
   result.chat_floating = api.nvim_win_get_config(0).relative ~= ""
   result.chat_filetype = vim.bo.filetype
+  result.chat_wrap = { vim.wo.wrap, vim.wo.linebreak, vim.wo.breakindent }
   result.windows = #api.nvim_tabpage_list_wins(0)
   result.first_request = job.arguments
   wait_chat_turn(job, result.snapshots)
@@ -535,6 +617,7 @@ function scenarios.chat()
   wait_chat_turn(second)
   result.second = job_summary(second)
   result.after_second = chat_lines()
+  driver_screen("chat")
   local before = #result.notifications
   api.nvim_win_set_cursor(0, { row_of(chat_lines(), spec.outside_line), 0 })
   vim.cmd("LspilotChatApply")
@@ -658,9 +741,26 @@ function scenarios.agent()
     vim.cmd("silent undo")
   end)
   result.source_after_undo = buf_lines(buf)
-  local agent = require("lspilot.agent")
-  result.dollars = { agent.dollars(0.00004), agent.dollars(0.0041), agent.dollars(0.00413),
-    agent.dollars(1.23456), agent.dollars(0) }
+end
+
+-- The one cost format (util.format_cost) on spec.costs, no server involved; a cost of
+-- false stands for "no cost" (nil).
+function scenarios.format_cost()
+  local util = require("lspilot.util")
+  result.costs = {}
+  for _, cost in ipairs(spec.costs) do
+    table.insert(result.costs, util.format_cost(cost ~= false and cost or nil) or vim.NIL)
+  end
+  -- What a Write tests end message adds for a run's `tests`.
+  result.tests_words = {}
+  for _, tests in ipairs(spec.tests or {}) do
+    table.insert(result.tests_words, require("lspilot.testrun").finished(tests))
+  end
+  -- :LspilotStatus's lines for answers with and without session.groups.
+  result.status_lines = {}
+  for _, answer in ipairs(spec.status_answers or {}) do
+    table.insert(result.status_lines, require("lspilot.status").format(answer))
+  end
 end
 
 -- Ghost text. Insert mode only lasts while Neovim reads keys, so this scenario runs as
@@ -704,7 +804,9 @@ local function await_event(event, seen, what)
   await(function()
     local list = suggestion_events()
     for i = seen + 1, #list do
-      if list[i].event == event then
+      -- A block's early first lines count as "shown" only where a test asks for them.
+      local early_ok = not list[i].early or spec.early_shown
+      if list[i].event == event and early_ok then
         found, index = list[i], i
         return true
       end
@@ -734,6 +836,7 @@ function scenarios.suggest()
     shown, seen = await_event("shown", seen, "the ghost text to appear")
     result.shown = shown
     result.get = suggestion.get()
+    driver_screen(spec.early_shown and "ghost_block" or "ghost_text")
   else
     await(function()
       return api.nvim_get_mode().mode:sub(1, 1) == "i" and api.nvim_get_current_line() ~= result.original[spec.at[1]]
@@ -888,6 +991,10 @@ function scenarios.next_edit_off()
 end
 
 local function finish()
+  -- :messages: what the plugin echoed (progress) must not pile up there.
+  result.messages = vim.fn.execute("messages")
+  -- The ghost text's highlight as defined now (the plugin's default or the user's).
+  result.suggestion_highlight = vim.trim(vim.fn.execute("highlight LspilotSuggestion"))
   vim.fn.writefile({ vim.fn.json_encode(result) }, out_path)
   vim.cmd("qa!")
 end

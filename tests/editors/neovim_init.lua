@@ -23,6 +23,11 @@ if spec.log_level then
   vim.lsp.set_log_level(spec.log_level)
 end
 
+if spec.user_highlight then
+  -- The user's own highlight, set before the plugin loads (as a colorscheme would be).
+  vim.cmd(spec.user_highlight)
+end
+
 if spec.mode == "enable" then
   -- Neovim 0.11+: the shipped lsp/lspilot.lua, no setup() call.
   vim.lsp.config("lspilot", { cmd = cmd, filetypes = { "python" } })

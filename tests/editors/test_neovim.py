@@ -21,16 +21,23 @@ another binary: it replaces the case of its own minor version, or adds one
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
+import html
 import importlib.util
 import itertools
 import json
+import math
 import os
+import pty
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -207,8 +214,16 @@ def make_workspace(root: Path, *, tests_dir: bool = True) -> Path:
 
 
 def run_nvim(
-    nvim: Nvim, tmp_path: Path, upstream: FakeUpstream, spec: dict[str, Any]
+    nvim: Nvim,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    spec: dict[str, Any],
+    screens: Screens | None = None,
 ) -> dict[str, Any]:
+    """Runs the scenario in headless Neovim; with ``screens``, in a terminal (Neovim's own
+    TUI on a pty) whose screen is read at each of the driver's ``driver_screen`` points."""
+    if screens is not None:
+        spec = {**spec, "screens": str(screens.signals)}
     out = tmp_path / "result.json"
     state = tmp_path / "nvim-state"
     env = {
@@ -230,7 +245,7 @@ def run_nvim(
     )
     argv = [
         nvim.path,
-        "--headless",
+        *([] if screens is not None else ["--headless"]),
         "--clean",
         "-n",
         "-i",
@@ -241,25 +256,29 @@ def run_nvim(
         f"luafile {DRIVER}",
     ]
     started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        cwd=Path(spec["file"]).parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
     timed_out = False
-    try:
-        stdout, stderr = proc.communicate(timeout=NVIM_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        stdout, stderr = proc.communicate(timeout=10)
-    finally:
-        # The server is Neovim's child, in the same process group: never leave it behind.
-        _kill_group(proc.pid)
+    if screens is not None:
+        env.update(TERM="xterm-256color", COLORTERM="truecolor")
+        stdout, stderr, timed_out = screens.run(argv, Path(spec["file"]).parent, env)
+    else:
+        proc = subprocess.Popen(
+            argv,
+            cwd=Path(spec["file"]).parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=NVIM_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            stdout, stderr = proc.communicate(timeout=10)
+        finally:
+            # The server is Neovim's child, in the same process group: never leave it behind.
+            _kill_group(proc.pid)
     elapsed = time.monotonic() - started
 
     def context() -> str:
@@ -280,7 +299,8 @@ def run_nvim(
     result["elapsed"] = elapsed
     # Nothing the plugin calls may be deprecated in this Neovim (vim.deprecate writes
     # to the message area, which headless Neovim prints; older ones use vim.notify).
-    printed = stdout.decode(errors="replace") + stderr.decode(errors="replace")
+    printed = "" if screens is not None else stdout.decode(errors="replace")
+    printed += stderr.decode(errors="replace")
     deprecated = [n for n in result.get("notifications", []) if "deprecated" in n["msg"]]
     assert "deprecated" not in printed and not deprecated, (
         f"deprecation warnings on Neovim {result.get('nvim')}: {deprecated}{context()}"
@@ -294,6 +314,143 @@ def run_nvim(
             f"{result.get('error')}\nresult: {result}{context()}"
         )
     return result
+
+
+class Screens:
+    """Neovim in a terminal: its TUI on a pty, emulated by pyte; at each ``driver_screen``
+    point (the driver writes ``<name>.ready`` and waits for ``<name>.taken``) the screen
+    is written to the artifacts as text and as HTML with its colours."""
+
+    ROWS, COLUMNS = 30, 100
+
+    def __init__(self, tmp_path: Path, prefix: str) -> None:
+        self.signals = tmp_path / "screens"
+        self.signals.mkdir(parents=True, exist_ok=True)
+        self.artifacts = Path(os.environ.get("LSPILOT_E2E_ARTIFACTS") or tmp_path / "artifacts")
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.prefix = prefix
+        self.taken: dict[str, list[str]] = {}
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[bytes, bytes, bool]:
+        pyte = pytest.importorskip("pyte", reason="pyte (the dev extra) reads the screen")
+        screen = pyte.Screen(self.COLUMNS, self.ROWS)
+        stream = pyte.ByteStream(screen)
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", self.ROWS, self.COLUMNS, 0, 0))
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        os.close(slave)
+        lock = threading.Lock()
+        last_output = [time.monotonic()]
+
+        def read() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                with lock:
+                    stream.feed(data)
+                    last_output[0] = time.monotonic()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        stderr_chunks: list[bytes] = []
+        err_reader = threading.Thread(
+            target=lambda: stderr_chunks.append(proc.stderr.read() if proc.stderr else b""),
+            daemon=True)
+        err_reader.start()
+        deadline = time.monotonic() + NVIM_TIMEOUT
+        timed_out = False
+        try:
+            while proc.poll() is None:
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                for ready in sorted(self.signals.glob("*.ready")):
+                    name = ready.stem
+                    if name in self.taken:
+                        continue
+                    # The driver redrew before saying so: take it once the output settles.
+                    settle = time.monotonic() + 2.0
+                    while time.monotonic() < settle and time.monotonic() - last_output[0] < 0.25:
+                        time.sleep(0.05)
+                    with lock:
+                        self._write(name, screen)
+                    (self.signals / f"{name}.taken").write_text("taken")
+                time.sleep(0.05)
+        finally:
+            _kill_group(proc.pid)
+            proc.wait(timeout=10)
+            err_reader.join(timeout=5)
+            with contextlib.suppress(OSError):
+                os.close(master)
+        return b"", b"".join(stderr_chunks), timed_out
+
+    def _write(self, name: str, screen: Any) -> None:
+        lines = [line.rstrip() for line in screen.display]
+        self.taken[name] = lines
+        base = f"{self.prefix}-{name}"
+        (self.artifacts / f"{base}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (self.artifacts / f"{base}.html").write_text(screen_html(screen, base), encoding="utf-8")
+
+
+# pyte's colour names for the 16 ANSI colours.
+ANSI = {
+    "black": "#000000", "red": "#cd0000", "green": "#00cd00", "brown": "#cdcd00",
+    "blue": "#0000ee", "magenta": "#cd00cd", "cyan": "#00cdcd", "white": "#e5e5e5",
+    "brightblack": "#7f7f7f", "brightred": "#ff0000", "brightgreen": "#00ff00",
+    "brightbrown": "#ffff00", "brightblue": "#5c5cff", "brightmagenta": "#ff00ff",
+    "brightcyan": "#00ffff", "brightwhite": "#ffffff",
+}
+
+
+def _colour(value: str, default: str) -> str:
+    if value == "default":
+        return default
+    if value in ANSI:
+        return ANSI[value]
+    if re.fullmatch(r"[0-9a-fA-F]{6}", value):
+        return f"#{value}"
+    return default
+
+
+def screen_html(screen: Any, title: str) -> str:
+    """The screen as HTML: each run of cells with the same colours in one span."""
+    rows = []
+    for y in range(screen.lines):
+        row = screen.buffer[y]
+        spans: list[str] = []
+        current: tuple[str, str, bool] | None = None
+        text = ""
+        for x in range(screen.columns):
+            char = row[x]
+            fg = _colour(char.fg, "#d0d0d0")
+            bg = _colour(char.bg, "#1c1c1c")
+            if char.reverse:
+                fg, bg = bg, fg
+            style = (fg, bg, bool(char.bold))
+            if style != current and text:
+                spans.append(_span(current, text))
+                text = ""
+            current = style
+            text += char.data or " "
+        if text:
+            spans.append(_span(current, text))
+        rows.append("".join(spans))
+    body = "\n".join(rows)
+    return (f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<pre style='background:#1c1c1c;font:14px monospace;line-height:1.2'>"
+            f"{body}</pre>\n")
+
+
+def _span(style: tuple[str, str, bool] | None, text: str) -> str:
+    fg, bg, bold = style or ("#d0d0d0", "#1c1c1c", False)
+    weight = ";font-weight:bold" if bold else ""
+    return f"<span style='color:{fg};background:{bg}{weight}'>{html.escape(text)}</span>"
 
 
 def _kill_group(pid: int) -> None:
@@ -355,6 +512,17 @@ def test_refactor_replaces_the_selected_lines(nvim: Nvim, tmp_path: Path) -> Non
     assert kinds[0] == "begin" and kinds[-1] == "end", kinds
     assert [e["status"] for e in events(result, "done")] == ["done"]
     assert any(e["statusline"].startswith("lspilot: refactor") for e in events(result, "progress"))
+    # Each step was echoed in the command line as the server said it, while it ran...
+    shown = [e for e in events(result, "progress") if e["kind"] != "end"]
+    assert shown and all(e["echo"] == f"lspilot: Refactor: {e['message']}" for e in shown), shown
+    # The statusline component says the same step.
+    assert all(e["statusline"] == f"lspilot: refactor: {e['message'][:40]}" for e in shown), shown
+    # ...and cleared at the end, which is said once, by the done notification.
+    assert events(result, "progress")[-1].get("echo") is None
+    assert [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]], result
+    # Echoed, not kept: nothing of it in :messages.
+    assert not any(e["message"] and e["message"] in result["messages"] for e in shown), \
+        result["messages"]
     if nvim.minor >= (0, 10):
         # Neovim's own progress tracking saw it too.
         assert any("lspilot" in (e.get("lsp_status") or "") for e in events(result, "progress"))
@@ -400,6 +568,73 @@ def test_write_tests_creates_the_test_file(nvim: Nvim, tmp_path: Path, tests_dir
     assert "def add(a, b):" in user_prompt(requests[0])
 
 
+# The dev venv's pytest-asyncio would warn about its settings in every run's output.
+PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
+          "{file}"]
+
+
+def test_a_test_run_shows_its_progress_and_output_and_leaves_the_file_saved(
+    nvim: Nvim, tmp_path: Path
+) -> None:
+    root = tmp_path / "ws"
+    source = make_workspace(root)
+    test_file = root / "tests" / "test_calc.py"
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "tests", "file": str(source), "select": ADD_LINES,
+            "answer": 1,  # "Run"
+            "settings": {"testCommand": {"python": PYTEST}},
+            "show_output": True,
+        })
+
+    assert result["job"]["status"] == "done", result
+    assert result["tests"]["passed"] == 1, result["tests"]
+    # "Running the new tests…" was echoed while the run went on.
+    echoes = [e.get("echo") or "" for e in events(result, "progress")]
+    assert any(e.startswith("lspilot: Write tests: Running") for e in echoes), echoes
+    # One end message: the server's words on the run, the tokens, and the output offered.
+    (done,) = [n["msg"] for n in result["notifications"]]
+    assert re.fullmatch(r"lspilot: Write tests: 1 test.* \(11 tokens in, \d+ out\); "
+                        r":LspilotTestOutput shows the output", done), done
+    # The test file lspilot wrote to disk is not left 'modified' in its buffer.
+    buffers = {str(Path(b["name"]).resolve()): b for b in result["buffers"]}
+    written = buffers[str(test_file.resolve())]
+    assert "def test_add():" in written["lines"]
+    assert written["modified"] is False, written
+    # :LspilotTestOutput: the command and pytest's output in a read-only scratch buffer.
+    shown = result["output_buffer"]
+    assert shown["name"].endswith("lspilot://tests/output"), shown
+    assert shown["buftype"] == "nofile" and shown["modifiable"] is False
+    assert shown["lines"][0].startswith("$ ") and "pytest" in shown["lines"][0]
+    assert any("1 passed" in line for line in shown["lines"]), shown["lines"]
+
+
+def test_a_run_that_never_ran_a_test_says_why_once(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "tests", "file": str(source), "select": ADD_LINES,
+            "answer": 1,  # "Run"
+            "settings": {"testCommand": {"python": ["no-such-test-runner", "{file}"]}},
+        })
+
+    assert result["job"]["status"] == "done", result
+    tests = result["tests"]
+    if "ran" not in tests:
+        pytest.skip("this checkout's server does not say when no test ran (tests.ran)")
+    assert tests["ran"] is False, tests
+    # One message, a warning, with the problem (once) and nothing spent on repairs.
+    (said,) = result["notifications"]
+    assert said["level"] == 3, said  # vim.log.levels.WARN
+    message = said["msg"]
+    assert message.startswith("lspilot: Write tests: "), message
+    assert message.count(tests["problem"]) == 1, message
+    assert "testCommand" in message, message
+    assert tests["rounds"] == 0
+
+
 def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> None:
     source = make_workspace(tmp_path / "ws")
     # Select `str(n)` on line 10, charwise: after an emoji, so the UTF-16 columns
@@ -409,6 +644,7 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
     select = {"from": [10, start], "to": [10, start + len("str(n)") - 1], "mode": "v"}
     with FakeUpstream() as upstream:
         upstream.enqueue(Reply.stream(EXPLANATION, delay=0.15))
+        upstream.enqueue(Reply.stream(EXPLANATION, delay=0.01))
         result = run_nvim(
             nvim,
             tmp_path,
@@ -417,15 +653,32 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
                 "scenario": "explain",
                 "file": str(source),
                 "select": select,
+                "settings": {"prices": PRICES},
+                "move_closes": True,
             },
         )
         requests = upstream.wait_for_requests(1)
 
     explanation = "".join(EXPLANATION)
     assert result["job"]["status"] == "done", result
-    assert result["float_is_current"] is True
+    # The cursor stayed in the code; :LspilotFocus entered the window.
+    assert result["float_is_current"] is False and result["current_after"] is False
+    assert result["float_is_current_after_focus"] is True
     assert result["float_count"] == 1
-    assert result["float_filetype"] == "markdown"
+    assert result["float_filetype"] == "markdown" and result["float_conceallevel"] == 2
+    if nvim.minor >= (0, 10):
+        assert result["float_treesitter"] is True  # the bundled markdown parser
+    # A title: the border's (0.9+), else the first line; a done line with tokens and cost.
+    lines = result["float_lines"]
+    if nvim.minor >= (0, 9):
+        assert result["float_title"].strip() == "lspilot: Explain", result["float_title"]
+    else:
+        assert lines[:2] == ["lspilot: Explain", ""], lines
+    usage = events(result, "done")[0]["usage"]
+    done = f"── done · 11 tokens in, {usage['completionTokens']} out, " \
+           f"{cost_text(_expected_cost(usage))} · "
+    assert lines[-1].startswith(done) and lines[-1].endswith(" s"), lines
+    assert lines[-2] == "", lines
     assert (
         result["float_text"] == explanation.rstrip("\n") or result["float_text"] == explanation
     ), result["float_text"]
@@ -438,6 +691,9 @@ def test_explain_streams_into_a_floating_window(nvim: Nvim, tmp_path: Path) -> N
     assert result["buffer"] == ORIGINAL_LINES
     assert result["float_count_after_q"] == 0
     assert result["job_after_q"]["cancel_sent"] is False
+    # A done explanation closes when the cursor moves on in the code, as a hover does.
+    assert result["float_count_second"] == 1
+    assert result["float_count_after_move"] == 0
     # The range is in the negotiated encoding (UTF-16 on 0.7, UTF-8 on 0.11+): the
     # emoji before the selection counts 2 units in UTF-16, 4 in UTF-8, 1 in UTF-32.
     codec = {"utf-8": "utf-8", "utf-16": "utf-16-le", "utf-32": "utf-32-le"}
@@ -526,7 +782,10 @@ def test_failure_is_notified_with_the_servers_message(nvim: Nvim, tmp_path: Path
     errors = [n["msg"] for n in result["notifications"] if n["level"] == 4]
     assert len(errors) == 1, result["notifications"]
     assert message in errors[0]
-    assert "failed" in errors[0]
+    assert "failed" in errors[0].lower()
+    # One "lspilot: " prefix: not Neovim's "LSP[lspilot][Error]", not the server's own too.
+    assert errors[0].startswith("lspilot: "), errors[0]
+    assert "LSP[" not in errors[0] and "lspilot: lspilot:" not in errors[0], errors[0]
 
 
 def test_code_action_runs_through_the_plugin(nvim: Nvim, tmp_path: Path) -> None:
@@ -719,6 +978,67 @@ def test_a_missing_server_says_how_to_install_it(nvim: Nvim, tmp_path: Path) -> 
 PRICES = {"fake-model": {"input": 1000.0, "output": 2000.0}}
 
 
+def cost_text(cost: float) -> str:
+    """The one cost format (contract 1 of issue 28), as the plugin's util.format_cost."""
+    if cost <= 0:
+        return "$0"
+    if cost < 0.0001:
+        return "<$0.0001"
+    decimals = min(4, max(0, 3 - math.floor(math.log10(cost))))
+    return f"${cost:.{decimals}f}"
+
+
+# The contract's examples that are not rounding ties, and the edges.
+COST_EXAMPLES = [
+    (0, "$0"), (0.00004, "<$0.0001"), (0.0001, "$0.0001"), (0.0041, "$0.0041"),
+    (0.004123, "$0.0041"), (0.01234, "$0.0123"), (0.021, "$0.0210"), (0.5, "$0.5000"),
+    (12.3456, "$12.35"), (1234.7, "$1235"), (False, None),
+]
+
+
+def _totals(requests: int, prompt: int, completion: int, cost: float) -> dict[str, Any]:
+    return {"requests": requests, "promptTokens": prompt, "completionTokens": completion,
+            "cost": cost}
+
+
+STATUS_SESSIONS: list[dict[str, Any]] = [
+    {**_totals(12, 4200, 300, 0.0041), "groups": {
+        "actions": _totals(2, 3000, 200, 0.003), "chat": _totals(1, 1000, 90, 0.0011),
+        "ghostText": _totals(9, 200, 10, 0.00004), "nextEdits": _totals(0, 0, 0, 0)}},
+    _totals(12, 4200, 300, 0.0041),
+]
+
+
+def test_one_cost_format_everywhere(nvim: Nvim, tmp_path: Path) -> None:
+    source = make_workspace(tmp_path / "ws")
+    with FakeUpstream() as upstream:
+        result = run_nvim(nvim, tmp_path, upstream, {
+            "scenario": "format_cost", "file": str(source),
+            "costs": [cost for cost, _ in COST_EXAMPLES],
+            "status_answers": [{"session": session} for session in STATUS_SESSIONS],
+            "tests": [
+                {"command": "pytest t.py", "passed": 1, "failed": 0, "output": "1 passed\n"},
+                {"command": "python3 -m pytest t.py", "passed": 0, "failed": 0,
+                 "ran": False, "problem": "/usr/bin/python3 has no pytest", "output": ""},
+            ]})
+    assert result["costs"] == [text for _, text in COST_EXAMPLES]
+    with_groups, without_groups = result["status_lines"]
+    assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in with_groups
+    assert "  actions    2 requests, 3,000 tokens in, 200 out, $0.0030" in with_groups
+    assert "  chat       1 request, 1,000 tokens in, 90 out, $0.0011" in with_groups
+    assert "  ghost text 9 requests, 200 tokens in, 10 out, <$0.0001" in with_groups
+    assert "  next edits 0 requests, 0 tokens in, 0 out, $0" in with_groups
+    # A run's output is offered; a run that never ran a test says why.
+    assert result["tests_words"] == [
+        "; :LspilotTestOutput shows the output",
+        "; no test ran: /usr/bin/python3 has no pytest",
+    ]
+    # An older server without groups: the session line alone, nothing made up.
+    assert "session      12 requests, 4,200 tokens in, 300 out, $0.0041" in without_groups
+    assert not any(line.startswith("  ") for line in without_groups), without_groups
+    assert [cost_text(c) for c, t in COST_EXAMPLES if t] == [t for _, t in COST_EXAMPLES if t]
+
+
 def _expected_cost(usage: dict[str, Any]) -> float:
     return (usage["promptTokens"] * 1000.0 + usage["completionTokens"] * 2000.0) / 1e6
 
@@ -750,7 +1070,7 @@ def test_done_event_carries_usage_and_cost(nvim: Nvim, tmp_path: Path) -> None:
     assert "estimated" not in usage or usage["estimated"] is False
     # The done notification says it in words.
     said = [n["msg"] for n in result["notifications"] if "refactor done" in n["msg"]]
-    cost = f"${_expected_cost(usage):.2f}"  # $0.02: 11 x $1000/M in + 5 x $2000/M out
+    cost = cost_text(_expected_cost(usage))  # 11 x $1000/M in + 5 x $2000/M out
     assert said and f"11 tokens in, {chunks} out, {cost}" in said[0], result["notifications"]
 
 
@@ -779,12 +1099,18 @@ def test_lspilot_status_shows_the_session(nvim: Nvim, tmp_path: Path) -> None:
     assert "sk-test-neovim" not in message
     lines = message.splitlines()
     assert lines[0].startswith("lspilot "), message
-    assert f"endpoint   {upstream.base_url}" in lines, message
-    assert "model      fake-model" in lines and "API key    set" in lines, message
-    assert "running    nothing" in lines, message
+    assert f"endpoint     {upstream.base_url}" in lines, message
+    assert "model        fake-model" in lines and "API key      set" in lines, message
+    assert "running      nothing" in lines, message
     chunks = len(fenced(REFACTORED))
-    cost = f"${_expected_cost({'promptTokens': 11, 'completionTokens': chunks}):.2f}"
-    assert f"session    1 requests, 11 tokens in, {chunks} out, {cost}" in lines, message
+    cost = cost_text(_expected_cost({"promptTokens": 11, "completionTokens": chunks}))
+    spent = f"1 request, 11 tokens in, {chunks} out, {cost}"
+    assert f"session      {spent}" in lines, message
+    # Split by where it went (session.groups).
+    assert f"  actions    {spent}" in lines, message
+    assert "  chat       0 requests, 0 tokens in, 0 out, $0" in lines, message
+    assert "  ghost text 0 requests, 0 tokens in, 0 out, $0" in lines, message
+    assert "  next edits 0 requests, 0 tokens in, 0 out, $0" in lines, message
     assert answer["session"]["cost"] == pytest.approx(_expected_cost(
         {"promptTokens": 11, "completionTokens": chunks}))
 
@@ -977,6 +1303,8 @@ def test_ghost_text_appears_and_the_accept_key_inserts_it(nvim: Nvim, tmp_path: 
     assert (mark["row"], mark["col"]) == (CALL_ROW - 1, IN_PARENS + 1)
     assert mark["virt_text_first"] == CALL_SUGGESTION and mark["virt_lines"] == []
     assert mark["hl"] == "LspilotSuggestion"
+    # Its own group, dimmed as comments are unless the user says otherwise.
+    assert re.search(r"LspilotSuggestion\s+xxx links to Comment", result["suggestion_highlight"])
     if nvim.minor >= (0, 10):
         assert mark["pos"] == "inline"
     else:
@@ -995,6 +1323,17 @@ def test_ghost_text_appears_and_the_accept_key_inserts_it(nvim: Nvim, tmp_path: 
     assert accept["event"]["marks"] == [] and accept["mode"] == "i"
     assert result["buffer"][CALL_ROW - 1] == "total = add(1, 2)"
     assert result["buffer"][: CALL_ROW - 1] == GHOST_LINES[: CALL_ROW - 1]
+
+
+@needs_inline
+def test_the_users_ghost_text_highlight_wins(nvim: Nvim, tmp_path: Path) -> None:
+    result, _ = suggest(
+        nvim, tmp_path, [Reply.stream(CALL_ANSWER)], [{"keys": "<M-l>", "wait": "cleared"}],
+        user_highlight="highlight LspilotSuggestion ctermfg=8 guifg=#5c6370",
+    )
+    assert result["shown"]["marks"][0]["hl"] == "LspilotSuggestion"
+    highlight = result["suggestion_highlight"]
+    assert "guifg=#5c6370" in highlight and "links to" not in highlight, highlight
 
 
 @needs_inline
@@ -1077,6 +1416,40 @@ def test_a_block_shows_its_lines_below(nvim: Nvim, tmp_path: Path) -> None:
     assert accept["cursor"] == [DEF_ROW + 2, len("    return product")]
 
 
+def _server_sends_early_lines() -> bool:
+    try:
+        from lspilot.features.inline import LINES_NOTIFICATION  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@needs_inline
+@pytest.mark.skipif(not _server_sends_early_lines(),
+                    reason="this checkout's server has no lspilot/inlineCompletionLines yet")
+def test_a_blocks_first_line_shows_while_the_rest_streams(nvim: Nvim, tmp_path: Path) -> None:
+    # The model writes the block's first line and part of the next, then stalls for good:
+    # what shows came before any answer (lspilot/inlineCompletionLines).
+    answer = ["def mul(a, b):\n", "    product = a * b\n", "    ret"]
+    result, _ = suggest(
+        nvim,
+        tmp_path,
+        [Reply.stream(answer, hang_after=4)],
+        [{"keys": "<M-l>", "wait": "cleared"}],
+        at=[DEF_ROW],
+        type=":",
+        early_shown=True,
+    )
+
+    shown = result["shown"]
+    assert shown["early"] is True, shown
+    assert shown["text"] == "\n    product = a * b", shown["text"]
+    (mark,) = shown["marks"]
+    assert mark["row"] == DEF_ROW - 1 and mark["virt_lines"] == ["    product = a * b"]
+    # Accepting it inserts the line shown.
+    assert result["buffer"][DEF_ROW - 1:DEF_ROW + 1] == ["def mul(a, b):", "    product = a * b"]
+
+
 @needs_inline
 def test_suggestions_turned_off_ask_nothing(nvim: Nvim, tmp_path: Path) -> None:
     """With suggestion.enabled = false typing sends no request; :LspilotSuggestion
@@ -1143,7 +1516,7 @@ def test_bad_options_are_named_and_keep_their_defaults(nvim: Nvim, tmp_path: Pat
     setup_error = "; ".join(result["option_problems"])
     assert len(result["option_problems"]) == 3, setup_error
     (command_error,) = [n["msg"] for n in result["notifications"] if n["level"] == 4]
-    assert 'float must be a table { border, max_width, max_height }, not "big"' in setup_error
+    assert 'float must be a table { border, max_width, max_height, focus }, not "big"' in setup_error
     assert 'notify_done must be true or false, not "yes"' in setup_error
     assert "suggestion.keys.acept is not a key lspilot maps (it maps accept," in setup_error
     # The server started anyway, with the defaults for those options.
@@ -1189,6 +1562,8 @@ def test_chat_streams_a_prompt_turn_keeps_the_conversation_and_apply_edits(
     # A split (not a float) with the chat buffer, current, markdown.
     assert result["chat_is_current"] is True and result["chat_floating"] is False
     assert result["chat_filetype"] == "markdown" and result["windows"] == 2
+    # Long lines wrap at words, continuations indented (wrap, linebreak, breakindent).
+    assert result["chat_wrap"] == [True, True, True]
     # The selection went with the first turn.
     assert result["first_request"]["uri"].endswith("/calc.py")
     assert result["first_request"]["range"] == {
@@ -1357,12 +1732,11 @@ def test_agent_reads_then_edits_with_approval_through_vim_ui_select(
     assert "Inlined the temporary in `add`." in body
     usage = result["job"]["usage"]
     assert usage["cost"] > 0
-    cost = f"${usage['cost']:.4f}"
+    cost = cost_text(usage["cost"])
     summary = f"2 steps (2 done) · {usage['promptTokens']:,} tokens in, " \
               f"{usage['completionTokens']:,} out · {cost}"
     assert result["summary"] == summary
     assert f"*{summary}*" in body
-    assert result["dollars"] == ["<$0.0001", "$0.0041", "$0.0041", "$1.235", "$0"]
     # The edit landed in the buffer (not on disk), and one undo takes it back whole.
     assert result["source"] == ORIGINAL_LINES[:3] + ["def add(a, b):", "    return a + b"] \
         + ORIGINAL_LINES[6:]
@@ -1586,3 +1960,96 @@ def test_no_next_edit_is_asked_when_turned_off(nvim: Nvim, tmp_path: Path) -> No
         })
         assert upstream.requests == []
     assert result["buffer"] == RENAMED and result["next_edit_events"] == []
+
+
+# -- screens ------------------------------------------------------------------------------
+# Neovim in a terminal (its TUI on a pty, read by pyte): what the user sees at each fixed
+# screen of issue 28, written to the artifacts (LSPILOT_E2E_ARTIFACTS, else
+# tmp_path/artifacts) as <nvim>-<screen>.txt and .html, and checked on the screen itself.
+
+LONG_LINE = ("- It keeps a temporary, `result`, which it returns at once; the variable adds "
+             "nothing, so inlining it makes the function shorter and just as clear.")
+CHAT_WRAPPED = ["`add` returns the sum:\n", f"{LONG_LINE}\n", "```python\n", "add(2, 3)  # 5\n",
+                "```\n"]
+
+
+def _chat_column(lines: list[str]) -> list[str]:
+    """The right-hand window's text (the chat is split off to the right)."""
+    bar = next((line.rfind("│") for line in lines if "│" in line), -1)
+    assert bar >= 0, lines
+    return [line[bar + 1:] if len(line) > bar else "" for line in lines]
+
+
+SCREEN_NAMES = ["progress", "explain", "chat", "ghost_text", "ghost_block", "test_output"]
+
+
+@pytest.mark.parametrize("name", SCREEN_NAMES)
+def test_screens(nvim: Nvim, tmp_path: Path, name: str) -> None:
+    screens = Screens(tmp_path, nvim_id(nvim.minor))
+    source = make_workspace(tmp_path / "ws")
+    spec: dict[str, Any] = {"file": str(source), "select": ADD_LINES}
+    with FakeUpstream() as upstream:
+        if name == "progress":
+            upstream.enqueue(Reply.stream(fenced(REFACTORED), delay=0.3))
+            spec.update(scenario="refactor")
+        elif name == "explain":
+            upstream.enqueue(Reply.stream(EXPLANATION, delay=0.02))
+            spec.update(scenario="explain", settings={"prices": PRICES})
+        elif name == "chat":
+            upstream.enqueue(Reply.stream(CHAT_WRAPPED, delay=0.02),
+                             Reply.stream(CHAT_SECOND, delay=0.02))
+            spec.update(scenario="chat", message="what does add do?", second="make it shorter",
+                        outside_line="or", apply_line="    return a + b")
+        elif name == "ghost_text":
+            if not _server_has_inline_completions():
+                pytest.skip("this checkout's server has no inline completions")
+            source = ghost_workspace(tmp_path / "ghost")
+            upstream.default = Reply.stream([""])
+            upstream.enqueue(Reply.stream(CALL_ANSWER))
+            spec = {"scenario": "suggest", "file": str(source), "at": [CALL_ROW, IN_PARENS],
+                    "type": "1", "steps": []}
+        elif name == "ghost_block":
+            if not (_server_has_inline_completions() and _server_sends_early_lines()):
+                pytest.skip("this checkout's server sends no early block lines")
+            source = ghost_workspace(tmp_path / "ghost")
+            upstream.default = Reply.stream([""])
+            # The first line and part of the next, then the model stalls for good.
+            upstream.enqueue(Reply.stream(
+                ["def mul(a, b):\n", "    product = a * b\n", "    ret"], hang_after=4))
+            spec = {"scenario": "suggest", "file": str(source), "at": [DEF_ROW], "type": ":",
+                    "steps": [], "early_shown": True}
+        else:
+            upstream.enqueue(Reply.stream(fenced(TESTS), delay=0.02))
+            spec.update(scenario="tests", answer=1, show_output=True,
+                        settings={"testCommand": {"python": PYTEST}})
+        run_nvim(nvim, tmp_path, upstream, spec, screens=screens)
+
+    assert name in screens.taken, f"no {name} screen was taken: {sorted(screens.taken)}"
+    lines = screens.taken[name]
+    text = "\n".join(lines)
+    assert (screens.artifacts / f"{nvim_id(nvim.minor)}-{name}.txt").exists()
+    assert (screens.artifacts / f"{nvim_id(nvim.minor)}-{name}.html").exists()
+    if name == "progress":
+        # The command line (the last row) says what runs, as the server said it.
+        assert lines[-1].startswith("lspilot: Refactor: "), text
+    elif name == "explain":
+        assert "lspilot: Explain" in text, text
+        assert re.search(r"── done · 11 tokens in, \d+ out, \$[0-9.]+ · [0-9.]+ s", text), text
+        assert "display string" in text
+    elif name == "chat":
+        chat = _chat_column(lines)
+        first = next(i for i, line in enumerate(chat) if line.startswith("- It keeps"))
+        # Wrapped at a word, the continuation indented (breakindent, shift:2).
+        assert chat[first + 1].startswith("  ") and chat[first + 1].strip(), chat
+        assert not chat[first].rstrip().endswith("-"), chat
+    elif name == "ghost_text":
+        row = lines[CALL_ROW - 1]
+        assert "total = add(1" + CALL_SUGGESTION in row, text
+    elif name == "ghost_block":
+        # The block's first line below the one typed, while the rest is still coming.
+        assert lines[DEF_ROW - 1].startswith("def mul(a, b):"), text
+        assert lines[DEF_ROW].rstrip() == "    product = a * b", text
+    else:
+        # The end of the output (the counts) is in view; the command heads the buffer.
+        assert "1 passed" in text, text
+        assert "lspilot://tests/output" in text, text

@@ -164,3 +164,18 @@ def test_crlf_answer_closing_fence_is_recognised() -> None:
 def test_a_confirmed_edit_not_applied_is_declined_by_its_reason(reason: str | None,
                                                                 said_no: bool) -> None:
     assert declined(reason) is said_no
+
+
+def test_blank_lines_after_the_selected_function_stay() -> None:
+    selected = "def f():\n    return 1\n\n\n"
+    assert fit_to_selection("def f():\n    return 2\n", selected, "") == \
+        "def f():\n    return 2\n\n\n"
+
+
+def test_blank_lines_before_the_selected_code_stay() -> None:
+    selected = "\n  \n    a = 1\n"
+    assert fit_to_selection("a = 2\n", selected, "") == "\n  \n    a = 2\n"
+
+
+def test_a_selection_ending_inside_a_blank_line_keeps_it() -> None:
+    assert fit_to_selection("b = 2", "    a = 1\n\n    ", "") == "    b = 2\n\n    "

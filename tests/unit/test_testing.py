@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lspilot.testing import commands, report, runner
+from lspilot.testing import commands, diagnose, report, runner
 from lspilot.testing.report import Counts
 
 
@@ -76,3 +76,88 @@ def test_the_environment_loses_variables_that_hold_the_key_inside() -> None:
     assert runner.clean_environment(env, ["sk-secret"]) == {"PATH": "/bin", "OTHER": "sk-secre"}
     # A (non-key) secret too short to be looked for inside other values: only its equal goes.
     assert runner.clean_environment({"PATH": "/bin", "X": "/"}, ["/"]) == {"PATH": "/bin"}
+
+
+# -- runs that never ran a test ----------------------------------------------------------------
+
+PYTEST_MISSING_MODULE = """\
+_________________________ ERROR collecting test_calc.py __________________________
+ImportError while importing test module '/w/test_calc.py'.
+test_calc.py:1: in <module>
+    {line}
+E   ModuleNotFoundError: No module named '{name}'
+!!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!
+1 error in 0.38s
+"""
+CANNOT_IMPORT_NAME = """\
+_________________________ ERROR collecting test_calc.py __________________________
+E   ImportError: cannot import name 'nope' from 'calc' (/w/calc.py)
+!!!!!!!!!!!!!!!!!!!! Interrupted: 1 error during collection !!!!!!!!!!!!!!!!!!!!
+"""
+UNITTEST_IMPORT_PYTEST = """\
+ERROR: test_calc (unittest.loader._FailedTest.test_calc)
+ImportError: Failed to import test module: test_calc
+    import pytest
+ModuleNotFoundError: No module named 'pytest'
+Ran 1 test in 0.000s
+
+FAILED (errors=1)
+"""
+
+
+def setup(argv: tuple[str, ...] = ("/usr/bin/python3", "-m", "pytest", "-q", "test_calc.py"),
+          **extra: object) -> diagnose.RunSetup:
+    fields: dict[str, object] = {
+        "language": "python", "argv": argv, "interpreter": "/usr/bin/python3",
+        "test_name": "test_calc.py", "source_name": "calc.py",
+        "source_imports": frozenset({"numpy"}), "in_project": lambda name: name == "calc"}
+    fields.update(extra)
+    return diagnose.RunSetup(**fields)  # type: ignore[arg-type]
+
+
+UNITTEST = ("/usr/bin/python3", "-m", "unittest", "-v", "test_calc.py")
+
+
+@pytest.mark.parametrize("run_setup, output, code, expected", [
+    (setup(), "/usr/bin/python3: No module named pytest\n", 1,
+     "pytest is not installed for /usr/bin/python3"),
+    (setup(UNITTEST, pytest_missing=True), UNITTEST_IMPORT_PYTEST, 1,
+     "pytest is not installed for /usr/bin/python3 (the tests import it)"),
+    (setup(UNITTEST, pytest_missing=True), "Ran 0 tests in 0.000s\n\nOK\n", 0,
+     "pytest is not installed for /usr/bin/python3 (unittest found no TestCase in "
+     "test_calc.py)"),
+    (setup(UNITTEST), "Ran 0 tests in 0.000s\n\nOK\n", 0,
+     "unittest found no TestCase in test_calc.py"),
+    (setup(), PYTEST_MISSING_MODULE.format(line="import numpy", name="numpy"), 2,
+     "numpy is not installed for /usr/bin/python3 (calc.py imports it)"),
+    (setup(), PYTEST_MISSING_MODULE.format(line="from calc import add", name="calc"), 2,
+     "/usr/bin/python3 cannot import calc, a module of the project, from the folder the "
+     "tests run in"),
+    (setup(), "ERROR: file or directory not found: test_calc.py\n\nno tests ran in 0.1s\n", 4,
+     "pytest refused its command line (ERROR: file or directory not found: test_calc.py)"),
+    (setup(), "no tests ran in 0.25s\n", 5, "pytest collected no tests from test_calc.py"),
+    (setup(), "ImportError while loading conftest '/w/conftest.py'.\nE   NameError: x\n", 4,
+     "pytest could not load the project's conftest.py (NameError: x)"),
+    (setup(("npx", "--no-install", "jest", "a.test.js"), language="javascript"),
+     "npm ERR! could not determine executable to run\n", 1,
+     "jest is not installed in the workspace (npx --no-install jest)"),
+])
+def test_a_run_that_never_ran_a_test_says_what_is_missing(
+        run_setup: diagnose.RunSetup, output: str, code: int, expected: str) -> None:
+    assert diagnose.problem(run_setup, output, code) == expected
+
+
+@pytest.mark.parametrize("output, code", [
+    (PYTEST_MISSING_MODULE.format(line="import hypothesis", name="hypothesis"), 2),  # test's own
+    (CANNOT_IMPORT_NAME, 2),  # a name the module does not have: the model's to fix
+    ("E     File \"test_calc.py\", line 3\nE   SyntaxError: invalid syntax\n", 2),
+    ("..F\n=== 1 failed, 2 passed in 0.12s ===\n", 1),
+    ("1 passed in 0.01s\n", 0),
+])
+def test_what_the_tests_can_fix_is_left_to_a_repair(output: str, code: int) -> None:
+    assert diagnose.problem(setup(), output, code) is None
+
+
+def test_top_level_imports() -> None:
+    source = "import os\nfrom a.b import c\n  import numpy as np\nx = 'import nope'\n"
+    assert diagnose.top_level_imports(source) == {"os", "a", "numpy"}

@@ -98,7 +98,7 @@ class ShowExplanation(Applier):
                 # The answer is still the user's: shown as a message instead.
                 log.warning("Not writing the explanation: %s", exc)
                 self.editor.show_message(types.MessageType.Warning,
-                                         f"lspilot: not writing the explanation: {exc}")
+                                         f"Not writing the explanation: {exc}")
             else:
                 uri = from_fs_path(str(path)) or f"file://{path}"
                 if await self.editor.show_document(uri, take_focus=False):

@@ -71,7 +71,7 @@ class ActionsFeature(Feature):
         try:
             context = await services.job_context(args.uri)
         except LspilotError as exc:
-            services.editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+            services.editor.show_message(types.MessageType.Error, str(exc))
             return JobResult.failed(exc).to_json()
         spec = JobSpec(title=action.title, command=params.command, action=action.id,
                        uri=args.uri, client_token=params.work_done_token)

@@ -8,6 +8,7 @@ the agent's work.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,8 @@ from lspilot.settings import Settings
 from lspilot.testing import commands, report, runner
 from lspilot.text import position_of
 from lspilot.workspace import folders, open_text
+
+log = logging.getLogger(__name__)
 
 # A test file's language by its suffix (run_tests with a path).
 LANGUAGES = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript",
@@ -119,6 +122,7 @@ class LspHost:
                                    env=self._environment())
         except runner.TestCommandFailed as exc:
             raise ToolError(str(exc)) from None
+        log.info("Agent command: %s", runner.describe(run, cwd))
         return CommandRun(run.exit_code, logs.scrub(run.output), run.timed_out)
 
     def test_command(self, path: Path | None) -> tuple[str, ...] | None:
@@ -149,6 +153,8 @@ class LspHost:
         except runner.TestCommandFailed as exc:
             raise ToolError(str(exc)) from None
         found = report.counts(run.output, run.exit_code)
+        log.info("Agent test run: %s; %d passed, %d failed", runner.describe(run, root),
+                 found.passed, found.failed)
         return TestsRun(commands.shown(argv), found.passed, found.failed, run.exit_code,
                         report.trimmed(logs.scrub(run.output)), run.timed_out)
 

@@ -74,7 +74,7 @@ class ChatFeature(Feature):
         try:
             context = await services.job_context(uri)
         except LspilotError as exc:
-            services.editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+            services.editor.show_message(types.MessageType.Error, str(exc))
             return JobResult.failed(exc, conversation=conversation.id).to_json()
         spec = JobSpec(title=TITLE, command=CHAT, action="chat", uri=uri, client_token=token,
                        extra={"conversation": conversation.id})

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,10 @@ AROUND_CURSOR_CHARS = 1200
 # Shown once per session: the user must act on these, and nothing else will tell them.
 # How long a cancelled request's upstream answer is kept for the next request to join.
 JOIN_GRACE = 0.05
+# A client whose capabilities say `experimental.lspilotInlineCompletionLines: true` gets a
+# block suggestion's complete lines as they stream, before the answer (docs/protocol.md).
+LINES_CAPABILITY = "lspilotInlineCompletionLines"
+LINES_NOTIFICATION = "lspilot/inlineCompletionLines"
 SHOWN_ONCE = frozenset({"no_api_key", "authentication", "cost_limit", "local_model"})
 
 
@@ -124,8 +128,20 @@ class InlineFeature(Feature):
         ) -> types.InlineCompletionList:
             """A suggestion at the cursor, or an empty list."""
             automatic = params.context.trigger_kind == types.InlineCompletionTriggerKind.Automatic
-            suggestion = await self.suggest(params.text_document.uri, params.position,
-                                            automatic=automatic)
+            uri, position = params.text_document.uri, params.position
+            on_lines = None
+            if _wants_lines(ls):
+                version = self._version(uri)
+
+                def on_lines(text: str) -> None:
+                    # A block's complete lines so far, each time one more is complete: the
+                    # editor shows them while the rest streams; the answer has it all.
+                    ls.protocol.notify(LINES_NOTIFICATION, {
+                        "textDocument": {"uri": uri, "version": version},
+                        "position": {"line": position.line, "character": position.character},
+                        "text": text})
+            suggestion = await self.suggest(uri, position, automatic=automatic,
+                                            on_lines=on_lines)
             items = [] if suggestion is None else [
                 types.InlineCompletionItem(insert_text=suggestion)]
             return types.InlineCompletionList(items=items)
@@ -158,8 +174,10 @@ class InlineFeature(Feature):
             job.cancel()
 
     # -- the engine ----------------------------------------------------------------------
-    async def suggest(self, uri: str, position: types.Position, *,
-                      automatic: bool) -> str | None:
+    async def suggest(self, uri: str, position: types.Position, *, automatic: bool,
+                      on_lines: Callable[[str], None] | None = None) -> str | None:
+        """The suggestion at ``position``; ``on_lines`` gets a block's complete lines as
+        they arrive (partial results), before the answer."""
         store = self.services.store
         settings = store.settings_for(uri)
         if not settings.inline_completions or self.services.excluded(uri) is not None:
@@ -168,14 +186,39 @@ class InlineFeature(Feature):
         if context is None:
             return None
         turn = self._turn(uri)
+        watcher = None
+        if on_lines is not None and context.shape is Shape.BLOCK:
+            watcher = asyncio.get_running_loop().create_task(
+                self._early_lines(uri, turn, context, on_lines))
         try:
             suggestion = await self._suggest(uri, turn, context, settings, automatic)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if self.turns.get(uri) is turn:
                 del self.turns[uri]
         if turn.superseded.done() or self._version(uri) != turn.version:
             return None  # for text that is no longer there (it stays in the cache)
         return suggestion
+
+    async def _early_lines(self, uri: str, turn: Turn, context: CursorContext,
+                           on_lines: Callable[[str], None]) -> None:
+        """While this request's own upstream answer streams, hand its complete lines (as
+        the answer will be cleaned) to ``on_lines`` each time there is one more."""
+        shown = ""
+        while not turn.superseded.done():
+            pending = self.pending.get(uri)
+            if pending is None or pending.context != context or pending.result.done():
+                await asyncio.sleep(0.02)  # not asked yet (debounce), or not this request's
+                continue
+            so_far = clean(pending.partial, context) or ""
+            complete = so_far[: so_far.rfind("\n")] if "\n" in so_far else ""
+            if complete.strip() and len(complete) > len(shown) and complete.startswith(shown):
+                shown = complete
+                on_lines(complete)
+            events: list[asyncio.Future[Any]] = [pending.news, pending.result,
+                                                 turn.superseded]
+            await asyncio.wait(events, return_when=asyncio.FIRST_COMPLETED)
 
     def _turn(self, uri: str) -> Turn:
         """This request's turn; the older request for the document answers empty at once."""
@@ -401,6 +444,12 @@ class InlineFeature(Feature):
                                               f"lspilot completions: {message}")
         else:
             log.info("Inline completion failed (%s): %s", kind, message)
+
+
+def _wants_lines(ls: LanguageServer) -> bool:
+    """Whether the client asked for a block's lines early (experimental capability)."""
+    experimental = ls.client_capabilities.experimental
+    return isinstance(experimental, dict) and experimental.get(LINES_CAPABILITY) is True
 
 
 def _follows(pending: Pending, context: CursorContext) -> bool:

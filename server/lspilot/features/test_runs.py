@@ -10,7 +10,9 @@ lspilot wrote are ever replaced by a repair, never the user's.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +27,15 @@ from lspilot.actions.registry import Action
 from lspilot.actions.results import WrittenTests, test_code
 from lspilot.actions.small_model_tests import Prefill
 from lspilot.edits import EditTarget, replacement_edit
-from lspilot.jobs.job import EditDeclined, Job
+from lspilot.jobs.job import EditDeclined, Job, shown_title
 from lspilot.requests import chat_request
 from lspilot.services import Services
-from lspilot.testing import commands, report, runner
+from lspilot.testing import commands, diagnose, report, runner
 from lspilot.testing.repair import repair_messages
 from lspilot.text import position_of
 from lspilot.workspace import encoding_of, language_of, relative, root_for
+
+log = logging.getLogger(__name__)
 
 RUN, ALWAYS, NOT_NOW = "Run", "Always in this workspace", "Not now"
 RUNNING_THE_TESTS = "Running the tests…"
@@ -73,42 +77,95 @@ class TestRuns:
         environment = runner.clean_environment(os.environ, self._secrets())
         rounds = 0
         note = ""
+        pytest_missing = False
         while True:
             self._sync_to_disk(written, test_path)
             job.report(RUNNING_THE_TESTS)
-            run = await runner.run(argv, root, limit_seconds=settings.test_timeout,
-                                   env=environment)
+            try:
+                run = await runner.run(argv, root, limit_seconds=settings.test_timeout,
+                                       env=environment)
+            except runner.TestCommandFailed as exc:
+                log.info("Test run: `%s` in %s did not start: %s", commands.shown(argv), root,
+                         exc.problem)
+                setup = self._setup(language, argv, root, test_path, document.source,
+                                    Path(document.path), environment)
+                return self._not_run(action, setup, exc.problem, "", rounds)
+            found = report.counts(run.output, run.exit_code)
+            log.info("Test run: %s; %d passed, %d failed", runner.describe(run, root),
+                     found.passed, found.failed)
             if (language == "python" and language not in settings.test_command
-                    and commands.NO_PYTEST in run.output):
+                    and commands.NO_PYTEST in run.output and not pytest_missing):
+                log.info("Test run: no pytest for %s; trying unittest", argv[0])
+                pytest_missing = True
                 argv = commands.expand(commands.unittest_command(template), root, test_path)
                 continue  # this Python has no pytest: unittest runs pytest-free tests too
-            found = report.counts(run.output, run.exit_code)
+            setup = self._setup(language, argv, root, test_path, document.source,
+                                Path(document.path), environment, pytest_missing)
+            problem = diagnose.problem(setup, run.output, run.exit_code)
+            if problem is not None and not run.timed_out:
+                # Not the tests' fault: a repair cannot help, so none is asked for.
+                log.info("Test run: no test ran (%s); not repaired", problem)
+                return self._not_run(action, setup, problem, run.output, rounds)
             passed = run.exit_code == 0
             if passed or run.timed_out or rounds >= settings.test_repair_rounds:
                 break
             rounds += 1
             job.report(f"Repairing the tests (round {rounds} of {settings.test_repair_rounds})…")
+            log.info("Test repair round %d of %d: %d failed; asking the model", rounds,
+                     settings.test_repair_rounds, found.failed)
             try:
                 repaired = await self._repair(job, applier, action, written,
                                               code_under_test, commands.shown(argv),
                                               run.output, prefill, max_tokens)
             except EditDeclined:
+                log.info("Test repair round %d: declined by the user", rounds)
                 note = "; the repair was not applied: you declined it"
                 break
             if repaired is None:
+                log.info("Test repair round %d: the test file changed; not repaired", rounds)
                 note = "; the test file changed where lspilot's tests were, so they were not " \
                        "repaired"
                 break
+            log.info("Test repair round %d: %s", rounds, "the new tests applied"
+                     if repaired is not written else "the answer held no tests; kept as they were")
             written = repaired
         loaded = not (language == "python" and run.exit_code in PYTEST_NOT_LOADED
                       and "pytest" in argv[1:3])
         words = report.words(found, timed_out=run.timed_out, loaded=loaded) + note
         tests = {"command": commands.shown(argv), "passed": found.passed,
                  "failed": found.failed if not passed else 0, "rounds": rounds,
-                 "output": report.trimmed(run.output)}
+                 "output": report.trimmed(run.output), "ran": True}
         self.services.editor.show_message(
             types.MessageType.Info if passed else types.MessageType.Warning,
-            f"{action.title}: {words}")
+            f"{shown_title(action.title)}: {words}")
+        return tests, words
+
+    def _setup(self, language: str, argv: list[str], root: Path, test_path: Path,
+               source: str, source_path: Path, environment: dict[str, str],
+               pytest_missing: bool = False) -> diagnose.RunSetup:
+        def in_project(module: str) -> bool:
+            folders = {root, root / "src", source_path.parent}
+            return any((folder / f"{module}.py").is_file()
+                       or (folder / module / "__init__.py").is_file() for folder in folders)
+
+        return diagnose.RunSetup(
+            language=language, argv=argv,
+            interpreter=argv[0] if os.sep in argv[0]
+            else shutil.which(argv[0], path=environment.get("PATH")) or argv[0],
+            test_name=relative(test_path, root), source_name=source_path.name,
+            source_imports=diagnose.top_level_imports(source) if language == "python"
+            else frozenset(),
+            in_project=in_project, pytest_missing=pytest_missing)
+
+    def _not_run(self, action: Action, setup: diagnose.RunSetup, problem: str, output: str,
+                 rounds: int) -> tuple[dict[str, Any], str]:
+        """The answer's ``tests`` and the end's words for a run that never ran a test."""
+        words = f"the tests did not run: {problem}. {diagnose.not_installed_hint(setup)}"
+        tests = {"command": commands.shown(setup.argv), "passed": 0, "failed": 0,
+                 "rounds": rounds, "output": report.trimmed(output), "ran": False,
+                 "problem": problem}
+        self.services.editor.show_message(types.MessageType.Warning,
+                                          f"{shown_title(action.title)}: {words}")
         return tests, words
 
     async def _may_run(self, uri: str, root: Path, template: tuple[str, ...],
@@ -121,7 +178,7 @@ class TestRuns:
                                                                          "testCommand"))
         folder = from_fs_path(str(root)) or str(root)
         question = consent.Question(
-            f"lspilot: run the new tests with `{commands.shown(argv)}`? This runs code the "
+            f"Run the new tests with `{commands.shown(argv)}`? This runs code the "
             "model wrote on your machine.", allow=RUN, always=ALWAYS, deny=NOT_NOW)
         return await consent.decide(
             consent.effective_policy(policy, chosen_by_workspace), question,

@@ -69,6 +69,12 @@ CANCELLED_UNCHANGED = "Cancelled; nothing was changed."
 CANCELLED_EDITS_STAY = "Cancelled; the edits already applied stay (undo reverts them)."
 
 
+def shown_title(title: str) -> str:
+    """A title as a message names it: editors put their own "lspilot:" before messages,
+    so the server's never start with one (the progress title keeps it)."""
+    return title.removeprefix("lspilot: ")
+
+
 class EditDeclined(LspilotError):
     """The user said no to an edit lspilot asked them to confirm: the job ends as
     cancelled (their choice, not a failure), with this kind and message."""
@@ -293,6 +299,9 @@ class Job:
 
     # -- the lifecycle -------------------------------------------------------------------
     async def _execute(self, body: Body) -> JobResult:
+        self._log("%s started (%s, token %s)", self.spec.action, self.spec.uri or "no document",
+                  self.token)
+        result: JobResult | None = None
         try:
             await self._open_progress()
             outcome = await body(self)
@@ -309,7 +318,21 @@ class Job:
             result = await self._wind_down(LspilotError(f"internal error: {exc!r}"))
         finally:
             self.state = State.FINISHED
+            self._log_end(result)
         return result
+
+    def _log(self, message: str, *args: Any) -> None:
+        """What the user started is logged at info; ghost text and next edits, which run
+        at every pause in typing, at debug. Never the prompt, the answer or the key."""
+        log.log(logging.INFO if self.spec.visible else logging.DEBUG, message, *args)
+
+    def _log_end(self, result: JobResult | None) -> None:
+        outcome = result.status if result is not None else "crashed"
+        if result is not None and result.error_type is not None:
+            outcome += f" ({result.error_type}: {result.error_message})"
+        used = self.usage.describe() if self.usage is not None else "no usage"
+        self._log("%s %s (%s): %s, %.1f s", self.spec.action, outcome,
+                  self.spec.uri or "no document", used, time.monotonic() - self._started)
 
     async def _wind_down(self, failure: LspilotError | None) -> JobResult:
         """End a job that did not finish: clean up, tell the user, end progress.
@@ -331,8 +354,8 @@ class Job:
                              extra=self.spec.extra)
         message = str(failure)
         if self.spec.visible:
-            self.context.editor.show_message(types.MessageType.Error,
-                                             f"{self.spec.title} failed: {message}")
+            self.context.editor.show_message(
+                types.MessageType.Error, f"{shown_title(self.spec.title)} failed: {message}")
         self._end(f"Failed: {message}")
         return JobResult(status="failed", text=text, usage=self.usage,
                          error_type=failure.kind, error_message=message, extra=self.spec.extra)

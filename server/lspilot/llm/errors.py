@@ -57,6 +57,12 @@ class UpstreamError(LspilotError):
         return copied
 
 
+# Where a key goes, best first: the editor's command keeps it in secret storage (VS Code),
+# the environment keeps it out of settings files, the plain-text setting comes last.
+SET_KEY_WAYS = ('the editor\'s "lspilot: Set API key" command, the environment variable '
+                "LSPILOT_API_KEY (or OPENAI_API_KEY), or the setting apiKey")
+
+
 class MissingApiKey(UpstreamError):
     kind = "no_api_key"
 

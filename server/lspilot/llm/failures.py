@@ -48,8 +48,7 @@ def status_error(
         return errors.AuthenticationFailed(
             f"{host} refused the API key ({status}){said}",
             status=status,
-            hint="Set lspilot.apiKey, or LSPILOT_API_KEY / OPENAI_API_KEY, to a valid key "
-            f"for {host}.",
+            hint=f"Set a valid key for {host} with {errors.SET_KEY_WAYS}.",
             detail=detail,
         )
     if status == 404:

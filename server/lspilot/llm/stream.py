@@ -160,9 +160,8 @@ class TextStream:
         if not endpoint.api_key:
             raise errors.MissingApiKey(
                 "No API key is set.",
-                hint="Set the setting lspilot.apiKey, or the environment variable "
-                "LSPILOT_API_KEY (or OPENAI_API_KEY). Local servers that need no key accept "
-                "any value.",
+                hint=f"Set one with {errors.SET_KEY_WAYS}. Local servers that need no key "
+                "accept any value.",
             )
         while not self._closed_now():
             try:

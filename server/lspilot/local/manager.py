@@ -80,7 +80,7 @@ class LocalModel:
             except LocalModelError as exc:
                 log.warning("%s", exc)
                 if editor is not None and exc.exit_code is not None:
-                    editor.show_message(types.MessageType.Error, f"lspilot: {exc}")
+                    editor.show_message(types.MessageType.Error, str(exc))
             except Exception:
                 log.exception("Starting the local model failed")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,6 +28,10 @@ class TestCommandFailed(LspilotError):
     """The test command could not be started: missing, not executable."""
 
     kind = "test_command"
+
+    def __init__(self, message: str, *, problem: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.problem = problem  # one line, as a test run's `problem`
 
 
 @define(frozen=True)
@@ -68,8 +73,13 @@ async def run(argv: Sequence[str], cwd: Path, *, limit_seconds: float,
             start_new_session=True,  # its own process group, ended as one
         )
     except OSError as exc:
+        problem = (f"the test command {argv[0]} was not found"
+                   if isinstance(exc, FileNotFoundError)
+                   else f"the test command {argv[0]} could not be started: "
+                        f"{exc.strerror or exc}")
         raise TestCommandFailed(
             f"Could not start the test command {argv[0]!r}: {exc.strerror or exc}.",
+            problem=problem,
             hint="Install it, or set the setting testCommand for this language, e.g. "
                  '{"python": ["python", "-m", "pytest", "-q", "{file}"]}.') from None
     assert process.stdout is not None
@@ -96,6 +106,12 @@ async def run(argv: Sequence[str], cwd: Path, *, limit_seconds: float,
     output = b"".join(chunks).decode("utf-8", errors="replace")
     return TestRun(tuple(argv), None if timed_out else process.returncode, output, timed_out,
                    time.monotonic() - started)
+
+
+def describe(run: TestRun, cwd: Path) -> str:
+    """The run in one line for the log: command, folder, exit, time (never its output)."""
+    ended = "timed out" if run.timed_out else f"exit {run.exit_code}"
+    return f"`{shlex.join(run.argv)}` in {cwd}: {ended} after {run.seconds:.1f} s"
 
 
 async def _end_group(process: asyncio.subprocess.Process) -> None:

@@ -115,23 +115,6 @@ function M.question_lines(message, answer)
   return out
 end
 
---- US dollars for an agent turn: four decimals below $1 ("$0.0041"), four significant
---- digits above ("$1.234"), "<$0.0001" for less than that, "$0" for nothing.
-function M.dollars(cost)
-  if type(cost) ~= "number" then
-    return nil
-  end
-  if cost <= 0 then
-    return "$0"
-  elseif cost < 0.0001 then
-    return "<$0.0001"
-  elseif cost < 1 then
-    return string.format("$%.4f", cost)
-  end
-  local digits = math.max(0, 3 - math.floor(math.log10(cost)))
-  return string.format("$%." .. digits .. "f", cost)
-end
-
 --- The turn's end line: "2 steps (2 done) · 240 tokens in, 40 out · $0.0041".
 function M.summary(steps, usage, stop_reason)
   local counts, order = {}, {}
@@ -161,7 +144,7 @@ function M.summary(steps, usage, stop_reason)
       tokens = "~" .. tokens
     end
     table.insert(parts, tokens)
-    local cost = M.dollars(util.value(usage.cost, nil))
+    local cost = util.format_cost(util.value(usage.cost, nil))
     if cost then
       table.insert(parts, cost)
     end

@@ -81,7 +81,7 @@ local function select(params, ctx, done)
     done(choice)
   end
   if #actions == 0 then
-    vim.notify("lspilot: " .. message, vim.log.levels.INFO)
+    vim.notify("lspilot: " .. (message:gsub("^lspilot:%s*", "", 1)), vim.log.levels.INFO)
     on_choice(nil)
     return
   end

@@ -104,6 +104,12 @@ local function ensure_buf()
       pcall(api.nvim_win_close, 0, false)
     end
   end, "lspilot: cancel the answer (else close the window)")
+  api.nvim_create_autocmd("BufWinEnter", {
+    buffer = buf,
+    callback = function()
+      M.wrap(api.nvim_get_current_win())
+    end,
+  })
   api.nvim_create_autocmd("BufWipeout", {
     buffer = buf,
     once = true,
@@ -113,6 +119,15 @@ local function ensure_buf()
     end,
   })
   return buf
+end
+
+--- Long lines wrap at word boundaries, each continuation indented as its line (a
+--- list item's, a code block's), in any window showing the chat (all since 0.7).
+function M.wrap(win)
+  vim.wo[win].wrap = true
+  vim.wo[win].linebreak = true
+  vim.wo[win].breakindent = true
+  vim.wo[win].breakindentopt = "shift:2"
 end
 
 --- The window showing the chat in this tab page, split off when there is none.
@@ -138,11 +153,10 @@ local function show(focus)
     vim.cmd("botright " .. width .. "vsplit")
     win = api.nvim_get_current_win()
     api.nvim_win_set_buf(win, buf)
-    vim.wo[win].wrap = true
-    vim.wo[win].linebreak = true
     vim.wo[win].number = false
     vim.wo[win].relativenumber = false
   end
+  M.wrap(win)
   if focus then
     api.nvim_set_current_win(win)
     pcall(api.nvim_win_set_cursor, win, { api.nvim_buf_line_count(buf), 0 })

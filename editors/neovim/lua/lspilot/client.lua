@@ -17,6 +17,9 @@ local levels = vim.log.levels
 
 local M = {}
 
+-- LSP MessageType (Error, Warning, Info, Log) to vim.log.levels.
+local MESSAGE_LEVELS = { levels.ERROR, levels.WARN, levels.INFO, levels.DEBUG }
+
 local started_by_root = {} -- root_dir -> client id (Neovim 0.7, which has no vim.lsp.start)
 
 --- The settings as a `{ lspilot = {...} }` table (what workspace/configuration looks up).
@@ -89,6 +92,9 @@ function M.handlers()
   if not vim.lsp.handlers["window/showDocument"] then
     handlers["window/showDocument"] = show_document
   end
+  handlers["lspilot/inlineCompletionLines"] = function(_, result, ctx)
+    suggestion.on_lines(result, ctx)
+  end
   -- Agent mode's steps, into the chat buffer.
   handlers["lspilot/toolCall"] = function(_, result, ctx)
     chat.on_tool_call(result, ctx)
@@ -100,11 +106,20 @@ function M.handlers()
   end
   -- The server reports a failed action with window/showMessage too; remember those so
   -- the plugin does not notify the same failure twice.
-  handlers["window/showMessage"] = function(err, result, ctx, cfg)
-    if type(result) == "table" and result.type == 1 and type(result.message) == "string" then
+  -- Shown with one "lspilot: " prefix (Neovim's own handler says "LSP[lspilot][Info]"
+  -- before the server's text, which older servers began with "lspilot:" as well).
+  handlers["window/showMessage"] = function(_, result)
+    if type(result) ~= "table" or type(result.message) ~= "string" then
+      return vim.NIL
+    end
+    if result.type == 1 then
       server.said(result.message)
     end
-    return vim.lsp.handlers["window/showMessage"](err, result, ctx, cfg)
+    if jobs.hold_message(result.message, result.type) then
+      return vim.NIL -- said with the action's done message
+    end
+    util.notify(result.message, MESSAGE_LEVELS[result.type] or levels.INFO)
+    return vim.NIL
   end
   return handlers
 end
@@ -138,6 +153,10 @@ function M.capabilities(extra)
   -- say so; lspilot needs it to create test files.
   caps.workspace.workspaceEdit = caps.workspace.workspaceEdit or {}
   caps.workspace.workspaceEdit.documentChanges = true
+  -- A block suggestion's first lines while the rest streams (lspilot/inlineCompletionLines,
+  -- shown by the plugin's own ghost text).
+  caps.experimental = vim.tbl_extend("force", type(caps.experimental) == "table" and caps.experimental or {},
+    { lspilotInlineCompletionLines = true })
   -- Ghost text: Neovim 0.12+ says so itself; before, the plugin renders it.
   caps.textDocument = caps.textDocument or {}
   caps.textDocument.inlineCompletion = caps.textDocument.inlineCompletion or { dynamicRegistration = false }

@@ -40,6 +40,14 @@ function M.create()
   create("LspilotTests", function(o)
     jobs.run(jobs.COMMANDS.tests, { cmd_opts = o, instruction = o.args })
   end, { range = true, nargs = "*", desc = "lspilot: write tests for the selection [instruction]" })
+  create("LspilotFocus", function()
+    if not jobs.focus() then
+      util.notify("no explanation window is open")
+    end
+  end, { nargs = 0, desc = "lspilot: enter the explanation window (q there closes it)" })
+  create("LspilotTestOutput", function()
+    require("lspilot.testrun").show()
+  end, { nargs = 0, desc = "lspilot: the last test run's output in a scratch buffer" })
   create("LspilotCancel", function()
     if jobs.cancel() == 0 then
       util.notify("nothing to cancel")

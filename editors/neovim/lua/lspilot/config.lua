@@ -39,9 +39,16 @@ M.defaults = {
     border = "rounded",
     max_width = 90,
     max_height = 30,
+    -- Enter the window when it opens; otherwise the cursor stays in your code and
+    -- :LspilotFocus enters it (q there closes it).
+    focus = false,
   },
   -- vim.notify when a refactor or test action finishes (failures are always shown).
   notify_done = true,
+  -- Echo a running action's progress ("lspilot: Refactor: Asking the model…") in the
+  -- command line; it is not kept in :messages. Off: the statusline component
+  -- (require("lspilot").statusline()) and the LspilotProgress event still have it.
+  echo_progress = true,
   -- Ghost text (inline completions) while you type in insert mode.
   suggestion = {
     enabled = true,

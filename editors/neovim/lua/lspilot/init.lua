@@ -9,6 +9,8 @@
 --   events.lua      the User events (and the last one's data, for 0.7)
 --   range.lua       the LSP Range of a selection or a command's lines
 --   jobs.lua        actions: run, stream, progress, answer, cancel, User events
+--   progress.lua    a running action's progress echoed in the command line
+--   testrun.lua     Write tests' runs: the end message's words, :LspilotTestOutput
 --   float.lua       the explanation window
 --   chat.lua        the chat buffer (:LspilotChat, :LspilotAgent)
 --   agent.lua       agent mode in words: steps, approvals, the turn's cost
@@ -98,8 +100,11 @@ local function check_options(opts)
   expect("capabilities", opts.capabilities, { "table", "nil" }, "a table of client capabilities")
   expect("on_attach", opts.on_attach, { "function", "nil" }, "a function(client, bufnr)")
   expect("autostart", opts.autostart, { "boolean" }, "true or false")
-  expect("float", opts.float, { "table" }, "a table { border, max_width, max_height }")
+  if expect("float", opts.float, { "table" }, "a table { border, max_width, max_height, focus }") then
+    expect("float.focus", opts.float.focus, { "boolean", "nil" }, "true or false")
+  end
   expect("notify_done", opts.notify_done, { "boolean" }, "true or false")
+  expect("echo_progress", opts.echo_progress, { "boolean" }, "true or false")
   if expect("health_timeout", opts.health_timeout, { "number" }, "a number of seconds") and opts.health_timeout <= 0 then
     table.insert(problems, "health_timeout must be more than 0 seconds")
   end
@@ -211,6 +216,7 @@ M._on_stream = jobs.on_stream
 M._on_progress = jobs.on_progress
 M.cancel = jobs.cancel
 M.close = jobs.close
+M.focus = jobs.focus
 M.get_job = jobs.get
 M.jobs = jobs.list
 
@@ -236,10 +242,14 @@ function M.agent(message, opts)
   return require("lspilot.chat").open(message, opts, "agent")
 end
 
---- A short statusline string: "lspilot: refactor 40%" while actions run, else "".
-function M.status()
+--- A statusline component: "lspilot: refactor Asking the model…" while an action
+--- runs, "" otherwise (e.g. `set statusline+=%{v:lua.require'lspilot'.statusline()}`).
+function M.statusline()
   return jobs.statusline()
 end
+
+--- The same (its first name).
+M.status = M.statusline
 
 -- Status, suggestions, commands ------------------------------------------------------
 

@@ -5,8 +5,10 @@ local compat = require("lspilot.compat")
 local config = require("lspilot.config")
 local events = require("lspilot.events")
 local float = require("lspilot.float")
+local progress = require("lspilot.progress")
 local range = require("lspilot.range")
 local server = require("lspilot.server")
+local testrun = require("lspilot.testrun")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -102,6 +104,20 @@ function M.clean_usage(usage)
   return clean
 end
 
+--- The last line of an explanation: "done · 812 tokens in, 240 out, $0.0003 · 1.2 s".
+function M.done_line(job)
+  local parts = { tostring(job.status) }
+  local spent = util.usage_words(job.usage)
+  if spent then
+    if job.usage.cost == nil then
+      spent = spent .. ", cost unknown"
+    end
+    table.insert(parts, spent)
+  end
+  table.insert(parts, string.format("%.1f s", (compat.uv.hrtime() - job.started) / 1e9))
+  return "── " .. table.concat(parts, " · ")
+end
+
 --- Ends `job` with the command's answer (or its error): float, notification, event.
 function M.finish(job, err, result)
   if job.status ~= "running" then
@@ -134,6 +150,7 @@ function M.finish(job, err, result)
     end
     float.update(job, shown)
     float.set_status(job)
+    float.set_done(job, M.done_line(job))
   end
   if job.on_done then
     local ok, problem = pcall(job.on_done, job, result)
@@ -141,8 +158,11 @@ function M.finish(job, err, result)
       util.notify("internal error: " .. tostring(problem), levels.ERROR)
     end
   end
+  progress.clear()
   local spent = util.usage_words(job.usage)
   local suffix = spent and (" (" .. spent .. ")") or ""
+  -- Write tests' run: its problem when no test ran, the hint to see its output.
+  local about_tests = testrun.finished(job.tests, job.run_said and job.run_said.text)
   if job.status == "failed" then
     local message = tostring(job.error and job.error.message or "unknown error")
     if not server.server_said(message) then
@@ -150,10 +170,35 @@ function M.finish(job, err, result)
     end
   elseif job.status == "cancelled" then
     util.notify(job.title .. " cancelled" .. suffix)
+  elseif job.run_said then
+    -- The server's words on the run ("Write tests: 1 test, all pass") end it, once.
+    util.notify(job.run_said.text .. suffix .. about_tests,
+      (job.run_said.type == 2 or (job.tests and job.tests.ran == false)) and levels.WARN or levels.INFO)
+  elseif job.tests and job.tests.ran == false then
+    util.notify(job.title .. " done" .. suffix .. about_tests, levels.WARN)
   elseif job.command ~= M.COMMANDS.explain and job.command ~= M.COMMANDS.chat and config.options.notify_done then
-    util.notify(job.title .. " done" .. suffix)
+    util.notify(job.title .. " done" .. suffix .. about_tests)
   end
   fire("LspilotDone", job_data(job))
+end
+
+--- The server's message on a Write tests run ("lspilot: Write tests: 1 test, all pass",
+--- window/showMessage Info or Warning, just before the action ends) is kept for the
+--- action's done message, so the end is said once. True when kept.
+function M.hold_message(message, kind)
+  if kind ~= 2 and kind ~= 3 then
+    return false
+  end
+  local text = util.unprefixed(message)
+  for _, job in ipairs(M.running()) do
+    local title = job.progress_title and util.unprefixed(job.progress_title)
+    if job.command == M.COMMANDS.tests and title and title ~= ""
+      and text:sub(1, #title + 2) == title .. ": " then
+      job.run_said = { text = text, type = kind }
+      return true
+    end
+  end
+  return false
 end
 
 --- Runs an lspilot command on a range. `opts`: bufnr, range (LSP Range; default:
@@ -264,6 +309,17 @@ function M.close(token)
   return false
 end
 
+--- Enters the explanation window of `token` (or the newest one). True when there was one.
+function M.focus(token)
+  for i = #job_list, 1, -1 do
+    local job = job_list[i]
+    if (token == nil or job.token == token) and job.float and float.focus(job) then
+      return true
+    end
+  end
+  return false
+end
+
 function M.get(token)
   return jobs[token]
 end
@@ -284,7 +340,8 @@ function M.running()
   return list
 end
 
---- A short statusline string: "lspilot: refactor 40%" while actions run, else "".
+--- A short statusline string while actions run ("lspilot: refactor Asking the model…",
+--- "lspilot: refactor 40%"), else "".
 function M.statusline()
   local parts = {}
   for _, job in ipairs(M.running()) do
@@ -293,7 +350,7 @@ function M.statusline()
     if p and type(p.percentage) == "number" then
       s = s .. " " .. p.percentage .. "%"
     elseif p and type(p.message) == "string" and p.message ~= "" then
-      s = s .. " " .. vim.fn.strcharpart(p.message, 0, 30)
+      s = s .. ": " .. vim.fn.strcharpart(p.message, 0, 40)
     else
       s = s .. "…"
     end
@@ -366,6 +423,17 @@ function M.on_progress(params, ctx)
   }
   if job then
     job.progress = data
+    if type(value.title) == "string" then
+      job.progress_title = value.title
+    end
+    -- The chat buffer shows its own turn's state; every other action echoes.
+    if job.command ~= M.COMMANDS.chat then
+      if value.kind == "end" then
+        progress.clear()
+      else
+        progress.echo(progress.text(job.progress_title or ("lspilot: " .. job.title), value.message))
+      end
+    end
   end
   fire("LspilotProgress", data)
 end

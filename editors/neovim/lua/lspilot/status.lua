@@ -1,6 +1,8 @@
 -- :LspilotStatus: asks the server for `lspilot.status` and shows it readably.
 -- Answer: { version, model, baseUrl, apiKeySet, running = { { token, action, uri } },
---           session = { requests, promptTokens, completionTokens, cost },
+--           session = { requests, promptTokens, completionTokens, cost,
+--                       groups = { actions, chat, ghostText, nextEdits } (each the
+--                       same four totals; servers since issue 28) },
 --           mcpServers = { { name, state, tools, error? } } }.
 local server = require("lspilot.server")
 local compat = require("lspilot.compat")
@@ -102,11 +104,37 @@ function M.mcp_servers(answer)
   return list
 end
 
+-- session.groups: the key and the label of each, in the order shown.
+M.GROUPS = {
+  { key = "actions", label = "actions" },
+  { key = "chat", label = "chat" },
+  { key = "ghostText", label = "ghost text" },
+  { key = "nextEdits", label = "next edits" },
+}
+
+--- "3 requests, 1,234 tokens in, 56 out, $0.0041" for a totals table (the session's,
+--- or one of its groups).
+function M.usage_line(totals)
+  local cost = util.format_cost(value(totals.cost, nil))
+  if cost == nil then
+    if (tonumber(value(totals.requests, 0)) or 0) == 0 then
+      cost = "nothing spent"
+    else
+      cost = "cost unknown (no price for the model: see the prices setting)"
+    end
+  end
+  local requests = tonumber(value(totals.requests, 0)) or 0
+  return string.format("%s %s, %s tokens in, %s out, %s",
+    util.thousands(requests), requests == 1 and "request" or "requests",
+    util.thousands(value(totals.promptTokens, 0)),
+    util.thousands(value(totals.completionTokens, 0)), cost)
+end
+
 --- The answer as lines of text.
 function M.format(answer)
   local lines = {}
   local function add(label, text)
-    table.insert(lines, string.format("%-10s %s", label, text))
+    table.insert(lines, string.format("%-12s %s", label, text))
   end
   table.insert(lines, "lspilot " .. tostring(value(answer.version, "?")))
   add("model", tostring(value(answer.model, "?")))
@@ -122,10 +150,16 @@ function M.format(answer)
     end
   end
   local session = type(answer.session) == "table" and answer.session or {}
-  local cost = util.dollars(value(session.cost, nil)) or "cost unknown (no price for the model: see the prices setting)"
-  add("session", string.format("%s requests, %s tokens in, %s out, %s",
-    util.thousands(value(session.requests, 0)), util.thousands(value(session.promptTokens, 0)),
-    util.thousands(value(session.completionTokens, 0)), cost))
+  add("session", M.usage_line(session))
+  -- Where it went (servers since issue 28): actions, chat, ghost text, next edits.
+  local groups = type(answer.session) == "table" and type(session.groups) == "table" and session.groups or nil
+  if groups then
+    for _, group in ipairs(M.GROUPS) do
+      if type(groups[group.key]) == "table" then
+        add("  " .. group.label, M.usage_line(groups[group.key]))
+      end
+    end
+  end
   for i, server in ipairs(M.mcp_servers(answer)) do
     add(i == 1 and "MCP" or "", server.text)
   end

@@ -185,7 +185,24 @@ local function render()
     end
   end
   api.nvim_buf_set_extmark(s.bufnr, M.namespace, s.row, col, mark)
-  fire("shown", { bufnr = s.bufnr, text = rest, index = s.index, count = #s.items })
+  fire("shown", { bufnr = s.bufnr, text = rest, index = s.index, count = #s.items, early = s.early ~= nil })
+end
+
+-- Shows `items` (answered for `snap`); `early`: the request whose first lines they are.
+local function show(bufnr, snap, items, early)
+  M.clear("replaced")
+  current = {
+    bufnr = bufnr,
+    row = snap.row,
+    col = snap.col,
+    before = snap.before,
+    after = snap.after,
+    items = items,
+    index = 1,
+    typed = "",
+    early = early,
+  }
+  render()
 end
 
 -- Asking ------------------------------------------------------------------------------
@@ -259,39 +276,81 @@ function M.request(bufnr, kind)
       return -- superseded or cancelled: its answer is stale
     end
     pending = nil
+    -- A block's first lines may be shown already (M.on_lines): the answer replaces them.
+    local early = current ~= nil and current.early == this
     if err then
+      if early then
+        M.clear("failed")
+      end
       fire("failed", { bufnr = bufnr, message = tostring(err.message or vim.inspect(err)) })
       return
     end
     if not enabled or not in_insert_mode() or api.nvim_get_current_buf() ~= bufnr or cursor_state(bufnr).key ~= snap.key then
+      if early and current.typed ~= "" then
+        -- The user is typing through the first lines: the rest of the block joins them.
+        local items = normalize(result, snap, encoding)
+        if #items > 0 and items[1].text:sub(1, #current.items[1].text) == current.items[1].text then
+          current.items, current.index, current.early = items, 1, nil
+          render()
+          return
+        end
+      end
       fire("stale", { bufnr = bufnr })
       return
     end
     local items = normalize(result, snap, encoding)
     if #items == 0 then
+      if early then
+        M.clear("empty")
+      end
       fire("empty", { bufnr = bufnr })
       return
     end
-    M.clear("replaced")
-    current = {
-      bufnr = bufnr,
-      row = snap.row,
-      col = snap.col,
-      before = snap.before,
-      after = snap.after,
-      items = items,
-      index = 1,
-      typed = "",
-    }
-    render()
+    if early then
+      -- Not a new suggestion: the same one, complete (no "cleared" in between).
+      api.nvim_buf_clear_namespace(bufnr, M.namespace, 0, -1)
+      current = nil
+    end
+    show(bufnr, snap, items)
   end, bufnr)
   if not ok then
     return false
   end
-  this = { client = client, id = id, bufnr = bufnr }
+  this = { client = client, id = id, bufnr = bufnr, snap = snap, encoding = encoding, params = params }
   pending = this
   fire("requested", { bufnr = bufnr, kind = kind or M.AUTOMATIC })
   return true
+end
+
+--- lspilot/inlineCompletionLines: a block's complete lines while the rest streams,
+--- shown at once for the request in flight (the answer replaces them).
+function M.on_lines(params, ctx)
+  local p = pending
+  if p == nil or type(params) ~= "table" or type(params.text) ~= "string" then
+    return
+  end
+  local doc, pos = params.textDocument, params.position
+  if (ctx and ctx.client_id ~= p.client.id) or type(doc) ~= "table" or type(pos) ~= "table"
+    or doc.uri ~= p.params.textDocument.uri or pos.line ~= p.params.position.line
+    or pos.character ~= p.params.position.character then
+    return
+  end
+  if current ~= nil and current.early ~= p then
+    return -- something else is shown (or typed through): leave it
+  end
+  if not enabled or not in_insert_mode() or api.nvim_get_current_buf() ~= p.bufnr
+    or cursor_state(p.bufnr).key ~= p.snap.key then
+    return
+  end
+  local items = normalize({ items = { { insertText = params.text } } }, p.snap, p.encoding)
+  if #items == 0 then
+    return
+  end
+  if current ~= nil then
+    api.nvim_buf_clear_namespace(p.bufnr, M.namespace, 0, -1)
+    current = nil
+  end
+  show(p.bufnr, p.snap, items, p)
 end
 
 -- Whether the buffer now is what the shown suggestion predicted: the same line, the

@@ -1,8 +1,16 @@
 -- Small helpers every part of the plugin uses.
 local M = {}
 
+--- `msg` with one leading "lspilot: " taken off (servers before issue 28 prefixed
+--- their own messages; the plugin adds its own single prefix).
+function M.unprefixed(msg)
+  msg = tostring(msg)
+  return (msg:gsub("^lspilot:%s*", "", 1))
+end
+
+--- vim.notify with one "lspilot: " prefix, however many `msg` came with.
 function M.notify(msg, level)
-  vim.notify("lspilot: " .. msg, level or vim.log.levels.INFO, { title = "lspilot" })
+  vim.notify("lspilot: " .. M.unprefixed(msg), level or vim.log.levels.INFO, { title = "lspilot" })
 end
 
 --- Whether a decoded JSON value is absent (nil, or JSON null).
@@ -29,21 +37,21 @@ function M.thousands(n)
   return sign .. digits
 end
 
---- US dollars for people: "$1.23", "$0.0005", "$0.000011"; nil when there is no cost.
-function M.dollars(cost)
-  if type(cost) ~= "number" then
+--- US dollars, the one format of every lspilot client (issue 28): "$0" for nothing,
+--- "<$0.0001" below that, else four significant digits but never more than four
+--- decimals ("$0.0041", "$0.0123", "$0.5000", "$1.235", "$12.35", "$1235"); nil when
+--- there is no cost (the caller says "cost unknown").
+function M.format_cost(cost)
+  if type(cost) ~= "number" or cost ~= cost then
     return nil
   end
-  if cost == 0 then
+  if cost <= 0 then
     return "$0"
-  elseif cost >= 0.01 then
-    return string.format("$%.2f", cost)
+  elseif cost < 0.0001 then
+    return "<$0.0001"
   end
-  local text = string.format("%.6f", cost):gsub("0+$", "")
-  if #text < 6 then
-    text = string.format("%.4f", cost)
-  end
-  return "$" .. text
+  local decimals = math.min(4, math.max(0, 3 - math.floor(math.log10(cost))))
+  return string.format("$%." .. decimals .. "f", cost)
 end
 
 --- "812 tokens in, 240 out, $0.0003" from an LSP answer's `usage`, or nil.
@@ -53,7 +61,7 @@ function M.usage_words(usage)
   end
   local words = M.thousands(M.value(usage.promptTokens, 0)) .. " tokens in, "
     .. M.thousands(M.value(usage.completionTokens, 0)) .. " out"
-  local cost = M.dollars(M.value(usage.cost, nil))
+  local cost = M.format_cost(M.value(usage.cost, nil))
   if cost then
     words = words .. ", " .. cost
   end
