@@ -618,7 +618,7 @@ def _initialize_result(cmd: list[str]) -> dict[str, Any]:
 # The built-in price of the default model gpt-5-4-mini: $0.15 per 1M tokens in, $0.90 out. The fake
 # upstream reports 11 prompt tokens and a completion token per chunk.
 USAGE_CHUNKS = ["The function ", "adds."]
-USAGE_COST = "$0.00000345"  # (11 * 0.15 + 2 * 0.90) / 1e6, with the digits a fraction of a cent needs
+USAGE_COST = "<$0.0001"  # (11 * 0.15 + 2 * 0.90) / 1e6 = $0.00000345, in issue 28's one format
 USAGE_WORDS = f"11 tokens in, 2 out, {USAGE_COST}"
 
 
@@ -900,12 +900,13 @@ def _agent_turn_cost(tool_answers: int, text_chunks: int) -> float:
 
 
 def _cost_short(cost: float) -> str:
-    """The one cost format (usage.ts formatCost, issue 28): four significant digits but at most four
+    """usage.ts formatCost (issue 28's one format): four significant digits but at most four
     decimals, `<$0.0001` below."""
+    if cost == 0:
+        return "$0"
     if cost < 0.0001:
         return "<$0.0001"
-    digits = min(4, max(0, 3 - math.floor(math.log10(cost))))
-    return f"${cost:.{digits}f}"
+    return f"${cost:.{min(4, max(0, 3 - math.floor(math.log10(cost))))}f}"
 
 
 def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -913,7 +914,7 @@ def test_vscode_agent_mode(prerequisites: None, upstream: FakeUpstream, tmp_path
     the tools; the read step shows inline with a link that opens calc.py at its lines; the edit's
     question shows on its step in the view (Allow / Allow for this conversation / Deny / Show diff)
     and as a notification; Show diff opens the file against the proposed text; Allow in the view
-    applies the edit; the turn ends with its steps and cost ($0.00334); a Deny from the
+    applies the edit; the turn ends with its steps and cost ($0.0033); a Deny from the
     notification shows the step refused and leaves the file; Stop while an allowed command runs
     ends the turn at once and the command with it."""
     from tests.e2e.test_agent import tool_reply
@@ -1405,7 +1406,8 @@ def test_vscode_agent_steps_in_brief() -> None:
     assert "Show diff" in asked and "waiting for your answer" in asked
     assert "You denied it." in refused and "The user refused" not in refused
     assert "data-choice" not in refused and "Show diff" in refused
-    assert out["costs"] == ["$0.0041", "$0.00334", "<$0.0001", "$0.0001", "$0.10", "$1.235",
+    # issue 28's one cost format (usage.ts formatCost; formatCostShort is the same function)
+    assert out["costs"] == ["$0.0041", "$0.0033", "<$0.0001", "$0.0001", "$0.1000", "$1.235",
                             "$0"]
 
 
@@ -1448,3 +1450,231 @@ console.log(JSON.stringify({{
     run = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"size": 64, "newest": 99999, "old": False, "refreshed": True}
+
+
+# --- issue 28, VS Code (edit preview, test output, key onboarding, status): plain-Node checks ----
+
+def _node_or_skip() -> None:
+    if shutil.which("node") is None or not (EXTENSION / "node_modules").exists():
+        message = "node and the extension's node_modules are needed (setup-e2e.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _node(script: str, *args: str) -> Any:
+    run = subprocess.run(["node", "-e", script, *args], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+# Issue 28's one cost format (contract 1): the examples that are not rounding ties.
+COST_EXAMPLES = [(0, "$0"), (0.00004, "<$0.0001"), (0.0000999, "<$0.0001"), (0.0001, "$0.0001"),
+                 (0.0041, "$0.0041"), (0.004123, "$0.0041"), (0.01234, "$0.0123"),
+                 (0.5, "$0.5000"), (1.2346, "$1.235"), (12.346, "$12.35"), (1234.6, "$1235"),
+                 (0.00334, "$0.0033")]
+
+
+def test_vscode_cost_format_is_the_contracts() -> None:
+    """usage.ts formatCost writes issue 28's examples: `$0.0041`, four significant digits but at
+    most four decimals, `<$0.0001` below; the chat view's formatCostShort is the same function."""
+    _node_or_skip()
+    compiled = _compiled("usage")
+    got = _node(f"""
+const u = require({json.dumps(str(compiled))});
+const xs = {json.dumps([x for x, _ in COST_EXAMPLES])};
+console.log(JSON.stringify({{ cost: xs.map(u.formatCost), short: xs.map(u.formatCostShort) }}));
+""")
+    want = [text for _, text in COST_EXAMPLES]
+    assert got["cost"] == want
+    assert got["short"] == want
+
+
+def test_vscode_status_words_split_the_session() -> None:
+    """The status tooltip and page: 'no requests yet' (not 'cost unknown') before any request,
+    one line per group of `session.groups` (next edits only once used), and the key warning only
+    for a host that needs a key."""
+    _node_or_skip()
+    compiled = _compiled("usage")
+    empty = {"requests": 0, "promptTokens": 0, "completionTokens": 0, "cost": 0}
+    used = {"requests": 2, "promptTokens": 1234, "completionTokens": 56, "cost": 0.004123}
+    statuses = [
+        {"model": "gpt-5-4-mini", "baseUrl": "https://api.openai.com/v1", "apiKeySet": False,
+         "session": {**empty, "cost": None}},
+        {"model": "m", "baseUrl": "local", "apiKeySet": False,
+         "session": {**used, "groups": {"actions": used, "chat": empty, "ghostText": empty,
+                                        "nextEdits": empty}}},
+        {"model": "m", "baseUrl": "http://127.0.0.1:9/v1", "apiKeySet": True,
+         "session": {**used, "cost": None,
+                     "groups": {"actions": empty, "chat": empty, "ghostText": empty,
+                                "nextEdits": {**used, "cost": None}}}},
+    ]
+    got = _node(f"""
+const u = require({json.dumps(str(compiled))});
+const statuses = {json.dumps(statuses)};
+console.log(JSON.stringify(statuses.map((s) => ({{ lines: u.describeStatus(s, 'on'), key: u.needsKey(s) }}))));
+""")
+    first, local, priced_unknown = got
+    assert "This session: no requests yet" in first["lines"], first
+    assert not any("cost unknown" in line for line in first["lines"]), first
+    assert first["key"] is True and local["key"] is False and priced_unknown["key"] is False
+    assert "API key: not set (needed: lspilot: Set API key)" in first["lines"]
+    assert [line.strip() for line in local["lines"] if line.startswith("  ")] == [
+        "Actions: 2 requests, 1,234 tokens in, 56 out, $0.0041",
+        "Chat: no requests yet",
+        "Ghost text: no requests yet",
+    ]
+    assert ("This session: 2 requests, 1,234 tokens in, 56 out, cost unknown (no price for the "
+            "model; see lspilot.prices)") in priced_unknown["lines"]
+    assert "  Next edits: 2 requests, 1,234 tokens in, 56 out, cost unknown" in \
+        priced_unknown["lines"]
+
+
+def test_vscode_preview_text_is_the_edit_applied() -> None:
+    """previewText.ts: the proposed side of the preview is the document with the LSP edits
+    applied (ranges of the original text, CRLF lines, a created file); the edit accepted is the
+    same edit without its change annotations; only an annotation that needs confirmation asks."""
+    _node_or_skip()
+    compiled = _compiled("previewText")
+
+    def edit(sl: int, sc: int, el: int, ec: int, text: str) -> dict[str, Any]:
+        return {"range": {"start": {"line": sl, "character": sc},
+                          "end": {"line": el, "character": ec}},
+                "newText": text, "annotationId": "lspilot"}
+
+    source = "def add(x, y):\n    result = x\n    return result\n"
+    annotated = {
+        "documentChanges": [
+            {"kind": "create", "uri": "file:///w/test_calc.py", "annotationId": "lspilot",
+             "options": {"ignoreIfExists": True}},
+            {"textDocument": {"uri": "file:///w/test_calc.py", "version": None},
+             "edits": [edit(0, 0, 0, 0, "def test_add():\n    assert add(1, 2) == 3\n")]},
+            {"textDocument": {"uri": "file:///w/calc.py", "version": 3},
+             "edits": [edit(1, 4, 2, 17, "return x + y"), edit(0, 8, 0, 12, "a, b")]},
+        ],
+        "changeAnnotations": {"lspilot": {"label": "lspilot", "needsConfirmation": True}},
+    }
+    got = _node(f"""
+const p = require({json.dumps(str(compiled))});
+const e = {json.dumps(annotated)};
+const files = p.fileChanges(e);
+const plain = p.withoutAnnotations(e);
+console.log(JSON.stringify({{
+  needs: p.needsConfirmation(e),
+  plainNeeds: p.needsConfirmation(plain),
+  unconfirmed: p.needsConfirmation({{ changeAnnotations: {{ x: {{ label: 'x' }} }} }}),
+  files: files.map((f) => ({{ uri: f.uri, created: f.created, version: f.version ?? null }})),
+  created: p.applyTextEdits('', files[0].edits),
+  changed: p.applyTextEdits({json.dumps(source)}, files[1].edits),
+  crlf: p.applyTextEdits('a\\r\\nbc\\r\\n', [{{ range: {{ start: {{ line: 1, character: 0 }}, end: {{ line: 1, character: 99 }} }}, newText: 'X' }}]),
+  plain,
+}}));
+""")
+    assert got["needs"] is True and got["plainNeeds"] is False and got["unconfirmed"] is False
+    assert got["files"] == [
+        {"uri": "file:///w/test_calc.py", "created": True, "version": None},
+        {"uri": "file:///w/calc.py", "created": False, "version": 3},
+    ]
+    assert got["created"] == "def test_add():\n    assert add(1, 2) == 3\n"
+    assert got["changed"] == "def add(a, b):\n    return x + y\n"
+    assert got["crlf"] == "a\r\nX\r\n"
+    plain = got["plain"]
+    assert "changeAnnotations" not in plain
+    assert "annotationId" not in json.dumps(plain)
+    assert plain["documentChanges"][0] == {"kind": "create", "uri": "file:///w/test_calc.py",
+                                           "options": {"ignoreIfExists": True}}
+
+
+# --- issue 28, VS Code, in code-server: preview, declined, Show output, Set API key, status page --
+
+UX_KEY = "sk-set-from-the-error"
+UX_REJECTED = "    return math.pi * r ** 2"
+
+
+def test_vscode_preview_output_key_and_status(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Issue 28's VS Code screens, as a new user meets them: with no key for the endpoint the
+    status item warns, and the error of the first action offers "Set API key…", which stores one in
+    secret storage; with confirmEdits, Refactor opens lspilot's own diff (the proposed text on the
+    right) with Accept / Reject in its title bar (the progress "Waiting for your review…" without
+    Cancel meanwhile): Accept applies it, Reject leaves the file and
+    says "not applied: you declined it"; Write tests previews the new file, is accepted from the
+    status bar, runs the tests (Run) and offers "Show output" (the "lspilot tests" channel with the
+    command and its output), and the test file is not left marked unsaved; Show status is a quick
+    pick splitting the session into actions, chat and ghost text. Screenshots: ux-*.png."""
+    profile = _profile(
+        tmp_path,
+        user_settings={
+            "lspilot.serverCommand": _server_command(),
+            # the user's own setting: the new tests run with this interpreter's pytest
+            "lspilot.testCommand": {"python": [sys.executable, "-m", "pytest", "-q", "{file}"]},
+        },
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False, "lspilot.confirmEdits": True,
+                            "lspilot.testRepairRounds": 0},
+    )
+    fence = "```python\n"
+    upstream.enqueue(
+        Reply.stream([fence, "def add(a, b):\n", "    return a + b\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "def area(r):\n", UX_REJECTED + "\n", "```\n"], delay=0.02),
+        Reply.stream([fence, "from calc import add\n\n\n", TEST_CODE + "\n", "```\n"],
+                     delay=0.02),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    # no key anywhere: the user sets it from the error; the default model (priced)
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url}
+    expect = {
+        "original": ORIGINAL,
+        "file": "calc.py",
+        "model": "gpt-5-4-mini",
+        "apiKey": UX_KEY,
+        "explainLines": [4, 4],
+        "refactorLines": [4, 4],
+        "refactoredCode": REFACTORED_CODE,
+        "rejectLines": [8, 2],
+        "rejectedCode": UX_REJECTED.strip(),
+        "testLines": [4, 2],
+        "testFile": "test_calc.py",
+        "testCode": TEST_CODE,
+        "testCommandShown": "-m pytest -q",
+    }
+    _run_scenario(profile, server_env, "ux", expect)
+
+    # The explain without a key asked nothing upstream; the three requests after carried the key
+    # set from the error's button.
+    requests = upstream.wait_for_requests(3, timeout=5)
+    assert len(upstream.requests) == 3, [r.json["messages"][-1] for r in upstream.requests]
+    assert all(r.headers.get("authorization") == f"Bearer {UX_KEY}" for r in requests)
+    saved = profile.workspace.joinpath("calc.py").read_text()
+    assert UX_REJECTED not in saved, saved
+    assert TEST_CODE in profile.workspace.joinpath("test_calc.py").read_text()
+
+
+def test_vscode_agent_show_diff_accepts(
+    prerequisites: None, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Agent mode: Show diff on the edit the agent asks about has Accept / Reject in its title
+    bar (as the edit preview); Accept answers the question Allow, the edit is applied and the
+    diff closes. Screenshot: ux-agent-diff-accept.png."""
+    from tests.e2e.test_agent import tool_reply
+
+    profile = _profile(
+        tmp_path,
+        user_settings={"lspilot.serverCommand": _server_command()},
+        workspace_settings={"lspilot.maxRetries": 0, "lspilot.inlineCompletions": False,
+                            "lspilot.nextEditSuggestions": False},
+    )
+    upstream.enqueue(
+        tool_reply(("edit_file", {"path": "calc.py", "old": AGENT_OLD, "new": AGENT_NEW})),
+        Reply.stream([AGENT_DONE]),
+    )
+    upstream.default = Reply.stream(["unexpected extra request"])
+    server_env = {"LSPILOT_BASE_URL": upstream.base_url, "LSPILOT_API_KEY": "sk-agent",
+                  "LSPILOT_MODEL": "fake-model"}
+    expect = {"original": ORIGINAL, "file": "calc.py", "fix": AGENT_FIX, "edited": AGENT_EDITED,
+              "editDiffNew": AGENT_NEW.strip()}
+    _run_scenario(profile, server_env, "ux-agent", expect)
+    requests = upstream.wait_for_requests(2, timeout=5)
+    assert requests[1].json["messages"][-1]["content"].startswith("Edited calc.py")

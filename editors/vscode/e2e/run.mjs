@@ -390,6 +390,10 @@ async function main() {
     await agentScenario();
   } else if (SCENARIO === 'nes') {
     await nesScenario();
+  } else if (SCENARIO === 'ux') {
+    await uxScenario();
+  } else if (SCENARIO === 'ux-agent') {
+    await uxAgentScenario();
   } else if (SCENARIO === 'chatux') {
     await chatUxScenario();
   } else if (SCENARIO === 'untrusted') {
@@ -758,8 +762,8 @@ async function statusItemIcon(name) {
   return (await item.count()) > 0 && (await item.locator(`.codicon-${name}`).count()) > 0;
 }
 
-/** Clicks the status item and picks `label` in its menu. */
-async function statusMenu(label) {
+/** Clicks the status item and picks `label` in its menu; `opens`: the entry opens a quick pick of its own. */
+async function statusMenu(label, { opens = false } = {}) {
   await statusItem().click();
   const list = page.locator('.quick-input-widget .quick-input-list');
   await list.waitFor({ state: 'visible', timeout: 10_000 });
@@ -767,7 +771,9 @@ async function statusMenu(label) {
     await list.locator('.label-name', { hasText: entry }).first().waitFor({ timeout: 10_000 });
   }
   await list.locator('.monaco-list-row', { has: page.locator('.label-name', { hasText: label }) }).first().click();
-  await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  if (!opens) {
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  }
 }
 
 /** The ghost text shown in the editor now ('' when none). */
@@ -826,10 +832,14 @@ async function usageScenario() {
   });
 
   await step('its menu: Show status tells the session, never the key', async () => {
-    await statusMenu('Show status');
-    const dialog = await modal('lspilot status');
-    const text = (await dialog.innerText()).replace(/\s+/g, ' ');
-    log(`status dialog: ${text}`);
+    await statusMenu('Show status', { opens: true });
+    // a quick pick (issue 28: not a modal)
+    const dialog = page.locator('.quick-input-widget');
+    const text = await waitFor('the status lines', async () => {
+      const t = ((await dialog.innerText()) ?? '').replace(/\s+/g, ' ');
+      return t.includes('This session:') ? t : null;
+    }, 10_000);
+    log(`status page: ${text}`);
     for (const part of [EXPECT.sessionLine, `Model: ${EXPECT.model}`, 'API key: set']) {
       if (!text.includes(part)) {
         throw new Error(`the status lacks ${JSON.stringify(part)}: ${text}`);
@@ -1746,5 +1756,241 @@ async function nesScenario() {
   await step('save', async () => {
     await page.keyboard.press('Control+S');
     await waitFor('the tab to be saved', async () => (await page.locator('.tabs-container .tab.dirty').count()) === 0, 15_000);
+  });
+}
+
+// --- issue 28, VS Code: the edit preview, test output, key onboarding, the status page ----------
+
+/** The visible notification toast whose text matches `pattern`, or null. */
+async function toastMatching(pattern) {
+  const toasts = page.locator('.notifications-toasts .notification-toast');
+  const n = await toasts.count();
+  for (let i = 0; i < n; i++) {
+    // a short limit: a toast going away meanwhile must not hold the poll (others purge meanwhile)
+    const text = ((await toasts.nth(i).innerText({ timeout: 500 }).catch(() => '')) ?? '').replace(/\s+/g, ' ');
+    if (pattern.test(text)) {
+      return toasts.nth(i);
+    }
+  }
+  return null;
+}
+
+/** The editor title bar's action `label` (of the active editor group), or null. */
+async function titleAction(label) {
+  const action = page.locator(`.editor-group-container.active .editor-actions a.action-label[aria-label^="${label}"]`);
+  return (await action.count()) > 0 ? action.first() : null;
+}
+
+/** The text the visible diff editor shows (both sides, or the inline view), or null. */
+async function diffModifiedText() {
+  return page.evaluate(() => {
+    const diff = [...document.querySelectorAll('.monaco-diff-editor')].find((e) => {
+      const box = e.getBoundingClientRect();
+      return box.width > 0 && box.height > 0;
+    });
+    return diff ? (diff.textContent ?? '').replace(/\u00a0/g, ' ') : null;
+  });
+}
+
+/** The tab titled `name` shows unsaved changes. */
+async function tabDirty(name) {
+  const tab = page.locator('.tabs-container .tab', { has: page.locator('.label-name', { hasText: new RegExp(`^${name.replace(/\./g, '\\.')}$`) }) });
+  return (await tab.count()) > 0 && (await tab.first().getAttribute('class')).split(/\s+/).includes('dirty');
+}
+
+/** Runs a Refactor on `lines` and waits for lspilot's diff with Accept / Reject in its title bar. */
+async function refactorIntoPreview(lines, expected) {
+  await focusEditor();
+  await selectLines(...lines);
+  await runCommand('lspilot: Refactor');
+  await waitFor('the preview diff', async () => (await titleAction("Accept lspilot's change")) !== null, 60_000);
+  const right = await waitFor('the proposed text on the right', async () => {
+    const t = await diffModifiedText();
+    return t !== null && t.includes(expected) ? t : null;
+  }, 20_000);
+  if ((await titleAction("Reject lspilot's change")) === null) {
+    throw new Error('the diff has Accept but no Reject');
+  }
+  const tab = await page.locator('.tabs-container .tab.active').first().innerText();
+  log(`preview tab: ${JSON.stringify(tab)}; proposed:\n${right}`);
+  if (!tab.includes('proposed change')) {
+    throw new Error(`the diff is not lspilot's preview: ${tab}`);
+  }
+}
+
+async function uxScenario() {
+  await step('no key for the endpoint: the status item warns', async () => {
+    await waitFor('the lspilot status item', async () => (await statusItemText()).includes(EXPECT.model), 60_000);
+    await waitFor('the warning sign on the status item', () => statusItemIcon('warning'), 20_000);
+    const classes = await statusItem().getAttribute('class');
+    log(`status item: ${JSON.stringify(await statusItemText())} (${classes})`);
+    if (!/warning-kind/.test(classes ?? '')) {
+      throw new Error(`the status item has no warning background: ${classes}`);
+    }
+    await screenshot('ux-status-no-key');
+  });
+
+  await step('an action without a key: the error offers Set API key…, which stores one', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.explainLines);
+    await runCommand('lspilot: Explain');
+    const toast = await waitFor('the missing-key error', () => toastMatching(/API key/), 30_000);
+    const text = (await toast.innerText()).replace(/\s+/g, ' ');
+    log(`error: ${text}`);
+    const button = toast.locator('.monaco-button', { hasText: /^Set API key…$/ });
+    await button.first().waitFor({ state: 'visible', timeout: 10_000 });
+    await page.waitForTimeout(500); // the toast slides in
+    await screenshot('ux-missing-key-error');
+    const input = page.locator('.quick-input-widget input[type="password"]');
+    // a click while the toast still slides in may miss it: click until the input box opens
+    await waitFor('the key input box', async () => {
+      if (await input.isVisible()) {
+        return true;
+      }
+      await button.first().click({ timeout: 2_000 }).catch(() => undefined);
+      await input.waitFor({ state: 'visible', timeout: 2_000 }).catch(() => undefined);
+      return input.isVisible();
+    }, 15_000);
+    await input.fill(EXPECT.apiKey);
+    await page.keyboard.press('Enter');
+    await waitFor('the key saved', () => toastMatching(/API key saved/), 15_000);
+    await waitFor('the warning gone from the status item', async () => !(await statusItemIcon('warning')), 20_000);
+  });
+
+  await step('confirmEdits: Refactor opens lspilot\'s diff; Accept in its title bar applies it', async () => {
+    await refactorIntoPreview(EXPECT.refactorLines, EXPECT.refactoredCode.split('\n')[1].trim());
+    // the progress says so, without a Cancel that would leave the diff asking
+    const waiting = await waitFor('the progress waiting for the review', () => toastMatching(/Waiting for your review/), 15_000);
+    log(`progress while reviewing: ${(await waiting.innerText()).replace(/\s+/g, ' ')}`);
+    if ((await waiting.locator('.monaco-button', { hasText: /^Cancel$/ }).count()) > 0) {
+      throw new Error('the progress offers Cancel while the review is open');
+    }
+    // the notification with Cancel it replaced goes away
+    await waitFor('no progress with Cancel', async () => (await notificationWithCancel()) === null, 10_000);
+    await screenshot('ux-preview-diff');
+    await (await titleAction("Accept lspilot's change")).click();
+    await waitFor('the preview closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);
+    await waitFor('the refactored file', async () => norm((await editorTextOf(EXPECT.file)) ?? '').includes(EXPECT.refactoredCode), 20_000);
+    await waitFor('Refactor done', () => toastMatching(/Refactor done/), 20_000);
+  });
+
+  await step('Reject in the title bar: nothing changes, and lspilot says you declined it', async () => {
+    const before = await editorTextOf(EXPECT.file);
+    await refactorIntoPreview(EXPECT.rejectLines, EXPECT.rejectedCode);
+    await (await titleAction("Reject lspilot's change")).click();
+    log('clicked Reject');
+    await waitFor('the preview closed', async () => (await titleAction("Reject lspilot's change")) === null, 10_000);
+    log('the preview closed');
+    // the outcome: in the status bar, and as a notification (which VS Code may put straight into
+    // the notification center when several come at once)
+    const text = await waitFor('the declined message', async () => {
+      const toast = await toastMatching(/declined/i);
+      if (toast !== null) {
+        return (await toast.innerText({ timeout: 500 }).catch(() => '')).replace(/\s+/g, ' ') || null;
+      }
+      const bar = (await statusBarText().catch(() => '')).replace(/\s+/g, ' ');
+      return /declined/i.test(bar) ? bar : null;
+    }, 20_000);
+    log(`declined: ${text}`);
+    await page.waitForTimeout(500); // a toast slides in
+    await screenshot('ux-declined');
+    if (!/you declined it/i.test(text) || /failed/i.test(text)) {
+      throw new Error(`a declined change must say "not applied: you declined it", not fail: ${text}`);
+    }
+    if ((await toastMatching(/Refactor failed/i)) !== null) {
+      throw new Error('a declined change showed a failure');
+    }
+    if ((await editorTextOf(EXPECT.file)) !== before) {
+      throw new Error('the rejected change is in the file');
+    }
+  });
+
+  await step('Write tests: the new file in the preview, accepted from the status bar; the tests run; Show output', async () => {
+    await focusEditor();
+    await selectLines(...EXPECT.testLines);
+    await runCommand('lspilot: Write tests');
+    await waitFor('the preview diff', async () => (await titleAction("Accept lspilot's change")) !== null, 60_000);
+    await waitFor('the proposed tests', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.testCode.split('\n')[0]), 20_000);
+    // Accept from the status bar this time
+    const accept = page.locator('#workbench\\.parts\\.statusbar .statusbar-item', { hasText: "Accept lspilot's change" }).first();
+    await accept.waitFor({ state: 'visible', timeout: 10_000 });
+    await accept.click();
+    await waitFor('Accept gone from the status bar', async () => (await accept.count()) === 0 || !(await accept.isVisible()), 10_000);
+    // the server asks before it runs code the model wrote
+    const run = await waitFor('the question to run the tests', () => toastMatching(/run the new tests/i), 30_000);
+    await run.locator('.monaco-button', { hasText: /^Run$/ }).first().click();
+    const done = await waitFor('Write tests done with Show output', async () => {
+      const toast = await toastMatching(/Write tests done/);
+      return toast !== null && (await toast.locator('.monaco-button', { hasText: /^Show output$/ }).count()) > 0 ? toast : null;
+    }, 90_000);
+    log(`tests: ${(await done.innerText()).replace(/\s+/g, ' ')}`);
+    await done.locator('.monaco-button', { hasText: /^Show output$/ }).first().click();
+    const panel = page.locator('.part.panel');
+    const output = await waitFor('the lspilot tests output', async () => {
+      const text = ((await panel.innerText().catch(() => '')) ?? '').replace(/\u00a0/g, ' ');
+      return text.includes(EXPECT.testCommandShown) && /1 passed/.test(text) ? text : null;
+    }, 20_000);
+    log(`output panel: ${JSON.stringify(output.slice(0, 600))}`);
+    await screenshot('ux-show-output');
+    if (await tabDirty(EXPECT.testFile)) {
+      throw new Error(`${EXPECT.testFile} is marked unsaved although lspilot wrote it to disk`);
+    }
+    const onDisk = fs.readFileSync(path.join(FOLDER, EXPECT.testFile), 'utf8');
+    if (!onDisk.includes(EXPECT.testCode)) {
+      throw new Error(`${EXPECT.testFile} on disk lacks the tests: ${JSON.stringify(onDisk)}`);
+    }
+  });
+
+  await step('Show status: a quick pick with the session split into actions, chat and ghost text', async () => {
+    await runCommand('lspilot: Show status', { asks: true });
+    const list = page.locator('.quick-input-widget .quick-input-list');
+    await list.waitFor({ state: 'visible', timeout: 10_000 });
+    const text = await waitFor('the status lines', async () => {
+      const t = ((await page.locator('.quick-input-widget').innerText()) ?? '').replace(/[ \t]+/g, ' ');
+      return t.includes('This session:') ? t : null;
+    }, 10_000);
+    log(`status quick pick:\n${text}`);
+    await screenshot('ux-status-quick-pick');
+    for (const part of [`Model: ${EXPECT.model}`, 'API key: set', 'Actions: ', 'Chat: no requests yet', 'Ghost text: no requests yet']) {
+      if (!text.includes(part)) {
+        throw new Error(`the status lacks ${JSON.stringify(part)}`);
+      }
+    }
+    if (text.includes(EXPECT.apiKey)) {
+      throw new Error('the status shows the API key');
+    }
+    if ((await seen()).dialogs.length > 0) {
+      throw new Error(`a modal dialog opened: ${JSON.stringify((await seen()).dialogs)}`);
+    }
+    await page.keyboard.press('Escape');
+    await page.locator('.quick-input-widget').waitFor({ state: 'hidden', timeout: 10_000 });
+  });
+}
+
+/** Agent mode: Show diff on the step the agent asks about has Accept / Reject, which answer it. */
+async function uxAgentScenario() {
+  await step('an agent turn asks about its edit', async () => {
+    await focusEditor();
+    await page.locator('.part.activitybar [aria-label^="lspilot"]').first().click();
+    const frame = await waitFor('the chat view', chatFrame, 60_000);
+    await frame.locator('#mode-agent').click();
+    await waitFor('Agent chosen', async () => (await chatState())?.modeAgent === 'true', 5_000);
+    await chatType([EXPECT.fix]);
+    await waitStep(1, 'edit_file', 'asked', (s) => s.pending === 'true', 60_000);
+  });
+
+  await step("Show diff has Accept / Reject; Accept allows the edit", async () => {
+    await (await stepControl(1, 'edit_file', 'button[data-step-act="diff"]')).click();
+    await waitFor('Accept in the diff\'s title bar', async () => (await titleAction("Accept lspilot's change")) !== null, 15_000);
+    await waitFor('the proposed text', async () => ((await diffModifiedText()) ?? '').includes(EXPECT.editDiffNew), 15_000);
+    await screenshot('ux-agent-diff-accept');
+    await (await titleAction("Accept lspilot's change")).click();
+    const edit = await waitStep(1, 'edit_file', 'done', (s) => s.status === 'done', 30_000);
+    log(`step: ${JSON.stringify(edit)}`);
+    if (edit.answer !== 'You allowed it.') {
+      throw new Error(`the step was not allowed: ${JSON.stringify(edit)}`);
+    }
+    await waitFor('the diff closed', async () => (await titleAction("Accept lspilot's change")) === null, 10_000);
+    await waitFor('the edited file', async () => norm((await editorTextOf(EXPECT.file)) ?? '') === norm(EXPECT.edited), 15_000);
   });
 }

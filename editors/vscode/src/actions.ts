@@ -4,7 +4,7 @@ import { LanguageClient } from 'vscode-languageclient/node';
 import { errorMessage } from './errors';
 import { ExplainPanel, rangeLabel } from './explainPanel';
 import { ProgressNotifications } from './progress';
-import { ACTION_COMMANDS, ActionArgs, ActionCommand, ActionResult, execute, StreamParams } from './protocol';
+import { ACTION_COMMANDS, ActionArgs, ActionCommand, ActionResult, execute, StreamParams, TestsOutcome } from './protocol';
 import { Recent } from './recent';
 import { Run, Runs } from './runs';
 import { describeUsage } from './usage';
@@ -60,6 +60,7 @@ export class ActionTracker implements vscode.Disposable {
   /** Streams of runs started elsewhere (tokens the server made): their panel session, if any. */
   private readonly foreign = new Recent<string, number | undefined>(64);
   private readonly finished = new vscode.EventEmitter<ActionResult>();
+  private testsChannel: vscode.OutputChannel | undefined;
   /** Fires when an action of this extension has answered. */
   readonly onDidEnd = this.finished.event;
 
@@ -67,6 +68,8 @@ export class ActionTracker implements vscode.Disposable {
     private readonly runs: Runs,
     private readonly panel: ExplainPanel,
     private readonly progress: ProgressNotifications,
+    /** The log: each action's end (status and error type). */
+    private readonly output?: vscode.OutputChannel,
   ) {}
 
   /**
@@ -168,6 +171,7 @@ export class ActionTracker implements vscode.Disposable {
       refused = errorMessage(error);
       result = { status: 'failed', error: { type: 'request', message: refused } };
     }
+    this.output?.appendLine(`[lspilot] ${spec.title}: ${result.status}${result.error?.type ? ` (${result.error.type})` : ''}`);
     const detail = result.error?.message ?? undefined;
     if (run.session !== undefined) {
       this.panel.finish(run.session, result.status, result.text, result.status === 'failed' ? detail : undefined);
@@ -175,30 +179,79 @@ export class ActionTracker implements vscode.Disposable {
     if (refused !== undefined) {
       void vscode.window.showErrorMessage(`lspilot: ${spec.title}: ${refused}`);
     }
-    if (result.status === 'done' || result.status === 'cancelled') {
+    // A change declined in the preview is no failure, whatever status the server gives it.
+    if (result.status === 'done' || result.status === 'cancelled' || result.error?.type === 'declined') {
       // The outcome goes to the status bar and a notification of its own, not into the progress
       // notification (it would sit there under a Cancel button).
       const outcome = run.endMessage ? `${spec.title}: ${run.endMessage}` : `${spec.title} ${result.status}`;
       vscode.window.setStatusBarMessage(`lspilot: ${outcome}`, 8000);
-      void vscode.window.showInformationMessage(endNotification(spec.title, result));
+      const tests = result.tests ?? undefined;
+      if (hasOutput(tests)) {
+        void vscode.window.showInformationMessage(endNotification(spec.title, result), SHOW_OUTPUT).then((choice) => {
+          if (choice === SHOW_OUTPUT) {
+            this.showTestOutput(tests);
+          }
+        });
+      } else {
+        void vscode.window.showInformationMessage(endNotification(spec.title, result));
+      }
     }
     this.finished.fire(result);
     return result;
   }
 
+  /** The output channel "lspilot tests": the command, what it printed, and the counts. */
+  private showTestOutput(tests: TestsOutcome): void {
+    this.testsChannel ??= vscode.window.createOutputChannel(TESTS_CHANNEL);
+    const channel = this.testsChannel;
+    channel.clear();
+    channel.appendLine(`$ ${tests.command ?? '(the test command)'}`);
+    channel.appendLine((tests.output ?? '').replace(/\s+$/, ''));
+    channel.appendLine('');
+    channel.appendLine(describeTests(tests));
+    channel.show(false);
+  }
+
   dispose(): void {
     this.finished.dispose();
+    this.testsChannel?.dispose();
   }
+}
+
+/** The output channel the last test run's output goes to. */
+export const TESTS_CHANNEL = 'lspilot tests';
+const SHOW_OUTPUT = 'Show output';
+
+function hasOutput(tests: TestsOutcome | undefined): tests is TestsOutcome {
+  return tests !== undefined && typeof tests.output === 'string' && tests.output.trim() !== '';
+}
+
+/** `2 passed, 1 failed, after 1 repair round` or the problem that kept any test from running. */
+export function describeTests(tests: TestsOutcome): string {
+  if (tests.ran === false) {
+    return `No test ran: ${tests.problem ?? 'the run failed before any test'}.`;
+  }
+  const rounds = tests.rounds ?? 0;
+  const repairs = rounds > 0 ? `, after ${rounds} repair round${rounds === 1 ? '' : 's'}` : '';
+  return `${tests.passed ?? 0} passed, ${tests.failed ?? 0} failed${repairs}.`;
 }
 
 function isActionCommand(command: string): command is ActionCommand {
   return (ACTION_COMMANDS as readonly string[]).includes(command);
 }
 
-/** `lspilot: Refactor done: 812 tokens in, 240 out, $0.000338` (cancelled: what it cost anyway). */
+/**
+ * `lspilot: Refactor done (812 tokens in, 240 out, $0.0003).` (cancelled: what it cost anyway; a
+ * change the user rejected in the preview: "not applied: you declined it").
+ */
 export function endNotification(title: string, result: ActionResult): string {
   const usage = describeUsage(result.usage);
-  const outcome = result.status === 'done' ? 'done' : 'cancelled; nothing was changed';
+  const outcome =
+    result.error?.type === 'declined'
+      ? 'not applied: you declined it'
+      : result.status === 'done'
+        ? 'done'
+        : 'cancelled; nothing was changed';
   return `lspilot: ${title} ${outcome}${usage !== undefined ? ` (${usage})` : ''}.`;
 }
 

@@ -1,11 +1,9 @@
 import * as path from 'path';
 import * as vscode from 'vscode';
 import { parseArguments, proposedEdit, StepTarget, stepTarget, StepView } from './agentSteps';
+import { ProposedTexts } from './editPreview';
 
 const text = (value: unknown): string => (typeof value === 'string' ? value : '');
-
-/** The scheme of the read-only documents that hold an edit's proposed text (the diff's right side). */
-const PROPOSED = 'lspilot-proposed';
 
 /**
  * What a step's link and Show diff open: the step's file at its lines, and VS Code's diff editor of
@@ -13,17 +11,11 @@ const PROPOSED = 'lspilot-proposed';
  * the step's `old`/`new`, as the server applies it: the one occurrence of `old`).
  */
 export class AgentFiles implements vscode.Disposable {
-  private readonly texts = new Map<string, string>();
-  private readonly changed = new vscode.EventEmitter<vscode.Uri>();
-  private readonly registration: vscode.Disposable;
-  private count = 0;
+  /** Called with each Show diff's step and the proposed side (extension.ts: Accept / Reject while it is asked about). */
+  static onDiff: ((step: StepView, proposed: vscode.Uri) => void) | undefined;
 
-  constructor() {
-    this.registration = vscode.workspace.registerTextDocumentContentProvider(PROPOSED, {
-      onDidChange: this.changed.event,
-      provideTextDocumentContent: (uri) => this.texts.get(uri.toString()) ?? '',
-    });
-  }
+  /** The proposed texts (one provider of the `lspilot-proposed` scheme, shared with the edit preview). */
+  private readonly texts = ProposedTexts.shared();
 
   /** The file the model named: relative paths are inside the first workspace folder, as the server resolves them. */
   uriOf(given: string): vscode.Uri | undefined {
@@ -68,11 +60,10 @@ export class AgentFiles implements vscode.Disposable {
       return;
     }
     const name = path.basename(given);
-    const proposed = vscode.Uri.from({ scheme: PROPOSED, path: `/${given}`, query: `${++this.count}` });
     if (step.name === 'create_file') {
-      const empty = vscode.Uri.from({ scheme: PROPOSED, path: `/${given}`, query: `${this.count}-empty` });
-      this.texts.set(empty.toString(), '');
-      this.texts.set(proposed.toString(), typeof args.content === 'string' ? args.content : '');
+      const empty = this.texts.add(given, '');
+      const proposed = this.texts.add(given, typeof args.content === 'string' ? args.content : '');
+      AgentFiles.onDiff?.(step, proposed);
       await vscode.commands.executeCommand('vscode.diff', empty, proposed, `${name} (new file proposed by lspilot's agent)`, { preview: true });
       return;
     }
@@ -88,7 +79,8 @@ export class AgentFiles implements vscode.Disposable {
       void vscode.window.showWarningMessage(`lspilot: no diff for ${given}: ${edit.error}.`);
       return;
     }
-    this.texts.set(proposed.toString(), edit.text);
+    const proposed = this.texts.add(given, edit.text);
+    AgentFiles.onDiff?.(step, proposed);
     await vscode.commands.executeCommand('vscode.diff', document.uri, proposed, `${name} ↔ proposed by lspilot's agent`, {
       preview: true,
       selection: new vscode.Range(edit.startLine - 1, 0, edit.startLine - 1, 0),
@@ -108,8 +100,6 @@ export class AgentFiles implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.registration.dispose();
-    this.changed.dispose();
-    this.texts.clear();
+    // the shared provider is the extension's (extension.ts disposes it)
   }
 }

@@ -1,11 +1,21 @@
 import * as vscode from 'vscode';
-import { MessageActionItem, MessageType, ShowMessageRequest, WorkDoneProgressCancelNotification } from 'vscode-languageclient/node';
+import {
+  ApplyWorkspaceEditRequest,
+  MessageActionItem,
+  MessageType,
+  ShowMessageNotification,
+  ShowMessageRequest,
+  WorkDoneProgressCancelNotification,
+} from 'vscode-languageclient/node';
 import { ActionTracker } from './actions';
+import { AgentFiles } from './agentFiles';
 import { ApiKeys } from './apiKey';
 import { Chat } from './chat';
 import { ChatCommands } from './chatCommands';
 import { CHAT_VIEW, ChatView } from './chatView';
 import { ActionCommands } from './commands';
+import { EditPreview, ProposedTexts } from './editPreview';
+import { isKeyProblem } from './errors';
 import { ExplainPanel } from './explainPanel';
 import { InlineCompletions } from './inline';
 import { NextEdits } from './nextEdits';
@@ -20,7 +30,9 @@ import { showStatus, showStatusMenu, StatusBar } from './status';
 // (actions.ts, started by commands.ts), the chat view (chatView.ts, its turns in chat.ts, its commands
 // in chatCommands.ts), ghost text (inline.ts), next edit suggestions (nextEdits.ts) and the status bar
 // (status.ts). The server's commands and notifications are named and typed in protocol.ts; the runs
-// of actions and chat turns are one record by token (runs.ts).
+// of actions and chat turns are one record by token (runs.ts). Every workspace/applyEdit goes
+// through lspilot's own edit preview (editPreview.ts: a diff with Accept / Reject when the edit asks
+// for confirmation).
 
 let server: ServerProcess | undefined;
 
@@ -32,8 +44,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     void server?.client?.sendNotification(WorkDoneProgressCancelNotification.type, { token });
   });
   const runs = new Runs();
-  const tracker = new ActionTracker(runs, panel, progress);
-  const keys = new ApiKeys(context, output, () => serverProcess.pushSettings());
+  const preview = new EditPreview(output);
+  const tracker = new ActionTracker(runs, panel, progress, output);
+  const keys = new ApiKeys(context, output, async () => {
+    await serverProcess.pushSettings();
+    status.refreshSoon(); // the status item's warning about a missing key
+  });
   const inline = new InlineCompletions(output, () => serverProcess.client);
   const nextEdits = new NextEdits(output, () => serverProcess.client, () => inline.paused);
   const chatView = new ChatView();
@@ -64,6 +80,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
               : vscode.window.showInformationMessage;
         return show<MessageActionItem>(params.message, ...titles).then((choice) => choice ?? null);
       });
+      // Installed after vscode-languageclient's own handler (pending handlers replace it on start):
+      // lspilot's edit preview instead of VS Code's Refactor Preview (editPreview.ts).
+      c.onRequest(ApplyWorkspaceEditRequest.type, (params, token) => preview.handle(c, params, token));
+      // The server's messages as vscode-languageclient shows them, plus a "Set API key…" button on
+      // those saying the key is missing or refused.
+      c.onNotification(ShowMessageNotification.type, (params) => showServerMessage(params.type, params.message));
       c.registerFeature(inline.feature());
     },
     middleware: {
@@ -87,7 +109,18 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     () => ({ paused: inline.paused, describe: inline.describe() }),
   );
   const commands = new ActionCommands(serverProcess, tracker, output);
-  context.subscriptions.push(output, panel, progress, runs, tracker, keys, inline, nextEdits, status, chatView, chat, chatCommands);
+  // An agent step's Show diff, while its question is open, gets Accept (Allow) and Reject (Deny).
+  AgentFiles.onDiff = (step, proposed) => {
+    if (step.approval !== undefined && step.approval.answered === undefined && step.approval.actions.length > 0) {
+      const actions = step.approval.actions;
+      preview.watch(proposed, (accepted) => {
+        if (step.approval?.answered === undefined) {
+          chat.answer(step, accepted ? (actions.find((a) => a === 'Allow') ?? actions[0]) : (actions.find((a) => a === 'Deny') ?? actions[actions.length - 1]));
+        }
+      });
+    }
+  };
+  context.subscriptions.push(ProposedTexts.shared(), preview, output, panel, progress, runs, tracker, keys, inline, nextEdits, status, chatView, chat, chatCommands);
   context.subscriptions.push(
     vscode.window.registerWebviewViewProvider(CHAT_VIEW, chatView, { webviewOptions: { retainContextWhenHidden: true } }),
   );
@@ -133,6 +166,27 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 
   void serverProcess.ensure();
 }
+
+/** A server's `window/showMessage`; one about the key gets "Set API key…" (the command, secret storage). */
+function showServerMessage(type: MessageType, message: string): void {
+  const show =
+    type === MessageType.Error
+      ? vscode.window.showErrorMessage
+      : type === MessageType.Warning
+        ? vscode.window.showWarningMessage
+        : vscode.window.showInformationMessage;
+  if ((type === MessageType.Error || type === MessageType.Warning) && isKeyProblem(message)) {
+    void show(message, SET_KEY).then((choice) => {
+      if (choice === SET_KEY) {
+        void vscode.commands.executeCommand('lspilot.setApiKey');
+      }
+    });
+    return;
+  }
+  void show(message);
+}
+
+const SET_KEY = 'Set API key…';
 
 export async function deactivate(): Promise<void> {
   await server?.stop();

@@ -27,12 +27,29 @@ export interface Usage {
   estimated?: boolean;
 }
 
+/** The test run after Write tests (`tests` of an action's answer; docs/protocol.md, Tests that run). */
+export interface TestsOutcome {
+  /** The command as run, quoted for reading. */
+  command?: string;
+  passed?: number;
+  failed?: number;
+  rounds?: number;
+  /** What the run printed (trimmed by the server). */
+  output?: string;
+  /** `false`: no test ran (the framework missing, an import or collection error, the command not found). */
+  ran?: boolean;
+  /** Why no test ran, in one line (with `ran: false`). */
+  problem?: string;
+}
+
 /** What `workspace/executeCommand` answers for an lspilot action. */
 export interface ActionResult {
   status: 'done' | 'cancelled' | 'failed';
   text?: string;
   usage?: Usage | null;
   error?: { type?: string; message?: string } | null;
+  /** Write tests: the run of the new tests, when they ran. */
+  tests?: TestsOutcome | null;
 }
 
 /** What `lspilot.chat` answers: an action's answer, and the conversation the turn belongs to. */
@@ -91,6 +108,18 @@ export interface McpServerStatus {
   error?: string;
 }
 
+/** Requests, tokens and cost of the session (or of one group of it). */
+export interface SessionTotals {
+  requests?: number;
+  promptTokens?: number;
+  completionTokens?: number;
+  /** US dollars, or null while unknown (no price for the model). */
+  cost?: number | null;
+}
+
+/** What the session's usage is split by: actions, chat (and agent) turns, ghost text, next edits. */
+export type UsageGroup = 'actions' | 'chat' | 'ghostText' | 'nextEdits';
+
 /** What `lspilot.status` answers. */
 export interface ServerStatus {
   version?: string;
@@ -99,12 +128,9 @@ export interface ServerStatus {
   baseUrl?: string;
   apiKeySet?: boolean;
   running?: { token: string | number; action?: string; uri?: string }[];
-  session?: {
-    requests?: number;
-    promptTokens?: number;
-    completionTokens?: number;
-    /** US dollars, or null while no request with a known price was made. */
-    cost?: number | null;
+  session?: SessionTotals & {
+    /** The totals by what asked (contract 2 of issue 28): always all four when present. */
+    groups?: Partial<Record<UsageGroup, SessionTotals>>;
   };
   mcpServers?: McpServerStatus[];
 }

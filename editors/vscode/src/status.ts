@@ -2,7 +2,7 @@ import * as vscode from 'vscode';
 import { LanguageClient } from 'vscode-languageclient/node';
 import { errorMessage } from './errors';
 import { execute, ServerStatus } from './protocol';
-import { describeMcpServer, describeStatus, sessionFigure } from './usage';
+import { describeMcpServer, describeStatus, needsKey, sessionFigure } from './usage';
 
 /** The status menu waits this long for a fresh status (MCP servers' states), else shows the last one. */
 const MENU_STATUS_MS = 1000;
@@ -63,23 +63,31 @@ export class StatusBar implements vscode.Disposable {
     const figure = sessionFigure(this.status?.session);
     const { paused, describe } = this.completions();
     const running = this.busy() || (this.status?.running?.length ?? 0) > 0;
+    // No key for a host that needs one: every request would fail, so the item says so at once.
+    const keyMissing = c !== undefined && needsKey(this.status);
     let icon = '$(sparkle)';
     if (c === undefined) {
       icon = '$(circle-slash)';
     } else if (running) {
       icon = '$(loading~spin)';
+    } else if (keyMissing) {
+      icon = '$(warning)';
     } else if (paused) {
       icon = '$(debug-pause)';
     }
     this.item.text = `${icon} ${model}${figure !== '' ? ` ${figure}` : ''}`;
+    this.item.backgroundColor = keyMissing ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     const lines =
       c === undefined
         ? ['lspilot: the server is not running']
         : this.status !== undefined
           ? describeStatus(this.status, describe)
           : [`lspilot: ${this.problem ?? 'asking the server…'}`, `Completions: ${describe}`];
+    if (keyMissing) {
+      lines.unshift(`No API key is set for ${hostOf(this.status?.baseUrl)}: run lspilot: Set API key (click here).`, '');
+    }
     this.item.tooltip = `${lines.join('\n')}\n\nClick for the lspilot menu.`;
-    this.item.accessibilityInformation = { label: `lspilot ${model} ${figure}`.trim() };
+    this.item.accessibilityInformation = { label: `lspilot ${model} ${figure}${keyMissing ? ', no API key set' : ''}`.trim() };
   }
 
   /** The latest status, asked again first when the server is running. */
@@ -96,6 +104,11 @@ export class StatusBar implements vscode.Disposable {
     });
     await Promise.race([this.ask(), late]);
     clearTimeout(timer);
+    return this.status;
+  }
+
+  /** The status asked last (no question to the server). */
+  get last(): ServerStatus | undefined {
     return this.status;
   }
 
@@ -149,12 +162,13 @@ export async function showStatusMenu(bar: StatusBar, paused: boolean): Promise<v
   type Item = vscode.QuickPickItem & { command?: string };
   const status = bar.client() !== undefined ? await bar.recent(MENU_STATUS_MS) : undefined;
   const items: Item[] = [
+    ...(needsKey(status) ? [{ label: '$(warning) Set API key', description: 'none is set for this endpoint', command: 'lspilot.setApiKey' }] : []),
     { label: '$(info) Show status', command: 'lspilot.showStatus' },
     { label: '$(stop-circle) Cancel all', description: 'running actions', command: 'lspilot.cancelAll' },
     paused
       ? { label: '$(play) Resume completions', command: 'lspilot.resumeCompletions' }
       : { label: '$(debug-pause) Pause completions', description: 'in this window', command: 'lspilot.pauseCompletions' },
-    { label: '$(key) Set API key', command: 'lspilot.setApiKey' },
+    ...(needsKey(status) ? [] : [{ label: '$(key) Set API key', command: 'lspilot.setApiKey' }]),
     { label: '$(output) Open log', command: 'lspilot.showOutput' },
   ];
   const servers = status?.mcpServers ?? [];
@@ -171,12 +185,47 @@ export async function showStatusMenu(bar: StatusBar, paused: boolean): Promise<v
   }
 }
 
-/** **lspilot: Show status**: what the server says about itself and this session, in a dialog. */
+/**
+ * **lspilot: Show status**: what the server says about itself and this session (split into actions,
+ * chat, ghost text and next edits), as a quick pick one reads and dismisses with Escape. Picking the
+ * API key line sets the key; the last line opens the log.
+ */
 export async function showStatus(bar: StatusBar, completions: string): Promise<void> {
   const status = await bar.current();
   if (status === undefined) {
     void vscode.window.showWarningMessage(`lspilot: ${bar.lastProblem() ?? 'the server is not running'}.`);
     return;
   }
-  await vscode.window.showInformationMessage('lspilot status', { modal: true, detail: describeStatus(status, completions).join('\n') });
+  type Item = vscode.QuickPickItem & { command?: string };
+  const lines = describeStatus(status, completions);
+  const items: Item[] = [];
+  for (const line of lines) {
+    if (line.startsWith('This session:')) {
+      items.push({ label: 'Usage', kind: vscode.QuickPickItemKind.Separator });
+    } else if (line.startsWith('MCP server ') && !items.some((i) => i.label === 'MCP servers')) {
+      items.push({ label: 'MCP servers', kind: vscode.QuickPickItemKind.Separator });
+    }
+    const item: Item = { label: line.trim() };
+    if (line.startsWith('API key:')) {
+      item.label = `$(key) ${line}`;
+      item.description = status.apiKeySet === true ? 'pick to change it' : 'pick to set it';
+      item.command = 'lspilot.setApiKey';
+    }
+    items.push(item);
+  }
+  items.push({ label: '', kind: vscode.QuickPickItemKind.Separator });
+  items.push({ label: '$(output) Open log', command: 'lspilot.showOutput' });
+  const picked = await vscode.window.showQuickPick(items, { title: 'lspilot status', placeHolder: 'lspilot status (Escape closes it)' });
+  if (picked?.command !== undefined) {
+    await vscode.commands.executeCommand(picked.command);
+  }
+}
+
+/** `host[:port]` of a base URL, for the words of the warning. */
+function hostOf(baseUrl: string | undefined): string {
+  try {
+    return new URL(baseUrl ?? '').host || (baseUrl ?? 'the endpoint');
+  } catch {
+    return baseUrl ?? 'the endpoint';
+  }
 }

@@ -1,27 +1,13 @@
 // Usage and cost in words. No vscode import: tests/editors/test_vscode.py runs this module in plain Node.
-import type { McpServerStatus, ServerStatus, Usage } from './protocol';
-
-/** Dollars with enough digits to show a fraction of a cent (as the server's `format_cost`). */
-export function formatCost(cost: number): string {
-  if (!Number.isFinite(cost) || cost < 0) {
-    return '$?';
-  }
-  if (cost === 0) {
-    return '$0';
-  }
-  if (cost >= 0.01) {
-    return `$${cost.toFixed(2)}`;
-  }
-  const digits = Math.min(20, Math.max(4, 1 - Math.floor(Math.log10(cost)) + 1));
-  return `$${cost.toFixed(digits).replace(/0+$/, '')}`;
-}
+import type { McpServerStatus, ServerStatus, SessionTotals, Usage, UsageGroup } from './protocol';
 
 /**
- * Dollars to four significant digits (`$0.0041`, `$0.00334`, `$1.235`), `<$0.0001` below a hundredth
- * of a cent: the format the chat view shows a turn's cost in (issue 28's one format; the server's
- * `format_cost`, which the action notifications and the status item use, still gives more digits).
+ * Dollars in issue 28's one cost format, as the server's `format_cost` and the Neovim plugin write
+ * them: `$0` for nothing, `<$0.0001` below a hundredth of a cent, else four significant digits but
+ * never more than four decimals (`$0.0041`, `$0.0123`, `$0.5000`, `$1.235`, `$12.35`, `$1235`).
+ * An unknown cost is the caller's to word ("cost unknown").
  */
-export function formatCostShort(cost: number): string {
+export function formatCost(cost: number): string {
   if (!Number.isFinite(cost) || cost < 0) {
     return '$?';
   }
@@ -31,12 +17,12 @@ export function formatCostShort(cost: number): string {
   if (cost < 0.0001) {
     return '<$0.0001';
   }
-  let text = String(Number(cost.toPrecision(4)));
-  if (cost >= 0.01 && /\.\d$/.test(text)) {
-    text += '0'; // $0.10, not $0.1
-  }
-  return `$${text}`;
+  const decimals = Math.min(4, Math.max(0, 3 - Math.floor(Math.log10(cost))));
+  return `$${cost.toFixed(decimals)}`;
 }
+
+/** The chat view's name for the one format (kept for its callers). */
+export const formatCostShort = formatCost;
 
 const count = (n: number): string => Math.round(n).toLocaleString('en-US');
 const plural = (n: number, word: string): string => `${count(n)} ${word}${n === 1 ? '' : 's'}`;
@@ -81,22 +67,52 @@ export function describeMcpServer(server: McpServerStatus): string {
   }
 }
 
-/** The lines of **lspilot: Show status**. */
+/** What a host other than the bundled model needs: a key (the server refuses to ask without one). */
+export function needsKey(status: ServerStatus | undefined): boolean {
+  return status !== undefined && status.apiKeySet === false && status.baseUrl !== undefined && status.baseUrl !== 'local';
+}
+
+/** `1 request, 11 tokens in, 2 out, $0.0001`, `no requests yet`, or `…, cost unknown (…)`. */
+export function describeTotals(totals: SessionTotals | undefined, unknownCost = 'cost unknown'): string {
+  const requests = totals?.requests ?? 0;
+  if (requests === 0) {
+    return 'no requests yet';
+  }
+  const cost = typeof totals?.cost === 'number' ? formatCost(totals.cost) : unknownCost;
+  return `${plural(requests, 'request')}, ${count(totals?.promptTokens ?? 0)} tokens in, ${count(totals?.completionTokens ?? 0)} out, ${cost}`;
+}
+
+/** The session's split, in the order users meet them; next edits only once they cost something. */
+const GROUPS: { key: UsageGroup; label: string; always: boolean }[] = [
+  { key: 'actions', label: 'Actions', always: true },
+  { key: 'chat', label: 'Chat', always: true },
+  { key: 'ghostText', label: 'Ghost text', always: true },
+  { key: 'nextEdits', label: 'Next edits', always: false },
+];
+
+/** `Actions: 1 request, …`, `Chat: no requests yet`, …: the session's groups (none from an older server). */
+export function describeGroups(session: ServerStatus['session']): string[] {
+  const groups = session?.groups;
+  if (groups === undefined || groups === null) {
+    return [];
+  }
+  return GROUPS.filter((g) => g.always || (groups[g.key]?.requests ?? 0) > 0).map((g) => `  ${g.label}: ${describeTotals(groups[g.key])}`);
+}
+
+/** The lines of **lspilot: Show status** and of the status item's tooltip. */
 export function describeStatus(status: ServerStatus, completions: string): string[] {
   const session = status.session ?? {};
   const running = status.running ?? [];
-  const cost =
-    typeof session.cost === 'number' ? formatCost(session.cost) : 'cost unknown (no price for the model; see lspilot.prices)';
   return [
     `Server: lspilot ${status.version ?? '?'}`,
     `Model: ${status.model ?? '?'}` +
       (status.completionModel !== undefined && status.completionModel !== status.model ? ` (completions: ${status.completionModel})` : ''),
     `Endpoint: ${status.baseUrl ?? '?'}`,
-    `API key: ${status.apiKeySet === true ? 'set' : 'not set'}`,
+    `API key: ${status.apiKeySet === true ? 'set' : needsKey(status) ? 'not set (needed: lspilot: Set API key)' : 'not set'}`,
     `Completions: ${completions}`,
     `Running: ${running.length === 0 ? 'nothing' : running.map((r) => r.action ?? String(r.token)).join(', ')}`,
-    `This session: ${plural(session.requests ?? 0, 'request')}, ${count(session.promptTokens ?? 0)} tokens in, ` +
-      `${count(session.completionTokens ?? 0)} out, ${cost}`,
+    `This session: ${describeTotals(session, 'cost unknown (no price for the model; see lspilot.prices)')}`,
+    ...describeGroups(session),
     ...(status.mcpServers ?? []).map((server) => `MCP server ${server.name}: ${describeMcpServer(server)}`),
   ];
 }
