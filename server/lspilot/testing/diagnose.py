@@ -11,13 +11,14 @@ what is missing and how to set ``testCommand``:
 - a package the code under test imports is missing (the file under test imports it too:
   the project's environment lacks it, not the test), or a module of the project cannot be
   imported from where the tests run (the interpreter or its path is wrong);
-- pytest refused its command line (exit 4), collected no test (exit 5), or could not load
-  the project's own ``conftest.py``;
+- pytest refused its command line (exit 4) or could not load the project's own
+  ``conftest.py``;
 - the command was not found (see ``runner.TestCommandFailed``).
 
 Everything else that stops a test file from loading is the model's to fix and is repaired
 like a failing test: importing a name the module does not have (``cannot import name``), a
-package only the test imports, a syntax or name error in the test file.
+package only the test imports, a syntax or name error in the test file, and a file in which
+pytest (exit 5) or unittest finds no test: the model wrote none the runner can collect.
 """
 
 from __future__ import annotations
@@ -107,10 +108,6 @@ def _python_problem(setup: RunSetup, output: str, exit_code: int | None) -> str 
             return f"pytest could not load the project's conftest.py ({_error_line(output)})"
         if exit_code == 4:
             return f"pytest refused its command line ({_error_line(output)})"
-        if exit_code == 5:
-            return f"pytest collected no tests from {setup.test_name}"
-    if ran_none:
-        return f"unittest found no TestCase in {setup.test_name}"
     return None
 
 
