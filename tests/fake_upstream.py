@@ -475,6 +475,13 @@ class FakeUpstream:
             writer.write(b"0\r\n\r\n")
             await writer.drain()
             return True
+        except ConnectionError:
+            # The client closed while a piece was on its way: the write noticed before the
+            # watcher read the end of the connection (on a loaded machine either comes first).
+            if not recorded.client_closed.is_set():
+                recorded.client_closed_at = time.monotonic()
+                recorded.client_closed.set()
+            return False
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
