@@ -187,13 +187,13 @@ export class ActionTracker implements vscode.Disposable {
       vscode.window.setStatusBarMessage(`lspilot: ${outcome}`, 8000);
       const tests = result.tests ?? undefined;
       if (hasOutput(tests)) {
-        void vscode.window.showInformationMessage(endNotification(spec.title, result), SHOW_OUTPUT).then((choice) => {
+        void vscode.window.showInformationMessage(endNotification(spec.title, result, run.endMessage), SHOW_OUTPUT).then((choice) => {
           if (choice === SHOW_OUTPUT) {
             this.showTestOutput(tests);
           }
         });
       } else {
-        void vscode.window.showInformationMessage(endNotification(spec.title, result));
+        void vscode.window.showInformationMessage(endNotification(spec.title, result, run.endMessage));
       }
     }
     this.finished.fire(result);
@@ -242,16 +242,20 @@ function isActionCommand(command: string): command is ActionCommand {
 
 /**
  * `lspilot: Refactor done (812 tokens in, 240 out, $0.0003).` (cancelled: what it cost anyway; a
- * change the user rejected in the preview: "not applied: you declined it").
+ * change the user rejected in the preview: "not applied: you declined it"; cancelled after edits
+ * were applied: the server's end, "cancelled; the edits already applied stay (undo reverts them)").
  */
-export function endNotification(title: string, result: ActionResult): string {
+export function endNotification(title: string, result: ActionResult, serverEnd?: string): string {
   const usage = describeUsage(result.usage);
+  const cancelled = serverEnd?.startsWith('Cancelled')
+    ? serverEnd.replace(/^Cancelled/, 'cancelled').replace(/\.$/, '')
+    : 'cancelled; nothing was changed';
   const outcome =
     result.error?.type === 'declined'
       ? 'not applied: you declined it'
       : result.status === 'done'
         ? 'done'
-        : 'cancelled; nothing was changed';
+        : cancelled;
   return `lspilot: ${title} ${outcome}${usage !== undefined ? ` (${usage})` : ''}.`;
 }
 

@@ -441,7 +441,7 @@ class InlineFeature(Feature):
             self._shown.add(kind)
             log.warning("Inline completions: %s", message)
             self.services.editor.show_message(types.MessageType.Warning,
-                                              f"lspilot completions: {message}")
+                                              f"Completions: {message}")
         else:
             log.info("Inline completion failed (%s): %s", kind, message)
 
