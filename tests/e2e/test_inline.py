@@ -189,7 +189,7 @@ async def test_a_refused_key_is_quiet_and_said_once(upstream, workspace):
         assert await editor.complete(uri, AFTER_PAREN) == []
         assert await editor.complete(uri, types.Position(2, 0)) == []
         assert len(upstream.requests) == 2
-        shown = [m.message for m in editor.client.messages if "completions" in m.message]
+        shown = [m.message for m in editor.client.messages if "Completions" in m.message]
         assert len(shown) == 1 and "refused the API key" in shown[0]
         status = await editor.command("lspilot.status")
         assert status["upstream"]["reachable"] is False
