@@ -389,9 +389,14 @@ def test_vscode_refactor_explain_cancel(
     env_file = tmp_path / "server-env.txt"
     proxy = f"http://127.0.0.1:{_free_port()}"  # nothing listens there: a proxied request fails
     spy = _spy(tmp_path, env_file)
+    # A trusted workspace's program settings are ignored: only the user's settings say which
+    # program runs (the extension reads them from the user's settings; their scope is "window").
+    marker = tmp_path / "the-workspace-program-ran"
+    workspace_program = tmp_path / "workspace-program"
+    workspace_program.write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 1\n")
+    workspace_program.chmod(0o755)
     profile = _profile(
         tmp_path,
-        # machine-scoped: only the user's settings may say which program runs
         user_settings={"lspilot.serverCommand": spy, "http.proxy": proxy},
         # temperature: a setting made in VS Code reaches the server (workspace/configuration);
         # no retries: the first of the two explains fails at once; verifyTls off: the server
@@ -401,7 +406,10 @@ def test_vscode_refactor_explain_cancel(
         # no next edit suggestions: their requests would take the scripted replies
         workspace_settings={"lspilot.temperature": 0.25, "lspilot.maxRetries": 0,
                             "lspilot.verifyTls": False, "lspilot.runTests": "never",
-                            "lspilot.nextEditSuggestions": False},
+                            "lspilot.nextEditSuggestions": False,
+                            "lspilot.serverCommand": [str(workspace_program)],
+                            "lspilot.pythonPath": str(workspace_program),
+                            "lspilot.apiKeyCommand": [str(workspace_program)]},
     )
 
     # Replies in the scenario's order: refactor, explain, refactor with instruction, a slow
@@ -484,6 +492,9 @@ def test_vscode_refactor_explain_cancel(
     assert OLD_CODE not in saved, saved
     # Write tests created the conventional test file (its text is checked in the editor).
     assert (profile.workspace / "test_calc.py").exists()
+    # The spy (the user's serverCommand) started the server; the workspace's programs never ran.
+    assert env_file.exists()
+    assert not marker.exists()
 
     # VS Code's http.proxy reached the server; this machine's hosts are never proxied (the
     # upstream on 127.0.0.1 answered every request although nothing listens on the proxy).

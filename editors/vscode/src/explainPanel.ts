@@ -13,11 +13,11 @@ interface Session {
 }
 
 /**
- * The panel's view type. Deliberately not an `onWebviewPanel:` activation event: in code-server that
- * activated the extension while the reloaded window had not yet read the user's settings, and the
- * server started with the default command (lspilot.serverCommand unseen). The panel is revived once
- * the extension activates as usual (the source file beside it, or the chat view), which is also when
- * VS Code asks its serializer.
+ * The panel's view type. The panel is revived once the extension activates as usual (the source
+ * file beside it, or the chat view), which is also when VS Code asks its serializer. (The server
+ * that used to start with the default command after a reload in code-server was not this panel's
+ * doing: lspilot.serverCommand was machine-scoped, which a remote window drops from the user's
+ * settings, at startup only sometimes; see settings.ts, MACHINE_KEYS.)
  */
 export const EXPLAIN_PANEL = 'lspilot.explanation';
 

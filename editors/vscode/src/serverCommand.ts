@@ -48,13 +48,22 @@ export function findOnPath(name: string): string | undefined {
   return undefined;
 }
 
-/** Resolves the command line from the settings: serverCommand, pythonPath, `lspilot` on PATH, `python3 -m lspilot`. */
+/**
+ * Resolves the command line from the settings: serverCommand, pythonPath, `lspilot` on PATH,
+ * `python3 -m lspilot`. Both settings are read from the user's own settings only (`globalValue`:
+ * the user's settings, with a remote window's Remote settings over them), never a workspace's: they
+ * run a program. That is enforced here, not by a `machine` scope: in a remote window (code-server is
+ * always one) VS Code drops a machine-scoped value from the user's settings as soon as it knows the
+ * setting's scope, so whether the extension saw it at startup was a race (settings.ts, MACHINE_KEYS).
+ */
 export function resolveServerCommand(config: vscode.WorkspaceConfiguration): ServerCommand {
-  const serverCommand = (config.get<string[]>('serverCommand') ?? []).filter((part) => typeof part === 'string');
+  const raw = config.inspect<unknown>('serverCommand')?.globalValue;
+  const serverCommand = (Array.isArray(raw) ? raw : []).filter((part): part is string => typeof part === 'string');
   if (serverCommand.length > 0 && serverCommand[0].trim() !== '') {
     return { command: expand(serverCommand[0]), args: serverCommand.slice(1).map(expand), source: 'lspilot.serverCommand' };
   }
-  const pythonPath = (config.get<string>('pythonPath') ?? '').trim();
+  const rawPython = config.inspect<unknown>('pythonPath')?.globalValue;
+  const pythonPath = (typeof rawPython === 'string' ? rawPython : '').trim();
   if (pythonPath !== '') {
     return { command: expand(pythonPath), args: ['-m', 'lspilot'], source: 'lspilot.pythonPath' };
   }

@@ -7,7 +7,11 @@ import * as vscode from 'vscode';
  */
 export const EXTENSION_KEYS: readonly string[] = ['serverCommand', 'pythonPath', 'trace.server'];
 
-/** Settings that run a program: only the user's own (machine) settings count, never a workspace's. */
+/**
+ * Settings that run a program: only the user's own settings count (`globalValue`), never a
+ * workspace's. Their scope is `window`, not `machine`: VS Code ignores a machine-scoped value in the
+ * user's settings in a remote window (code-server, Remote - SSH), and at startup only sometimes.
+ */
 export const MACHINE_KEYS: readonly string[] = ['serverCommand', 'pythonPath', 'apiKeyCommand'];
 
 /**
