@@ -158,8 +158,10 @@ async def test_suggestions_follow_the_users_edits_not_lspilots(upstream, workspa
         assert len(upstream.requests) == 2
 
 
-async def test_an_accepted_suggestion_is_not_followed_by_another(upstream, workspace):
-    upstream.enqueue(Reply.stream([REWRITE]))
+async def test_an_accepted_suggestion_is_followed_by_the_next(upstream, workspace):
+    # An accepted suggestion is the user's edit (the editor applies it), unlike lspilot's
+    # own applyEdit: the next suggestion follows it, as a rename's other uses do.
+    upstream.enqueue(Reply.stream([REWRITE]), Reply.stream([REWRITE]))
     async with session(upstream, workspace) as editor:
         uri = editor.open("geometry.py", SOURCE)
         rename_first_parameter(editor, uri)
@@ -167,5 +169,7 @@ async def test_an_accepted_suggestion_is_not_followed_by_another(upstream, works
         start, end = suggested["range"]["start"], suggested["range"]["end"]
         editor.change(uri, types.Range(types.Position(**start), types.Position(**end)),
                       suggested["newText"])  # the user accepts it: the editor applies it
-        assert await ask(editor, uri, 1, 12) == []
-        assert len(upstream.requests) == 1
+        await ask(editor, uri, 1, 12)
+        assert len(upstream.requests) == 2
+        followed = upstream.requests[1].json["messages"][-1]["content"]
+        assert "+    return w * height" in followed  # the accepted edit is in its history

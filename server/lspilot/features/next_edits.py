@@ -30,7 +30,7 @@ from lspilot.jobs.job import Job, JobSpec, Outcome
 from lspilot.llm.wire import ChatRequest
 from lspilot.next_edits import prompt
 from lspilot.next_edits.history import EditHistory
-from lspilot.text import apply_edits, offset_at, position_of
+from lspilot.text import offset_at, position_of
 from lspilot.workspace import encoding_of
 
 log = logging.getLogger(__name__)
@@ -89,10 +89,11 @@ class NextEditsFeature(Feature):
             self.histories[uri] = EditHistory(document.source)
             return
         name = Path(document.path).name
-        if self.services.editor.own_edits.claims(uri) or self._accepted(uri, history,
-                                                                          document.source):
-            # Suggestions follow the user's edits, not lspilot's (a refactor, the agent,
-            # an accepted suggestion): nothing is asked until the user edits again.
+        if self.services.editor.own_edits.claims(uri):
+            # Suggestions follow the user's edits, not lspilot's (a refactor, the agent's):
+            # nothing is asked until the user edits again. An accepted suggestion is the
+            # user's edit (the editor applies it): the next one follows it, as a rename's
+            # other uses do.
             history.adopt(document.source, name)
             self.cache.pop(uri, None)
             pending = self.pending.pop(uri, None)
@@ -100,17 +101,6 @@ class NextEditsFeature(Feature):
                 pending.close()
             return
         history.record(document.source, time.monotonic(), name)
-
-    def _accepted(self, uri: str, history: EditHistory, source: str) -> bool:
-        """Whether the change is the editor applying the suggestion lspilot made."""
-        cached = self.cache.get(uri)
-        if cached is None or not cached.edits:
-            return False
-        edits = [types.TextEdit(range=types.Range(_position(e["range"]["start"]),
-                                                  _position(e["range"]["end"])),
-                                new_text=e["newText"]) for e in cached.edits]
-        encoding = encoding_of(self.services.workspace)
-        return apply_edits(history.text, edits, encoding) == source
 
     def document_closed(self, uri: str) -> None:
         self.histories.pop(uri, None)
@@ -250,10 +240,6 @@ def _params(params: Any) -> tuple[str | None, int | None, types.Position | None]
 
 def _offset(lines: list[str], line: int, char: int) -> int:
     return sum(len(text) + 1 for text in lines[:line]) + char
-
-
-def _position(json: dict[str, int]) -> types.Position:
-    return types.Position(json["line"], json["character"])
 
 
 def _json(position: types.Position) -> dict[str, int]:
