@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,23 +69,14 @@ class AgentUpstream(LoopbackUpstream):
         """The answer once the scripted ones are used up."""
         return final_answer()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = await reader.readexactly(int(match.group(1)) if match else 0)
-                self.received.append(time.perf_counter())
-                self.record(body)
-                writer.write(self.bodies.pop(0) if self.bodies else self.when_out())
-                await writer.drain()
-                self.answered.append(time.perf_counter())
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def respond(self, body: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        self.received.append(time.perf_counter())
+        self.record(body)
+        writer.write(self.bodies.pop(0) if self.bodies else self.when_out())
+        await writer.drain()
+        self.answered.append(time.perf_counter())
+        return True
 
 
 def thousand_lines() -> str:

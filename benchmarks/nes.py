@@ -42,7 +42,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from typing import Any
 from benchmarks.floor import FLOOR_COMMAND, _floor_env
 from benchmarks.scenarios import Config, Figure, Session, fmt
 from benchmarks.typing_sim import local_speed, percentile
-from benchmarks.upstream import _END, _HEAD, LoopbackUpstream, chunked, event
+from benchmarks.upstream import _HEAD, DONE, LoopbackUpstream, chunked, event, stream_tail
 from lspilot.next_edits.prompt import (
     CURSOR,
     EDITABLE_AFTER,
@@ -231,28 +230,13 @@ class NesUpstream(LoopbackUpstream):
         return (f"```python\n{rewritten}\n```\n",
                 Asked(name.group(1) if name else "", now, rewritten != region, True))
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = json.loads(await reader.readexactly(int(match.group(1)) if match else 0))
-                messages = body.get("messages") or [{"content": ""}]
-                text, asked = self.answer(str(messages[-1].get("content") or ""))
-                self.asked.append(asked)
-                prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-                if not await self._stream(reader, writer, text, asked, prompt_chars):
-                    return
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                json.JSONDecodeError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def respond(self, body: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        messages = json.loads(body).get("messages") or [{"content": ""}]
+        text, asked = self.answer(str(messages[-1].get("content") or ""))
+        self.asked.append(asked)
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        return await self._stream(reader, writer, text, asked, prompt_chars)
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       text: str, asked: Asked, prompt_chars: int) -> bool:
@@ -266,13 +250,10 @@ class NesUpstream(LoopbackUpstream):
             if eof.done():
                 asked.closed_early = True
                 return False
-            usage = {"prompt_tokens": max(1, prompt_chars // 4),
-                     "completion_tokens": max(1, len(text) // 4)}
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             writer.write(b"".join(chunked(event(text[i:i + CHUNK_CHARS]))
                                   for i in range(0, len(text), CHUNK_CHARS))
-                         + chunked(event(finish="stop")) + chunked(event(usage=usage))
-                         + chunked(b"data: [DONE]\n\n") + _END)
+                         + stream_tail(max(1, prompt_chars // 4), max(1, len(text) // 4))
+                         + DONE)
             asked.done = time.perf_counter()
             await writer.drain()
             await asyncio.sleep(0)

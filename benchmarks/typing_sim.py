@@ -31,7 +31,6 @@ import json
 import os
 import random
 import re
-import socket
 import textwrap
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.scenarios import Config, Figure, Session, fmt
-from benchmarks.upstream import _END, _HEAD, LoopbackUpstream, chunked, event
+from benchmarks.upstream import _HEAD, DONE, LoopbackUpstream, chunked, event, stream_tail
 
 FIRST_TOKEN_S = 0.300  # the upstream's time to first token
 CHUNK_CHARS = 4  # a token's worth of text per content chunk
@@ -139,36 +138,22 @@ class TypingUpstream(LoopbackUpstream):
         wrong = next(w for w in WRONG if not rest.startswith(w[0]))
         return wrong, False
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = json.loads(await reader.readexactly(int(match.group(1)) if match else 0))
-                received = time.perf_counter()
-                messages = body.get("messages") or [{"content": body.get("prompt", "")}]
-                user = str(messages[-1].get("content") or "")
-                before = user.split(CURSOR, 1)[0] if CURSOR in user else ""
-                # The prompt's own lines come first: match on the code's end only.
-                k = self.position(before[-1500:]) if before else None
-                text, correct = self.answer(k)
-                prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-                asked = Asked(received, k, correct, text, prompt_tokens=max(1, prompt_chars // 4))
-                if self.tail is not None:
-                    asked.first_token_s = tail_first_token(self.tail)
-                self.asked.append(asked)
-                if not await self._stream(reader, writer, asked, prompt_chars):
-                    return
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
-                json.JSONDecodeError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def respond(self, body: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        received = time.perf_counter()
+        request = json.loads(body)
+        messages = request.get("messages") or [{"content": request.get("prompt", "")}]
+        user = str(messages[-1].get("content") or "")
+        before = user.split(CURSOR, 1)[0] if CURSOR in user else ""
+        # The prompt's own lines come first: match on the code's end only.
+        k = self.position(before[-1500:]) if before else None
+        text, correct = self.answer(k)
+        prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
+        asked = Asked(received, k, correct, text, prompt_tokens=max(1, prompt_chars // 4))
+        if self.tail is not None:
+            asked.first_token_s = tail_first_token(self.tail)
+        self.asked.append(asked)
+        return await self._stream(reader, writer, asked, prompt_chars)
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       asked: Asked, prompt_chars: int) -> bool:
@@ -191,11 +176,8 @@ class TypingUpstream(LoopbackUpstream):
                 await writer.drain()
                 if i == 0:
                     asked.first_content = time.perf_counter()
-            usage = {"prompt_tokens": max(1, prompt_chars // 4),
-                     "completion_tokens": max(1, len(asked.answer) // 4)}
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            writer.write(chunked(event(finish="stop")) + chunked(event(usage=usage))
-                         + chunked(b"data: [DONE]\n\n") + _END)
+            writer.write(stream_tail(max(1, prompt_chars // 4), max(1, len(asked.answer) // 4))
+                         + DONE)
             await writer.drain()
             asked.done = time.perf_counter()
             await asyncio.sleep(0)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MARK = re.compile(rb"bench-id:(\d+)")
+_LENGTH = re.compile(rb"(?im)^content-length:\s*(\d+)")
 
 _HEAD = (
     b"HTTP/1.1 200 OK\r\n"
@@ -65,6 +66,16 @@ def chunked(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+def stream_tail(prompt_tokens: int, completion_tokens: int) -> bytes:
+    """What follows an answer's content: the finish reason and the usage (then ``DONE``)."""
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+             "total_tokens": prompt_tokens + completion_tokens}
+    return chunked(event(finish="stop")) + chunked(event(usage=usage))
+
+
+DONE = chunked(b"data: [DONE]\n\n") + _END  # the stream's last event and HTTP chunk
+
+
 @dataclass
 class Script:
     """How to answer one request."""
@@ -87,17 +98,45 @@ class Stamps:
 
 @dataclass
 class LoopbackUpstream:
-    """An upstream's server on 127.0.0.1 at a free port; ``_serve`` answers a connection
-    (and keeps its writer in ``_writers``, so ``close`` can end it)."""
+    """An upstream's server on 127.0.0.1 at a free port. It reads each request of a
+    keep-alive connection (httpx reuses it) and hands its body to ``respond``; the writers
+    are kept in ``_writers``, so ``close`` can end them."""
 
+    connections: int = field(default=0, kw_only=True)
+    nodelay: bool | None = field(default=None, kw_only=True)  # read back from the last socket
     _server: asyncio.Server | None = field(default=None, kw_only=True)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set, kw_only=True)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def respond(self, body: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; False ends the connection (the client closed it)."""
         raise NotImplementedError
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        self.connections += 1
+        # Nagle off, as real gateways send (asyncio sets it on TCP transports already; made
+        # explicit and read back so the benchmarks can show it).
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.nodelay = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        try:
+            while True:  # HTTP/1.1 keep-alive: httpx reuses the connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                match = _LENGTH.search(head)
+                body = await reader.readexactly(int(match.group(1)) if match else 0)
+                if not await self.respond(body, reader, writer):
+                    return
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
+                json.JSONDecodeError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
 
     @property
     def base_url(self) -> str:
@@ -120,8 +159,6 @@ class LoadUpstream(LoopbackUpstream):
     scripts: dict[int, Script] = field(default_factory=dict)
     stamps: dict[int, Stamps] = field(default_factory=dict)
     requests: int = 0
-    connections: int = 0
-    nodelay: bool | None = None  # TCP_NODELAY read back from the last connection's socket
     _pieces: dict[str, bytes] = field(default_factory=dict)
 
     def _piece(self, content: str) -> bytes:
@@ -130,49 +167,31 @@ class LoadUpstream(LoopbackUpstream):
             piece = self._pieces[content] = chunked(event(content))
         return piece
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        self.connections += 1
-        # Nagle off, as real gateways send (asyncio sets it on TCP transports already; made
-        # explicit and read back so the benchmarks can show it).
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.nodelay = bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        try:
-            while True:  # HTTP/1.1 keep-alive: httpx reuses the connection
-                head = await reader.readuntil(b"\r\n\r\n")
-                match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-                body = await reader.readexactly(int(match.group(1)) if match else 0)
-                stamps = Stamps(received=time.perf_counter())
-                self.requests += 1
-                mark = MARK.search(body)
-                ident = int(mark.group(1)) if mark else -1
-                self.stamps[ident] = stamps
-                script = self.scripts.pop(ident, None) or self.default
-                if script is None:
-                    message = b'{"error":{"message":"no script for this request"}}'
-                    writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: "
-                                 b"application/json\r\ncontent-length: %d\r\n\r\n%b"
-                                 % (len(message), message))
-                    await writer.drain()
-                    continue
-                await self._stream(writer, script, stamps)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.close()
+    async def respond(self, body: bytes, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> bool:
+        stamps = Stamps(received=time.perf_counter())
+        self.requests += 1
+        mark = MARK.search(body)
+        ident = int(mark.group(1)) if mark else -1
+        self.stamps[ident] = stamps
+        script = self.scripts.pop(ident, None) or self.default
+        if script is None:
+            message = b'{"error":{"message":"no script for this request"}}'
+            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: "
+                         b"application/json\r\ncontent-length: %d\r\n\r\n%b"
+                         % (len(message), message))
+            await writer.drain()
+            return True
+        await self._stream(writer, script, stamps)
+        return True
 
     async def _stream(self, writer: asyncio.StreamWriter, script: Script, stamps: Stamps) -> None:
         role = chunked(event("", role="assistant"))
         n = len(script.content)
-        tail = chunked(event(finish="stop")) + chunked(event(usage={
-            "prompt_tokens": 100, "completion_tokens": n, "total_tokens": 100 + n}))
-        done = chunked(b"data: [DONE]\n\n") + _END
+        tail = stream_tail(100, n)
         if script.instant:
             writer.write(_HEAD + role + b"".join(self._piece(c) for c in script.content)
-                         + tail + done)
+                         + tail + DONE)
             stamps.first_content = stamps.done = time.perf_counter()
             stamps.chunks = n
             await writer.drain()
@@ -201,6 +220,6 @@ class LoadUpstream(LoopbackUpstream):
         await writer.drain()
         if script.pause_before_done:
             await asyncio.sleep(script.pause_before_done)
-        writer.write(done)
+        writer.write(DONE)
         stamps.done = time.perf_counter()
         await writer.drain()
