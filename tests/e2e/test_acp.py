@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
 from tests.e2e.acp_client import API_KEY, acp_agent
+from tests.e2e.processes import ended, written_pid
 from tests.e2e.test_agent import tool_reply
 from tests.fake_upstream import Reply
 
@@ -141,23 +141,12 @@ async def test_cancel_mid_tool_kills_the_command(upstream, workspace):
     async with acp_agent(upstream, workspace, {"agentApproval": {"run": "auto"}}) as client:
         session = await client.start_session(workspace)
         prompt = client.prompt(session, "sleep")
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            await asyncio.sleep(0.05)
-        pid = int(pid_file.read_text())
+        pid = await written_pid(pid_file)
         client.notify("session/cancel", {"sessionId": session})
         reply = await asyncio.wait_for(prompt, 5)
         assert reply["result"]["stopReason"] == "cancelled"
         assert client.kinds("tool_call")[0]["kind"] == "execute"
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the command's process outlived the cancel")
+        await ended(pid)
 
 
 async def test_cancel_while_asking_and_in_the_clients_terminal(upstream, workspace):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from typing import Any
 
 from lsprotocol import types
 
 from tests.e2e.harness import API_KEY, capabilities, plain, session
+from tests.e2e.processes import ended, written_pid
 from tests.fake_upstream import Reply
 
 UTIL = "def add(a, b):\n    return a - b\n"
@@ -248,22 +248,11 @@ async def test_cancel_during_a_tool_ends_its_process_group(upstream, workspace):
             {"message": "sleep", "mode": "agent"}], work_done_token="agent-1")
         editor.expect_progress("agent-1")
         running = asyncio.ensure_future(editor.client.workspace_execute_command_async(params))
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            await asyncio.sleep(0.05)
-        pid = int(pid_file.read_text())
+        pid = await written_pid(pid_file)
         await editor.command("lspilot.cancel", {"token": "agent-1"})
         result = await running
         assert result["status"] == "cancelled"
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the command's process outlived the cancel")
+        await ended(pid)
 
 
 async def test_run_tests_runs_the_test_command_and_counts(upstream, workspace):
@@ -336,11 +325,7 @@ async def test_a_turn_cancelled_after_an_edit_says_the_edit_stays(upstream, work
             "agentApproval": {"edit": "auto", "run": "auto"}}) as editor:
         Agent(editor)
         running = await agent_turn(editor, "fix and check", "agent-2")
-        for _ in range(200):
-            if pid_file.exists() and pid_file.read_text():
-                break
-            await asyncio.sleep(0.05)
-        assert pid_file.exists(), "the command never ran"
+        await written_pid(pid_file)
         await editor.command("lspilot.cancel", {"token": "agent-2"})
         assert (await running)["status"] == "cancelled"
         assert editor.progress("agent-2")[-1].message == \

@@ -15,6 +15,7 @@ import pytest
 from lsprotocol import types
 
 from tests.e2e.harness import API_KEY, capabilities, range_of, session
+from tests.e2e.processes import ended, written_pid
 from tests.fake_upstream import Reply
 
 SOURCE = "def add(a, b):\n    return a + b\n"
@@ -254,12 +255,7 @@ async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace)
     async with session(upstream, workspace, init_options={
             "runTests": "always", "testCommand": {"python": sleeper}}) as editor:
         running = asyncio.ensure_future(write_tests(editor, token="c1"))
-        for _ in range(200):  # the child writes its pid once it runs
-            if pid_file.exists() and pid_file.read_text():
-                break
-            await asyncio.sleep(0.05)
-        assert pid_file.exists() and pid_file.read_text(), "the test command never ran"
-        child = int(pid_file.read_text())
+        child = await written_pid(pid_file, "the test command")  # its child's pid
         assert (await editor.command("lspilot.cancel", {"token": "c1"}))["cancelled"] == ["c1"]
         result = await running
         assert result["status"] == "cancelled"
@@ -267,20 +263,7 @@ async def test_cancel_during_the_run_ends_its_process_group(upstream, workspace)
         assert editor.progress("c1")[-1].message == \
             "Cancelled; the edits already applied stay (undo reverts them)."
         assert (workspace / "test_calc.py").exists()
-        for _ in range(100):
-            if not _alive(child):
-                break
-            await asyncio.sleep(0.05)
-        assert not _alive(child)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat").read_text().split()
-    return stat[2] != "Z"
+        await ended(child, "the test command's child")
 
 
 async def test_an_unsaved_test_file_is_run_as_the_editor_holds_it(upstream, workspace):
