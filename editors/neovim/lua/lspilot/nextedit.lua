@@ -14,8 +14,8 @@
 -- with vim.lsp.util.apply_text_edits as one undo step.
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
-local events = require("lspilot.events")
 local server = require("lspilot.server")
+local shown = require("lspilot.shown")
 
 local api = vim.api
 local M = {}
@@ -27,28 +27,23 @@ M.namespace = api.nvim_create_namespace("lspilot.nextedit")
 
 local attached = {} -- bufnr -> true
 local timers = {} -- bufnr -> the debounce timer
-local pending = nil -- { client, id, bufnr } of the request in flight
--- The suggestion on screen: { bufnr, version, encoding, edits = { { range, newText,
--- text, row, col, end_row, end_col } } } (rows and byte columns 0-based).
-local current = nil
+-- slot.current, the suggestion on screen: { bufnr, version, tick, encoding, edits = {
+-- { range, newText, text, row, col, end_row, end_col } } } (rows and byte columns
+-- 0-based). slot.pending: { client, id, bufnr } of the request in flight.
+local slot = shown.new("LspilotNextEdit", M.namespace)
 
-local function define_highlights()
+shown.highlights("lspilot.nextedit.highlight", function()
   -- default = true: a colorscheme or the user's own groups win.
   api.nvim_set_hl(0, M.HIGHLIGHT, { link = "DiffAdd", default = true })
   api.nvim_set_hl(0, M.HIGHLIGHT_DELETE, { strikethrough = true, default = true })
-end
-define_highlights()
-api.nvim_create_autocmd("ColorScheme", {
-  group = api.nvim_create_augroup("lspilot.nextedit.highlight", { clear = true }),
-  callback = define_highlights,
-})
+end)
 
 local function options()
   return config.options.next_edit or config.defaults.next_edit
 end
 
 local function fire(event, fields)
-  events.fire("LspilotNextEdit", vim.tbl_extend("force", { event = event }, fields or {}))
+  slot:fire(event, fields)
 end
 
 --- The version lspilot's client knows the buffer at (what didChange last said).
@@ -68,52 +63,32 @@ function M.supported(client)
   return type(experimental) == "table" and experimental.copilotInlineEdit == true
 end
 
-local function cancel_pending()
-  if pending then
-    local p = pending
-    pending = nil
-    if not compat.is_stopped(p.client) then
-      pcall(compat.cancel_request, p.client, p.id)
-    end
-  end
-end
-
 --- Removes the suggestion; `reason` goes into the event. False when none is shown.
 function M.clear(reason)
-  if current == nil then
-    return false
-  end
-  local bufnr = current.bufnr
-  current = nil
-  if api.nvim_buf_is_valid(bufnr) then
-    api.nvim_buf_clear_namespace(bufnr, M.namespace, 0, -1)
-  end
-  fire("cleared", { bufnr = bufnr, reason = reason })
-  return true
+  return slot:clear(reason)
 end
 
 --- The suggestion shown now: { bufnr, version, edits = { { row, col, end_row, end_col,
 --- text (what it replaces), newText } } }, or nil.
 function M.get()
-  if current == nil then
+  local s = slot.current
+  if s == nil then
     return nil
   end
   local edits = {}
-  for _, e in ipairs(current.edits) do
+  for _, e in ipairs(s.edits) do
     table.insert(edits, { row = e.row, col = e.col, end_row = e.end_row, end_col = e.end_col,
       text = e.text, newText = e.newText })
   end
-  return { bufnr = current.bufnr, version = current.version, edits = edits }
+  return { bufnr = s.bufnr, version = s.version, edits = edits }
 end
 
 -- Drawing -------------------------------------------------------------------------------
 
-local function untab(text, bufnr)
-  return (text:gsub("\t", string.rep(" ", vim.bo[bufnr].tabstop)))
-end
+local untab = shown.untab
 
 local function render()
-  local s = current
+  local s = slot.current
   api.nvim_buf_clear_namespace(s.bufnr, M.namespace, 0, -1)
   for _, e in ipairs(s.edits) do
     if e.row ~= e.end_row or e.col ~= e.end_col then
@@ -133,12 +108,7 @@ local function render()
         mark.virt_text_pos = "eol"
       end
     end
-    if #lines > 1 then
-      mark.virt_lines = {}
-      for i = 2, #lines do
-        table.insert(mark.virt_lines, { { untab(lines[i], s.bufnr), M.HIGHLIGHT } })
-      end
-    end
+    mark.virt_lines = shown.virt_lines(lines, s.bufnr, M.HIGHLIGHT)
     if mark.virt_text or mark.virt_lines then
       local row, col = e.end_row, e.end_col
       if not compat.has_0_10 then
@@ -193,7 +163,7 @@ end
 
 --- Asks the server for the next edit at the cursor of the current buffer `bufnr`.
 function M.request(bufnr)
-  cancel_pending()
+  slot:cancel_pending()
   if bufnr ~= api.nvim_get_current_buf() or not options().enabled then
     return false
   end
@@ -210,13 +180,7 @@ function M.request(bufnr)
     textDocument = { uri = vim.uri_from_bufnr(bufnr), version = version },
     position = { line = cursor[1] - 1, character = compat.to_lsp_col(line, cursor[2], encoding) },
   }
-  local this
-  -- client:request() sends the buffer's pending didChange first.
-  local ok, id = compat.request(client, M.METHOD, params, function(err, result)
-    if pending ~= this then
-      return -- superseded or cancelled
-    end
-    pending = nil
+  local sent = slot:request(client, M.METHOD, params, bufnr, nil, function(_, err, result)
     if err then
       fire("failed", { bufnr = bufnr, message = tostring(err.message or vim.inspect(err)) })
       return
@@ -235,14 +199,12 @@ function M.request(bufnr)
       return
     end
     M.clear("replaced")
-    current = { bufnr = bufnr, version = version, tick = tick, encoding = encoding, edits = edits }
+    slot.current = { bufnr = bufnr, version = version, tick = tick, encoding = encoding, edits = edits }
     render()
-  end, bufnr)
-  if not ok then
+  end)
+  if not sent then
     return false
   end
-  this = { client = client, id = id, bufnr = bufnr }
-  pending = this
   fire("requested", { bufnr = bufnr, version = version })
   return true
 end
@@ -264,10 +226,8 @@ end
 -- Every change: a shown suggestion is stale, the request in flight too; ask again after
 -- the pause.
 local function on_change(bufnr)
-  if pending and pending.bufnr == bufnr then
-    cancel_pending()
-  end
-  if current and current.bufnr == bufnr then
+  slot:cancel_pending(bufnr)
+  if slot:shown_in(bufnr) then
     M.clear("edited")
   end
   if options().enabled then
@@ -278,7 +238,7 @@ end
 -- Keys ----------------------------------------------------------------------------------
 
 local function shown_here()
-  return current ~= nil and current.bufnr == api.nvim_get_current_buf()
+  return slot:shown_in(api.nvim_get_current_buf())
 end
 
 --- Moves the cursor to the start of the suggested edit. False when none is shown.
@@ -286,9 +246,9 @@ function M.jump()
   if not shown_here() then
     return false
   end
-  local e = current.edits[1]
+  local e = slot.current.edits[1]
   api.nvim_win_set_cursor(0, { e.row + 1, e.col })
-  fire("jumped", { bufnr = current.bufnr, row = e.row, col = e.col })
+  fire("jumped", { bufnr = slot.current.bufnr, row = e.row, col = e.col })
   return true
 end
 
@@ -297,7 +257,7 @@ function M.accept()
   if not shown_here() then
     return false
   end
-  local s = current
+  local s = slot.current
   if api.nvim_buf_get_changedtick(s.bufnr) ~= s.tick then
     M.clear("edited")
     return false
@@ -306,8 +266,7 @@ function M.accept()
   for _, e in ipairs(s.edits) do
     table.insert(text_edits, { range = e.range, newText = e.newText })
   end
-  current = nil
-  api.nvim_buf_clear_namespace(s.bufnr, M.namespace, 0, -1)
+  slot:drop()
   -- Its own undo step, even in insert mode or right after the change that led to it.
   vim.o.undolevels = vim.o.undolevels
   vim.lsp.util.apply_text_edits(text_edits, s.bufnr, s.encoding)
@@ -318,9 +277,7 @@ end
 --- Hides the suggestion until the next change. False when none is shown.
 function M.dismiss()
   local bufnr = api.nvim_get_current_buf()
-  if pending and pending.bufnr == bufnr then
-    cancel_pending()
-  end
+  slot:cancel_pending(bufnr)
   if timers[bufnr] then
     timers[bufnr]:stop()
   end
@@ -330,10 +287,6 @@ function M.dismiss()
   return M.clear("dismissed")
 end
 
-local function feed(lhs)
-  api.nvim_feedkeys(api.nvim_replace_termcodes(lhs, true, false, true), "n", false)
-end
-
 local KEYS = {
   jump = { M.jump, "jump to the next edit suggestion" },
   accept = { M.accept, "accept the next edit suggestion" },
@@ -341,16 +294,7 @@ local KEYS = {
 }
 
 local function map_keys(bufnr)
-  for name, lhs in pairs(options().keys or {}) do
-    local action = KEYS[name]
-    if lhs and action then
-      vim.keymap.set({ "n", "i" }, lhs, function()
-        if not action[1]() then
-          feed(lhs) -- nothing shown: the key does what it does without lspilot
-        end
-      end, { buffer = bufnr, silent = true, desc = "lspilot: " .. action[2] })
-    end
-  end
+  shown.map_keys(bufnr, { "n", "i" }, options().keys, KEYS)
 end
 
 --- Next edit suggestions for `bufnr` (called from the client's on_attach).
@@ -386,8 +330,8 @@ function M.attach(_, bufnr)
         timers[bufnr]:close()
         timers[bufnr] = nil
       end
-      if current and current.bufnr == bufnr then
-        current = nil
+      if slot:shown_in(bufnr) then
+        slot.current = nil -- the buffer and its extmarks are going: nothing to clear
       end
       pcall(api.nvim_del_augroup_by_id, group)
     end,

@@ -11,7 +11,7 @@
 local server = require("lspilot.server")
 local compat = require("lspilot.compat")
 local config = require("lspilot.config")
-local events = require("lspilot.events")
+local shown = require("lspilot.shown")
 local util = require("lspilot.util")
 
 local api = vim.api
@@ -22,32 +22,28 @@ M.INVOKED, M.AUTOMATIC = 1, 2
 M.HIGHLIGHT = "LspilotSuggestion"
 M.namespace = api.nvim_create_namespace("lspilot.suggestion")
 
+-- slot.current, the suggestion on screen: { bufnr, row (0-based), col (byte), before,
+-- after (the line's text either side of col), items = { { text, replace } }, index,
+-- typed, early }. `text` is what goes in at col, `replace` how many bytes right of col
+-- it replaces. slot.pending: { client, id, bufnr, snap, encoding, params } of the
+-- request in flight.
+local slot = shown.new("LspilotSuggestion", M.namespace)
+
 local enabled = true
 local attached = {} -- bufnr -> true
--- The suggestion on screen: { bufnr, row (0-based), col (byte), before, after (the
--- line's text either side of col), items = { { text, replace } }, index, typed }.
--- `text` is what goes in at col, `replace` how many bytes right of col it replaces.
-local current = nil
-local pending = nil -- { client, id, bufnr } of the request in flight
 local last_key = nil -- the (buffer, cursor, changedtick) last handled
 
 -- Highlight ---------------------------------------------------------------------------
 
-local function define_highlight()
+shown.highlights("lspilot.suggestion.highlight", function()
   -- default = true: a colorscheme or the user's own LspilotSuggestion wins.
   api.nvim_set_hl(0, M.HIGHLIGHT, { link = "Comment", default = true })
-end
-define_highlight()
-api.nvim_create_autocmd("ColorScheme", {
-  group = api.nvim_create_augroup("lspilot.suggestion.highlight", { clear = true }),
-  callback = define_highlight,
-})
+end)
 
 -- State -------------------------------------------------------------------------------
 
 local function fire(event, fields)
-  local data = vim.tbl_extend("force", { event = event }, fields or {})
-  events.fire("LspilotSuggestion", data)
+  slot:fire(event, fields)
 end
 
 function M.native_available()
@@ -71,27 +67,12 @@ function M.is_enabled()
 end
 
 local function cancel_pending()
-  if pending then
-    local p = pending
-    pending = nil
-    if not compat.is_stopped(p.client) then
-      pcall(compat.cancel_request, p.client, p.id)
-    end
-  end
+  slot:cancel_pending()
 end
 
 --- Removes the ghost text (and forgets the suggestion); `reason` goes into the event.
 function M.clear(reason)
-  if current == nil then
-    return false
-  end
-  local bufnr = current.bufnr
-  current = nil
-  if api.nvim_buf_is_valid(bufnr) then
-    api.nvim_buf_clear_namespace(bufnr, M.namespace, 0, -1)
-  end
-  fire("cleared", { bufnr = bufnr, reason = reason })
-  return true
+  return slot:clear(reason)
 end
 
 function M.set_enabled(flag)
@@ -131,28 +112,27 @@ end
 --- The suggestion shown now: { text (what is still to come), bufnr, row, col,
 --- index, count }, or nil.
 function M.get()
-  if current == nil then
+  local s = slot.current
+  if s == nil then
     return nil
   end
-  local item = current.items[current.index]
+  local item = s.items[s.index]
   return {
-    text = item.text:sub(#current.typed + 1),
-    bufnr = current.bufnr,
-    row = current.row,
-    col = current.col + #current.typed,
-    index = current.index,
-    count = #current.items,
+    text = item.text:sub(#s.typed + 1),
+    bufnr = s.bufnr,
+    row = s.row,
+    col = s.col + #s.typed,
+    index = s.index,
+    count = #s.items,
   }
 end
 
 -- Drawing -----------------------------------------------------------------------------
 
-local function untab(text, bufnr)
-  return (text:gsub("\t", string.rep(" ", vim.bo[bufnr].tabstop)))
-end
+local untab = shown.untab
 
 local function render()
-  local s = current
+  local s = slot.current
   api.nvim_buf_clear_namespace(s.bufnr, M.namespace, 0, -1)
   local item = s.items[s.index]
   local rest = item.text:sub(#s.typed + 1)
@@ -178,12 +158,7 @@ local function render()
     end
     mark.virt_text_pos = "overlay"
   end
-  if #lines > 1 then
-    mark.virt_lines = {}
-    for i = 2, #lines do
-      table.insert(mark.virt_lines, { { untab(lines[i], s.bufnr), M.HIGHLIGHT } })
-    end
-  end
+  mark.virt_lines = shown.virt_lines(lines, s.bufnr, M.HIGHLIGHT)
   api.nvim_buf_set_extmark(s.bufnr, M.namespace, s.row, col, mark)
   fire("shown", { bufnr = s.bufnr, text = rest, index = s.index, count = #s.items, early = s.early ~= nil })
 end
@@ -191,7 +166,7 @@ end
 -- Shows `items` (answered for `snap`); `early`: the request whose first lines they are.
 local function show(bufnr, snap, items, early)
   M.clear("replaced")
-  current = {
+  slot.current = {
     bufnr = bufnr,
     row = snap.row,
     col = snap.col,
@@ -269,15 +244,10 @@ function M.request(bufnr, kind)
     position = { line = snap.row, character = compat.to_lsp_col(snap.before .. snap.after, snap.col, encoding) },
     context = { triggerKind = kind or M.AUTOMATIC },
   }
-  local this
-  -- client:request() sends the buffer's pending didChange first (0.7 and later).
-  local ok, id = compat.request(client, M.METHOD, params, function(err, result)
-    if pending ~= this then
-      return -- superseded or cancelled: its answer is stale
-    end
-    pending = nil
+  local sent = slot:request(client, M.METHOD, params, bufnr,
+    { snap = snap, encoding = encoding, params = params }, function(this, err, result)
     -- A block's first lines may be shown already (M.on_lines): the answer replaces them.
-    local early = current ~= nil and current.early == this
+    local early = slot.current ~= nil and slot.current.early == this
     if err then
       if early then
         M.clear("failed")
@@ -286,11 +256,11 @@ function M.request(bufnr, kind)
       return
     end
     if not enabled or not in_insert_mode() or api.nvim_get_current_buf() ~= bufnr or cursor_state(bufnr).key ~= snap.key then
-      if early and current.typed ~= "" then
+      if early and slot.current.typed ~= "" then
         -- The user is typing through the first lines: the rest of the block joins them.
         local items = normalize(result, snap, encoding)
-        if #items > 0 and items[1].text:sub(1, #current.items[1].text) == current.items[1].text then
-          current.items, current.index, current.early = items, 1, nil
+        if #items > 0 and items[1].text:sub(1, #slot.current.items[1].text) == slot.current.items[1].text then
+          slot.current.items, slot.current.index, slot.current.early = items, 1, nil
           render()
           return
         end
@@ -307,17 +277,13 @@ function M.request(bufnr, kind)
       return
     end
     if early then
-      -- Not a new suggestion: the same one, complete (no "cleared" in between).
-      api.nvim_buf_clear_namespace(bufnr, M.namespace, 0, -1)
-      current = nil
+      slot:drop() -- not a new suggestion: the same one, complete (no "cleared" in between)
     end
     show(bufnr, snap, items)
-  end, bufnr)
-  if not ok then
+  end)
+  if not sent then
     return false
   end
-  this = { client = client, id = id, bufnr = bufnr, snap = snap, encoding = encoding, params = params }
-  pending = this
   fire("requested", { bufnr = bufnr, kind = kind or M.AUTOMATIC })
   return true
 end
@@ -325,7 +291,7 @@ end
 --- lspilot/inlineCompletionLines: a block's complete lines while the rest streams,
 --- shown at once for the request in flight (the answer replaces them).
 function M.on_lines(params, ctx)
-  local p = pending
+  local p = slot.pending
   if p == nil or type(params) ~= "table" or type(params.text) ~= "string" then
     return
   end
@@ -335,7 +301,7 @@ function M.on_lines(params, ctx)
     or pos.character ~= p.params.position.character then
     return
   end
-  if current ~= nil and current.early ~= p then
+  if slot.current ~= nil and slot.current.early ~= p then
     return -- something else is shown (or typed through): leave it
   end
   if not enabled or not in_insert_mode() or api.nvim_get_current_buf() ~= p.bufnr
@@ -346,17 +312,14 @@ function M.on_lines(params, ctx)
   if #items == 0 then
     return
   end
-  if current ~= nil then
-    api.nvim_buf_clear_namespace(p.bufnr, M.namespace, 0, -1)
-    current = nil
-  end
+  slot:drop()
   show(p.bufnr, p.snap, items, p)
 end
 
 -- Whether the buffer now is what the shown suggestion predicted: the same line, the
 -- same text right of the cursor, and typed since the suggestion some of its characters.
 local function predicted(state)
-  local s = current
+  local s = slot.current
   if s == nil or s.bufnr ~= state.bufnr or s.row ~= state.row or state.col < s.col then
     return false
   end
@@ -408,16 +371,17 @@ end
 --- of its line ("line"). Returns false when none is shown.
 function M.accept(what)
   local bufnr = api.nvim_get_current_buf()
-  if current == nil or current.bufnr ~= bufnr then
+  local s = slot.current
+  if not slot:shown_in(bufnr) then
     return false
   end
   local state = cursor_state(bufnr)
-  if not predicted(state) and not (state.row == current.row and state.col == current.col and current.typed == "") then
+  if not predicted(state) and not (state.row == s.row and state.col == s.col and s.typed == "") then
     M.clear("moved")
     return false
   end
-  local item = current.items[current.index]
-  local rest = item.text:sub(#current.typed + 1)
+  local item = s.items[s.index]
+  local rest = item.text:sub(#s.typed + 1)
   local chunk = rest
   if what == "word" then
     chunk = next_word(rest)
@@ -440,11 +404,11 @@ function M.accept(what)
   end
   -- Part of it went in: the rest stays, anchored at the new cursor.
   local after = cursor_state(bufnr)
-  current.items = { { text = rest:sub(#chunk + 1), replace = item.replace } }
-  current.index = 1
-  current.typed = ""
-  current.row, current.col = after.row, after.col
-  current.before, current.after = after.before, after.after
+  s.items = { { text = rest:sub(#chunk + 1), replace = item.replace } }
+  s.index = 1
+  s.typed = ""
+  s.row, s.col = after.row, after.col
+  s.before, s.after = after.before, after.after
   last_key = after.key
   render()
   return true
@@ -468,9 +432,10 @@ end
 --- server (Invoked) at the cursor.
 function M.next(delta)
   local bufnr = api.nvim_get_current_buf()
-  if current ~= nil and current.bufnr == bufnr and #current.items > 1 then
-    current.index = (current.index - 1 + (delta or 1)) % #current.items + 1
-    current.typed = ""
+  local s = slot.current
+  if slot:shown_in(bufnr) and #s.items > 1 then
+    s.index = (s.index - 1 + (delta or 1)) % #s.items + 1
+    s.typed = ""
     render()
     return true
   end
@@ -483,10 +448,6 @@ end
 
 function M.prev()
   return M.next(-1)
-end
-
-local function feed(lhs)
-  api.nvim_feedkeys(api.nvim_replace_termcodes(lhs, true, false, true), "n", false)
 end
 
 local OWN_KEYS = {
@@ -516,16 +477,7 @@ local function native_keys()
 end
 
 local function map_keys(bufnr, actions)
-  for name, lhs in pairs(config.options.suggestion.keys or {}) do
-    local action = actions[name]
-    if lhs and action then
-      vim.keymap.set("i", lhs, function()
-        if not action[1]() then
-          feed(lhs) -- nothing shown: the key does what it does without lspilot
-        end
-      end, { buffer = bufnr, silent = true, desc = "lspilot: " .. action[2] })
-    end
-  end
+  shown.map_keys(bufnr, "i", config.options.suggestion.keys, actions)
 end
 
 --- Ghost text for `bufnr` (called from the client's on_attach).
